@@ -1,0 +1,2 @@
+import RocketKV
+print("rocketkv")
