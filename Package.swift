@@ -16,7 +16,10 @@ let package = Package(
         .executableTarget(
             name: "rocketkv",
             dependencies: ["RocketKV", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Fast unit tests: no model file needed.
         .testTarget(name: "RocketKVTests", dependencies: ["RocketKV"]),
+        // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
+        .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
