@@ -100,7 +100,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// Parses a GGUF image held in memory (copied into an owned buffer). Used by tests.
     public convenience init(bytes: [UInt8]) throws {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 64)
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+        bytes.withUnsafeBytes { source in
+            if let start = source.baseAddress, !source.isEmpty { buffer.copyMemory(from: start, byteCount: source.count) }
+        }
         do {
             try self.init(path: "<memory>", base: UnsafeRawPointer(buffer), size: bytes.count, mappedLength: -1)
         } catch {
@@ -124,6 +126,8 @@ public final class GGUFFile: @unchecked Sendable {
         var keys: [String] = []
         for _ in 0..<kvCount {
             let key = try reader.readString()
+            // Like llama.cpp, refuse duplicates rather than let one value silently shadow another.
+            guard metadata[key] == nil else { throw GGUFError("duplicate metadata key '\(key)'") }
             let typeID = try reader.read(UInt32.self)
             metadata[key] = try reader.readValue(typeID: typeID, depth: 0)
             keys.append(key)
@@ -137,7 +141,9 @@ public final class GGUFFile: @unchecked Sendable {
         }
 
         var tensors: [GGUFTensorInfo] = []
-        tensors.reserveCapacity(tensorCount)
+        // The count is only bounded by the file size: do not let a corrupt one reserve gigabytes.
+        tensors.reserveCapacity(min(tensorCount, 4096))
+        var index: [String: Int] = [:]
         for _ in 0..<tensorCount {
             let name = try reader.readString()
             let nDims = Int(try reader.read(UInt32.self))
@@ -161,6 +167,8 @@ public final class GGUFFile: @unchecked Sendable {
                 let (m, o) = acc.0.multipliedReportingOverflow(by: d); return (m, acc.1 || o)
             }
             guard !overflow, elements < 1 << 40 else { throw GGUFError("tensor '\(name)' is absurdly large") }
+            guard index[name] == nil else { throw GGUFError("duplicate tensor name '\(name)'") }
+            index[name] = tensors.count
             tensors.append(GGUFTensorInfo(name: name, shape: shape, type: type, offset: Int(offset)))
         }
         let dataOffset = (reader.position + alignment - 1) / alignment * alignment
@@ -182,8 +190,6 @@ public final class GGUFFile: @unchecked Sendable {
         self.fileSize = size
         self.base = base
         self.mappedLength = mappedLength
-        var index: [String: Int] = [:]
-        for (i, t) in tensors.enumerated() { index[t.name] = i }
         self.tensorIndex = index
     }
 
@@ -281,15 +287,33 @@ private struct ByteReader {
         case 9:
             guard depth < 8 else { throw GGUFError("GGUF arrays nested too deeply") }
             let elementType = try read(UInt32.self)
-            let count = try readCount("array length", limit: size - position)
+            // Check the element type even for empty arrays, and bound the length by what the rest of
+            // the file could hold at the element type's smallest encoding.
+            guard let minimumSize = Self.minimumEncodedSize(typeID: elementType) else {
+                throw GGUFError("unknown GGUF metadata value type \(elementType) in an array")
+            }
+            let count = try readCount("array length", limit: max(0, size - position - 8) / minimumSize)
             var values: [GGUFValue] = []
-            values.reserveCapacity(count)
+            values.reserveCapacity(min(count, 1 << 20))
             for _ in 0..<count { values.append(try readValue(typeID: elementType, depth: depth + 1)) }
             return .array(values)
         case 10: return .uint64(try read(UInt64.self))
         case 11: return .int64(try read(Int64.self))
         case 12: return .float64(Double(bitPattern: try read(UInt64.self)))
         default: throw GGUFError("unknown GGUF metadata value type \(typeID)")
+        }
+    }
+
+    /// Smallest number of bytes a value of GGUF type `typeID` occupies (nil for an unknown type).
+    static func minimumEncodedSize(typeID: UInt32) -> Int? {
+        switch typeID {
+        case 0, 1, 7: return 1          // uint8, int8, bool
+        case 2, 3: return 2             // uint16, int16
+        case 4, 5, 6: return 4          // uint32, int32, float32
+        case 10, 11, 12: return 8       // uint64, int64, float64
+        case 8: return 8                // string: its length
+        case 9: return 12               // array: element type and count
+        default: return nil
         }
     }
 }
