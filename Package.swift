@@ -12,12 +12,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        .target(name: "RocketKV"),
+        // SIMD kernels (AVX2/FMA/F16C with run-time dispatch and a portable fallback) and the thread pool.
+        .target(name: "CKernels"),
+        .target(name: "RocketKV", dependencies: ["CKernels"]),
         .executableTarget(
             name: "rocketkv",
             dependencies: ["RocketKV", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Fast unit tests: no model file needed.
-        .testTarget(name: "RocketKVTests", dependencies: ["RocketKV"]),
+        .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels"]),
         // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
         .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),
     ],

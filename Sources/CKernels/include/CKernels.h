@@ -1,0 +1,51 @@
+// Hot loops that need x86 SIMD intrinsics (AVX2/FMA/F16C) Swift cannot express, selected at run time.
+// Each function has a plain Swift reference in Sources/RocketKV/Kernels and a test comparing the two.
+#ifndef ROCKETKV_CKERNELS_H
+#define ROCKETKV_CKERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// 1 when the AVX2 paths are in use (decided once, from the CPU), else 0 (portable C paths).
+int rk_simd_level(void);
+/// Forces the portable C paths (for tests comparing both); pass 0 to restore automatic selection.
+void rk_force_portable(int on);
+
+/// Quantizes `n` floats (multiple of 32) to Q8_0 blocks (34 bytes each), as llama.cpp does for activations.
+void rk_quantize_row_q8_0(const float *x, void *y, int n);
+/// Quantizes `n` floats (multiple of 32) to Q8_1 blocks (36 bytes: d, d*sum(q), 32 q).
+void rk_quantize_row_q8_1(const float *x, void *y, int n);
+
+/// Dot product of one Q4_1 weight row with Q8_1 activations (`n` elements).
+float rk_vec_dot_q4_1_q8_1(int n, const void *w, const void *x);
+/// Dot product of one Q8_0 weight row with Q8_0 activations.
+float rk_vec_dot_q8_0_q8_0(int n, const void *w, const void *x);
+/// Dot product of one Q4_0 weight row with Q8_0 activations.
+float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x);
+
+/// y[t*ystride + r] = dot(row r of W, activation row t) for r in [r0, r1), t in [0, ntok).
+/// `type` is the GGML type id of W (2 = Q4_0, 3 = Q4_1, 8 = Q8_0); activations are quantized to the
+/// matching Q8 format with row stride `xstride` bytes. Returns 0, or -1 for an unsupported type.
+int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
+                    const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
+
+/// Same contract for float weights and float activations (type 0 = F32 weights, 1 = F16 weights).
+int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
+                    const float *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
+
+float rk_dot_f32(const float *a, const float *b, int n);
+/// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
+float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
+/// y += a * x, x in f16.
+void rk_axpy_f16(float a, const uint16_t *x, float *y, int n);
+void rk_f32_to_f16(const float *x, uint16_t *y, int n);
+void rk_f16_to_f32(const uint16_t *x, float *y, int n);
+
+/// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
+typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);
+/// Starts the pool with `threads` threads in all (the caller counts as thread 0). Idempotent.
+void rk_pool_start(int threads);
+int rk_pool_threads(void);
+/// Runs fn(context, i, n) on every thread i in [0, n) and returns when all are done.
+void rk_pool_run(rk_task_fn fn, void *context);
+
+#endif

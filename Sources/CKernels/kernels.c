@@ -1,0 +1,384 @@
+// SIMD kernels with run-time dispatch: an AVX2/FMA/F16C path and a portable path.
+// Block formats follow GGML (ggml-common.h): all scales are IEEE half precision.
+#include "CKernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define RK_X86 1
+#define RK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#else
+#define RK_X86 0
+#endif
+
+typedef struct { uint16_t d; int8_t qs[32]; } block_q8_0;
+typedef struct { uint16_t d; uint16_t s; int8_t qs[32]; } block_q8_1;
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[16]; } block_q4_1;
+typedef struct { uint16_t d; uint8_t qs[16]; } block_q4_0;
+_Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
+_Static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
+_Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
+_Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
+
+// ---- half precision, bit exact (round to nearest even) ----
+
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (mant == 0) { bits = sign; }
+        else {  // subnormal: normalise
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) { mant <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000 | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
+static inline uint16_t float_to_half(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, abs = x & 0x7fffffff;
+    if (abs >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));
+    if (abs >= 0x477ff000) return (uint16_t)(sign | 0x7c00);  // overflows to infinity
+    if (abs < 0x38800000) {  // subnormal or zero in half
+        if (abs < 0x33000000) return (uint16_t)sign;
+        uint32_t e = abs >> 23, m = (abs & 0x7fffff) | 0x800000, shift = 126 - e;
+        // value = m * 2^(e-150); half subnormal unit = 2^-24 -> q = m * 2^(e-126) = m >> (126 - e)
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (q & 1))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t h = ((abs >> 13) - ((127 - 15) << 10));
+    uint32_t rem = abs & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+// ---- dispatch ----
+
+static int simd_level = -1;
+static int force_portable = 0;
+
+int rk_simd_level(void) {
+    if (simd_level < 0) {
+#if RK_X86
+        __builtin_cpu_init();
+        simd_level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) ? 1 : 0;
+#else
+        simd_level = 0;
+#endif
+    }
+    return force_portable ? 0 : simd_level;
+}
+
+void rk_force_portable(int on) { force_portable = on; }
+
+// ---- portable paths ----
+
+static void quantize_q8_0_portable(const float *x, block_q8_0 *y, int n) {
+    for (int b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+        y[b].d = float_to_half(d);
+        for (int j = 0; j < 32; j++) y[b].qs[j] = (int8_t)nearbyintf(x[b * 32 + j] * id);
+    }
+}
+
+static void quantize_q8_1_portable(const float *x, block_q8_1 *y, int n) {
+    for (int b = 0; b < n / 32; b++) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float d = amax / 127.f, id = amax != 0 ? 127.f / amax : 0.f;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) { y[b].qs[j] = (int8_t)nearbyintf(x[b * 32 + j] * id); sum += y[b].qs[j]; }
+        y[b].d = float_to_half(d);
+        y[b].s = float_to_half(d * (float)sum);
+    }
+}
+
+static float dot_q4_1_q8_1_portable(int n, const block_q4_1 *w, const block_q8_1 *x) {
+    float sum = 0;
+    for (int b = 0; b < n / 32; b++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            sumi += (w[b].qs[j] & 0x0f) * x[b].qs[j] + (w[b].qs[j] >> 4) * x[b].qs[j + 16];
+        }
+        sum += half_to_float(w[b].d) * half_to_float(x[b].d) * (float)sumi + half_to_float(w[b].m) * half_to_float(x[b].s);
+    }
+    return sum;
+}
+
+static float dot_q8_0_q8_0_portable(int n, const block_q8_0 *w, const block_q8_0 *x) {
+    float sum = 0;
+    for (int b = 0; b < n / 32; b++) {
+        int sumi = 0;
+        for (int j = 0; j < 32; j++) sumi += w[b].qs[j] * x[b].qs[j];
+        sum += half_to_float(w[b].d) * half_to_float(x[b].d) * (float)sumi;
+    }
+    return sum;
+}
+
+static float dot_q4_0_q8_0_portable(int n, const block_q4_0 *w, const block_q8_0 *x) {
+    float sum = 0;
+    for (int b = 0; b < n / 32; b++) {
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            sumi += ((w[b].qs[j] & 0x0f) - 8) * x[b].qs[j] + ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + 16];
+        }
+        sum += half_to_float(w[b].d) * half_to_float(x[b].d) * (float)sumi;
+    }
+    return sum;
+}
+
+static float dot_f32_portable(const float *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static float dot_f16_f32_portable(const uint16_t *a, const float *b, int n) {
+    float s = 0;
+    for (int i = 0; i < n; i++) s += half_to_float(a[i]) * b[i];
+    return s;
+}
+
+// ---- AVX2 paths ----
+#if RK_X86
+
+RK_AVX2 static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+RK_AVX2 static inline float half_to_float_avx(uint16_t h) { return _cvtsh_ss(h); }
+RK_AVX2 static inline uint16_t float_to_half_avx(float f) { return (uint16_t)_cvtss_sh(f, 0); }
+
+// Quantizes one block of 32 floats: returns the int8 vector and the scale (as llama.cpp's AVX2 path).
+RK_AVX2 static inline __m256i quantize_block_avx(const float *x, float *d_out) {
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_andnot_ps(sign_bit, v0);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign_bit, v1));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign_bit, v2));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign_bit, v3));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    *d_out = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_ROUND_NEAREST));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_ROUND_NEAREST));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_ROUND_NEAREST));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_ROUND_NEAREST));
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    // packs interleave 128-bit lanes; restore element order
+    return _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+RK_AVX2 static void quantize_q8_0_avx2(const float *x, block_q8_0 *y, int n) {
+    for (int b = 0; b < n / 32; b++) {
+        float d;
+        __m256i q = quantize_block_avx(x + b * 32, &d);
+        y[b].d = float_to_half_avx(d);
+        _mm256_storeu_si256((__m256i *)y[b].qs, q);
+    }
+}
+
+RK_AVX2 static void quantize_q8_1_avx2(const float *x, block_q8_1 *y, int n) {
+    for (int b = 0; b < n / 32; b++) {
+        float d;
+        __m256i q = quantize_block_avx(x + b * 32, &d);
+        y[b].d = float_to_half_avx(d);
+        _mm256_storeu_si256((__m256i *)y[b].qs, q);
+        __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+        __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1));
+        s = _mm_hadd_epi32(s, s); s = _mm_hadd_epi32(s, s);
+        y[b].s = float_to_half_avx(d * (float)_mm_cvtsi128_si32(s));
+    }
+}
+
+// Sum of products of unsigned bytes `u` and signed bytes `s`, as 8 floats.
+RK_AVX2 static inline __m256 mul_sum_us8_ps(__m256i u, __m256i s) {
+    __m256i dot = _mm256_maddubs_epi16(u, s);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+}
+
+RK_AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
+    __m128i tmp = _mm_loadu_si128((const __m128i *)qs);
+    __m256i bytes = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
+    return _mm256_and_si256(bytes, _mm256_set1_epi8(0x0f));
+}
+
+RK_AVX2 static float dot_q4_1_q8_1_avx2(int n, const block_q4_1 *w, const block_q8_1 *x) {
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int b = 0; b < n / 32; b++) {
+        const float dw = half_to_float_avx(w[b].d), dx = half_to_float_avx(x[b].d);
+        summs += half_to_float_avx(w[b].m) * half_to_float_avx(x[b].s);
+        __m256i qw = unpack_nibbles(w[b].qs);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), mul_sum_us8_ps(qw, qx), acc);
+    }
+    return hsum_ps(acc) + summs;
+}
+
+RK_AVX2 static float dot_q8_0_q8_0_avx2(int n, const block_q8_0 *w, const block_q8_0 *x) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / 32; b++) {
+        const float d = half_to_float_avx(w[b].d) * half_to_float_avx(x[b].d);
+        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        // maddubs needs one unsigned operand: move the sign of w onto x
+        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8_ps(aw, sx), acc);
+    }
+    return hsum_ps(acc);
+}
+
+RK_AVX2 static float dot_q4_0_q8_0_avx2(int n, const block_q4_0 *w, const block_q8_0 *x) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / 32; b++) {
+        const float d = half_to_float_avx(w[b].d) * half_to_float_avx(x[b].d);
+        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w[b].qs), _mm256_set1_epi8(8));
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8_ps(aw, sx), acc);
+    }
+    return hsum_ps(acc);
+}
+
+RK_AVX2 static float dot_f32_avx2(const float *a, const float *b, int n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+RK_AVX2 static float dot_f16_f32_avx2(const uint16_t *a, const float *b, int n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 a1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        acc0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    float s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) s += half_to_float_avx(a[i]) * b[i];
+    return s;
+}
+
+RK_AVX2 static void axpy_f16_avx2(float a, const uint16_t *x, float *y, int n) {
+    __m256 va = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, vx, _mm256_loadu_ps(y + i)));
+    }
+    for (; i < n; i++) y[i] += a * half_to_float_avx(x[i]);
+}
+
+RK_AVX2 static void f32_to_f16_avx2(const float *x, uint16_t *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0));
+    for (; i < n; i++) y[i] = float_to_half_avx(x[i]);
+}
+
+RK_AVX2 static void f16_to_f32_avx2(const uint16_t *x, float *y, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = half_to_float_avx(x[i]);
+}
+#endif
+
+// ---- public entry points ----
+
+#if RK_X86
+#define DISPATCH(avx, portable) (rk_simd_level() ? (avx) : (portable))
+#else
+#define DISPATCH(avx, portable) (portable)
+#endif
+
+void rk_quantize_row_q8_0(const float *x, void *y, int n) { DISPATCH(quantize_q8_0_avx2, quantize_q8_0_portable)(x, y, n); }
+void rk_quantize_row_q8_1(const float *x, void *y, int n) { DISPATCH(quantize_q8_1_avx2, quantize_q8_1_portable)(x, y, n); }
+float rk_vec_dot_q4_1_q8_1(int n, const void *w, const void *x) { return DISPATCH(dot_q4_1_q8_1_avx2, dot_q4_1_q8_1_portable)(n, w, x); }
+float rk_vec_dot_q8_0_q8_0(int n, const void *w, const void *x) { return DISPATCH(dot_q8_0_q8_0_avx2, dot_q8_0_q8_0_portable)(n, w, x); }
+float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x) { return DISPATCH(dot_q4_0_q8_0_avx2, dot_q4_0_q8_0_portable)(n, w, x); }
+float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
+float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
+
+void rk_axpy_f16(float a, const uint16_t *x, float *y, int n) {
+#if RK_X86
+    if (rk_simd_level()) { axpy_f16_avx2(a, x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] += a * half_to_float(x[i]);
+}
+
+void rk_f32_to_f16(const float *x, uint16_t *y, int n) {
+#if RK_X86
+    if (rk_simd_level()) { f32_to_f16_avx2(x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = float_to_half(x[i]);
+}
+
+void rk_f16_to_f32(const uint16_t *x, float *y, int n) {
+#if RK_X86
+    if (rk_simd_level()) { f16_to_f32_avx2(x, y, n); return; }
+#endif
+    for (int i = 0; i < n; i++) y[i] = half_to_float(x[i]);
+}
+
+typedef float (*quant_dot_fn)(int, const void *, const void *);
+
+int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
+                    const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
+    quant_dot_fn dot;
+    switch (type) {
+    case 2: dot = rk_vec_dot_q4_0_q8_0; break;
+    case 3: dot = rk_vec_dot_q4_1_q8_1; break;
+    case 8: dot = rk_vec_dot_q8_0_q8_0; break;
+    default: return -1;
+    }
+    // Weight rows in the outer loop: each row is read once from memory and reused for all tokens.
+    // Rows are taken in pairs of four tokens at a time so activations stay in L1.
+    const char *wb = (const char *)w, *xb = (const char *)x;
+    for (int t0 = 0; t0 < ntok; t0 += 64) {
+        int t1 = t0 + 64 < ntok ? t0 + 64 : ntok;
+        for (int r = r0; r < r1; r++) {
+            const void *row = wb + (size_t)r * wstride;
+            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
+        }
+    }
+    return 0;
+}
+
+int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
+                    const float *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
+    if (type != 0 && type != 1) return -1;
+    const char *wb = (const char *)w;
+    for (int r = r0; r < r1; r++) {
+        const void *row = wb + (size_t)r * wstride;
+        for (int t = 0; t < ntok; t++) {
+            const float *xt = x + (size_t)t * xstride;
+            y[(size_t)t * ystride + r] = type == 0 ? rk_dot_f32((const float *)row, xt, n) : rk_dot_f16_f32((const uint16_t *)row, xt, n);
+        }
+    }
+    return 0;
+}

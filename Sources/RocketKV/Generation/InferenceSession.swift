@@ -1,0 +1,68 @@
+/// Errors a caller can act on (bad input rather than bugs).
+public struct InferenceError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// One sequence being processed: the model, its KV policy, and the absolute position reached.
+///
+/// Prompts (and, in a chat, every new turn) go through `prefill`; generated tokens through `decode`.
+/// The policy's memory is released when the session is deallocated.
+public final class InferenceSession {
+    public let model: LlamaModel
+    public let policy: KVPolicy
+    /// Number of tokens processed so far (the absolute position of the next token).
+    public private(set) var position = 0
+    /// Every token processed, in order.
+    public private(set) var history: [Int] = []
+    /// Prompt tokens per forward call during prefill.
+    public var chunkSize = 512
+    private let state = ForwardState()
+
+    public init(model: LlamaModel, policy: KVPolicy) {
+        self.model = model
+        self.policy = policy
+    }
+
+    /// Room left in the model's context window.
+    public var remainingContext: Int { model.config.contextLength - position }
+
+    /// Processes prompt tokens in chunks with dense attention, then lets the policy compress
+    /// (`finishPrefill`). Returns the logits of the last token (or of every token with `.all`).
+    @discardableResult
+    public func prefill(_ tokens: [Int], logits: LlamaModel.Logits = .last, allowBeyondContext: Bool = false,
+                        progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [Float] {
+        guard !tokens.isEmpty else { throw InferenceError("empty prompt") }
+        try checkRoom(for: tokens.count, allowBeyondContext: allowBeyondContext)
+        var result: [Float] = []
+        var done = 0
+        while done < tokens.count {
+            let chunk = Array(tokens[done..<min(tokens.count, done + chunkSize)])
+            let isLast = done + chunk.count == tokens.count
+            let wanted: LlamaModel.Logits = logits == .all ? .all : (isLast ? logits : .none)
+            let out = model.forward(chunk, from: position, policy: policy, logits: wanted, state: state)
+            result.append(contentsOf: out)
+            position += chunk.count
+            history += chunk
+            done += chunk.count
+            progress?(done, tokens.count)
+        }
+        policy.finishPrefill()
+        return result
+    }
+
+    /// Feeds one token through the policy's decode path and returns the next-token logits.
+    public func decode(_ token: Int, allowBeyondContext: Bool = false) throws -> UnsafeBufferPointer<Float> {
+        try checkRoom(for: 1, allowBeyondContext: allowBeyondContext)
+        let out = model.forward([token], from: position, policy: policy, decode: true, logits: .last, state: state)
+        position += 1
+        history.append(token)
+        return out
+    }
+
+    private func checkRoom(for count: Int, allowBeyondContext: Bool) throws {
+        guard allowBeyondContext || position + count <= model.config.contextLength else {
+            throw InferenceError("\(position + count) tokens exceed the model's context of \(model.config.contextLength) tokens")
+        }
+    }
+}

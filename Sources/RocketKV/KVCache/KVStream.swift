@@ -1,0 +1,100 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CKernels
+
+/// One sequence of cached keys and values (typically one layer and one KV head): f16 rows in slot order,
+/// each with the absolute position of its token. Keys are stored after RoPE.
+///
+/// Slots are physical; positions are logical. Eviction (`retain`) compacts the slots and gives the freed
+/// memory back, so a method that keeps fewer tokens really holds less memory.
+public final class KVStream {
+    public let headDim: Int
+    public private(set) var count = 0
+    public private(set) var capacity = 0
+    public private(set) var keys: UnsafeMutablePointer<UInt16>
+    public private(set) var values: UnsafeMutablePointer<UInt16>
+    public private(set) var positions: UnsafeMutablePointer<Int32>
+
+    public init(headDim: Int, capacity: Int = 0) {
+        self.headDim = headDim
+        keys = UnsafeMutablePointer(bitPattern: 8)!   // placeholder, replaced by the first resize
+        values = keys
+        positions = UnsafeMutablePointer(bitPattern: 8)!
+        resize(to: capacity)
+    }
+
+    deinit {
+        if capacity > 0 { free(keys); free(values); free(positions) }
+    }
+
+    /// Bytes of memory held (keys, values and positions, including spare capacity).
+    public var allocatedBytes: Int { capacity * (2 * headDim * 2 + 4) }
+
+    /// Makes room for at least `slots` slots in all.
+    public func reserve(_ slots: Int) {
+        if slots > capacity { resize(to: slots) }
+    }
+
+    /// Appends a key/value pair (f32, converted to f16) for the token at `position`.
+    public func append(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int) {
+        if count == capacity { resize(to: max(64, capacity * 2)) }
+        rk_f32_to_f16(key, keys + count * headDim, Int32(headDim))
+        rk_f32_to_f16(value, values + count * headDim, Int32(headDim))
+        positions[count] = Int32(position)
+        count += 1
+    }
+
+    /// Keeps only the given slots, in the given order, and releases the memory of the others.
+    public func retain(slots: [Int]) {
+        let d = headDim
+        var newKeys = [UInt16](repeating: 0, count: slots.count * d)
+        var newValues = newKeys
+        var newPositions = [Int32](repeating: 0, count: slots.count)
+        for (i, s) in slots.enumerated() {
+            precondition(s >= 0 && s < count, "retain: slot \(s) out of range 0..<\(count)")
+            for j in 0..<d {
+                newKeys[i * d + j] = keys[s * d + j]
+                newValues[i * d + j] = values[s * d + j]
+            }
+            newPositions[i] = positions[s]
+        }
+        count = 0
+        resize(to: slots.count)
+        newKeys.withUnsafeBufferPointer { keys.update(from: $0.baseAddress!, count: $0.count) }
+        newValues.withUnsafeBufferPointer { values.update(from: $0.baseAddress!, count: $0.count) }
+        newPositions.withUnsafeBufferPointer { positions.update(from: $0.baseAddress!, count: $0.count) }
+        count = slots.count
+    }
+
+    /// Removes every slot and frees the memory.
+    public func removeAll() {
+        count = 0
+        resize(to: 0)
+    }
+
+    private func resize(to newCapacity: Int) {
+        precondition(newCapacity >= count)
+        if newCapacity == 0 {
+            if capacity > 0 { free(keys); free(values); free(positions) }
+            keys = UnsafeMutablePointer(bitPattern: 8)!
+            values = keys
+            positions = UnsafeMutablePointer(bitPattern: 8)!
+            capacity = 0
+            return
+        }
+        let rowBytes = headDim * MemoryLayout<UInt16>.size
+        if capacity == 0 {
+            keys = malloc(newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
+            values = malloc(newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
+            positions = malloc(newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
+        } else {
+            keys = realloc(keys, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
+            values = realloc(values, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
+            positions = realloc(positions, newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
+        }
+        capacity = newCapacity
+    }
+}

@@ -1,0 +1,79 @@
+import CKernels
+
+/// A 2-D weight tensor in its stored (possibly quantized) format: `rows` rows of `columns` elements.
+public struct WeightMatrix: @unchecked Sendable {
+    public let type: GGMLType
+    public let rows: Int
+    public let columns: Int
+    public let data: UnsafeRawPointer
+    public var rowBytes: Int { type.byteCount(elements: columns) }
+
+    public init(type: GGMLType, rows: Int, columns: Int, data: UnsafeRawPointer) {
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        self.data = data
+    }
+
+    /// Types the matmul kernels handle directly.
+    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q8_0]
+
+    /// The block format activations are quantized to before the integer dot product (as llama.cpp's `vec_dot_type`).
+    var activationType: GGMLType? {
+        switch type {
+        case .q4_0, .q8_0: return .q8_0
+        case .q4_1: return .q8_1
+        default: return nil
+        }
+    }
+}
+
+/// Scratch memory for quantized activations, grown on demand and reused across calls.
+public final class MatmulScratch {
+    private(set) var buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+    private var capacity = 64
+
+    public init() {}
+    deinit { buffer.deallocate() }
+
+    func reserve(_ bytes: Int) -> UnsafeMutableRawPointer {
+        if bytes > capacity {
+            buffer.deallocate()
+            capacity = bytes
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        }
+        return buffer
+    }
+}
+
+/// `output[t][r] = Σ_c weight[r][c] · input[t][c]` for `tokens` input rows, split across the thread pool.
+///
+/// Quantized weights take llama.cpp's path: activations are quantized to Q8_0/Q8_1 per 32-block and the
+/// dot products run on integers. `output` rows have stride `outputStride` (≥ `weight.rows`).
+public func matmul(_ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int,
+                   output: UnsafeMutablePointer<Float>, outputStride: Int? = nil, scratch: MatmulScratch) {
+    let n = weight.columns
+    let ystride = outputStride ?? weight.rows
+    // Rows per work unit: keeps each thread's share of the rows contiguous and cache-line aligned in y.
+    let granularity = 16
+    if let activationType = weight.activationType {
+        let xstride = activationType.byteCount(elements: n)
+        let quantized = scratch.reserve(xstride * tokens)
+        ThreadPool.parallelFor(tokens) { range in
+            for t in range {
+                let x = input + t * n, y = quantized + t * xstride
+                if activationType == .q8_1 { rk_quantize_row_q8_1(x, y, Int32(n)) } else { rk_quantize_row_q8_0(x, y, Int32(n)) }
+            }
+        }
+        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
+            rk_matmul_quant(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
+                            quantized, xstride, Int32(tokens), output, ystride, Int32(n))
+        }
+    } else {
+        precondition(weight.type == .f32 || weight.type == .f16, "matmul: unsupported weight type \(weight.type.name)")
+        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
+            rk_matmul_float(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
+                            input, n, Int32(tokens), output, ystride, Int32(n))
+        }
+    }
+}

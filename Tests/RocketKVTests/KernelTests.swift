@@ -1,0 +1,197 @@
+import CKernels
+import Foundation
+import RocketKV
+import XCTest
+
+/// Plain Swift references for the C kernels, written for clarity, not speed.
+enum ReferenceKernels {
+    /// Q8_0/Q8_1 quantization of one 32-block: scale amax/127, values rounded half to even.
+    static func quantizeBlock(_ x: ArraySlice<Float>) -> (d: Float, q: [Int8]) {
+        let amax = x.map(abs).max() ?? 0
+        let id: Float = amax != 0 ? 127 / amax : 0
+        return (amax / 127, x.map { Int8(($0 * id).rounded(.toNearestOrEven)) })
+    }
+
+    static func half(_ x: Float) -> Float { Float(Float16(x)) }
+
+    /// Dot product of a Q4_1 row (bytes) with f32 activations quantized to Q8_1.
+    static func dotQ4_1(_ w: [UInt8], _ x: [Float]) -> Float {
+        var sum: Float = 0
+        for b in 0..<(x.count / 32) {
+            let block = Array(w[(b * 20)..<(b * 20 + 20)])
+            let dw = Float(Float16(bitPattern: UInt16(block[0]) | UInt16(block[1]) << 8))
+            let mw = Float(Float16(bitPattern: UInt16(block[2]) | UInt16(block[3]) << 8))
+            let (dx, qx) = quantizeBlock(x[(b * 32)..<(b * 32 + 32)])
+            var sumi = 0
+            for j in 0..<16 {
+                sumi += Int(block[4 + j] & 0x0f) * Int(qx[j]) + Int(block[4 + j] >> 4) * Int(qx[j + 16])
+            }
+            let s = half(dx * Float(qx.reduce(0) { $0 + Int($1) }))
+            sum += mw * s + dw * half(dx) * Float(sumi)
+        }
+        return sum
+    }
+
+    /// Dot product of a Q8_0 row with f32 activations quantized to Q8_0.
+    static func dotQ8_0(_ w: [UInt8], _ x: [Float]) -> Float {
+        var sum: Float = 0
+        for b in 0..<(x.count / 32) {
+            let block = Array(w[(b * 34)..<(b * 34 + 34)])
+            let dw = Float(Float16(bitPattern: UInt16(block[0]) | UInt16(block[1]) << 8))
+            let (dx, qx) = quantizeBlock(x[(b * 32)..<(b * 32 + 32)])
+            var sumi = 0
+            for j in 0..<32 { sumi += Int(Int8(bitPattern: block[2 + j])) * Int(qx[j]) }
+            sum += dw * half(dx) * Float(sumi)
+        }
+        return sum
+    }
+}
+
+final class KernelTests: XCTestCase {
+    var rng = SystemRandomNumberGenerator()
+
+    func randomFloats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float.random(in: -scale...scale) } }
+
+    func randomQ4_1Row(blocks: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for _ in 0..<blocks {
+            let d = Float16(Float.random(in: 0.001...0.1)), m = Float16(Float.random(in: -0.5...0))
+            bytes += [UInt8(d.bitPattern & 0xff), UInt8(d.bitPattern >> 8), UInt8(m.bitPattern & 0xff), UInt8(m.bitPattern >> 8)]
+            bytes += (0..<16).map { _ in UInt8.random(in: 0...255) }
+        }
+        return bytes
+    }
+
+    func randomQ8_0Row(blocks: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for _ in 0..<blocks {
+            let d = Float16(Float.random(in: 0.001...0.05))
+            bytes += [UInt8(d.bitPattern & 0xff), UInt8(d.bitPattern >> 8)] + (0..<32).map { _ in UInt8.random(in: 0...255) }
+        }
+        return bytes
+    }
+
+    /// Runs `body` once with the SIMD paths (if the CPU has them) and once with the portable paths.
+    func forEachPath(_ body: (String) throws -> Void) rethrows {
+        defer { rk_force_portable(0) }
+        for portable in [false, true] {
+            rk_force_portable(portable ? 1 : 0)
+            try body(portable ? "portable" : "simd(level \(rk_simd_level()))")
+        }
+    }
+
+    func testActivationQuantizationMatchesReference() {
+        let x = randomFloats(32 * 8, scale: 3) + [Float](repeating: 0, count: 32)  // includes an all-zero block
+        forEachPath { path in
+            var q8_0 = [UInt8](repeating: 0, count: 34 * 9), q8_1 = [UInt8](repeating: 0, count: 36 * 9)
+            rk_quantize_row_q8_0(x, &q8_0, Int32(x.count))
+            rk_quantize_row_q8_1(x, &q8_1, Int32(x.count))
+            for b in 0..<9 {
+                let (d, q) = ReferenceKernels.quantizeBlock(x[(b * 32)..<(b * 32 + 32)])
+                let d0 = Float16(bitPattern: UInt16(q8_0[b * 34]) | UInt16(q8_0[b * 34 + 1]) << 8)
+                XCTAssertEqual(Float(d0), ReferenceKernels.half(d), "\(path) block \(b) scale")
+                XCTAssertEqual(q8_0[(b * 34 + 2)..<(b * 34 + 34)].map { Int8(bitPattern: $0) }, q, "\(path) block \(b)")
+                XCTAssertEqual(q8_1[(b * 36 + 4)..<(b * 36 + 36)].map { Int8(bitPattern: $0) }, q, "\(path) block \(b) q8_1")
+                let s = Float16(bitPattern: UInt16(q8_1[b * 36 + 2]) | UInt16(q8_1[b * 36 + 3]) << 8)
+                XCTAssertEqual(Float(s), ReferenceKernels.half(d * Float(q.reduce(0) { $0 + Int($1) })), "\(path) block \(b) sum")
+            }
+        }
+    }
+
+    func testQuantizedDotProductsMatchReference() {
+        for blocks in [1, 3, 18, 48] {
+            let x = randomFloats(32 * blocks, scale: 2)
+            let w41 = randomQ4_1Row(blocks: blocks), w80 = randomQ8_0Row(blocks: blocks)
+            let expected41 = ReferenceKernels.dotQ4_1(w41, x), expected80 = ReferenceKernels.dotQ8_0(w80, x)
+            forEachPath { path in
+                var q8_1 = [UInt8](repeating: 0, count: 36 * blocks), q8_0 = [UInt8](repeating: 0, count: 34 * blocks)
+                rk_quantize_row_q8_1(x, &q8_1, Int32(x.count))
+                rk_quantize_row_q8_0(x, &q8_0, Int32(x.count))
+                let got41 = rk_vec_dot_q4_1_q8_1(Int32(x.count), w41, q8_1)
+                let got80 = rk_vec_dot_q8_0_q8_0(Int32(x.count), w80, q8_0)
+                XCTAssertEqual(got41, expected41, accuracy: 1e-4 * (abs(expected41) + 1), "\(path) q4_1 × \(blocks) blocks")
+                XCTAssertEqual(got80, expected80, accuracy: 1e-4 * (abs(expected80) + 1), "\(path) q8_0 × \(blocks) blocks")
+            }
+        }
+    }
+
+    func testMatmulMatchesRowDotProducts() {
+        ThreadPool.start(threads: 2)
+        let rows = 40, columns = 96, tokens = 3
+        let w = randomQ4_1Row(blocks: rows * columns / 32)
+        let x = randomFloats(tokens * columns)
+        var y = [Float](repeating: .nan, count: tokens * rows)
+        w.withUnsafeBytes { wp in
+            let matrix = WeightMatrix(type: .q4_1, rows: rows, columns: columns, data: wp.baseAddress!)
+            matmul(matrix, input: x, tokens: tokens, output: &y, scratch: MatmulScratch())
+        }
+        for t in 0..<tokens {
+            for r in 0..<rows {
+                let expected = ReferenceKernels.dotQ4_1(Array(w[(r * 60)..<(r * 60 + 60)]), Array(x[(t * columns)..<((t + 1) * columns)]))
+                XCTAssertEqual(y[t * rows + r], expected, accuracy: 1e-4 * (abs(expected) + 1))
+            }
+        }
+    }
+
+    func testHalfPrecisionKernels() {
+        let x = randomFloats(100, scale: 50) + [0, -0.0, 1e-7, 6e-5, 65504, -65519, 1e9]
+        forEachPath { path in
+            var h = [UInt16](repeating: 0, count: x.count), back = [Float](repeating: 0, count: x.count)
+            rk_f32_to_f16(x, &h, Int32(x.count))
+            rk_f16_to_f32(h, &back, Int32(x.count))
+            for i in x.indices {
+                XCTAssertEqual(h[i], Float16(x[i]).bitPattern, "\(path) f32→f16 of \(x[i])")
+                XCTAssertEqual(back[i], Float(Float16(x[i])), "\(path) f16→f32 of \(x[i])")
+            }
+            let a = randomFloats(77), b = randomFloats(77)
+            let ah = a.map { Float16($0).bitPattern }
+            let expected = zip(a, b).reduce(Float(0)) { $0 + Float(Float16($1.0)) * $1.1 }
+            XCTAssertEqual(rk_dot_f16_f32(ah, b, 77), expected, accuracy: 1e-4, path)
+            XCTAssertEqual(rk_dot_f32(a, b, 77), zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }, accuracy: 1e-4, path)
+            var y = b
+            rk_axpy_f16(0.5, ah, &y, 77)
+            for i in 0..<77 { XCTAssertEqual(y[i], b[i] + 0.5 * Float(Float16(a[i])), accuracy: 1e-6, path) }
+        }
+    }
+
+    func testThreadPoolRunsEveryIndexOnce() {
+        ThreadPool.start(threads: 2)
+        for count in [0, 1, 5, 1000] {
+            let hits = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
+            hits.initialize(repeating: 0, count: max(count, 1))
+            ThreadPool.parallelFor(count) { range in for i in range { hits[i] += 1 } }
+            XCTAssertTrue((0..<count).allSatisfy { hits[$0] == 1 }, "count \(count)")
+            hits.deallocate()
+        }
+    }
+
+    func testAttentionMatchesReference() {
+        let d = 64, n = 37
+        let stream = KVStream(headDim: d)
+        let keys = (0..<n).map { _ in randomFloats(d) }, values = (0..<n).map { _ in randomFloats(d) }
+        for j in 0..<n { stream.append(key: keys[j], value: values[j], position: 100 + j) }
+        XCTAssertEqual(stream.count, n)
+        XCTAssertEqual(stream.positions[5], 105)
+        let q = randomFloats(d, scale: 3)
+        var out = [Float](repeating: 0, count: d)
+        Attention.dense(query: q, stream: stream, count: n, scale: 0.125, output: &out)
+        let expected = Attention.denseReference(query: q, keys: keys, values: values, scale: 0.125)
+        for i in 0..<d { XCTAssertEqual(out[i], expected[i], accuracy: 2e-3) }
+
+        // Sparse over every slot equals dense; over one slot returns that value row.
+        var sparse = [Float](repeating: 0, count: d)
+        let all = (0..<Int32(n)).map { $0 }
+        all.withUnsafeBufferPointer { Attention.sparse(query: q, stream: stream, slots: $0, scale: 0.125, output: &sparse) }
+        XCTAssertEqual(sparse, out)
+        [Int32(7)].withUnsafeBufferPointer { Attention.sparse(query: q, stream: stream, slots: $0, scale: 0.125, output: &sparse) }
+        for i in 0..<d { XCTAssertEqual(sparse[i], Float(Float16(values[7][i]))) }
+
+        // Eviction keeps the chosen slots in order with their positions and frees the rest.
+        stream.retain(slots: [3, 30, 7])
+        XCTAssertEqual(stream.count, 3)
+        XCTAssertEqual([stream.positions[0], stream.positions[1], stream.positions[2]], [103, 130, 107])
+        XCTAssertEqual(stream.capacity, 3)
+        stream.removeAll()
+        XCTAssertEqual(stream.allocatedBytes, 0)
+    }
+}
