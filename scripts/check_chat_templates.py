@@ -156,6 +156,7 @@ CASES = [
     ("features.whitespace", "feature-whitespace", MULTI_TURN, True, PLAIN),
     ("features.macros", "feature-macros", SYSTEM_MULTI_TURN, True, PLAIN),
     ("features.undefined_attribute", "feature-undefined", HELLO, True, PLAIN),
+    ("features.misc", "feature-misc", MULTI_TURN, True, PLAIN),
 ]
 
 

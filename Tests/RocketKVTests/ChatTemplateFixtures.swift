@@ -120,6 +120,21 @@ GEN
 {%- endif %}
 
 """#,
+        "feature-misc": #"""
+{#- Bits real templates use: int dict keys, transformers' generation tag, strftime_now, filters on none. -#}
+{%- set budgets = {0: 'none', 512: 'short', 1024: 'long'} -%}
+{{ budgets[512] }} {{ budgets[1024] }} {{ 0 in budgets }} {{ budgets.get(2048, 'default') }} {{ budgets|tojson }}
+{{ strftime_now('%d %b %Y') }} {{ strftime_now('%Y-%m-%d %H:%M') }}
+{{ tools|selectattr('type', 'equalto', 'code_interpreter')|list|length }} {{ none|map(attribute='x')|list }}
+{%- for message in messages %}
+{%- if message.role == 'assistant' %}
+{% generation %}[{{ message.content }}]{% endgeneration %}
+{%- else %}
+<{{ message.role }}>{{ message.content }}
+{%- endif %}
+{%- endfor %}
+
+"""#,
         "feature-undefined": #"""
 {#- Undefined values: printing, tests, defaults and attribute access on missing keys. -#}
 [{{ nothing }}] [{{ messages[0].tool_calls }}] [{{ messages[5] }}] {{ messages[0].tool_calls is defined }} {{ messages[0]['missing'] is none }}
@@ -1047,6 +1062,15 @@ True True<|assistant|>Changed
 [] [] [] False False
 d or-fallback False True 0 True
 empty loop over undefinedundefined is falsyNone None True True <BOS><EOS>
+"""#,
+             error: nil),
+        Case(name: "features.misc", template: "feature-misc",
+             messages: [ChatMessage(role: "user", content: "Hi there"), ChatMessage(role: "assistant", content: "Hello! How can I help you today?"), ChatMessage(role: "user", content: "Tell me a joke about cats.")],
+             addGenerationPrompt: true, bosToken: "<BOS>", eosToken: "<EOS>",
+             expected: #"""
+short long True default {"0": "none", "512": "short", "1024": "long"}
+05 Sep 2024 2024-09-05 12:00
+0 []<user>Hi there[Hello! How can I help you today?]<user>Tell me a joke about cats.
 """#,
              error: nil),
     ]

@@ -199,6 +199,20 @@ final class ChatTemplateTests: XCTestCase {
     func testWhitespaceControl() { checkReference("features.whitespace") }
     func testMacros() { checkReference("features.macros") }
     func testUndefined() { checkReference("features.undefined_attribute") }
+    func testIntKeysGenerationTagAndStrftimeNow() { checkReference("features.misc") }
+
+    func testStrftimeNowFormatsTheGivenTime() throws {
+        let template = try ChatTemplate(source: "{{ strftime_now('%Y-%m-%d %H:%M') }}")
+        let rendered = try template.render(messages: [], addGenerationPrompt: false, bosToken: "", eosToken: "",
+                                           now: Self.fixedNow)
+        XCTAssertEqual(rendered, "2024-09-05 12:00")
+    }
+
+    func testRunawayMacroRecursionIsAnError() {
+        assertError(.render, containing: "recursion depth") {
+            _ = try self.render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
+        }
+    }
 
     /// Every generated case, so that a case added to the script is tested even without its own test.
     func testEveryReferenceCase() {

@@ -10,9 +10,7 @@ extension JinjaInterpreter {
 
     func applyFilter(_ name: String, _ value: JinjaValue, _ argumentExprs: JinjaArguments, _ frame: JinjaFrame,
                      line: Int) throws -> JinjaValue {
-        do {
-            try jinjaCheckFilter(name, line: line)
-        }
+        try jinjaCheckFilter(name, line: line)
         let arguments = Arguments(positional: try argumentExprs.positional.map { try eval($0, frame) },
                                   keyword: try argumentExprs.keyword.map { ($0.0, try eval($0.1, frame)) })
         return try filter(name, value, arguments)
@@ -235,7 +233,7 @@ extension JinjaInterpreter {
                 })
             }
             let filterName = arguments.positional[0].str
-            try jinjaCheckFilter(filterName, line: 0)
+            try jinjaCheckFilter(filterName, line: nil)
             let rest = Arguments(positional: Array(arguments.positional.dropFirst()), keyword: arguments.keyword)
             return .array(try items.map { try filter(filterName, $0, rest) })
         case "select", "reject", "selectattr", "rejectattr":
@@ -248,7 +246,7 @@ extension JinjaInterpreter {
                 attribute = positional.removeFirst()
             }
             let testName = positional.isEmpty ? nil : positional.removeFirst().str
-            if let testName { try jinjaCheckTest(testName, line: 0) }
+            if let testName { try jinjaCheckTest(testName, line: nil) }
             let testArguments = Arguments(positional: positional, keyword: arguments.keyword)
             return .array(try (value.truthy ? value.iterate() : []).filter { item in
                 let subject = try attribute.map { try attributePath(item, $0) } ?? item

@@ -29,6 +29,15 @@ private enum JinjaLoopControl: Error {
 
 struct JinjaInterpreter {
     let now: Date
+    /// Macro call depth, shared by copies of the interpreter during one render.
+    private let calls = CallDepth()
+
+    /// Python stops runaway recursion (recursive macros) at about 1000 frames; so do we, sooner.
+    static let maxMacroDepth = 256
+
+    private final class CallDepth {
+        var depth = 0
+    }
 
     init(now: Date) {
         self.now = now
@@ -56,12 +65,15 @@ struct JinjaInterpreter {
         for node in nodes { try execute(node, frame, &out) }
     }
 
-    /// Runs one node, attaching its line to render errors raised inside it.
+    /// Runs one node, attaching its line to errors raised inside it that have none yet.
     private func execute(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
         do {
             try run(node, frame, &out)
         } catch let error as JinjaRenderError {
             throw ChatTemplateError(error.kind, error.message, line: node.line)
+        } catch var error as ChatTemplateError where error.line == nil {
+            error.line = node.line
+            throw error
         }
     }
 
@@ -534,6 +546,11 @@ struct JinjaInterpreter {
     }
 
     private func callMacro(_ macro: JinjaMacro, _ arguments: Arguments) throws -> JinjaValue {
+        guard calls.depth < Self.maxMacroDepth else {
+            throw JinjaRenderError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
+        }
+        calls.depth += 1
+        defer { calls.depth -= 1 }
         let frame = JinjaFrame(parent: macro.closure)
         let names = macro.parameters.map(\.name)
         guard arguments.positional.count <= names.count else {

@@ -644,7 +644,7 @@ struct JinjaParser {
 
 /// Throws the error Jinja gives for a filter or test this interpreter lacks: a syntax error
 /// for names Jinja does not know either, `.unsupported` for Jinja builtins left out here.
-func jinjaCheckFilter(_ name: String, line: Int) throws {
+func jinjaCheckFilter(_ name: String, line: Int?) throws {
     if jinjaSupportedFilters.contains(name) { return }
     if jinjaUnsupportedFilters.contains(name) {
         throw ChatTemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
@@ -652,7 +652,7 @@ func jinjaCheckFilter(_ name: String, line: Int) throws {
     throw ChatTemplateError(.syntax, "unknown filter '\(name)'", line: line)
 }
 
-func jinjaCheckTest(_ name: String, line: Int) throws {
+func jinjaCheckTest(_ name: String, line: Int?) throws {
     if jinjaSupportedTests.contains(name) { return }
     throw ChatTemplateError(.syntax, "unknown test '\(name)'", line: line)
 }
