@@ -258,7 +258,7 @@ struct JinjaInterpreter {
         case .conditional(let condition, let then, let otherwise):
             if try eval(condition, frame).truthy { return try eval(then, frame) }
             if let otherwise { return try eval(otherwise, frame) }
-            return .undefined("the inline if-expression on is false and has no else section")
+            return .undefined("the inline if-expression evaluated to false and has no else section")
         }
     }
 

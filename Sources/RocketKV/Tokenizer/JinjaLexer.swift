@@ -259,7 +259,7 @@ struct JinjaLexer {
                 }
             }
             let c = s[pos]
-            if c.properties.isASCIIHexDigit && ("0"..."9").contains(c) {
+            if ("0"..."9").contains(c) {
                 lexNumber()
             } else if c == "_" || c.properties.isAlphabetic {
                 var j = pos
