@@ -1,0 +1,92 @@
+import Foundation
+
+/// One turn of a chat: `role` is usually "system", "user" or "assistant".
+public struct ChatMessage: Sendable, Equatable {
+    public var role: String
+    public var content: String
+
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// Why a chat template could not be parsed or rendered.
+public struct ChatTemplateError: Error, Sendable, Equatable, CustomStringConvertible, LocalizedError {
+    public enum Kind: Sendable, Equatable {
+        /// The template is not valid Jinja (unterminated tag, unknown filter, bad expression...).
+        case syntax
+        /// Valid Jinja that this interpreter does not implement (`extends`, `recursive` loops...).
+        case unsupported
+        /// An error while rendering (undefined variable used where Jinja fails, bad operand types...).
+        case render
+        /// The template itself called `raise_exception(message)`; `message` is the template's text.
+        case raised
+    }
+
+    public var kind: Kind
+    public var message: String
+    /// 1-based line in the template source, when known.
+    public var line: Int?
+
+    public init(_ kind: Kind, _ message: String, line: Int? = nil) {
+        self.kind = kind
+        self.message = message
+        self.line = line
+    }
+
+    public var description: String {
+        let at = line.map { " (line \($0))" } ?? ""
+        switch kind {
+        case .syntax: return "chat template syntax error\(at): \(message)"
+        case .unsupported: return "chat template uses unsupported Jinja\(at): \(message)"
+        case .render: return "chat template render error\(at): \(message)"
+        case .raised: return "chat template raised an exception: \(message)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// A model's chat template (`tokenizer.chat_template` in GGUF metadata, a Jinja2 template),
+/// rendered the way Hugging Face transformers renders it: Jinja2 with `trim_blocks=True`,
+/// `lstrip_blocks=True`, the `loopcontrols` extension (`break`/`continue`), a `tojson` that
+/// does not escape HTML and keeps key order, and the globals `raise_exception` and `strftime_now`.
+///
+/// The template is parsed once by `init(source:)`; `render` can be called many times.
+public struct ChatTemplate: Sendable {
+    /// The template text as given.
+    public let source: String
+    let body: [JinjaNode]
+
+    /// Parses `source`. Throws `ChatTemplateError` (`.syntax` or `.unsupported`) with the line.
+    public init(source: String) throws {
+        self.source = source
+        var lexer = JinjaLexer(source: source)
+        var parser = JinjaParser(tokens: try lexer.tokenize())
+        self.body = try parser.parseTemplate()
+    }
+
+    /// Renders `messages` into the prompt text.
+    ///
+    /// The template sees the same variables as under transformers' `apply_chat_template`:
+    /// `messages` (a list of `{"role": ..., "content": ...}` dicts), `add_generation_prompt`,
+    /// `bos_token`, `eos_token`, and `tools` / `documents` set to none. `now` is the time
+    /// `strftime_now(...)` formats (local time zone), for templates that print today's date.
+    public func render(messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String, eosToken: String,
+                       now: Date = Date()) throws -> String {
+        let messageValues: [JinjaValue] = messages.map { message in
+            .dict(JinjaDict([("role", .string(message.role)), ("content", .string(message.content))]))
+        }
+        let variables: [String: JinjaValue] = [
+            "messages": .array(messageValues),
+            "add_generation_prompt": .bool(addGenerationPrompt),
+            "bos_token": .string(bosToken),
+            "eos_token": .string(eosToken),
+            "tools": .null,
+            "documents": .null,
+        ]
+        let interpreter = JinjaInterpreter(now: now)
+        return try interpreter.render(body, variables: variables)
+    }
+}

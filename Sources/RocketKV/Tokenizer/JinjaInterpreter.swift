@@ -1,0 +1,636 @@
+import Foundation
+
+// Evaluates a parsed template. Scoping follows Jinja: each loop iteration, macro call and
+// `with` block gets a fresh frame that reads through to its parent; `set` writes to the
+// innermost frame (so assignments in a loop body do not leak, hence `namespace()`); `if`
+// blocks do not open a frame.
+
+final class JinjaFrame {
+    var variables: [String: JinjaValue] = [:]
+    let parent: JinjaFrame?
+
+    init(parent: JinjaFrame?) {
+        self.parent = parent
+    }
+
+    func lookup(_ name: String) -> JinjaValue? {
+        var frame: JinjaFrame? = self
+        while let current = frame {
+            if let value = current.variables[name] { return value }
+            frame = current.parent
+        }
+        return nil
+    }
+}
+
+private enum JinjaLoopControl: Error {
+    case breakLoop, continueLoop
+}
+
+struct JinjaInterpreter {
+    let now: Date
+    /// Macro call depth, shared by copies of the interpreter during one render.
+    private let calls = CallDepth()
+
+    /// Python stops runaway recursion (recursive macros) at about 1000 frames; so do we, sooner.
+    static let maxMacroDepth = 256
+
+    private final class CallDepth {
+        var depth = 0
+    }
+
+    init(now: Date) {
+        self.now = now
+    }
+
+    func render(_ nodes: [JinjaNode], variables: [String: JinjaValue]) throws -> String {
+        let globals = JinjaFrame(parent: nil)
+        for name in ["range", "namespace", "dict", "raise_exception", "strftime_now"] {
+            globals.variables[name] = .builtin(name)
+        }
+        let root = JinjaFrame(parent: globals)
+        root.variables = variables
+        var out = ""
+        do {
+            try execute(nodes, root, &out)
+        } catch let error as JinjaRenderError {
+            throw ChatTemplateError(error.kind, error.message)
+        }
+        return out
+    }
+
+    // MARK: - Statements
+
+    private func execute(_ nodes: [JinjaNode], _ frame: JinjaFrame, _ out: inout String) throws {
+        for node in nodes { try execute(node, frame, &out) }
+    }
+
+    /// Runs one node, attaching its line to errors raised inside it that have none yet.
+    private func execute(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
+        do {
+            try run(node, frame, &out)
+        } catch let error as JinjaRenderError {
+            throw ChatTemplateError(error.kind, error.message, line: node.line)
+        } catch var error as ChatTemplateError where error.line == nil {
+            error.line = node.line
+            throw error
+        }
+    }
+
+    private func run(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
+        switch node {
+        case .text(let text):
+            out += text
+        case .output(let expr, _):
+            out += try eval(expr, frame).str
+        case .ifChain(let branches, let otherwise, _):
+            for (condition, body) in branches where try eval(condition, frame).truthy {
+                try execute(body, frame, &out)
+                return
+            }
+            try execute(otherwise, frame, &out)
+        case .forLoop(let target, let iterableExpr, let condition, let body, let otherwise, _):
+            try runFor(target, iterableExpr, condition, body, otherwise, frame, &out)
+        case .set(let target, let valueExpr, _):
+            try assign(target, try eval(valueExpr, frame), frame)
+        case .setBlock(let target, let filters, let body, _):
+            var captured = ""
+            try execute(body, JinjaFrame(parent: frame), &captured)
+            var value = JinjaValue.string(captured)
+            for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
+            try assign(target, value, frame)
+        case .macro(let name, let parameters, let body):
+            frame.variables[name] = .macro(JinjaMacro(name: name, parameters: parameters, body: body, closure: frame))
+        case .with(let assignments, let body, _):
+            let inner = JinjaFrame(parent: frame)
+            for (name, valueExpr) in assignments { inner.variables[name] = try eval(valueExpr, frame) }
+            try execute(body, inner, &out)
+        case .filterBlock(let filters, let body, _):
+            var captured = ""
+            try execute(body, JinjaFrame(parent: frame), &captured)
+            var value = JinjaValue.string(captured)
+            for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
+            out += value.str
+        case .breakLoop:
+            throw JinjaLoopControl.breakLoop
+        case .continueLoop:
+            throw JinjaLoopControl.continueLoop
+        }
+    }
+
+    private func runFor(_ target: JinjaAssignTarget, _ iterableExpr: JinjaExpr, _ condition: JinjaExpr?,
+                        _ body: [JinjaNode], _ otherwise: [JinjaNode], _ frame: JinjaFrame,
+                        _ out: inout String) throws {
+        let iterable = try eval(iterableExpr, frame)
+        if iterable.isNone { throw JinjaRenderError("'NoneType' object is not iterable") }
+        var items = try iterable.iterate()
+        if let condition {
+            items = try items.filter { item in
+                let test = JinjaFrame(parent: frame)
+                try assign(target, item, test)
+                return try eval(condition, test).truthy
+            }
+        }
+        if items.isEmpty {
+            try execute(otherwise, JinjaFrame(parent: frame), &out)
+            return
+        }
+        let length = items.count
+        for (index, item) in items.enumerated() {
+            let iteration = JinjaFrame(parent: frame)
+            try assign(target, item, iteration)
+            var loop = JinjaDict([
+                ("index", .int(index + 1)), ("index0", .int(index)),
+                ("revindex", .int(length - index)), ("revindex0", .int(length - index - 1)),
+                ("first", .bool(index == 0)), ("last", .bool(index == length - 1)),
+                ("length", .int(length)), ("depth", .int(1)), ("depth0", .int(0)),
+            ])
+            if index > 0 { loop["previtem"] = items[index - 1] }
+            if index + 1 < length { loop["nextitem"] = items[index + 1] }
+            iteration.variables["loop"] = .dict(loop)
+            do {
+                try execute(body, iteration, &out)
+            } catch JinjaLoopControl.breakLoop {
+                break
+            } catch JinjaLoopControl.continueLoop {
+                continue
+            }
+        }
+    }
+
+    private func assign(_ target: JinjaAssignTarget, _ value: JinjaValue, _ frame: JinjaFrame) throws {
+        switch target {
+        case .name(let name):
+            frame.variables[name] = value
+        case .tuple(let names):
+            let items = try value.iterate()
+            guard items.count == names.count else {
+                throw JinjaRenderError(items.count < names.count
+                    ? "not enough values to unpack (expected \(names.count), got \(items.count))"
+                    : "too many values to unpack (expected \(names.count))")
+            }
+            for (name, item) in zip(names, items) { frame.variables[name] = item }
+        case .attribute(let objectName, let attribute):
+            guard case .namespace(let namespace)? = frame.lookup(objectName) else {
+                throw JinjaRenderError("cannot assign attribute on non-namespace object '\(objectName)'")
+            }
+            namespace.attributes[attribute] = value
+        }
+    }
+
+    // MARK: - Expressions
+
+    func eval(_ expr: JinjaExpr, _ frame: JinjaFrame) throws -> JinjaValue {
+        switch expr {
+        case .literal(let value):
+            return value
+        case .name(let name):
+            return frame.lookup(name) ?? .undefined("'\(name)' is undefined")
+        case .list(let items), .tuple(let items):
+            return .array(try items.map { try eval($0, frame) })
+        case .dict(let pairs):
+            var dict = JinjaDict()
+            for (keyExpr, valueExpr) in pairs {
+                let key = try eval(keyExpr, frame)
+                guard let hashable = JinjaKey(key) else { throw JinjaRenderError("unhashable type: '\(key.typeName)'") }
+                dict[hashable] = try eval(valueExpr, frame)
+            }
+            return .dict(dict)
+        case .getattr(let objectExpr, let name):
+            return try getAttribute(try eval(objectExpr, frame), name)
+        case .getitem(let objectExpr, let keyExpr):
+            return try getItem(try eval(objectExpr, frame), try eval(keyExpr, frame))
+        case .slice(let objectExpr, let startExpr, let stopExpr, let stepExpr):
+            let object = try eval(objectExpr, frame)
+            func bound(_ e: JinjaExpr?) throws -> Int? {
+                guard let e else { return nil }
+                let value = try eval(e, frame)
+                if value.isNone { return nil }
+                guard let i = value.integer else {
+                    throw JinjaRenderError("slice indices must be integers or None")
+                }
+                return i
+            }
+            return try slice(object, try bound(startExpr), try bound(stopExpr), try bound(stepExpr))
+        case .call(let callee, let argumentExprs):
+            let arguments = try evalArguments(argumentExprs, frame)
+            if case .getattr(let objectExpr, let name) = callee {
+                let object = try eval(objectExpr, frame)
+                if let result = try callMethod(object, name, arguments) { return result }
+                return try call(try getAttribute(object, name), arguments)
+            }
+            return try call(try eval(callee, frame), arguments)
+        case .filter(let valueExpr, let name, let arguments, let line):
+            return try applyFilter(name, try eval(valueExpr, frame), arguments, frame, line: line)
+        case .test(let valueExpr, let name, let argumentExprs, let line):
+            try jinjaCheckTest(name, line: line)
+            return .bool(try applyTest(name, try eval(valueExpr, frame), try evalArguments(argumentExprs, frame)))
+        case .not(let value):
+            return .bool(!(try eval(value, frame).truthy))
+        case .negate(let valueExpr):
+            let value = try eval(valueExpr, frame)
+            try failIfUndefined(value)
+            if let i = value.integer { return .int(-i) }
+            if case .double(let d) = value { return .double(-d) }
+            throw JinjaRenderError("bad operand type for unary -: '\(value.typeName)'")
+        case .plus(let valueExpr):
+            let value = try eval(valueExpr, frame)
+            try failIfUndefined(value)
+            if let i = value.integer { return .int(i) }
+            if case .double = value { return value }
+            throw JinjaRenderError("bad operand type for unary +: '\(value.typeName)'")
+        case .binary(let op, let leftExpr, let rightExpr):
+            return try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
+        case .and(let leftExpr, let rightExpr):
+            let left = try eval(leftExpr, frame)
+            return left.truthy ? try eval(rightExpr, frame) : left
+        case .or(let leftExpr, let rightExpr):
+            let left = try eval(leftExpr, frame)
+            return left.truthy ? left : try eval(rightExpr, frame)
+        case .compare(let firstExpr, let rest):
+            var left = try eval(firstExpr, frame)
+            for (op, rightExpr) in rest {
+                let right = try eval(rightExpr, frame)
+                if !(try compare(op, left, right)) { return .bool(false) }
+                left = right
+            }
+            return .bool(true)
+        case .conditional(let condition, let then, let otherwise):
+            if try eval(condition, frame).truthy { return try eval(then, frame) }
+            if let otherwise { return try eval(otherwise, frame) }
+            return .undefined("the inline if-expression evaluated to false and has no else section")
+        }
+    }
+
+    struct Arguments {
+        var positional: [JinjaValue] = []
+        var keyword: [(String, JinjaValue)] = []
+
+        /// Python-style binding of `parameters` (in order) from positional then keyword arguments.
+        func bind(_ function: String, _ parameters: [String]) throws -> [JinjaValue?] {
+            guard positional.count <= parameters.count else {
+                throw JinjaRenderError("\(function)() takes at most \(parameters.count) arguments (\(positional.count) given)")
+            }
+            var bound: [JinjaValue?] = positional.map { $0 } + Array(repeating: nil, count: parameters.count - positional.count)
+            for (key, value) in keyword {
+                guard let index = parameters.firstIndex(of: key) else {
+                    throw JinjaRenderError("\(function)() got an unexpected keyword argument '\(key)'")
+                }
+                if bound[index] != nil {
+                    throw JinjaRenderError("\(function)() got multiple values for argument '\(key)'")
+                }
+                bound[index] = value
+            }
+            return bound
+        }
+    }
+
+    private func evalArguments(_ arguments: JinjaArguments, _ frame: JinjaFrame) throws -> Arguments {
+        Arguments(positional: try arguments.positional.map { try eval($0, frame) },
+                  keyword: try arguments.keyword.map { ($0.0, try eval($0.1, frame)) })
+    }
+
+    func failIfUndefined(_ value: JinjaValue) throws {
+        if case .undefined(let message) = value { throw JinjaRenderError(message) }
+    }
+
+    /// `object.name`: Jinja tries the attribute, then the item.
+    func getAttribute(_ object: JinjaValue, _ name: String) throws -> JinjaValue {
+        switch object {
+        case .undefined(let message):
+            throw JinjaRenderError(message)
+        case .dict(let dict):
+            return dict[name] ?? .undefined("'dict object' has no attribute '\(name)'")
+        case .namespace(let namespace):
+            return namespace.attributes[name] ?? .undefined("'Namespace object' has no attribute '\(name)'")
+        default:
+            return .undefined("'\(object.typeName) object' has no attribute '\(name)'")
+        }
+    }
+
+    /// `object[key]`: Jinja tries the item, then the attribute.
+    func getItem(_ object: JinjaValue, _ key: JinjaValue) throws -> JinjaValue {
+        switch (object, key) {
+        case (.undefined(let message), _):
+            throw JinjaRenderError(message)
+        case (.dict(let dict), _) where JinjaKey(key).map { dict[$0] != nil } ?? false:
+            return dict[JinjaKey(key)!]!
+        case (.array(let items), _) where key.integer != nil:
+            let i = key.integer!
+            let index = i < 0 ? items.count + i : i
+            guard items.indices.contains(index) else { return .undefined("'list object' has no element \(i)") }
+            return items[index]
+        case (.string(let text), _) where key.integer != nil:
+            let scalars = Array(text.unicodeScalars)
+            let i = key.integer!
+            let index = i < 0 ? scalars.count + i : i
+            guard scalars.indices.contains(index) else { return .undefined("'str object' has no element \(i)") }
+            return .string(String(scalars[index]))
+        case (_, .string(let name)):
+            return try getAttribute(object, name)
+        default:
+            return .undefined("'\(object.typeName) object' has no element \(key.repr)")
+        }
+    }
+
+    private func slice(_ object: JinjaValue, _ start: Int?, _ stop: Int?, _ step: Int?) throws -> JinjaValue {
+        func indices(_ count: Int) throws -> [Int] {
+            let step = step ?? 1
+            guard step != 0 else { throw JinjaRenderError("slice step cannot be zero") }
+            func clamp(_ value: Int?, _ defaultValue: Int, low: Int, high: Int) -> Int {
+                guard var v = value else { return defaultValue }
+                if v < 0 { v += count }
+                return min(max(v, low), high)
+            }
+            if step > 0 {
+                let from = clamp(start, 0, low: 0, high: count), to = clamp(stop, count, low: 0, high: count)
+                return from < to ? Array(stride(from: from, to: to, by: step)) : []
+            }
+            let from = clamp(start, count - 1, low: -1, high: count - 1)
+            let to = clamp(stop, -1, low: -1, high: count - 1)
+            return from > to ? Array(stride(from: from, to: to, by: step)) : []
+        }
+        switch object {
+        case .undefined(let message):
+            throw JinjaRenderError(message)
+        case .array(let items):
+            return .array(try indices(items.count).map { items[$0] })
+        case .string(let text):
+            let scalars = Array(text.unicodeScalars)
+            var out = String.UnicodeScalarView()
+            for i in try indices(scalars.count) { out.append(scalars[i]) }
+            return .string(String(out))
+        default:
+            return .undefined("'\(object.typeName)' object is not subscriptable")
+        }
+    }
+
+    // MARK: - Operators
+
+    private func binary(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> JinjaValue {
+        if op == "~" { return .string(left.str + right.str) }
+        try failIfUndefined(left)
+        try failIfUndefined(right)
+        func unsupported() -> JinjaRenderError {
+            JinjaRenderError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
+        }
+        func overflow() -> JinjaRenderError { JinjaRenderError("integer overflow in '\(op)'") }
+        switch op {
+        case "+":
+            switch (left, right) {
+            case (.string(let a), .string(let b)): return .string(a + b)
+            case (.array(let a), .array(let b)): return .array(a + b)
+            default:
+                if let a = left.integer, let b = right.integer {
+                    let (sum, o) = a.addingReportingOverflow(b)
+                    if o { throw overflow() }
+                    return .int(sum)
+                }
+                if let a = left.number, let b = right.number { return .double(a + b) }
+                if case .string = left { throw JinjaRenderError("can only concatenate str (not \"\(right.typeName)\") to str") }
+                throw unsupported()
+            }
+        case "-":
+            if let a = left.integer, let b = right.integer {
+                let (difference, o) = a.subtractingReportingOverflow(b)
+                if o { throw overflow() }
+                return .int(difference)
+            }
+            if let a = left.number, let b = right.number { return .double(a - b) }
+            throw unsupported()
+        case "*":
+            if let a = left.integer, let b = right.integer {
+                let (product, o) = a.multipliedReportingOverflow(by: b)
+                if o { throw overflow() }
+                return .int(product)
+            }
+            if let a = left.number, let b = right.number { return .double(a * b) }
+            switch (left, right) {
+            case (.string(let s), _) where right.integer != nil:
+                return .string(String(repeating: s, count: max(0, right.integer!)))
+            case (_, .string(let s)) where left.integer != nil:
+                return .string(String(repeating: s, count: max(0, left.integer!)))
+            case (.array(let a), _) where right.integer != nil:
+                return .array(Array(repeating: a, count: max(0, right.integer!)).flatMap { $0 })
+            case (_, .array(let a)) where left.integer != nil:
+                return .array(Array(repeating: a, count: max(0, left.integer!)).flatMap { $0 })
+            default: throw unsupported()
+            }
+        case "/":
+            guard let a = left.number, let b = right.number else { throw unsupported() }
+            guard b != 0 else { throw JinjaRenderError("division by zero") }
+            return .double(a / b)
+        case "//":
+            if let a = left.integer, let b = right.integer {
+                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
+                let q = a / b
+                return .int((a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q)
+            }
+            guard let a = left.number, let b = right.number else { throw unsupported() }
+            guard b != 0 else { throw JinjaRenderError("float floor division by zero") }
+            return .double((a / b).rounded(.down))
+        case "%":
+            if case .string(let format) = left { return .string(try percentFormat(format, right)) }
+            if let a = left.integer, let b = right.integer {
+                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
+                let r = a % b
+                return .int((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
+            }
+            guard let a = left.number, let b = right.number else { throw unsupported() }
+            guard b != 0 else { throw JinjaRenderError("float modulo") }
+            let r = a.truncatingRemainder(dividingBy: b)
+            return .double((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
+        case "**":
+            if let a = left.integer, let b = right.integer, b >= 0 {
+                var result = 1
+                for _ in 0..<b {
+                    let (p, o) = result.multipliedReportingOverflow(by: a)
+                    if o { throw overflow() }
+                    result = p
+                }
+                return .int(result)
+            }
+            guard let a = left.number, let b = right.number else { throw unsupported() }
+            return .double(pow(a, b))
+        default:
+            throw JinjaRenderError("unknown operator '\(op)'")
+        }
+    }
+
+    /// Python's `format % values` for the common conversions (%s %r %d %i %f %%).
+    private func percentFormat(_ format: String, _ values: JinjaValue) throws -> String {
+        var arguments: [JinjaValue]
+        if case .array(let items) = values { arguments = items } else { arguments = [values] }
+        var out = ""
+        var chars = Array(format)[...]
+        while let c = chars.popFirst() {
+            guard c == "%" else {
+                out.append(c)
+                continue
+            }
+            guard let conversion = chars.popFirst() else { throw JinjaRenderError("incomplete format") }
+            if conversion == "%" {
+                out += "%"
+                continue
+            }
+            guard !arguments.isEmpty else { throw JinjaRenderError("not enough arguments for format string") }
+            let argument = arguments.removeFirst()
+            switch conversion {
+            case "s": out += argument.str
+            case "r": out += argument.repr
+            case "d", "i":
+                guard let n = argument.number else { throw JinjaRenderError("%d format: a real number is required") }
+                out += String(Int(n.rounded(.towardZero)))
+            case "f":
+                guard let n = argument.number else { throw JinjaRenderError("%f format: a real number is required") }
+                out += String(format: "%f", n)
+            default:
+                throw JinjaRenderError("the '%\(conversion)' format is not supported", kind: .unsupported)
+            }
+        }
+        if !arguments.isEmpty { throw JinjaRenderError("not all arguments converted during string formatting") }
+        return out
+    }
+
+    private func compare(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> Bool {
+        switch op {
+        case "==": return jinjaEquals(left, right)
+        case "!=": return !jinjaEquals(left, right)
+        case "in": return try contains(right, left)
+        case "notin": return !(try contains(right, left))
+        default:
+            try failIfUndefined(left)
+            try failIfUndefined(right)
+            let order = try jinjaCompare(left, right)
+            switch op {
+            case "<": return order < 0
+            case "<=": return order <= 0
+            case ">": return order > 0
+            default: return order >= 0
+            }
+        }
+    }
+
+    func contains(_ container: JinjaValue, _ item: JinjaValue) throws -> Bool {
+        switch container {
+        case .undefined: return false
+        case .string(let text):
+            guard case .string(let needle) = item else {
+                throw JinjaRenderError("'in <string>' requires string as left operand, not \(item.typeName)")
+            }
+            return needle.isEmpty || text.contains(needle)
+        case .array(let items): return items.contains { jinjaEquals($0, item) }
+        case .dict(let dict):
+            return JinjaKey(item).map { dict[$0] != nil } ?? false
+        case .namespace(let namespace):
+            if case .string(let key) = item { return namespace.attributes[key] != nil }
+            return false
+        default:
+            throw JinjaRenderError("argument of type '\(container.typeName)' is not iterable")
+        }
+    }
+
+    // MARK: - Calls
+
+    func call(_ callee: JinjaValue, _ arguments: Arguments) throws -> JinjaValue {
+        switch callee {
+        case .undefined(let message):
+            throw JinjaRenderError(message)
+        case .macro(let macro):
+            return try callMacro(macro, arguments)
+        case .builtin(let name):
+            return try callBuiltin(name, arguments)
+        default:
+            throw JinjaRenderError("'\(callee.typeName)' object is not callable")
+        }
+    }
+
+    private func callMacro(_ macro: JinjaMacro, _ arguments: Arguments) throws -> JinjaValue {
+        guard calls.depth < Self.maxMacroDepth else {
+            throw JinjaRenderError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
+        }
+        calls.depth += 1
+        defer { calls.depth -= 1 }
+        let frame = JinjaFrame(parent: macro.closure)
+        let names = macro.parameters.map(\.name)
+        guard arguments.positional.count <= names.count else {
+            throw JinjaRenderError("macro '\(macro.name)' takes not more than \(names.count) argument(s)")
+        }
+        let bound = try arguments.bind("macro '\(macro.name)'", names)
+        for (parameter, value) in zip(macro.parameters, bound) {
+            if let value {
+                frame.variables[parameter.name] = value
+            } else if let defaultValue = parameter.defaultValue {
+                frame.variables[parameter.name] = try eval(defaultValue, frame)
+            } else {
+                frame.variables[parameter.name] = .undefined("parameter '\(parameter.name)' was not provided")
+            }
+        }
+        var out = ""
+        try execute(macro.body, frame, &out)
+        return .string(out)
+    }
+
+    private func callBuiltin(_ name: String, _ arguments: Arguments) throws -> JinjaValue {
+        switch name {
+        case "raise_exception":
+            let message = arguments.positional.first ?? arguments.keyword.first?.1 ?? .string("")
+            throw JinjaRenderError(message.str, kind: .raised)
+        case "range":
+            guard arguments.keyword.isEmpty, (1...3).contains(arguments.positional.count) else {
+                throw JinjaRenderError("range() expects 1 to 3 integer arguments")
+            }
+            let ints = try arguments.positional.map { value -> Int in
+                guard let i = value.integer else {
+                    throw JinjaRenderError("'\(value.typeName)' object cannot be interpreted as an integer")
+                }
+                return i
+            }
+            let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
+            guard step != 0 else { throw JinjaRenderError("range() arg 3 must not be zero") }
+            if (step > 0 && start >= stop) || (step < 0 && start <= stop) { return .array([]) }
+            let values = Array(stride(from: start, to: stop, by: step))
+            guard values.count <= 100_000 else { throw JinjaRenderError("range too big, maximum size is 100000") }
+            return .array(values.map { .int($0) })
+        case "namespace", "dict":
+            var attributes = JinjaDict()
+            for value in arguments.positional {
+                guard case .dict(let dict) = value else {
+                    throw JinjaRenderError("\(name)() positional argument must be a dict")
+                }
+                for (key, item) in dict.pairs { attributes[key] = item }
+            }
+            for (key, value) in arguments.keyword { attributes[key] = value }
+            return name == "dict" ? .dict(attributes) : .namespace(JinjaNamespace(attributes))
+        case "strftime_now":
+            guard case .string(let format)? = arguments.positional.first else {
+                throw JinjaRenderError("strftime_now() expects a format string")
+            }
+            return .string(strftime(format))
+        default:
+            throw JinjaRenderError("'\(name)' is undefined")
+        }
+    }
+
+    /// `datetime.now().strftime(format)` in the local time zone, at `now`.
+    private func strftime(_ format: String) -> String {
+        var seconds = time_t(now.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        var buffer = [CChar](repeating: 0, count: 512)
+        let count = Foundation.strftime(&buffer, buffer.count, format, &parts)
+        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension JinjaNode {
+    var line: Int? {
+        switch self {
+        case .text, .macro: return nil
+        case .output(_, let line), .ifChain(_, _, let line), .forLoop(_, _, _, _, _, let line), .set(_, _, let line),
+             .setBlock(_, _, _, let line), .with(_, _, let line), .filterBlock(_, _, let line),
+             .breakLoop(let line), .continueLoop(let line):
+            return line
+        }
+    }
+}
