@@ -382,3 +382,208 @@ int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
     }
     return 0;
 }
+
+// ---- Attention in llama.cpp's arithmetic ----
+// Horizontal sums of 8 lanes in the two orders ggml uses.
+static inline float hsum8_batched(const float a[8]) {   // tinyBLAS: lo+hi, then movehl, then movehdup
+    float u0 = a[0] + a[4], u1 = a[1] + a[5], u2 = a[2] + a[6], u3 = a[3] + a[7];
+    return (u0 + u2) + (u1 + u3);
+}
+static inline float hsum8_single(const float a[8]) {    // GGML_F32x8_REDUCE: lo+hi, then two hadds
+    float u0 = a[0] + a[4], u1 = a[1] + a[5], u2 = a[2] + a[6], u3 = a[3] + a[7];
+    return (u0 + u1) + (u2 + u3);
+}
+
+static float attn_dot_portable(const uint16_t *a, const uint16_t *b, int n, int batched) {
+    if (batched) {
+        float acc[8] = {0};
+        for (int i = 0; i < n; i++) acc[i % 8] = fmaf(half_to_float(a[i]), half_to_float(b[i]), acc[i % 8]);
+        return hsum8_batched(acc);
+    }
+    float acc[4][8] = {{0}};
+    for (int i = 0; i < n; i++) acc[(i / 8) % 4][i % 8] = fmaf(half_to_float(a[i]), half_to_float(b[i]), acc[(i / 8) % 4][i % 8]);
+    float s[8];
+    for (int l = 0; l < 8; l++) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    return hsum8_single(s);
+}
+
+// ggml's vectorised expf (a polynomial after range reduction; ≤ 1.5 ulp), one lane at a time.
+static float expf_ggml_portable(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    uint32_t zb; memcpy(&zb, &z, 4);
+    const uint32_t e = zb << 23;
+    uint32_t one; const float onef = 1.0f; memcpy(&one, &onef, 4);
+    uint32_t kb = e + one; float k; memcpy(&k, &kb, 4);
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u, 0x1.ffffecp-1f * b);
+    if (!(fabsf(n) > 126)) return fmaf(j, k, k);
+    const uint32_t g = (n <= 0) ? 0x82000000u : 0;
+    uint32_t s1b = g + 0x7f000000u, s2b = e - g;
+    float s1, s2; memcpy(&s1, &s1b, 4); memcpy(&s2, &s2b, 4);
+    if (fabsf(n) > 192) return s1 * s1;
+    return fmaf(s2, j, s2) * s1;
+}
+
+static void attn_softmax_portable(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    double sum = 0;
+    for (int i = 0; i < n; i += 8) {
+        float v[8];
+        for (int l = 0; l < 8; l++) v[l] = i + l < n ? expf_ggml_portable(x[i + l] - max) : 0.0f;
+        for (int l = 0; l < 8 && i + l < n; l++) x[i + l] = v[l];
+        sum += (double)hsum8_batched(v);   // the same order as the softmax's own lo+hi/movehl/movehdup sum
+    }
+    const float scale = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) x[i] *= scale;
+}
+
+static void attn_values_portable(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched) {
+    for (int i = 0; i < d; i++) {
+        if (batched) {
+            float acc[8] = {0};
+            for (int j = 0; j < count; j++) acc[j % 8] = fmaf(half_to_float(v[(size_t)(slots ? slots[j] : j) * d + i]), half_to_float(p[j]), acc[j % 8]);
+            out[i] = hsum8_batched(acc);
+        } else {
+            float acc[4][8] = {{0}};
+            for (int j = 0; j < count; j++) {
+                float *a = &acc[(j / 8) % 4][j % 8];
+                *a = fmaf(half_to_float(v[(size_t)(slots ? slots[j] : j) * d + i]), half_to_float(p[j]), *a);
+            }
+            float s[8];
+            for (int l = 0; l < 8; l++) s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+            out[i] = hsum8_single(s);
+        }
+    }
+}
+
+#if RK_X86
+RK_AVX2 static inline __m256 expf_ggml_avx2(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
+    const __m256 c = _mm256_cmp_ps(absn, _mm256_set1_ps(126), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(c)) return _mm256_fmadd_ps(j, k, k);
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 dmask = _mm256_cmp_ps(absn, _mm256_set1_ps(192), _CMP_GT_OQ);
+    return _mm256_or_ps(_mm256_and_ps(dmask, _mm256_mul_ps(s1, s1)),
+                        _mm256_andnot_ps(dmask, _mm256_or_ps(_mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                                             _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)))));
+}
+
+RK_AVX2 static inline float hsum8_batched_avx(__m256 v) { return hsum_ps(v); }
+RK_AVX2 static inline float hsum8_single_avx(__m256 v) {
+    __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 t1 = _mm_hadd_ps(t0, t0);
+    return _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+}
+
+RK_AVX2 static float attn_dot_avx2(const uint16_t *a, const uint16_t *b, int n, int batched) {
+    if (batched) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n; i += 8)
+            acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i))),
+                                  _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i))), acc);
+        return hsum8_batched_avx(acc);
+    }
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int i = 0; i < n; i += 32)
+        for (int j = 0; j < 4; j++)
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8 * j))),
+                                     _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8 * j))), acc[j]);
+    acc[0] = _mm256_add_ps(acc[0], acc[2]);
+    acc[1] = _mm256_add_ps(acc[1], acc[3]);
+    return hsum8_single_avx(_mm256_add_ps(acc[0], acc[1]));
+}
+
+RK_AVX2 static void attn_softmax_avx2(float *x, int n) {
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) max = fmaxf(max, x[i]);
+    double sum = 0;
+    const __m256 vmax = _mm256_set1_ps(max);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = expf_ggml_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmax));
+        _mm256_storeu_ps(x + i, v);
+        sum += (double)hsum8_batched_avx(v);
+    }
+    if (i < n) {  // zero-padded last chunk, as llama.cpp's masked, padded row
+        float tmp[8];
+        for (int l = 0; l < 8; l++) tmp[l] = i + l < n ? x[i + l] : -INFINITY;
+        __m256 v = expf_ggml_avx2(_mm256_sub_ps(_mm256_loadu_ps(tmp), vmax));
+        _mm256_storeu_ps(tmp, v);
+        for (int l = 0; i + l < n; l++) x[i + l] = tmp[l];
+        sum += (double)hsum8_batched_avx(v);
+    }
+    const __m256 scale = _mm256_set1_ps((float)(1.0 / sum));
+    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), scale));
+    for (; i < n; i++) x[i] *= (float)(1.0 / sum);
+}
+
+RK_AVX2 static void attn_values_avx2(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched) {
+    for (int c = 0; c < d; c += 8) {   // 8 output dimensions at a time
+        __m256 acc[4][8];
+        for (int a = 0; a < 4; a++) for (int l = 0; l < 8; l++) acc[a][l] = _mm256_setzero_ps();
+        for (int j = 0; j < count; j++) {
+            const __m256 pj = _mm256_set1_ps(_cvtsh_ss(p[j]));
+            const __m256 vj = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + (size_t)(slots ? slots[j] : j) * d + c)));
+            __m256 *a = batched ? &acc[0][j % 8] : &acc[(j / 8) % 4][j % 8];
+            *a = _mm256_fmadd_ps(vj, pj, *a);
+        }
+        __m256 s[8];
+        for (int l = 0; l < 8; l++)
+            s[l] = batched ? acc[0][l] : _mm256_add_ps(_mm256_add_ps(acc[0][l], acc[2][l]), _mm256_add_ps(acc[1][l], acc[3][l]));
+        const __m256 u0 = _mm256_add_ps(s[0], s[4]), u1 = _mm256_add_ps(s[1], s[5]);
+        const __m256 u2 = _mm256_add_ps(s[2], s[6]), u3 = _mm256_add_ps(s[3], s[7]);
+        const __m256 r = batched ? _mm256_add_ps(_mm256_add_ps(u0, u2), _mm256_add_ps(u1, u3))
+                                 : _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3));
+        _mm256_storeu_ps(out + c, r);
+    }
+}
+#endif
+
+float rk_attn_dot(const uint16_t *a, const uint16_t *b, int n, int batched) {
+    return DISPATCH(attn_dot_avx2, attn_dot_portable)(a, b, n, batched);
+}
+void rk_attn_softmax(float *x, int n) { DISPATCH(attn_softmax_avx2, attn_softmax_portable)(x, n); }
+void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched) {
+    DISPATCH(attn_values_avx2, attn_values_portable)(p, v, slots, count, d, out, batched);
+}
+
+// SwiGLU: silu(x) = x / (1 + exp(-x)) with ggml's vector exp in 8-wide chunks, libm expf for the tail.
+static void swiglu_portable(float *gate, const float *up, int n) {
+    const int chunked = n & ~7;
+    int i = 0;
+    for (; i < chunked; i++) gate[i] = (gate[i] / (1.0f + expf_ggml_portable(0.0f - gate[i]))) * up[i];
+    for (; i < n; i++) gate[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+}
+
+#if RK_X86
+RK_AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
+    int i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(gate + i);
+        __m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, expf_ggml_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) gate[i] = (gate[i] / (1.0f + expf(-gate[i]))) * up[i];
+}
+#endif
+
+void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swiglu_portable)(gate, up, n); }

@@ -1,21 +1,26 @@
-// A persistent thread pool for fork-join parallelism over a fixed number of threads.
-// Workers spin on a generation counter for a short while after each job (a decode step issues
-// hundreds of small jobs), then sleep on a condition variable so an idle process uses no CPU.
+// A persistent thread pool for fork-join parallelism over a fixed number of partitions.
+//
+// A job has one partition per thread. The calling thread runs partition 0, then claims every partition
+// no worker has started yet and runs it too; it waits only for partitions a worker really claimed. So a
+// worker that is descheduled (the machine is shared) never stalls the job: the caller does its share.
+// Claims carry the job's generation, so a worker that wakes up late cannot touch a newer job.
+// Workers spin briefly between jobs (a decode step issues hundreds of small jobs), then sleep.
 #include "CKernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sched.h>
 
 #define RK_MAX_THREADS 64
-#define RK_SPIN_ITERATIONS 200000
+#define RK_SPIN_ITERATIONS 100000
 
 static int pool_threads = 1;
 static atomic_int started = 0;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static atomic_uint generation = 0;   // incremented for each job
-static atomic_int pending = 0;       // workers still running the current job
-static atomic_int sleepers = 0;      // workers blocked on the condition variable
+static atomic_uint_fast64_t generation = 0;         // the current job's number
+static atomic_int sleepers = 0;                     // workers blocked on the condition variable
+// owner[p] == 2*G: partition p of job G is open; 2*G+1: claimed. done[p] == G: finished.
+static atomic_uint_fast64_t owner[RK_MAX_THREADS];
+static atomic_uint_fast64_t done[RK_MAX_THREADS];
 static rk_task_fn job_fn;
 static void *job_context;
 
@@ -25,24 +30,31 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static inline int claim(int p, uint64_t g) {
+    uint_fast64_t open = 2 * g;
+    return atomic_compare_exchange_strong(&owner[p], &open, 2 * g + 1);
+}
+
 static void *worker(void *arg) {
     int index = (int)(intptr_t)arg;
-    unsigned seen = 0;
+    uint64_t seen = 0;
     for (;;) {
         int spins = 0;
-        while (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
+        while (atomic_load(&generation) == seen) {
             if (++spins < RK_SPIN_ITERATIONS) { cpu_relax(); continue; }
-            // seq_cst ordering with rk_pool_run: either it sees us as a sleeper and signals under the
-            // lock, or we see its new generation before waiting.
+            // seq_cst with rk_pool_run: either it sees us as a sleeper and signals under the lock,
+            // or we see its new generation before waiting.
             pthread_mutex_lock(&lock);
             atomic_fetch_add(&sleepers, 1);
             while (atomic_load(&generation) == seen) pthread_cond_wait(&wake, &lock);
             atomic_fetch_sub(&sleepers, 1);
             pthread_mutex_unlock(&lock);
         }
-        seen = atomic_load_explicit(&generation, memory_order_acquire);
-        job_fn(job_context, index, pool_threads);
-        atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel);
+        seen = atomic_load(&generation);
+        if (claim(index, seen)) {
+            job_fn(job_context, index, pool_threads);   // the caller waits for done[index], so these stay valid
+            atomic_store(&done[index], seen);
+        }
     }
     return NULL;
 }
@@ -70,16 +82,26 @@ int rk_pool_threads(void) { return pool_threads; }
 
 void rk_pool_run(rk_task_fn fn, void *context) {
     if (!atomic_load(&started)) rk_pool_start(1);
-    if (pool_threads == 1) { fn(context, 0, 1); return; }
+    const int n = pool_threads;
+    if (n == 1) { fn(context, 0, 1); return; }
+    const uint64_t g = atomic_load(&generation) + 1;
     job_fn = fn;
     job_context = context;
-    atomic_store_explicit(&pending, pool_threads - 1, memory_order_release);
-    atomic_fetch_add(&generation, 1);
+    for (int p = 0; p < n; p++) atomic_store(&owner[p], 2 * g);
+    atomic_store(&generation, g);
     if (atomic_load(&sleepers) > 0) {
         pthread_mutex_lock(&lock);
         pthread_cond_broadcast(&wake);
         pthread_mutex_unlock(&lock);
     }
-    fn(context, 0, pool_threads);
-    while (atomic_load_explicit(&pending, memory_order_acquire) > 0) cpu_relax();
+    // Our own partition first, then any partition still unclaimed.
+    claim(0, g);
+    fn(context, 0, n);
+    int mine[RK_MAX_THREADS] = {0};
+    for (int p = 1; p < n; p++) {
+        if (claim(p, g)) { fn(context, p, n); mine[p] = 1; }
+    }
+    for (int p = 1; p < n; p++) {
+        if (!mine[p]) while (atomic_load(&done[p]) != g) cpu_relax();
+    }
 }

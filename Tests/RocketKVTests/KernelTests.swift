@@ -154,6 +154,40 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The llama.cpp-order attention kernels give the same bits on the SIMD and the portable paths.
+    func testAttentionKernelsAgreeAcrossPaths() {
+        for (n, batched) in [(64, 1), (64, 0), (96, 0), (40, 1)] {
+            let a = randomFloats(n, scale: 2).map { Float16($0).bitPattern }, b = randomFloats(n, scale: 2).map { Float16($0).bitPattern }
+            var results: [Float] = []
+            forEachPath { _ in results.append(rk_attn_dot(a, b, Int32(n), Int32(batched))) }
+            XCTAssertEqual(results[0].bitPattern, results[1].bitPattern, "dot n=\(n) batched=\(batched)")
+            let exact = zip(a, b).reduce(0.0) { $0 + Double(Float16(bitPattern: $1.0)) * Double(Float16(bitPattern: $1.1)) }
+            XCTAssertEqual(Double(results[0]), exact, accuracy: 1e-3)
+        }
+        for n in [1, 7, 8, 29, 300] {
+            let x = randomFloats(n, scale: 20) + [-.infinity]
+            var outputs: [[Float]] = []
+            forEachPath { _ in var y = x; rk_attn_softmax(&y, Int32(y.count)); outputs.append(y) }
+            XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "softmax n=\(n)")
+            let m = x.max()!, e = x.map { Foundation.exp(Double($0 - m)) }, total = e.reduce(0, +)
+            for i in x.indices { XCTAssertEqual(Double(outputs[0][i]), e[i] / total, accuracy: 1e-6) }
+        }
+        let d = 64, count = 45
+        let p = randomFloats(count).map { Float16(abs($0)).bitPattern }, v = randomFloats(count * d).map { Float16($0).bitPattern }
+        let slots: [Int32] = (0..<Int32(count)).reversed()
+        for batched: Int32 in [0, 1] {
+            var outputs: [[Float]] = []
+            forEachPath { _ in
+                var out = [Float](repeating: 0, count: d), gathered = out
+                rk_attn_values(p, v, nil, Int32(count), Int32(d), &out, batched)
+                rk_attn_values(Array(p.reversed()), v, slots, Int32(count), Int32(d), &gathered, batched)
+                outputs.append(out)
+                for i in 0..<d { XCTAssertEqual(gathered[i], out[i], accuracy: 1e-4) }
+            }
+            XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "values batched=\(batched)")
+        }
+    }
+
     func testThreadPoolRunsEveryIndexOnce() {
         ThreadPool.start(threads: 2)
         for count in [0, 1, 5, 1000] {
@@ -182,7 +216,7 @@ final class KernelTests: XCTestCase {
         var sparse = [Float](repeating: 0, count: d)
         let all = (0..<Int32(n)).map { $0 }
         all.withUnsafeBufferPointer { Attention.sparse(query: q, stream: stream, slots: $0, scale: 0.125, output: &sparse) }
-        XCTAssertEqual(sparse, out)
+        XCTAssertEqual(sparse.map(\.bitPattern), out.map(\.bitPattern))
         [Int32(7)].withUnsafeBufferPointer { Attention.sparse(query: q, stream: stream, slots: $0, scale: 0.125, output: &sparse) }
         for i in 0..<d { XCTAssertEqual(sparse[i], Float(Float16(values[7][i]))) }
 

@@ -40,6 +40,23 @@ void rk_axpy_f16(float a, const uint16_t *x, float *y, int n);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);
 void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 
+// ---- Attention in llama.cpp's arithmetic (f16 cache, no flash attention) ----
+// llama.cpp multiplies f16 K/V by f16-rounded queries/probabilities with one of two summation orders:
+// batched products (prefill, `batched` = 1) keep one 8-lane FMA accumulator per output; single-token
+// products (decode, `batched` = 0) keep four, 32 elements a step. Reproducing the order bit for bit
+// keeps our logits within float noise of llama.cpp's instead of amplified int8 re-quantization noise.
+
+/// Dot product of f16 vectors `a` and `b` (n a multiple of 8; n a multiple of 32 when not batched).
+float rk_attn_dot(const uint16_t *a, const uint16_t *b, int n, int batched);
+/// In-place softmax as ggml computes it: vectorised exp over 8-wide chunks (zero-padded), sum in double.
+void rk_attn_softmax(float *x, int n);
+/// out[i] = Σ_j p[j]·v[row j][i] over `count` f16 probabilities; row j is `slots[j]` (or j when slots is NULL)
+/// of the f16 matrix `v` with rows of `d` values.
+void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched);
+
+/// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).
+void rk_swiglu(float *gate, const float *up, int n);
+
 /// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
 typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);
 /// Starts the pool with `threads` threads in all (the caller counts as thread 0). Idempotent.

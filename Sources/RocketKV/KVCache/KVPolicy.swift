@@ -80,7 +80,8 @@ public func causalAttention(_ input: AttentionInput, streams: [KVStream], visibl
         for unit in units {
             let t = unit / heads, h = unit % heads
             Attention.dense(query: input.queries + (t * heads + h) * d, stream: streams[h / shape.groupSize],
-                            count: visibleBefore + t + 1, scale: shape.scale, output: output + (t * heads + h) * d)
+                            count: visibleBefore + t + 1, scale: shape.scale, output: output + (t * heads + h) * d,
+                            batched: input.tokens > 1)
         }
     }
 }

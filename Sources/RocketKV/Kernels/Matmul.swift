@@ -15,8 +15,8 @@ public struct WeightMatrix: @unchecked Sendable {
         self.data = data
     }
 
-    /// Types the matmul kernels handle directly.
-    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q8_0]
+    /// Types with integer (Q8 activation) kernels; other supported types take the dequantize-and-dot path.
+    public static let integerKernelTypes: Set<GGMLType> = [.q4_0, .q4_1, .q8_0]
 
     /// The block format activations are quantized to before the integer dot product (as llama.cpp's `vec_dot_type`).
     var activationType: GGMLType? {
@@ -69,11 +69,20 @@ public func matmul(_ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: 
             rk_matmul_quant(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
                             quantized, xstride, Int32(tokens), output, ystride, Int32(n))
         }
-    } else {
-        precondition(weight.type == .f32 || weight.type == .f16, "matmul: unsupported weight type \(weight.type.name)")
+    } else if weight.type == .f32 || weight.type == .f16 {
         ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
             rk_matmul_float(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
                             input, n, Int32(tokens), output, ystride, Int32(n))
+        }
+    } else {
+        // Generic path for the other block formats: dequantize each row once, then f32 dot products.
+        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { row in
+                for r in rows {
+                    dequantize(weight.type, from: weight.data + r * weight.rowBytes, count: n, into: row.baseAddress!)
+                    for t in 0..<tokens { output[t * ystride + r] = rk_dot_f32(row.baseAddress!, input + t * n, Int32(n)) }
+                }
+            }
         }
     }
 }

@@ -24,35 +24,12 @@ public enum Ops {
             for h in 0..<heads {
                 let p = x + h * headDim + i
                 let x0 = p[0], x1 = p[1]
-                p[0] = x0 * c - x1 * s
-                p[1] = x0 * s + x1 * c
+                // Fused as GCC fuses llama.cpp's `x0*c - x1*s` and `x0*s + x1*c` (bit-for-bit parity).
+                p[0] = (-(x1 * s)).addingProduct(x0, c)
+                p[1] = (x1 * c).addingProduct(x0, s)
             }
             theta *= thetaScale
         }
-    }
-
-    /// `gate[i] = silu(gate[i]) * up[i]`.
-    @inline(__always)
-    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
-    }
-
-    /// In-place softmax of `n` values; returns nothing, leaves probabilities summing to 1.
-    @inline(__always)
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        var maxValue = -Float.infinity
-        for i in 0..<n where x[i] > maxValue { maxValue = x[i] }
-        var sum = 0.0  // Double, as ggml accumulates it
-        for i in 0..<n {
-            let e = expf(x[i] - maxValue)
-            x[i] = e
-            sum += Double(e)
-        }
-        let inverse = Float(1 / sum)
-        for i in 0..<n { x[i] *= inverse }
     }
 
     /// `x[i] += y[i]`.

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The Llama architecture (Llama 2/3, SmolLM, ...): the weights and the whole forward pass in one place.
 ///
 /// Per layer: RMSNorm → Q, K, V projections → RoPE → attention through the `KVPolicy` → output projection
@@ -30,9 +32,6 @@ public final class LlamaModel: @unchecked Sendable {
             guard let t = file.tensor(named: name) else { throw GGUFError("missing tensor '\(name)'") }
             guard t.shape.count == 2, t.shape[0] == columns, t.shape[1] == rows else {
                 throw GGUFError("tensor '\(name)' has shape \(t.shape), expected [\(columns), \(rows)]")
-            }
-            guard WeightMatrix.supportedTypes.contains(t.type) else {
-                throw GGUFError("tensor '\(name)' has type \(t.type.name), which the engine does not support yet")
             }
             return WeightMatrix(type: t.type, rows: rows, columns: columns, data: file.data(of: t))
         }
@@ -112,7 +111,7 @@ public final class LlamaModel: @unchecked Sendable {
             for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.feedForwardNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
             matmul(layer.gate, input: xb, tokens: n, output: hb, scratch: scratch)
             matmul(layer.up, input: xb, tokens: n, output: hb2, scratch: scratch)
-            Ops.swiglu(hb, up: hb2, count: n * ff)
+            rk_swiglu(hb, hb2, Int32(n * ff))
             matmul(layer.down, input: hb, tokens: n, output: xb, scratch: scratch)
             Ops.add(x, xb, count: n * dim)
         }
