@@ -1,0 +1,132 @@
+import Foundation
+import RocketKV
+import XCTest
+
+/// The tokenizer of the default model against llama.cpp (fixtures from scripts/make_token_fixture.py).
+final class TokenizerFixtureTests: XCTestCase {
+    struct Fixture: Decodable {
+        struct Case: Decodable {
+            let text: String
+            let add_special: Bool
+            let parse_special: Bool
+            let ids: [Int]
+        }
+        let model: String
+        let cases: [Case]
+        // Only in ad-hoc files (--adhoc): llama.cpp's token_to_piece(special: true) bytes per id,
+        // and its is_eog / is_control ids.
+        let pieces: [[UInt8]]?
+        let eog: [Int]?
+        let control: [Int]?
+    }
+
+    static let tokenizer: Tokenizer = {
+        do { return try Tokenizer(gguf: TestModel.file) } catch { fatalError("cannot build the tokenizer: \(error)") }
+    }()
+
+    func testFixtureMatchesLlamaCpp() throws {
+        let fixture = try TestModel.fixture("tokens.json", as: Fixture.self)
+        XCTAssertGreaterThanOrEqual(fixture.cases.count, 20)
+        let mismatches = Self.check(fixture, with: Self.tokenizer)
+        XCTAssertEqual(mismatches, 0)
+    }
+
+    func testDefaultModelSpecialTokens() {
+        let t = Self.tokenizer
+        XCTAssertEqual(t.vocabularySize, 49152)
+        XCTAssertEqual(t.preTokenizer.kind, .starcoder)
+        XCTAssertEqual(t.bosID, 1)
+        XCTAssertEqual(t.eosID, 2)
+        XCTAssertFalse(t.addBOS)
+        XCTAssertFalse(t.addEOS)
+        XCTAssertEqual(t.id(of: "<|im_start|>"), 1)
+        XCTAssertEqual(t.id(of: "<|im_end|>"), 2)
+        // llama.cpp: EOS, "<|im_end|>", "<|endoftext|>" and the FIM repository token "<reponame>".
+        XCTAssertEqual(t.endOfGenerationIDs, [0, 2, 4])
+        XCTAssertEqual((0..<t.vocabularySize).filter { t.isControl($0) }, Array(0...16))
+        XCTAssertEqual(t.decode(t.encode("<|im_start|>user\nHi<|im_end|>")), "<|im_start|>user\nHi<|im_end|>")
+    }
+
+    func testStreamingMatchesDecode() throws {
+        let fixture = try TestModel.fixture("tokens.json", as: Fixture.self)
+        for c in fixture.cases {
+            var stream = StreamingDecoder(tokenizer: Self.tokenizer)
+            var text = ""
+            for id in c.ids { text += stream.append(id) }
+            text += stream.finish()
+            XCTAssertEqual(text, Self.tokenizer.decode(c.ids), c.text)
+        }
+    }
+
+    /// Encodes ~10,000 words of English prose and reports the time (release builds only are meaningful).
+    func testEncodingSpeed() throws {
+        let paragraph = """
+        The most important thing about a startup is not the idea but the people. Ideas are cheap; what matters \
+        is whether the founders can make something users want, and keep making it better week after week. \
+        I've seen plenty of companies with mediocre ideas succeed because their founders were relentlessly \
+        resourceful, while brilliant ideas died in the hands of people who couldn't ship. In 2005 we funded \
+        8 startups; by 2024 the number was over 4,000.\n\n
+        """
+        var text = ""
+        while text.split(separator: " ").count < 10_000 { text += paragraph }
+        let words = text.split(separator: " ").count
+        let t = Self.tokenizer
+        _ = t.encode(paragraph)  // warm up
+        let start = Date()
+        let ids = t.encode(text, addSpecial: false)
+        let seconds = Date().timeIntervalSince(start)
+        print(String(format: "encoded %d words (%d bytes) into %d tokens in %.1f ms (%.1f MB/s)",
+                     words, text.utf8.count, ids.count, seconds * 1000, Double(text.utf8.count) / seconds / 1e6))
+        XCTAssertEqual(t.decode(ids), text)
+        #if !DEBUG
+        XCTAssertLessThan(seconds, 1.0)
+        #endif
+    }
+
+    /// Ad-hoc comparison with a large file from `make_token_fixture.py --adhoc N --out FILE`:
+    /// runs only when ROCKETKV_TOKEN_CASES=FILE (ROCKETKV_TOKEN_MODEL picks another GGUF).
+    func testAdHocComparison() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard let path = env["ROCKETKV_TOKEN_CASES"] else { throw XCTSkip("set ROCKETKV_TOKEN_CASES to run") }
+        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        let tokenizer = try env["ROCKETKV_TOKEN_MODEL"].map { try Tokenizer(gguf: GGUFFile(path: $0)) } ?? Self.tokenizer
+        let mismatches = Self.check(fixture, with: tokenizer)
+        var pieceMismatches = 0
+        if let pieces = fixture.pieces {
+            XCTAssertEqual(pieces.count, tokenizer.vocabularySize)
+            for (id, bytes) in pieces.enumerated() where tokenizer.bytes(of: id) != bytes {
+                pieceMismatches += 1
+                if pieceMismatches <= 10 { print("piece \(id): \(tokenizer.bytes(of: id)) != llama.cpp \(bytes)") }
+            }
+        }
+        if let eog = fixture.eog { XCTAssertEqual(tokenizer.endOfGenerationIDs, Set(eog)) }
+        if let control = fixture.control {
+            XCTAssertEqual((0..<tokenizer.vocabularySize).filter { tokenizer.isControl($0) }, control)
+        }
+        print("ad-hoc comparison (\(tokenizer.preTokenizer)): \(fixture.cases.count) cases, \(mismatches) mismatches; "
+              + "\(fixture.pieces?.count ?? 0) pieces, \(pieceMismatches) mismatches")
+        XCTAssertEqual(mismatches, 0)
+        XCTAssertEqual(pieceMismatches, 0)
+    }
+
+    /// Compares every case; returns the number of cases whose ids differ (round trips are asserted too).
+    static func check(_ fixture: Fixture, with tokenizer: Tokenizer, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        var mismatches = 0
+        for c in fixture.cases {
+            let ids = tokenizer.encode(c.text, addSpecial: c.add_special, parseSpecial: c.parse_special)
+            if ids != c.ids {
+                mismatches += 1
+                if mismatches <= 10 {
+                    XCTFail("\(c.text.debugDescription) (add_special \(c.add_special), parse_special \(c.parse_special)): "
+                            + "\(ids) != llama.cpp \(c.ids)", file: file, line: line)
+                }
+            }
+            let plain = tokenizer.encode(c.text, addSpecial: false, parseSpecial: c.parse_special)
+            let back = tokenizer.decode(plain)
+            if back != c.text {
+                XCTFail("round trip of \(c.text.debugDescription) gave \(back.debugDescription)", file: file, line: line)
+            }
+        }
+        return mismatches
+    }
+}

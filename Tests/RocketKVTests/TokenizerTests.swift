@@ -1,0 +1,416 @@
+import RocketKV
+import XCTest
+
+/// Tokenizer unit tests on tiny hand-made vocabularies (no model file).
+final class TokenizerTests: XCTestCase {
+    // MARK: - Helpers
+
+    /// The alphabet text of a string's bytes ("Ġ" for a space).
+    static func a(_ s: String) -> String { ByteLevel.encode(Array(s.utf8)) }
+
+    /// A merge line for two pieces of plain text.
+    static func merge(_ l: String, _ r: String) -> String { a(l) + " " + a(r) }
+
+    /// Vocabulary: the 256 byte characters (id = byte value), then each merge result (unless left
+    /// out), then `extra` tokens with their types.
+    static func make(merges: [String] = [], extra: [(String, Tokenizer.TokenType)] = [], pre: String = "gpt-2",
+                     addMergeResults: Bool = true, bos: Int? = nil, eos: Int? = nil,
+                     addBOS: Bool = false, addEOS: Bool = false) throws -> Tokenizer {
+        var tokens = (0..<256).map { String(Unicode.Scalar(ByteLevel.scalarForByte[$0])!) }
+        var types = [Int](repeating: 1, count: 256)
+        if addMergeResults {
+            for m in merges {
+                let parts = m.split(separator: " ", maxSplits: 1)
+                let joined = String(parts[0] + parts[1])
+                if !tokens.contains(joined) { tokens.append(joined); types.append(1) }
+            }
+        }
+        for (text, type) in extra { tokens.append(text); types.append(type.rawValue) }
+        return try Tokenizer(tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: pre,
+                             bosID: bos, eosID: eos, addBOS: addBOS, addEOS: addEOS)
+    }
+
+    /// Texts of the tokens of `ids`, decoded.
+    static func pieces(_ t: Tokenizer, _ ids: [Int]) -> [String] {
+        ids.map { String(decoding: t.bytes(of: $0), as: UTF8.self) }
+    }
+
+    /// Compares splits scalar by scalar (Swift's String equality would equate "e\u{301}" and "é").
+    func assertSplit(_ pre: String, _ text: String, _ expected: [String], file: StaticString = #filePath, line: UInt = #line) {
+        let words = try! PreTokenizer(name: pre).split(text)
+        let got = words.map { Array($0.unicodeScalars) }
+        let want = expected.map { Array($0.unicodeScalars) }
+        XCTAssertEqual(got, want, "\(pre): \(words.map(\.debugDescription)) != \(expected.map(\.debugDescription))",
+                       file: file, line: line)
+        XCTAssertEqual(words.joined(), text, file: file, line: line)
+    }
+
+    // MARK: - Byte-level alphabet
+
+    func testByteAlphabet() {
+        XCTAssertEqual(ByteLevel.scalarForByte[0x20], 0x120)  // Ġ
+        XCTAssertEqual(ByteLevel.scalarForByte[0x0A], 0x10A)  // Ċ
+        XCTAssertEqual(ByteLevel.scalarForByte[0x41], 0x41)
+        XCTAssertEqual(ByteLevel.scalarForByte[0xAD], 0x143)  // soft hyphen, the last remapped byte
+        XCTAssertEqual(Set(ByteLevel.scalarForByte).count, 256)
+        XCTAssertEqual(ByteLevel.scalarForByte.filter { $0 >= 256 }.count, 68)
+        for b in 0..<256 { XCTAssertEqual(ByteLevel.byte(for: ByteLevel.scalarForByte[b]), UInt8(b)) }
+        XCTAssertNil(ByteLevel.byte(for: 0x20))
+        XCTAssertEqual(ByteLevel.encode(Array(" a\n".utf8)), "ĠaĊ")
+    }
+
+    // MARK: - BPE merges
+
+    func testMergePriorityLowestRankFirst() throws {
+        let m = Self.merge
+        // "b c" outranks "a b": abc -> a + bc
+        var t = try Self.make(merges: [m("b", "c"), m("a", "b")])
+        XCTAssertEqual(Self.pieces(t, t.encode("abc")), ["a", "bc"])
+        // swapped priorities: abc -> ab + c
+        t = try Self.make(merges: [m("a", "b"), m("b", "c")])
+        XCTAssertEqual(Self.pieces(t, t.encode("abc")), ["ab", "c"])
+        // merges chain on merged symbols
+        t = try Self.make(merges: [m("a", "b"), m("b", "c"), m("ab", "c")])
+        XCTAssertEqual(Self.pieces(t, t.encode("abc")), ["abc"])
+        XCTAssertEqual(t.encode("abc"), [t.id(of: "abc")!])
+    }
+
+    func testMergeTiesGoLeftmostFirst() throws {
+        let m = Self.merge
+        let t = try Self.make(merges: [m("a", "a"), m("aa", "aa")])
+        XCTAssertEqual(Self.pieces(t, t.encode("aaa")), ["aa", "a"])
+        XCTAssertEqual(Self.pieces(t, t.encode("aaaaa")), ["aaaa", "a"])
+        XCTAssertEqual(Self.pieces(t, t.encode("aaaaaa")), ["aaaa", "aa"])
+    }
+
+    func testMergesStayInsideWords() throws {
+        let t = try Self.make(merges: [Self.merge(" ", "b"), Self.merge("a", " ")])
+        // gpt2 splits "a b" into "a" and " b": the "a " merge cannot apply across the word boundary.
+        XCTAssertEqual(Self.pieces(t, t.encode("a b")), ["a", " b"])
+    }
+
+    func testMergeResultMissingFromVocabularyFallsBackToASCIIBytes() throws {
+        let m = Self.merge
+        let t = try Self.make(merges: [m("x", "y"), m(" ", "q")], addMergeResults: false)
+        // "xy" is not a token: llama.cpp emits the one-character tokens of its bytes.
+        XCTAssertEqual(Self.pieces(t, t.encode("xy")), ["x", "y"])
+        // " q" becomes "Ġq"; its non-ASCII bytes have no one-byte tokens and are dropped (llama.cpp quirk).
+        XCTAssertEqual(Self.pieces(t, t.encode(" q")), ["q"])
+    }
+
+    func testIgnoreMergesForLlama3() throws {
+        let m = Self.merge
+        // The merges alone would give "a" + "bc", but "abc" is a token and llama3 takes whole words as is.
+        let merges = [m("b", "c")]
+        let extra: [(String, Tokenizer.TokenType)] = [("abc", .normal)]
+        let llama3 = try Self.make(merges: merges, extra: extra, pre: "llama-bpe")
+        XCTAssertTrue(llama3.preTokenizer.ignoresMerges)
+        XCTAssertEqual(Self.pieces(llama3, llama3.encode("abc")), ["abc"])
+        let gpt2 = try Self.make(merges: merges, extra: extra, pre: "gpt-2")
+        XCTAssertEqual(Self.pieces(gpt2, gpt2.encode("abc")), ["a", "bc"])
+    }
+
+    // MARK: - Pre-tokenizers
+
+    func testContractions() {
+        let s = "I'm don't WE'LL you're it's'"
+        assertSplit("gpt-2", s, ["I", "'m", " don", "'t", " WE", "'", "LL", " you", "'re", " it", "'s", "'"])
+        assertSplit("smollm", s, ["I", "'m", " don", "'t", " WE", "'", "LL", " you", "'re", " it", "'s", "'"])
+        assertSplit("llama-bpe", s, ["I", "'m", " don", "'t", " WE", "'LL", " you", "'re", " it", "'s", "'"])
+        assertSplit("qwen2", s, ["I", "'m", " don", "'t", " WE", "'LL", " you", "'re", " it", "'s", "'"])
+    }
+
+    func testDigitRuns() {
+        let s = "abc 1234567 x12"
+        assertSplit("gpt-2", s, ["abc", " 1234567", " x", "12"])
+        // starcoder/smollm: every digit alone, so the space before a number is a word of its own.
+        assertSplit("smollm", s, ["abc", " ", "1", "2", "3", "4", "5", "6", "7", " x", "1", "2"])
+        assertSplit("llama-bpe", s, ["abc", " ", "123", "456", "7", " x", "12"])
+        assertSplit("qwen2", s, ["abc", " ", "1", "2", "3", "4", "5", "6", "7", " x", "1", "2"])
+        assertSplit("default", s, ["abc", " ", "123", "456", "7", " x", "12"])
+        assertSplit("gpt-2", "pi 3.14159", ["pi", " 3", ".", "14159"])
+        assertSplit("llama-bpe", "pi 3.14159", ["pi", " ", "3", ".", "141", "59"])
+        // Non-ASCII numbers are \p{N} too; default's [0-9]{3} grouping is ASCII only.
+        assertSplit("llama-bpe", "²³½٣٤٥٦", ["²³½", "٣٤٥", "٦"])
+        assertSplit("default", "١٢٣٤ 12345", ["١٢٣٤", " ", "123", "45"])
+    }
+
+    func testWhitespaceRuns() {
+        let s = "a  b   \n\n c \t"
+        assertSplit("gpt-2", s, ["a", " ", " b", "   \n\n", " c", " \t"])
+        assertSplit("llama-bpe", s, ["a", " ", " b", "   \n\n", " c", " \t"])
+        assertSplit("gpt-2", "   ", ["   "])
+        assertSplit("gpt-2", "x   ", ["x", "   "])
+        // \s+(?!\S) keeps the last space for the next word.
+        assertSplit("gpt-2", "x    y", ["x", "   ", " y"])
+        // tabs: llama3 lets any non-letter, non-digit, non-newline character lead a word.
+        assertSplit("gpt-2", "\tfoo", ["\t", "foo"])
+        assertSplit("llama-bpe", "\tfoo", ["\tfoo"])
+    }
+
+    func testNewlinesAndCRLF() {
+        let s = "line1\r\nline2\r\n"
+        assertSplit("gpt-2", s, ["line", "1", "\r", "\n", "line", "2", "\r\n"])
+        assertSplit("llama-bpe", s, ["line", "1", "\r\n", "line", "2", "\r\n"])
+        assertSplit("qwen2", s, ["line", "1", "\r\n", "line", "2", "\r\n"])
+        // llama3: punctuation takes the newlines after it; \s*[\r\n]+ ends at the last newline.
+        assertSplit("llama-bpe", "end.\n\nNext  \n  x", ["end", ".\n\n", "Next", "  \n", " ", " x"])
+        assertSplit("gpt-2", "end.\n\nNext", ["end", ".", "\n", "\n", "Next"])
+    }
+
+    func testPunctuation() {
+        let s = "Hello, world!!! (ok)..."
+        assertSplit("gpt-2", s, ["Hello", ",", " world", "!!!", " (", "ok", ")..."])
+        assertSplit("llama-bpe", s, ["Hello", ",", " world", "!!!", " (", "ok", ")..."])
+        assertSplit("gpt-2", "#tag", ["#", "tag"])
+        assertSplit("llama-bpe", "#tag", ["#tag"])
+        // default: runs of \p{P} and $+<=>^~| come first.
+        assertSplit("default", "a+b=c; x->y, 1,000", ["a", "+", "b", "=", "c", ";", " x", "->", "y", ",", " ", "1", ",", "000"])
+        // falcon adds the backtick to those runs.
+        assertSplit("default", "`$", ["`", "$"])
+        assertSplit("falcon", "`$", ["`$"])
+    }
+
+    func testEmojiCJKAccents() {
+        let s = "café 😀👍🏽 中文 e\u{301}"
+        // The combining accent (Mn) is not a letter: it splits off.
+        let expected = ["café", " 😀👍🏽", " 中文", " e", "\u{301}"]
+        assertSplit("gpt-2", s, expected)
+        assertSplit("llama-bpe", s, expected)
+        assertSplit("smollm", "日本語のテキスト、한국어", ["日本語のテキスト", "、", "한국어"])
+    }
+
+    func testUnicodeWhitespace() {
+        let s = "a\u{A0}b\u{3000}\u{3000}c"
+        assertSplit("gpt-2", s, ["a", "\u{A0}", "b", "\u{3000}", "\u{3000}", "c"])
+        assertSplit("llama-bpe", s, ["a", "\u{A0}b", "\u{3000}", "\u{3000}c"])
+        // U+001F is not whitespace for llama.cpp (it is for Python's \s).
+        assertSplit("gpt-2", "a\u{1F}b", ["a", "\u{1F}", "b"])
+    }
+
+    func testPreTokenizerNames() throws {
+        XCTAssertEqual(try PreTokenizer(name: "smollm").kind, .starcoder)
+        XCTAssertEqual(try PreTokenizer(name: "llama-bpe").kind, .llama3)
+        XCTAssertEqual(try PreTokenizer(name: "llama3").kind, .llama3)
+        XCTAssertEqual(try PreTokenizer(name: "gpt2").kind, .gpt2)
+        XCTAssertEqual(try PreTokenizer(name: "gpt-2").kind, .gpt2)
+        XCTAssertEqual(try PreTokenizer(name: "qwen2").kind, .qwen2)
+        XCTAssertEqual(try PreTokenizer(name: "default").kind, .default)
+        XCTAssertEqual(try PreTokenizer(name: "").kind, .default)
+        XCTAssertTrue(try PreTokenizer(name: "llama-bpe").addsBOSByDefault)
+        XCTAssertFalse(try PreTokenizer(name: "dbrx").ignoresMerges)
+        XCTAssertThrowsError(try PreTokenizer(name: "no-such-pre"))
+        for kind in PreTokenizer.Kind.allCases { XCTAssertEqual(PreTokenizer(kind: kind).kind, kind) }
+    }
+
+    // MARK: - Special tokens
+
+    func testSpecialTokenParsing() throws {
+        let t = try Self.make(merges: [Self.merge("h", "i")],
+                              extra: [("<|im_start|>", .control), ("<|im_end|>", .control),
+                                      ("<|im", .control), ("<tool>", .userDefined)])
+        let start = t.id(of: "<|im_start|>")!, end = t.id(of: "<|im_end|>")!, tool = t.id(of: "<tool>")!
+        let hi = t.id(of: "hi")!
+        let text = "<|im_start|>hi<tool><|im_end|>"
+        // Longest match first: "<|im_start|>" wins over "<|im".
+        XCTAssertEqual(t.encode(text), [start, hi, tool, end])
+        // Without parseSpecial, control texts are plain text; user-defined tokens are still matched.
+        let plain = t.encode(text, parseSpecial: false)
+        XCTAssertFalse(plain.contains(start))
+        XCTAssertFalse(plain.contains(end))
+        XCTAssertTrue(plain.contains(tool))
+        XCTAssertEqual(t.decode(plain), text)
+        XCTAssertEqual(t.decode(t.encode(text)), text)
+        // Text around a special token is encoded separately: no merge across it.
+        XCTAssertEqual(Self.pieces(t, t.encode("h<|im_end|>i")), ["h", "<|im_end|>", "i"])
+        XCTAssertEqual(t.encode("<|im_end|><|im_end|>"), [end, end])
+        XCTAssertEqual(t.encode("<|im"), [t.id(of: "<|im")!])
+        XCTAssertTrue(t.isControl(start))
+        XCTAssertFalse(t.isControl(hi))
+        XCTAssertEqual(t.encode(""), [])
+    }
+
+    func testBOSAndEOS() throws {
+        let extra: [(String, Tokenizer.TokenType)] = [("<s>", .control), ("</s>", .control)]
+        let t = try Self.make(extra: extra, bos: 256, eos: 257, addBOS: true, addEOS: true)
+        XCTAssertEqual(t.encode("a"), [256, 97, 257])
+        XCTAssertEqual(t.encode("a", addSpecial: false), [97])
+        let u = try Self.make(extra: extra, bos: 256, eos: 257)
+        XCTAssertEqual(u.encode("a"), [97])
+        XCTAssertThrowsError(try Self.make(bos: nil, addBOS: true))
+        XCTAssertThrowsError(try Self.make(bos: 9999))
+    }
+
+    func testEndOfGeneration() throws {
+        // "<|im_end|>" typed normal is forced to control, as llama.cpp does.
+        let t = try Self.make(extra: [("<|endoftext|>", .control), ("<|im_end|>", .normal), ("<|eot_id|>", .control),
+                                      ("<|im_start|>", .control), ("<|fim_pad|>", .userDefined)],
+                              eos: 256)
+        let ids = ["<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|fim_pad|>"].map { t.id(of: $0)! }
+        XCTAssertEqual(t.endOfGenerationIDs, Set(ids))
+        XCTAssertTrue(t.isControl(t.id(of: "<|im_end|>")!))
+        XCTAssertFalse(t.endOfGenerationIDs.contains(t.id(of: "<|im_start|>")!))
+        // explicit ids from the file are honoured
+        let u = try Tokenizer(tokens: ["a", "b", "<stop>"], merges: [], tokenTypes: [1, 1, 3], preTokenizer: "gpt-2",
+                              bosID: nil, eosID: 1, addBOS: false, addEOS: false,
+                              specialIDs: SpecialTokenIDs(endOfTurn: 2))
+        XCTAssertEqual(u.endOfGenerationIDs, [1, 2])
+    }
+
+    // MARK: - Decoding
+
+    func testByteRoundTrip() throws {
+        // No merges: every byte is its own token (the byte-level fallback path).
+        let t = try Self.make()
+        let text = "Hé 😀 中文\r\n\t\u{0}\u{7F}\u{FEFF}end"
+        let ids = t.encode(text)
+        XCTAssertEqual(ids, Array(text.utf8).map(Int.init))
+        XCTAssertEqual(t.decode(ids), text)
+        for b in 0..<256 { XCTAssertEqual(t.bytes(of: b), [UInt8(b)]) }
+        XCTAssertEqual(t.vocabularySize, 256)
+    }
+
+    func testPiecesOfSpecialAndOddTokens() throws {
+        let t = try Tokenizer(tokens: ["a", "<ctl>", "<usr>", "<unused>", "x y", "<0x41>", "?"], merges: [],
+                              tokenTypes: [1, 3, 4, 5, 1, 6, 2], preTokenizer: "gpt-2",
+                              bosID: nil, eosID: nil, addBOS: false, addEOS: false)
+        XCTAssertEqual(t.bytes(of: 1), Array("<ctl>".utf8))    // control: its text
+        XCTAssertEqual(t.bytes(of: 2), Array("<usr>".utf8))    // user-defined: its text
+        XCTAssertEqual(t.bytes(of: 3), [])                     // unused: nothing
+        // a space is not in the byte alphabet: llama.cpp's marker
+        XCTAssertEqual(String(decoding: t.bytes(of: 4), as: UTF8.self), "x[UNK_BYTE_0x20x y]y")
+        XCTAssertEqual(t.bytes(of: 5), [0x41])                 // byte token <0x41>
+        XCTAssertEqual(t.bytes(of: 6), Array("?".utf8))        // unknown: its text
+        XCTAssertEqual(t.bytes(of: 99), [])
+        XCTAssertEqual(t.decode([0, 1, 3, 0]), "a<ctl>a")
+    }
+
+    func testDecodeReplacesInvalidUTF8OnlyAtTheEnd() throws {
+        let t = try Self.make()
+        let smile = Array("😀".utf8).map(Int.init)  // 4 byte tokens
+        XCTAssertEqual(t.decode(smile), "😀")
+        XCTAssertEqual(t.decode(Array(smile.prefix(2))), "\u{FFFD}")
+        XCTAssertEqual(t.decode([0xFF, 0x61]), "\u{FFFD}a")
+    }
+
+    func testStreamingDecoderHoldsBackSplitCharacters() throws {
+        let t = try Self.make()
+        var s = StreamingDecoder(tokenizer: t)
+        let smile = Array("😀".utf8).map(Int.init)
+        XCTAssertEqual(s.append(0x61), "a")
+        XCTAssertEqual(s.append(smile[0]), "")
+        XCTAssertEqual(s.append(smile[1]), "")
+        XCTAssertEqual(s.append(smile[2]), "")
+        XCTAssertEqual(s.pendingByteCount, 3)
+        XCTAssertEqual(s.append(smile[3]), "😀")
+        XCTAssertEqual(s.append(0xFF), "\u{FFFD}")   // never valid: replaced at once
+        XCTAssertEqual(s.append(0xE4), "")           // first byte of 中
+        XCTAssertEqual(s.append(0x61), "\u{FFFD}a")  // broken by an ASCII byte
+        XCTAssertEqual(s.append(0xE4), "")
+        XCTAssertEqual(s.finish(), "\u{FFFD}")       // unfinished at the end
+        XCTAssertEqual(s.finish(), "")
+    }
+
+    func testStreamingMatchesDecodeOnRandomBytes() throws {
+        let t = try Self.make()
+        var rng = SplitMix64(seed: 42)
+        let alphabet: [UInt8] = Array("a😀中é".utf8) + [0x80, 0xBF, 0xC0, 0xC2, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xFF, 0xA0, 0x9F, 0x90, 0x8F]
+        for _ in 0..<2000 {
+            let ids = (0..<Int(rng.next() % 12)).map { _ in Int(alphabet[Int(rng.next() % UInt64(alphabet.count))]) }
+            var s = StreamingDecoder(tokenizer: t)
+            var text = ""
+            for id in ids { text += s.append(id) }
+            text += s.finish()
+            XCTAssertEqual(Array(text.unicodeScalars), Array(t.decode(ids).unicodeScalars), "\(ids)")
+        }
+    }
+
+    // MARK: - GGUF loading
+
+    func testLoadsFromGGUFWithLlamaCppDefaults() throws {
+        var kv = Self.tinyTokenizerKV()
+        kv.removeValue(forKey: "tokenizer.ggml.bos_token_id")
+        let t = try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))
+        XCTAssertEqual(t.preTokenizer.kind, .llama3)
+        XCTAssertTrue(t.addBOS)                       // llama3 default when add_bos_token is missing
+        XCTAssertEqual(t.bosID, 11)                   // llama.cpp's gpt2 default BOS id
+        XCTAssertEqual(t.eosID, 12)
+        XCTAssertEqual(t.encode("ab"), [11, 256])
+    }
+
+    func testGGUFErrors() throws {
+        var kv = Self.tinyTokenizerKV()
+        kv["tokenizer.ggml.model"] = .string("llama")
+        XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
+            XCTAssertTrue("\(error)".contains("unsupported tokenizer model 'llama'"), "\(error)")
+        }
+        kv = Self.tinyTokenizerKV()
+        kv["tokenizer.ggml.pre"] = .string("martian")
+        XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
+            XCTAssertTrue("\(error)".contains("unknown pre-tokenizer type 'martian'"), "\(error)")
+        }
+        for key in ["tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"] {
+            kv = Self.tinyTokenizerKV()
+            kv.removeValue(forKey: key)
+            XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
+                XCTAssertTrue(error is GGUFError, "\(error)")
+                XCTAssertTrue("\(error)".contains(key), "\(error)")
+            }
+        }
+        XCTAssertThrowsError(try Tokenizer(tokens: ["a", "a"], merges: [], tokenTypes: [], preTokenizer: "gpt-2",
+                                           bosID: nil, eosID: nil, addBOS: false, addEOS: false))
+    }
+
+    enum Value { case string(String), strings([String]), ints([Int32]), u32(UInt32), bool(Bool) }
+
+    static func tinyTokenizerKV() -> [String: Value] {
+        var tokens = (0..<256).map { String(Unicode.Scalar(ByteLevel.scalarForByte[$0])!) }
+        tokens.append("ab")
+        return [
+            "general.architecture": .string("llama"),
+            "tokenizer.ggml.model": .string("gpt2"),
+            "tokenizer.ggml.pre": .string("llama-bpe"),
+            "tokenizer.ggml.tokens": .strings(tokens),
+            "tokenizer.ggml.token_type": .ints([Int32](repeating: 1, count: tokens.count)),
+            "tokenizer.ggml.merges": .strings(["a b"]),
+            "tokenizer.ggml.bos_token_id": .u32(99999),  // out of range: ignored, as llama.cpp
+            "tokenizer.ggml.eos_token_id": .u32(12),
+        ]
+    }
+
+    /// A GGUF v3 image with the given metadata and no tensors.
+    static func gguf(_ kv: [String: Value]) -> [UInt8] {
+        var out: [UInt8] = Array("GGUF".utf8)
+        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        func str(_ s: String) { u64(UInt64(s.utf8.count)); out.append(contentsOf: s.utf8) }
+        u32(3)
+        u64(0)
+        u64(UInt64(kv.count))
+        for (key, value) in kv.sorted(by: { $0.key < $1.key }) {
+            str(key)
+            switch value {
+            case .string(let s): u32(8); str(s)
+            case .strings(let a): u32(9); u32(8); u64(UInt64(a.count)); a.forEach(str)
+            case .ints(let a): u32(9); u32(5); u64(UInt64(a.count)); a.forEach { u32(UInt32(bitPattern: $0)) }
+            case .u32(let v): u32(4); u32(v)
+            case .bool(let b): u32(7); out.append(b ? 1 : 0)
+            }
+        }
+        while out.count % 32 != 0 { out.append(0) }
+        return out
+    }
+}
+
+/// Small deterministic generator for fuzz tests.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
