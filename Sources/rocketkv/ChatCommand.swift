@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import RocketKV
+
+struct ChatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Interactive multi-turn chat that keeps the KV cache between turns.",
+        discussion: "Type a message and press Enter. /reset starts a new conversation, /exit (or end of input) quits.")
+
+    @Option(name: .long, help: "System message.")
+    var system: String?
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() throws {
+        let loaded = try modelOptions.load()
+        let model = loaded.model!
+        let interactive = isatty(STDIN_FILENO) != 0
+        var conversation = ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system)
+        while true {
+            if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
+            guard let line = readLine(strippingNewline: true) else { break }
+            let message = line.trimmingCharacters(in: .whitespaces)
+            if message.isEmpty { continue }
+            if message == "/exit" || message == "/quit" { break }
+            if message == "/reset" {
+                conversation = ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system)
+                printError("(new conversation)")
+                continue
+            }
+            let result = try conversation.reply(to: message, options: sampling.options) { piece in
+                FileHandle.standardOutput.write(Data(piece.utf8))
+            }
+            FileHandle.standardOutput.write(Data("\n".utf8))
+            if modelOptions.verbose {
+                printError(String(format: "[%d new prompt tokens, %.1f tok/s prefill, %d tokens at %.1f tok/s, context %d/%d]",
+                                  result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
+                                  result.decodeTokensPerSecond, conversation.session.position, model.config.contextLength))
+            }
+        }
+    }
+}
+
+/// A chat whose KV cache persists across turns: each turn feeds only the new part of the rendered conversation.
+struct ChatConversation {
+    let session: InferenceSession
+    let file: GGUFFile
+    let tokenizer: Tokenizer
+    private var messages: [ChatMessage] = []
+    /// The conversation text the session has processed so far (prompts and replies).
+    private var processedText = ""
+
+    init(model: LlamaModel, file: GGUFFile, tokenizer: Tokenizer, system: String?) {
+        session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
+        self.file = file
+        self.tokenizer = tokenizer
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+    }
+
+    mutating func reply(to message: String, options: GenerationOptions, onText: (String) -> Void) throws -> GenerationResult {
+        messages.append(ChatMessage(role: "user", content: message))
+        let rendered = try renderChat(messages, file: file, tokenizer: tokenizer)
+        guard rendered.hasPrefix(processedText) else {
+            throw ValidationError("the chat template re-rendered earlier turns differently; cannot continue the cached conversation")
+        }
+        let delta = String(rendered.dropFirst(processedText.count))
+        let tokens = tokenizer.encode(delta, addSpecial: processedText.isEmpty, parseSpecial: true)
+        guard tokens.count < session.remainingContext else {
+            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(session.model.config.contextLength) tokens used); use /reset")
+        }
+        let result = try Generator(session: session, tokenizer: tokenizer).generate(prompt: tokens, options: options, onText: onText)
+        messages.append(ChatMessage(role: "assistant", content: result.text))
+        processedText = rendered + result.text
+        return result
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import RocketKV
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate a reply to a prompt; prints only the generated text on stdout.")
+
+    @Argument(help: "The prompt (or use --prompt-file).")
+    var prompt: String?
+
+    @Option(name: .long, help: "Read the prompt from a UTF-8 file.")
+    var promptFile: String?
+
+    @Option(name: .long, help: "System message for the chat template.")
+    var system: String?
+
+    @Flag(name: .long, help: "Feed the prompt as-is, without the chat template (special tokens in the text are recognised).")
+    var raw = false
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    func validate() throws {
+        if prompt != nil && promptFile != nil { throw ValidationError("give either a prompt or --prompt-file, not both") }
+        if prompt == nil && promptFile == nil { throw ValidationError("missing prompt: give it as an argument or with --prompt-file") }
+    }
+
+    func run() throws {
+        let text = try prompt ?? readTextFile(promptFile!)
+        let loaded = try modelOptions.load()
+        let model = loaded.model!
+        let promptText: String
+        if raw {
+            promptText = text
+        } else {
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            messages.append(ChatMessage(role: "user", content: text))
+            promptText = try renderChat(messages, file: loaded.file, tokenizer: loaded.tokenizer)
+        }
+        let tokens = loaded.tokenizer.encode(promptText, addSpecial: true, parseSpecial: true)
+        guard !tokens.isEmpty else { throw ValidationError("the prompt is empty") }
+        guard tokens.count < model.config.contextLength else {
+            throw ValidationError("the prompt has \(tokens.count) tokens; the model's context is \(model.config.contextLength)")
+        }
+        let session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
+        let generator = Generator(session: session, tokenizer: loaded.tokenizer)
+        let progress = ProgressLine(label: "prefill")
+        let result = try generator.generate(prompt: tokens, options: sampling.options, progress: progress.update) { piece in
+            FileHandle.standardOutput.write(Data(piece.utf8))
+        }
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        printError(String(format: "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
+                          result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
+                          result.decodeTokensPerSecond, result.stopReason.rawValue))
+    }
+}
+
+/// Renders messages with the model's own chat template.
+func renderChat(_ messages: [ChatMessage], file: GGUFFile, tokenizer: Tokenizer, addGenerationPrompt: Bool = true) throws -> String {
+    guard let source = file.metadata["tokenizer.chat_template"]?.stringValue else {
+        throw ValidationError("the model has no chat template (tokenizer.chat_template); use --raw to feed the prompt as-is")
+    }
+    let template: ChatTemplate
+    do { template = try ChatTemplate(source: source) } catch {
+        throw ValidationError("the model's chat template is not supported (\(error)); use --raw and write the prompt format yourself")
+    }
+    let bos = tokenizer.bosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""
+    let eos = tokenizer.eosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""
+    return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos)
+}

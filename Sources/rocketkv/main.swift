@@ -1,2 +1,0 @@
-import RocketKV
-print("rocketkv")
