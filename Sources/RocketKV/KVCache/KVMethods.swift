@@ -1,0 +1,98 @@
+/// What a KV method is told when a sequence starts: the model's attention shape, the token budget and
+/// the request's size (the budget split of the paper depends on prompt length and generation length).
+public struct KVMethodContext: Sendable {
+    public var shape: AttentionShape
+    /// Token budget per KV group per decode step (K+V pairs read), or nil for methods without one.
+    public var budget: Int?
+    /// Prompt length of the first turn, in tokens.
+    public var promptLength: Int
+    /// Tokens to be generated (reserved in the budget split).
+    public var maxNewTokens: Int
+    /// Method options from `--kv-option key=value`.
+    public var options: [String: String]
+
+    public init(shape: AttentionShape, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
+        self.shape = shape
+        self.budget = budget
+        self.promptLength = promptLength
+        self.maxNewTokens = maxNewTokens
+        self.options = options
+    }
+
+    /// An integer option, with its default and allowed range.
+    public func intOption(_ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+        guard let text = options[key] else { return value }
+        guard let v = Int(text), range.contains(v) else {
+            throw KVMethodError("option \(key)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return v
+    }
+
+    /// A floating-point option, with its default and allowed range.
+    public func doubleOption(_ key: String, default value: Double, range: ClosedRange<Double>) throws -> Double {
+        guard let text = options[key] else { return value }
+        guard let v = Double(text), range.contains(v) else {
+            throw KVMethodError("option \(key)=\(text) must be a number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return v
+    }
+
+    /// The budget, required and at least `minimum`.
+    public func requiredBudget(minimum: Int = 16) throws -> Int {
+        guard let budget else { throw KVMethodError("this method needs --budget") }
+        guard budget >= minimum else { throw KVMethodError("--budget \(budget) is below the minimum of \(minimum) tokens") }
+        return budget
+    }
+}
+
+/// A bad method name, option or budget (a user error).
+public struct KVMethodError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A KV method as the CLI and the evaluator see it: a name, a description, its options, and a factory.
+public struct KVMethod: Sendable {
+    public let name: String
+    public let summary: String
+    /// `(key, meaning and default)` for `rocketkv methods`.
+    public let options: [(String, String)]
+    public let needsBudget: Bool
+    public let make: @Sendable (KVMethodContext) throws -> KVPolicy
+
+    public init(name: String, summary: String, options: [(String, String)] = [], needsBudget: Bool,
+                make: @escaping @Sendable (KVMethodContext) throws -> KVPolicy) {
+        self.name = name
+        self.summary = summary
+        self.options = options
+        self.needsBudget = needsBudget
+        self.make = make
+    }
+}
+
+/// The registry of KV methods by CLI name. Adding a method means adding one entry here and one file.
+public enum KVMethods {
+    public static let all: [KVMethod] = [
+        KVMethod(name: "full", summary: "Full KV cache, dense attention over every token (the baseline).", needsBudget: false) { context in
+            FullKV(shape: context.shape)
+        },
+    ]
+
+    public static func named(_ name: String) throws -> KVMethod {
+        guard let method = all.first(where: { $0.name == name }) else {
+            throw KVMethodError("unknown KV method '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
+        }
+        return method
+    }
+
+    /// Builds the policy for one sequence, checking the option names against the method's list.
+    public static func make(_ name: String, context: KVMethodContext) throws -> KVPolicy {
+        let method = try named(name)
+        let known = Set(method.options.map(\.0))
+        if let unknown = context.options.keys.sorted().first(where: { !known.contains($0) }) {
+            throw KVMethodError("method '\(name)' has no option '\(unknown)'" + (known.isEmpty ? "" : " (options: \(known.sorted().joined(separator: ", ")))"))
+        }
+        if method.needsBudget { _ = try context.requiredBudget() }
+        return try method.make(context)
+    }
+}
