@@ -109,8 +109,13 @@ final class TokenizerFixtureTests: XCTestCase {
         XCTAssertEqual(pieceMismatches, 0)
     }
 
-    /// Compares every case; returns the number of cases whose ids differ (round trips are asserted too).
+    /// Compares every case; returns the number of cases whose ids differ. Round trips are asserted
+    /// too, for texts whose bytes all have a token (llama.cpp drops the others: SmolLM2 lacks e.g.
+    /// 0x04 and 0xF1, the lead byte of U+40000...U+7FFFF).
     static func check(_ fixture: Fixture, with tokenizer: Tokenizer, file: StaticString = #filePath, line: UInt = #line) -> Int {
+        let byteHasToken = (0..<256).map { b in
+            tokenizer.id(of: String(Unicode.Scalar(ByteLevel.scalarForByte[b])!)) != nil
+        }
         var mismatches = 0
         for c in fixture.cases {
             let ids = tokenizer.encode(c.text, addSpecial: c.add_special, parseSpecial: c.parse_special)
@@ -121,6 +126,7 @@ final class TokenizerFixtureTests: XCTestCase {
                             + "\(ids) != llama.cpp \(c.ids)", file: file, line: line)
                 }
             }
+            guard c.text.utf8.allSatisfy({ byteHasToken[Int($0)] }) else { continue }
             let plain = tokenizer.encode(c.text, addSpecial: false, parseSpecial: c.parse_special)
             let back = tokenizer.decode(plain)
             if back != c.text {

@@ -43,7 +43,9 @@ public struct SpecialTokenIDs: Sendable, Equatable {
 /// Decoding: a normal token decodes to the bytes its alphabet characters stand for; control,
 /// user-defined and unknown tokens decode to their text (llama.cpp's `token_to_piece` with
 /// `special = true`); unused/undefined tokens decode to nothing. `decode` simply concatenates pieces
-/// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` for any text.
+/// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` whenever the vocabulary has a
+/// token for every byte of `s`. A byte without one is dropped, as llama.cpp does (SmolLM2 has no
+/// token for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, nor for 0xF1/0xF2, the lead bytes of U+40000...U+BFFFF).
 public final class Tokenizer: @unchecked Sendable {
     /// Token types as stored in `tokenizer.ggml.token_type`.
     public enum TokenType: Int, Sendable {
