@@ -70,13 +70,27 @@ final class TokenizerFixtureTests: XCTestCase {
         var text = ""
         while text.split(separator: " ").count < 10_000 { text += paragraph }
         let words = text.split(separator: " ").count
-        let t = Self.tokenizer
+        let built = Date()
+        let t = try Tokenizer(gguf: TestModel.file)
+        let buildSeconds = Date().timeIntervalSince(built)
         _ = t.encode(paragraph)  // warm up
         let start = Date()
         let ids = t.encode(text, addSpecial: false)
         let seconds = Date().timeIntervalSince(start)
-        print(String(format: "encoded %d words (%d bytes) into %d tokens in %.1f ms (%.1f MB/s)",
-                     words, text.utf8.count, ids.count, seconds * 1000, Double(text.utf8.count) / seconds / 1e6))
+        print(String(format: "built the tokenizer in %.0f ms; encoded %d words (%d bytes) into %d tokens in %.1f ms (%.1f MB/s)",
+                     buildSeconds * 1000, words, text.utf8.count, ids.count, seconds * 1000,
+                     Double(text.utf8.count) / seconds / 1e6))
+        // Pathological inputs stay linear-ish: one 200 kB word, long whitespace runs, dense special tokens.
+        for (name, input) in [("one long word", String(repeating: "abcdefghij", count: 20_000)),
+                              ("whitespace", String(repeating: " \n\t  ", count: 40_000)),
+                              ("special tokens", String(repeating: "<|im_start|>x<|im_end|>", count: 10_000)),
+                              ("emoji", String(repeating: "😀👍🏽中文", count: 10_000))] {
+            let start = Date()
+            let ids = t.encode(input, addSpecial: false)
+            let seconds = Date().timeIntervalSince(start)
+            print(String(format: "  %@: %d bytes -> %d tokens in %.1f ms", name, input.utf8.count, ids.count, seconds * 1000))
+            XCTAssertEqual(t.decode(ids), input)
+        }
         XCTAssertEqual(t.decode(ids), text)
         #if !DEBUG
         XCTAssertLessThan(seconds, 1.0)

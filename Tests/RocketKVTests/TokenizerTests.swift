@@ -316,6 +316,13 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(t.bytes(of: 6), Array("?".utf8))        // unknown: its text
         XCTAssertEqual(t.bytes(of: 99), [])
         XCTAssertEqual(t.decode([0, 1, 3, 0]), "a<ctl>a")
+        // special: false hides control and unknown tokens (llama.cpp's token_to_piece(special: false))
+        XCTAssertEqual(t.bytes(of: 1, special: false), [])
+        XCTAssertEqual(t.bytes(of: 6, special: false), [])
+        XCTAssertEqual(t.bytes(of: 2, special: false), Array("<usr>".utf8))
+        XCTAssertEqual(t.decode([0, 1, 2, 0], special: false), "a<usr>a")
+        var s = StreamingDecoder(tokenizer: t, special: false)
+        XCTAssertEqual(s.append(1) + s.append(0) + s.finish(), "a")
     }
 
     func testDecodeReplacesInvalidUTF8OnlyAtTheEnd() throws {
