@@ -1,3 +1,4 @@
+import Foundation
 import RocketKV
 import XCTest
 
@@ -188,6 +189,38 @@ final class TokenizerTests: XCTestCase {
         assertSplit("gpt-2", "a\u{1F}b", ["a", "\u{1F}", "b"])
     }
 
+    func testCharactersNewerThanLlamaCppTablesAreUnassigned() {
+        // U+1C89 (Unicode 16) is a letter for Swift but unassigned in llama.cpp's Unicode 15.1 tables,
+        // so it does not join the letters around it; U+0E01 (Thai, old) does.
+        assertSplit("gpt-2", "a\u{1C89}b", ["a", "\u{1C89}", "b"])
+        assertSplit("gpt-2", "a\u{0E01}b", ["a\u{0E01}b"])
+        // U+10D40 (Unicode 16) is a digit for Swift, not for llama.cpp.
+        assertSplit("llama-bpe", "1\u{10D40}2", ["1", "\u{10D40}", "2"])
+    }
+
+    /// Word splits against a dump of llama.cpp's `unicode_regex_split` (a JSON file of
+    /// `{"cases": [{"pre", "text", "words"}]}`); runs only when ROCKETKV_SPLIT_CASES points at one.
+    func testSplitsAgainstLlamaCppDump() throws {
+        struct Dump: Decodable {
+            struct Case: Decodable { let pre: String; let text: String; let words: [String] }
+            let cases: [Case]
+        }
+        guard let path = ProcessInfo.processInfo.environment["ROCKETKV_SPLIT_CASES"] else {
+            throw XCTSkip("set ROCKETKV_SPLIT_CASES to run")
+        }
+        let dump = try JSONDecoder().decode(Dump.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        var mismatches = 0
+        for c in dump.cases {
+            let words = try PreTokenizer(name: c.pre).split(c.text)
+            if words.map({ Array($0.unicodeScalars) }) != c.words.map({ Array($0.unicodeScalars) }) {
+                mismatches += 1
+                if mismatches <= 10 { XCTFail("\(c.pre) \(c.text.debugDescription): \(words) != llama.cpp \(c.words)") }
+            }
+        }
+        print("split comparison: \(dump.cases.count) cases, \(mismatches) mismatches")
+        XCTAssertEqual(mismatches, 0)
+    }
+
     func testPreTokenizerNames() throws {
         XCTAssertEqual(try PreTokenizer(name: "smollm").kind, .starcoder)
         XCTAssertEqual(try PreTokenizer(name: "llama-bpe").kind, .llama3)
@@ -283,6 +316,13 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(t.bytes(of: 6), Array("?".utf8))        // unknown: its text
         XCTAssertEqual(t.bytes(of: 99), [])
         XCTAssertEqual(t.decode([0, 1, 3, 0]), "a<ctl>a")
+        // special: false hides control and unknown tokens (llama.cpp's token_to_piece(special: false))
+        XCTAssertEqual(t.bytes(of: 1, special: false), [])
+        XCTAssertEqual(t.bytes(of: 6, special: false), [])
+        XCTAssertEqual(t.bytes(of: 2, special: false), Array("<usr>".utf8))
+        XCTAssertEqual(t.decode([0, 1, 2, 0], special: false), "a<usr>a")
+        var s = StreamingDecoder(tokenizer: t, special: false)
+        XCTAssertEqual(s.append(1) + s.append(0) + s.finish(), "a")
     }
 
     func testDecodeReplacesInvalidUTF8OnlyAtTheEnd() throws {

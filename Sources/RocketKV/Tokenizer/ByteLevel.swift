@@ -65,17 +65,23 @@ struct CharClass: OptionSet {
 
     static let wordLike: CharClass = [.letter, .number, .whitespace]
 
-    private static let ascii: [CharClass] = (0..<128).map { classify(UInt32($0)) }
+    /// Classes of the Basic Multilingual Plane, computed once.
+    private static let bmp: [CharClass] = (0..<0x10000).map { classify(UInt32($0)) }
 
     @inline(__always)
     static func of(_ cp: UInt32) -> CharClass {
-        cp < 128 ? ascii[Int(cp)] : classify(cp)
+        cp < 0x10000 ? bmp[Int(cp)] : classify(cp)
     }
+
+    /// The Unicode version of llama.cpp's character tables (unicode-data.cpp): characters assigned
+    /// later are unassigned there (neither letters, numbers, punctuation nor symbols).
+    static let unicodeVersion = (major: 15, minor: 1)
 
     private static func classify(_ cp: UInt32) -> CharClass {
         var c: CharClass = .present
         if isWhitespace(cp) { c.insert(.whitespace) }
-        guard let scalar = Unicode.Scalar(cp) else { return c }
+        guard let scalar = Unicode.Scalar(cp), let age = scalar.properties.age,
+              (age.major, age.minor) <= unicodeVersion else { return c }
         switch scalar.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
             c.insert(.letter)

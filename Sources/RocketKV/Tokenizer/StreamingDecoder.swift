@@ -4,18 +4,21 @@
 /// characters over several tokens), so the bytes of an incomplete trailing character are held back
 /// until the tokens that complete it arrive. Bytes that can never become valid UTF-8 are replaced by
 /// U+FFFD (one per maximal ill-formed subpart, like Swift's `String(decoding:as:)`), so the
-/// concatenation of everything returned equals `tokenizer.decode(allIDs)`.
+/// concatenation of everything returned equals `tokenizer.decode(allIDs, special: special)`.
 public struct StreamingDecoder {
     public let tokenizer: Tokenizer
+    /// Whether control tokens appear as their text (see `Tokenizer.bytes(of:special:)`).
+    public let special: Bool
     private var pending: [UInt8] = []
 
-    public init(tokenizer: Tokenizer) {
+    public init(tokenizer: Tokenizer, special: Bool = true) {
         self.tokenizer = tokenizer
+        self.special = special
     }
 
     /// Adds a token; returns the text it completes (possibly empty).
     public mutating func append(_ id: Int) -> String {
-        tokenizer.appendBytes(of: id, to: &pending)
+        tokenizer.appendBytes(of: id, special: special, to: &pending)
         let ready = StreamingDecoder.completePrefixLength(pending)
         guard ready > 0 else { return "" }
         let text = String(decoding: pending[..<ready], as: UTF8.self)

@@ -43,7 +43,9 @@ public struct SpecialTokenIDs: Sendable, Equatable {
 /// Decoding: a normal token decodes to the bytes its alphabet characters stand for; control,
 /// user-defined and unknown tokens decode to their text (llama.cpp's `token_to_piece` with
 /// `special = true`); unused/undefined tokens decode to nothing. `decode` simply concatenates pieces
-/// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` for any text.
+/// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` whenever the vocabulary has a
+/// token for every byte of `s`. A byte without one is dropped, as llama.cpp does (SmolLM2 has no
+/// token for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, nor for 0xF1/0xF2, the lead bytes of U+40000...U+BFFFF).
 public final class Tokenizer: @unchecked Sendable {
     /// Token types as stored in `tokenizer.ggml.token_type`.
     public enum TokenType: Int, Sendable {
@@ -373,22 +375,27 @@ public final class Tokenizer: @unchecked Sendable {
 
     public func isEndOfGeneration(_ id: Int) -> Bool { endOfGenerationIDs.contains(id) }
 
-    /// The bytes a token decodes to (empty for ids outside the vocabulary).
-    public func bytes(of id: Int) -> [UInt8] {
-        guard id >= 0 && id < texts.count else { return [] }
-        return Array(pieceBytes[pieceStart[id]..<pieceStart[id + 1]])
+    /// The bytes a token decodes to (llama.cpp's `token_to_piece`); empty for ids outside the vocabulary.
+    /// - Parameter special: render control and unknown tokens as their text (true, the default) or
+    ///   as nothing (false, what a chat front end shows). User-defined tokens always render.
+    public func bytes(of id: Int, special: Bool = true) -> [UInt8] {
+        var out: [UInt8] = []
+        appendBytes(of: id, special: special, to: &out)
+        return out
     }
 
-    func appendBytes(of id: Int, to out: inout [UInt8]) {
+    func appendBytes(of id: Int, special: Bool = true, to out: inout [UInt8]) {
         guard id >= 0 && id < texts.count else { return }
+        if !special && !attributes[id].isDisjoint(with: [.control, .unknown]) { return }
         out.append(contentsOf: pieceBytes[pieceStart[id]..<pieceStart[id + 1]])
     }
 
     /// The text of a token sequence: pieces concatenated, invalid UTF-8 replaced by U+FFFD at the end.
-    public func decode(_ ids: [Int]) -> String {
+    /// - Parameter special: as in `bytes(of:special:)`.
+    public func decode(_ ids: [Int], special: Bool = true) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(ids.count * 4)
-        for id in ids { appendBytes(of: id, to: &bytes) }
+        for id in ids { appendBytes(of: id, special: special, to: &bytes) }
         return String(decoding: bytes, as: UTF8.self)
     }
 
