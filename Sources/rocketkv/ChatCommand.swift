@@ -13,12 +13,20 @@ struct ChatCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var kvOptions: KVOptions
 
     func run() throws {
         let loaded = try modelOptions.load()
         let model = loaded.model!
         let interactive = isatty(STDIN_FILENO) != 0
-        var conversation = ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system)
+        let makePolicy = { (promptLength: Int) in
+            try kvOptions.makePolicy(model: model, promptLength: promptLength, maxNewTokens: sampling.maxTokens,
+                                     verbose: modelOptions.verbose)
+        }
+        func newConversation() -> ChatConversation {
+            ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system, makePolicy: makePolicy)
+        }
+        var conversation = newConversation()
         while true {
             if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
             guard let line = readLine(strippingNewline: true) else { break }
@@ -26,7 +34,7 @@ struct ChatCommand: ParsableCommand {
             if message.isEmpty { continue }
             if message == "/exit" || message == "/quit" { break }
             if message == "/reset" {
-                conversation = ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system)
+                conversation = newConversation()
                 printError("(new conversation)")
                 continue
             }
@@ -37,27 +45,35 @@ struct ChatCommand: ParsableCommand {
             if modelOptions.verbose {
                 printError(String(format: "[%d new prompt tokens, %.1f tok/s prefill, %d tokens at %.1f tok/s, context %d/%d]",
                                   result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
-                                  result.decodeTokensPerSecond, conversation.session.position, model.config.contextLength))
+                                  result.decodeTokensPerSecond, conversation.position, model.config.contextLength))
             }
         }
     }
 }
 
 /// A chat whose KV cache persists across turns: each turn feeds only the new part of the rendered conversation.
+///
+/// The KV policy is created at the first turn, when the prompt length its budget plan depends on is known.
 struct ChatConversation {
-    let session: InferenceSession
+    let model: LlamaModel
     let file: GGUFFile
     let tokenizer: Tokenizer
+    let makePolicy: (Int) throws -> KVPolicy
+    private var session: InferenceSession?
     private var messages: [ChatMessage] = []
     /// The conversation text the session has processed so far (prompts and replies).
     private var processedText = ""
 
-    init(model: LlamaModel, file: GGUFFile, tokenizer: Tokenizer, system: String?) {
-        session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
+    init(model: LlamaModel, file: GGUFFile, tokenizer: Tokenizer, system: String?, makePolicy: @escaping (Int) throws -> KVPolicy) {
+        self.model = model
         self.file = file
         self.tokenizer = tokenizer
+        self.makePolicy = makePolicy
         if let system { messages.append(ChatMessage(role: "system", content: system)) }
     }
+
+    /// Tokens processed so far.
+    var position: Int { session?.position ?? 0 }
 
     mutating func reply(to message: String, options: GenerationOptions, onText: (String) -> Void) throws -> GenerationResult {
         messages.append(ChatMessage(role: "user", content: message))
@@ -67,8 +83,10 @@ struct ChatConversation {
         }
         let delta = String(rendered.dropFirst(processedText.count))
         let tokens = tokenizer.encode(delta, addSpecial: processedText.isEmpty, parseSpecial: true)
+        let session = try self.session ?? InferenceSession(model: model, policy: makePolicy(tokens.count))
+        self.session = session
         guard tokens.count < session.remainingContext else {
-            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(session.model.config.contextLength) tokens used); use /reset")
+            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(model.config.contextLength) tokens used); use /reset")
         }
         let result = try Generator(session: session, tokenizer: tokenizer).generate(prompt: tokens, options: options, onText: onText)
         messages.append(ChatMessage(role: "assistant", content: result.text))

@@ -21,6 +21,7 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var kvOptions: KVOptions
 
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give either a prompt or --prompt-file, not both") }
@@ -45,16 +46,20 @@ struct GenerateCommand: ParsableCommand {
         guard tokens.count < model.config.contextLength else {
             throw ValidationError("the prompt has \(tokens.count) tokens; the model's context is \(model.config.contextLength)")
         }
-        let session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
+        let policy = try kvOptions.makePolicy(model: model, promptLength: tokens.count, maxNewTokens: sampling.maxTokens,
+                                              verbose: modelOptions.verbose)
+        let session = InferenceSession(model: model, policy: policy)
         let generator = Generator(session: session, tokenizer: loaded.tokenizer)
         let progress = ProgressLine(label: "prefill")
         let result = try generator.generate(prompt: tokens, options: sampling.options, progress: progress.update) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         FileHandle.standardOutput.write(Data("\n".utf8))
-        printError(String(format: "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@",
+        let stats = policy.statistics
+        printError(String(format: "prefill: %d tokens, %.1f tok/s | decode: %d tokens, %.1f tok/s | stop: %@ | kv: %d tokens stored, %.1f MiB",
                           result.promptTokens, result.prefillTokensPerSecond, result.tokens.count,
-                          result.decodeTokensPerSecond, result.stopReason.rawValue))
+                          result.decodeTokensPerSecond, result.stopReason.rawValue, stats.storedTokens,
+                          Double(stats.storedBytes) / 1_048_576))
     }
 }
 

@@ -7,7 +7,7 @@ struct RocketKVCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, InspectCommand.self],
+        subcommands: [GenerateCommand.self, ChatCommand.self, MethodsCommand.self, TokenizeCommand.self, InspectCommand.self],
         defaultSubcommand: nil)
 }
 
@@ -112,5 +112,46 @@ struct ProgressLine {
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         FileHandle.standardError.write(Data("\r\(label) \(bar) \(done)/\(total)".utf8))
         if done == total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}
+
+/// KV-cache method options shared by `generate`, `chat` (and `bench`).
+struct KVOptions: ParsableArguments {
+    @Option(name: .long, help: "KV-cache method (see `rocketkv methods`).")
+    var kv = "full"
+
+    @Option(name: .long, help: "Token budget: K+V pairs read per KV group per decode step.")
+    var budget: Int?
+
+    @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
+    var kvOptions: [String] = []
+
+    func validate() throws {
+        _ = try parsedOptions()
+        let method = try KVMethods.named(kv)
+        if method.needsBudget && budget == nil { throw ValidationError("--kv \(kv) needs --budget") }
+        if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
+    }
+
+    func parsedOptions() throws -> [String: String] {
+        var options: [String: String] = [:]
+        for item in kvOptions {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--kv-option expects key=value, got '\(item)'") }
+            options[parts[0]] = parts[1]
+        }
+        return options
+    }
+
+    /// Builds the policy for a sequence whose (first) prompt has `promptLength` tokens.
+    func makePolicy(model: LlamaModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {
+        if let budget, budget > model.config.contextLength {
+            throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
+        }
+        let context = KVMethodContext(shape: model.config.attentionShape, budget: budget, promptLength: promptLength,
+                                      maxNewTokens: maxNewTokens, options: try parsedOptions())
+        let policy = try KVMethods.make(kv, context: context)
+        if verbose { printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + (policy.planDescription.map { " — \($0)" } ?? "")) }
+        return policy
     }
 }

@@ -67,6 +67,13 @@ public protocol KVPolicy: AnyObject {
     func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>)
 
     var statistics: KVStatistics { get }
+
+    /// The resolved parameters (budget split, page size, ...) for `--verbose` and the bench, if any.
+    var planDescription: String? { get }
+}
+
+extension KVPolicy {
+    public var planDescription: String? { nil }
 }
 
 /// Dense causal attention of a chunk over streams that already hold it (the shared prefill path).
