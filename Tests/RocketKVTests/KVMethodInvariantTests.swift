@@ -57,6 +57,31 @@ final class KVMethodInvariantTests: XCTestCase {
         }
     }
 
+    /// A second turn (prefill after decode, then `finishPrefill` again) keeps every method consistent.
+    func testSecondTurn() throws {
+        for method in KVMethods.all {
+            let context = KVMethodContext(shape: shape, budget: method.needsBudget ? budget : nil, promptLength: prompt, maxNewTokens: newTokens)
+            let policy = try KVMethods.make(method.name, context: context)
+            let feed = RandomFeed(shape: shape, seed: 13)
+            for turn in 0..<2 {
+                check(method.name, feed.step([policy], count: turn == 0 ? prompt : 24, decode: false)[0])
+                policy.finishPrefill()
+                for _ in 0..<4 { check(method.name, feed.step([policy], count: 1, decode: true)[0]) }
+            }
+            let stats = checkStatistics(method.name, policy, seen: feed.tokens)
+            if ["streaming", "h2o"].contains(method.name) { XCTAssertLessThanOrEqual(stats.storedTokens, shape.layers * shape.kvHeads * budget) }
+            if method.name == "snapkv" {
+                XCTAssertEqual(stats.storedTokens, shape.layers * shape.queryHeads * (budget / shape.groupSize + 4))
+            }
+            if let inspectable = policy as? KVStreamInspectable {
+                for stream in inspectable.inspectableStreams {
+                    let p = positions(stream)
+                    XCTAssert(zip(p, p.dropFirst()).allSatisfy { $0 < $1 } && p.last == feed.tokens - 1, "\(method.name): positions")
+                }
+            }
+        }
+    }
+
     /// `full` and `topk` with a budget covering the whole context agree bit for bit.
     func testTopKWithLargeBudgetIsFull() throws {
         let context = KVMethodContext(shape: shape, budget: prompt + newTokens, promptLength: prompt, maxNewTokens: newTokens)
