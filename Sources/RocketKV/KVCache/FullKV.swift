@@ -32,3 +32,7 @@ public final class FullKV: KVPolicy {
         return s
     }
 }
+
+extension FullKV: KVStreamInspectable {
+    public var inspectableStreams: [KVStream] { Array(streams.joined()) }
+}

@@ -76,6 +76,45 @@ public enum KVMethods {
         KVMethod(name: "full", summary: "Full KV cache, dense attention over every token (the baseline).", needsBudget: false) { context in
             FullKV(shape: context.shape)
         },
+        // ---- Baselines (Sources/RocketKV/KVCache/Baselines) ----
+        KVMethod(name: "topk", summary: "Exact-TopK oracle: full cache, each query head attends to its t highest-scoring tokens; traffic reported as the ideal 2d·t.",
+                 needsBudget: true) { context in
+            ExactTopK(shape: context.shape, budget: try context.requiredBudget())
+        },
+        KVMethod(name: "streaming", summary: "StreamingLLM: attention sinks plus the most recent tokens, t in all; the rest is evicted.",
+                 options: [("sinks", "number of sink tokens kept from the start (default 4)")], needsBudget: true) { context in
+            let budget = try context.requiredBudget()
+            return StreamingLLM(shape: context.shape, budget: budget, sinks: try context.intOption("sinks", default: 4, range: 0...(budget - 1)))
+        },
+        KVMethod(name: "h2o", summary: "H2O: heavy hitters by accumulated attention (summed over the group) plus recent tokens, t in all.",
+                 options: [("heavy", "fraction of the budget for heavy hitters, the rest recent (default 0.5)")], needsBudget: true) { context in
+            H2O(shape: context.shape, budget: try context.requiredBudget(),
+                heavyFraction: try context.doubleOption("heavy", default: 0.5, range: 0...1))
+        },
+        KVMethod(name: "snapkv", summary: "SnapKV (original): per query head, window votes with max pooling keep t/G prompt tokens each; generated tokens appended.",
+                 options: [("window", "observation window in tokens (default 32)"), ("kernel", "max-pooling kernel size (default 7)")],
+                 needsBudget: true) { context in
+            SnapKV(shape: context.shape, budget: try context.requiredBudget(),
+                   window: try context.intOption("window", default: 32, range: 1...100_000),
+                   kernel: try context.intOption("kernel", default: 7, range: 1...1001))
+        },
+        KVMethod(name: "quest", summary: "Quest: page key min/max upper bounds summed over the group choose pages attended exactly; full cache kept.",
+                 options: [("page-size", "tokens per page (default max(1, round(2S/t)))"), ("pages", "pages attended per step (default max(1, round(t/(2·page-size))))")],
+                 needsBudget: true) { context in
+            let budget = try context.requiredBudget(), s = context.promptLength + context.maxNewTokens
+            let pageSize = try context.intOption("page-size", default: Quest.defaultPageSize(sequenceLength: s, budget: budget), range: 1...1_000_000)
+            let pages = try context.intOption("pages", default: Quest.defaultPages(budget: budget, pageSize: pageSize), range: 1...1_000_000)
+            return Quest(shape: context.shape, pageSize: pageSize, pagesPerStep: pages)
+        },
+        KVMethod(name: "sparq", summary: "SparQ: top-r query dimensions estimate scores, top-k tokens attended exactly, mean-value correction; keys stored twice.",
+                 options: [("rank", "query dimensions used (default clamp(round(d·t/S), 1, d))"), ("tokens", "tokens attended per step (default t/2)"),
+                           ("mean", "1: mean-value interpolation (default), 0: off")], needsBudget: true) { context in
+            let budget = try context.requiredBudget(), d = context.shape.headDim, s = context.promptLength + context.maxNewTokens
+            return SparQ(shape: context.shape,
+                         rank: try context.intOption("rank", default: SparQ.defaultRank(headDim: d, budget: budget, sequenceLength: max(1, s)), range: 1...d),
+                         tokensPerStep: try context.intOption("tokens", default: max(1, budget / 2), range: 1...1_000_000),
+                         meanValue: try context.intOption("mean", default: 1, range: 0...1) == 1)
+        },
     ]
 
     public static func named(_ name: String) throws -> KVMethod {

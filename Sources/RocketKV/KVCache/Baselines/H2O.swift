@@ -1,0 +1,116 @@
+/// `h2o`: Heavy-Hitter Oracle (spec §9.6): per KV head, `t − ⌊t/2⌋` most recent tokens plus the `⌊t/2⌋`
+/// "heavy hitters" with the largest accumulated attention.
+///
+/// Every cached token carries an accumulated score: the sum of the softmax probabilities it has received
+/// from every query so far, summed over the query heads of its group. Prompt scores are accumulated
+/// **during prefill** (the column sums of the prompt's causal attention, computed from the probabilities
+/// of the dense prefill attention itself, chunk by chunk), so no queries need to be kept for
+/// `finishPrefill`, which trims each stream to the budget. Each decode step appends its token (score 0),
+/// evicts the non-recent token with the lowest score when the cache exceeds `t` (ties: the oldest), then
+/// attends densely over the `≤ t` tokens kept and adds the step's probabilities to their scores.
+/// (Evicting before attending keeps both the stored and the attended tokens within `t`.)
+public final class H2O: KVPolicy, KVStreamInspectable {
+    public let shape: AttentionShape
+    public let budget: Int
+    public let heavy: Int
+    public var recent: Int { budget - heavy }
+    /// `streams[layer][kvHead]`
+    private let streams: [[KVStream]]
+    /// Accumulated scores per slot, `[layer][kvHead][slot]`.
+    public private(set) var scores: [[[Float]]]
+
+    public init(shape: AttentionShape, budget: Int, heavyFraction: Double = 0.5) {
+        self.shape = shape
+        self.budget = budget
+        heavy = min(budget - 1, max(0, Int((Double(budget) * heavyFraction).rounded(.down))))
+        streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
+        scores = Array(repeating: Array(repeating: [], count: shape.kvHeads), count: shape.layers)
+    }
+
+    public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
+        let before = streams[layer][0].count
+        for (h, stream) in streams[layer].enumerated() { stream.append(input, head: h, kvHeads: shape.kvHeads) }
+        attend(layer: layer, input, visibleBefore: before, output: output)
+    }
+
+    public func finishPrefill() {
+        for layer in 0..<shape.layers {
+            for g in 0..<shape.kvHeads {
+                let n = streams[layer][g].count
+                guard n > budget else { continue }
+                let candidates = n - recent
+                let kept = scores[layer][g].withUnsafeBufferPointer {
+                    KVSelect.topIndices(UnsafeBufferPointer(rebasing: $0[0..<candidates]), heavy)
+                } + Array(candidates..<n)
+                retain(layer: layer, group: g, slots: kept)
+            }
+        }
+    }
+
+    public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
+        precondition(input.tokens == 1, "decode takes one token")
+        for (g, stream) in streams[layer].enumerated() {
+            stream.append(input, head: g, kvHeads: shape.kvHeads)
+            scores[layer][g].append(0)
+            let n = stream.count
+            guard n > budget else { continue }
+            // The lowest-scoring non-recent slot (first one on ties).
+            var victim = 0
+            let s = scores[layer][g]
+            for j in 1..<(n - recent) where s[j] < s[victim] { victim = j }
+            retain(layer: layer, group: g, slots: Array(0..<victim) + Array((victim + 1)..<n))
+        }
+        attend(layer: layer, input, visibleBefore: streams[layer][0].count - 1, output: output)
+    }
+
+    private func retain(layer: Int, group: Int, slots: [Int]) {
+        streams[layer][group].retain(slots: slots)
+        let old = scores[layer][group]
+        scores[layer][group] = slots.map { old[$0] }
+    }
+
+    /// Dense causal attention of the chunk, adding each token's probabilities to the group's scores.
+    private func attend(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
+        let d = shape.headDim, heads = shape.queryHeads, n = visibleBefore + input.tokens
+        let layerStreams = streams[layer]
+        var perHead = [Float](repeating: 0, count: heads * n)
+        perHead.withUnsafeMutableBufferPointer { sums in
+            ThreadPool.parallelFor(heads) { range in
+                var probabilities = [Float](repeating: 0, count: n)
+                for h in range {
+                    let row = sums.baseAddress! + h * n
+                    for t in 0..<input.tokens {
+                        let visible = visibleBefore + t + 1
+                        probabilities.withUnsafeMutableBufferPointer { p in
+                            Attention.withProbabilities(query: input.queries + (t * heads + h) * d,
+                                                        stream: layerStreams[h / shape.groupSize], slots: nil, count: visible,
+                                                        scale: shape.scale, output: output + (t * heads + h) * d,
+                                                        batched: input.tokens > 1, probabilities: p.baseAddress!)
+                            for j in 0..<visible { row[j] += p[j] }
+                        }
+                    }
+                }
+            }
+        }
+        for g in 0..<shape.kvHeads {
+            var s = scores[layer][g]
+            s.append(contentsOf: repeatElement(0, count: n - s.count))
+            for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
+                for j in 0..<n { s[j] += perHead[h * n + j] }
+            }
+            scores[layer][g] = s
+        }
+    }
+
+    public var inspectableStreams: [KVStream] { Array(streams.joined()) }
+
+    public var statistics: KVStatistics {
+        var s = KVStatistics()
+        s.add(inspectableStreams, read: true)
+        for row in scores.joined() {
+            s.storedBytes += row.capacity * 4
+            s.bytesReadLastStep += row.count * 4   // each step reads and updates every score
+        }
+        return s
+    }
+}
