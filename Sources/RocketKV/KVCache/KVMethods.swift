@@ -76,7 +76,7 @@ public enum KVMethods {
         KVMethod(name: "full", summary: "Full KV cache, dense attention over every token (the baseline).", needsBudget: false) { context in
             FullKV(shape: context.shape)
         },
-    ]
+    ] + rocketMethods
 
     public static func named(_ name: String) throws -> KVMethod {
         guard let method = all.first(where: { $0.name == name }) else {
