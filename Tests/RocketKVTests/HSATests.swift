@@ -147,6 +147,30 @@ final class HSATests: XCTestCase {
         }
     }
 
+    /// f16 metadata over f16 keys is exact: same bounds and same selection as F32 metadata; pages of one slot
+    /// store a single transposed copy (d rows).
+    func testHalfMetadataIsExactForHalfKeys() {
+        var rng = Xoshiro256StarStar(seed: 3)
+        let d = 32, n = 77, G = 3
+        for P in [1, 2, 3, 5] {
+            let keys = (0..<n).map { _ in (0..<d).map { _ in Float(Float16(Float.random(in: -4...4, using: &rng))) } }
+            let a = PageMetadata(headDim: d, pageSize: P, precision: .f32), b = PageMetadata(headDim: d, pageSize: P, precision: .f16)
+            for k in keys { k.withUnsafeBufferPointer { a.append(key: $0.baseAddress!); b.append(key: $0.baseAddress!) } }
+            XCTAssertEqual(b.allocatedBytes * 2, a.allocatedBytes)
+            XCTAssertEqual(b.rows, P == 1 ? d : 2 * d)
+            for p in 0..<a.pages {
+                for i in 0..<d {
+                    XCTAssertEqual(a.minimum(page: p, dim: i), b.minimum(page: p, dim: i))
+                    XCTAssertEqual(a.maximum(page: p, dim: i), b.maximum(page: p, dim: i))
+                }
+            }
+            let q = (0..<(G * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let sa = q.withUnsafeBufferPointer { HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: a, k1: 12, k2: 20) }
+            let sb = q.withUnsafeBufferPointer { HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: b, k1: 12, k2: 20) }
+            XCTAssertEqual(sa.slots, sb.slots, "P=\(P)")
+        }
+    }
+
     /// With k1 = d and page size 1, HSA selects exactly the top-k2 tokens by group-mean softmax (τ = √d).
     func testFullDimensionsPageOneIsExactGroupTopK() {
         var rng = Xoshiro256StarStar(seed: 11)

@@ -59,12 +59,12 @@ final class RocketPolicyUnitTests: XCTestCase {
             let s = policy.statistics
             XCTAssertEqual(s.storedTokens, groups * (45 + step))
             let n = 45 + step, pages = (n + plan.pageSize - 1) / plan.pageSize
-            XCTAssertEqual(s.bytesReadLastStep, groups * (plan.k1 * pages * 4 + plan.k2 * 2 * 32 * 2))
+            XCTAssertEqual(s.bytesReadLastStep, groups * (plan.k1 * pages * 2 + plan.k2 * 2 * 32 * 2))
         }
         // Memory really shrank: KV + metadata of ~(45 + 9) slots per group.
         // Streams reserve B_p + N_new + 1 = 54 slots (f16 K and V + an Int32 position each) and metadata
-        // ⌈54/2⌉ = 27 pages of 2d F32 values; the query window of the prompt is released.
-        XCTAssertEqual(policy.statistics.storedBytes, groups * (54 * (2 * 32 * 2 + 4) + 27 * 2 * 32 * 4))
+        // ⌈54/2⌉ = 27 pages of 2d f16 values; the query window of the prompt is released.
+        XCTAssertEqual(policy.statistics.storedBytes, groups * (54 * (2 * 32 * 2 + 4) + 27 * 2 * 32 * 2))
         // A second turn re-compresses history + new prompt back to B_p.
         run(policy, chunk(30, at: 103), decode: false)
         XCTAssertEqual(policy.statistics.storedTokens, groups * (48 + 30))
@@ -129,6 +129,6 @@ final class RocketPolicyUnitTests: XCTestCase {
         run(policy, chunk(1, at: 100), decode: true)
         let s = policy.statistics
         XCTAssertEqual(s.storedTokens, 4 * 101)
-        XCTAssertEqual(s.bytesReadLastStep, 4 * (14 * 34 * 4 + 8 * 2 * 32 * 2))
+        XCTAssertEqual(s.bytesReadLastStep, 4 * (14 * 34 * 2 + 8 * 2 * 32 * 2))
     }
 }

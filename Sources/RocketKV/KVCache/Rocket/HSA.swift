@@ -5,46 +5,75 @@ import CKernels
 /// `0 ..< tokens` split into pages of `pageSize` slots.
 ///
 /// Layout is dimension-major, `[2d][pageCapacity]`: row `i` holds `Kmin` of dimension `i` for every page and
-/// row `d + i` its `Kmax`, so HSA reads `k1` contiguous strips. Values are F32 (4 bytes each, counted in
-/// `allocatedBytes` and in the read traffic): the bounds are taken from the keys as stored (f16 rounded),
-/// and F32 holds those exactly, so they are true bounds of the cached keys.
+/// row `d + i` its `Kmax`, so HSA reads `k1` contiguous strips. With `pageSize` 1, min = max = the key, so only
+/// the `d` rows of a transposed key copy are stored (as [E] does).
+///
+/// Precision: the policies use `.f16`. The keys they bound are the f16 keys of the cache, and the minimum or
+/// maximum of f16 values is one of them, so f16 metadata is exact (true bounds, no rounding) at 2 bytes per
+/// value. `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
 public final class PageMetadata {
+    public enum Precision: Sendable { case f16, f32 }
+
     public let headDim: Int
     public let pageSize: Int
+    public let precision: Precision
     /// Slots covered.
     public private(set) var tokens = 0
     public private(set) var pageCapacity = 0
-    private var storage: UnsafeMutablePointer<Float>?
+    private var storage: UnsafeMutableRawPointer?
+    private var scratch: [Float]
 
-    public init(headDim: Int, pageSize: Int) {
+    public init(headDim: Int, pageSize: Int, precision: Precision = .f32) {
         precondition(pageSize >= 1)
         self.headDim = headDim
         self.pageSize = pageSize
+        self.precision = precision
+        scratch = [Float](repeating: 0, count: headDim)
     }
 
     deinit { storage?.deallocate() }
 
     public var pages: Int { (tokens + pageSize - 1) / pageSize }
-    public var allocatedBytes: Int { 2 * headDim * pageCapacity * 4 }
+    /// Bytes per stored value.
+    public var elementBytes: Int { precision == .f16 ? 2 : 4 }
+    /// Stored rows: `2d` (min and max), or `d` for pages of one slot.
+    public var rows: Int { pageSize == 1 ? headDim : 2 * headDim }
+    public var allocatedBytes: Int { rows * pageCapacity * elementBytes }
     /// Tokens in page `p` (the last page may be partial).
     public func tokens(inPage p: Int) -> Int { min(pageSize, tokens - p * pageSize) }
 
-    /// The strip of `Kmin` (`max: false`) or `Kmax` values of dimension `dim` over all pages.
+    private func row(dim: Int, max: Bool) -> Int { (max && pageSize > 1 ? headDim : 0) + dim }
+
+    /// The strip of `Kmin` (`max: false`) or `Kmax` values of dimension `dim` over all pages (`.f32` storage).
     public func strip(dim: Int, max: Bool) -> UnsafePointer<Float> {
-        UnsafePointer(storage! + ((max ? headDim : 0) + dim) * pageCapacity)
+        precondition(precision == .f32)
+        return UnsafePointer(storage!.assumingMemoryBound(to: Float.self) + row(dim: dim, max: max) * pageCapacity)
     }
 
-    public func minimum(page: Int, dim: Int) -> Float { strip(dim: dim, max: false)[page] }
-    public func maximum(page: Int, dim: Int) -> Float { strip(dim: dim, max: true)[page] }
+    /// The same strip as f16 bit patterns (`.f16` storage).
+    public func halfStrip(dim: Int, max: Bool) -> UnsafePointer<UInt16> {
+        precondition(precision == .f16)
+        return UnsafePointer(storage!.assumingMemoryBound(to: UInt16.self) + row(dim: dim, max: max) * pageCapacity)
+    }
+
+    private func value(row r: Int, page: Int) -> Float {
+        switch precision {
+        case .f32: return storage!.assumingMemoryBound(to: Float.self)[r * pageCapacity + page]
+        case .f16: return Float(Float16(bitPattern: storage!.assumingMemoryBound(to: UInt16.self)[r * pageCapacity + page]))
+        }
+    }
+
+    public func minimum(page: Int, dim: Int) -> Float { value(row: row(dim: dim, max: false), page: page) }
+    public func maximum(page: Int, dim: Int) -> Float { value(row: row(dim: dim, max: true), page: page) }
 
     /// Makes room for `slots` slots in all (re-laying the strips out when the page capacity grows).
     public func reserve(tokens slots: Int) {
         let needed = (slots + pageSize - 1) / pageSize
         guard needed > pageCapacity else { return }
-        let newCapacity = max(needed, pageCapacity * 2)
-        let fresh = UnsafeMutablePointer<Float>.allocate(capacity: 2 * headDim * newCapacity)
+        let newCapacity = max(needed, pageCapacity * 2), e = elementBytes
+        let fresh = UnsafeMutableRawPointer.allocate(byteCount: rows * newCapacity * e, alignment: 64)
         if let old = storage {
-            for row in 0..<(2 * headDim) { (fresh + row * newCapacity).update(from: old + row * pageCapacity, count: pages) }
+            for r in 0..<rows { (fresh + r * newCapacity * e).copyMemory(from: old + r * pageCapacity * e, byteCount: pages * e) }
             old.deallocate()
         }
         storage = fresh
@@ -52,16 +81,29 @@ public final class PageMetadata {
     }
 
     /// Appends one key at slot `tokens` (§4.2): a new page starts at `min = max = key`, otherwise the page's
-    /// bounds widen element-wise.
+    /// bounds widen element-wise. With `.f16` storage the key must be f16-representable (bounds stay exact).
     public func append(key: UnsafePointer<Float>) {
         if tokens + 1 > pageCapacity * pageSize { reserve(tokens: tokens + 1) }
-        let s = tokens, p = s / pageSize, d = headDim, cap = pageCapacity, base = storage!
-        if s % pageSize == 0 {
-            for i in 0..<d { base[i * cap + p] = key[i]; base[(d + i) * cap + p] = key[i] }
-        } else {
+        let s = tokens, p = s / pageSize, d = headDim, cap = pageCapacity, opens = s % pageSize == 0
+        switch precision {
+        case .f32:
+            let base = storage!.assumingMemoryBound(to: Float.self)
             for i in 0..<d {
-                base[i * cap + p] = Swift.min(base[i * cap + p], key[i])
-                base[(d + i) * cap + p] = Swift.max(base[(d + i) * cap + p], key[i])
+                let lo = i * cap + p, hi = row(dim: i, max: true) * cap + p
+                if opens { base[lo] = key[i]; base[hi] = key[i] }
+                else { base[lo] = Swift.min(base[lo], key[i]); base[hi] = Swift.max(base[hi], key[i]) }
+            }
+        case .f16:
+            let base = storage!.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<d {
+                let lo = i * cap + p, hi = row(dim: i, max: true) * cap + p
+                if opens {
+                    let h = Float16(key[i]).bitPattern
+                    base[lo] = h; base[hi] = h
+                } else {
+                    if key[i] < Float(Float16(bitPattern: base[lo])) { base[lo] = Float16(key[i]).bitPattern }
+                    if key[i] > Float(Float16(bitPattern: base[hi])) { base[hi] = Float16(key[i]).bitPattern }
+                }
             }
         }
         tokens += 1
@@ -69,9 +111,9 @@ public final class PageMetadata {
 
     /// Appends an f16 key (as stored in a `KVStream`).
     public func append(halfKey: UnsafePointer<UInt16>) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim) { b in
+        scratch.withUnsafeMutableBufferPointer { b in
             rk_f16_to_f32(halfKey, b.baseAddress!, Int32(headDim))
-            append(key: b.baseAddress!)
+            append(key: UnsafePointer(b.baseAddress!))
         }
     }
 
@@ -131,8 +173,13 @@ public enum HSA {
             let q = queries + h * d
             scores[h].withUnsafeMutableBufferPointer { s in
                 for (i, dim) in dims.enumerated() {
-                    let strip = metadata.strip(dim: dim, max: positive[i]), qi = q[dim]
-                    for p in 0..<pages { s[p] += qi * strip[p] }
+                    switch metadata.precision {
+                    case .f32:
+                        let strip = metadata.strip(dim: dim, max: positive[i]), qi = q[dim]
+                        for p in 0..<pages { s[p] += qi * strip[p] }
+                    case .f16:
+                        rk_axpy_f16(q[dim], metadata.halfStrip(dim: dim, max: positive[i]), s.baseAddress!, Int32(pages))
+                    }
                 }
             }
             var selected: Float = 0, total: Float = 0
@@ -183,10 +230,10 @@ public enum HSA {
         }
     }
 
-    /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` F32 metadata values plus `2d` f16 values per
+    /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` metadata values plus `2d` f16 values per
     /// attended slot.
-    public static func bytesRead(k1: Int, pages: Int, attended: Int, headDim d: Int) -> Int {
-        k1 * pages * 4 + attended * 2 * d * 2
+    public static func bytesRead(k1: Int, pages: Int, metadataBytes: Int = 2, attended: Int, headDim d: Int) -> Int {
+        k1 * pages * metadataBytes + attended * 2 * d * 2
     }
 }
 
@@ -205,7 +252,7 @@ func hsaDecodeLayer(_ input: AttentionInput, streams: [KVStream], metadata: [Pag
                 if let map = slotMaps?[g] { selection.slots = selection.slots.map { map[Int($0)] } }
                 HSA.attend(queries: q, groupSize: G, stream: streams[g], slots: selection.slots, scale: shape.scale,
                            output: output + g * G * d)
-                bytesOut[g] = HSA.bytesRead(k1: selection.dims.count, pages: metadata[g].pages,
+                bytesOut[g] = HSA.bytesRead(k1: selection.dims.count, pages: metadata[g].pages, metadataBytes: metadata[g].elementBytes,
                                             attended: selection.slots.count, headDim: d)
             }
         }

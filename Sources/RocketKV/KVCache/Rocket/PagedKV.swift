@@ -12,7 +12,7 @@ final class PagedKV {
     init(shape: AttentionShape, pageSize: Int) {
         self.shape = shape
         streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
-        metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: pageSize) } }
+        metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: pageSize, precision: .f16) } }
         bytesRead = Array(repeating: 0, count: shape.layers)
     }
 

@@ -23,7 +23,7 @@ public final class RocketMTPolicy: KVPolicy {
         self.plan = plan
         full = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
         filtered = Array(repeating: Array(repeating: [], count: shape.kvHeads), count: shape.layers)
-        metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: plan.pageSize) } }
+        metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: plan.pageSize, precision: .f16) } }
         window = QueryWindow(layers: shape.layers, window: plan.window, queryHeads: shape.queryHeads, headDim: shape.headDim)
         bytesRead = Array(repeating: 0, count: shape.layers)
     }
