@@ -98,3 +98,12 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         return s
     }
 }
+
+/// A policy with planned parameters, for `--verbose` and the bench: `(policy as? KVPlanned)?.plan.description`.
+public protocol KVPlanned {
+    var plan: RocketPlan { get }
+}
+
+extension HSAPolicy: KVPlanned {}
+extension RocketPolicy: KVPlanned {}
+extension RocketMTPolicy: KVPlanned {}
