@@ -115,7 +115,7 @@ public enum KVMethods {
                          tokensPerStep: try context.intOption("tokens", default: max(1, budget / 2), range: 1...1_000_000),
                          meanValue: try context.intOption("mean", default: 1, range: 0...1) == 1)
         },
-    ]
+    ] + rocketMethods
 
     public static func named(_ name: String) throws -> KVMethod {
         guard let method = all.first(where: { $0.name == name }) else {

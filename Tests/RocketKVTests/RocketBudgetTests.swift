@@ -1,0 +1,128 @@
+import RocketKV
+import XCTest
+
+/// Golden values of ROCKETKV.md §5.6 and §5.7 (computed in Double, §13 item 20) and §16.7.
+final class RocketBudgetTests: XCTestCase {
+    func testWorkedExampleAccuracyAndEfficiency() {
+        let a = RocketPlan.accuracy(sequenceLength: 8192, budget: 256, maxNewTokens: 64, headDim: 64)
+        XCTAssertEqual(a.compression, 32)
+        XCTAssertEqual(a.rho, 0.5, accuracy: 1e-12)
+        XCTAssertEqual(a.capacity, 1448)
+        XCTAssertEqual(a.promptBudget, 1384)
+        XCTAssertEqual(a.k2, 128)
+        XCTAssertEqual(a.stage2Compression, 5.65625, accuracy: 1e-12)
+        XCTAssertEqual(a.pageSize, 3)
+        XCTAssertEqual(a.k1, 33)
+        XCTAssertEqual(a.window, 32)
+        XCTAssertEqual(a.kernel, 63)
+        print("plan: \(a)")
+        // Traffic at full capacity (§5.6): 483 pages × 33 dims + 128 × 2 × 64.
+        XCTAssertEqual((a.capacity + a.pageSize - 1) / a.pageSize * a.k1 + a.k2 * 2 * 64, 32_323)
+
+        let e = RocketPlan.efficiency(promptLength: 8192 - 64, budget: 256, maxNewTokens: 64, headDim: 64)
+        XCTAssertEqual(e.sequenceLength, 8192)
+        XCTAssertEqual(e.capacity, 1448)
+        XCTAssertEqual(e.promptBudget, 1384)
+        XCTAssertEqual(e.k2, 128)
+        XCTAssertEqual(e.pageSize, 3)
+        XCTAssertEqual(e.k1, 34)
+        print("plan: \(e)")
+    }
+
+    func testAccuracyTable() {
+        // S, t, c, ρ, C, B_p, k2, c2, P, k1 (d = 128, N_new = 128)
+        let rows: [(Int, Int, Double, Double, Int, Int, Int, Double, Int, Int)] = [
+            (8192, 256, 32, 0.50, 1448, 1320, 128, 5.656, 3, 67),
+            (8192, 1024, 8, 0.38, 3717, 3589, 512, 3.630, 2, 70),
+            (8192, 4096, 2, 0.26, 6841, 6713, 2048, 1.670, 1, 76),
+            (16384, 256, 64, 0.56, 1595, 1467, 128, 6.230, 3, 61),
+            (32768, 256, 128, 0.62, 1618, 1490, 128, 6.320, 3, 60),
+            (32768, 2048, 16, 0.44, 9674, 9546, 1024, 4.724, 3, 81),
+            (65536, 512, 128, 0.62, 3236, 3108, 256, 6.320, 3, 60),
+            (131072, 256, 512, 0.74, 1296, 1168, 128, 5.062, 3, 75),
+            (131072, 4096, 32, 0.50, 23170, 23042, 2048, 5.657, 3, 67),
+        ]
+        for (S, t, c, rho, C, Bp, k2, c2, P, k1) in rows {
+            let p = RocketPlan.accuracy(sequenceLength: S, budget: t, maxNewTokens: 128, headDim: 128)
+            let label = "S=\(S) t=\(t)"
+            XCTAssertEqual(p.compression, c, accuracy: 1e-12, label)
+            XCTAssertEqual(p.rho, rho, accuracy: 5e-3, label)
+            XCTAssertEqual(p.capacity, C, label)
+            XCTAssertEqual(p.promptBudget, Bp, label)
+            XCTAssertEqual(p.k2, k2, label)
+            XCTAssertEqual(p.stage2Compression, c2, accuracy: 1e-3, label)
+            XCTAssertEqual(p.pageSize, P, label)
+            XCTAssertEqual(p.k1, k1, label)
+        }
+    }
+
+    func testEfficiencyTable() {
+        // L_p, S, t, C, B_p, k2, P, k1 (d = 128, N_new = 50)
+        let rows: [(Int, Int, Int, Int, Int, Int, Int, Int)] = [
+            (16384, 16440, 256, 1596, 1546, 128, 3, 62),
+            (16384, 16440, 4096, 10533, 10483, 2048, 2, 100),
+            (31744, 31800, 256, 1619, 1569, 128, 3, 61),
+            (65536, 65592, 256, 1509, 1459, 128, 3, 65),
+            (96256, 96312, 256, 1401, 1351, 128, 3, 70),
+            (96256, 96312, 1024, 6498, 6448, 512, 3, 61),
+            (96256, 96312, 4096, 21607, 21557, 2048, 3, 73),
+        ]
+        for (Lp, S, t, C, Bp, k2, P, k1) in rows {
+            let p = RocketPlan.efficiency(promptLength: Lp, budget: t, maxNewTokens: 50, headDim: 128)
+            let label = "L_p=\(Lp) t=\(t)"
+            XCTAssertEqual(p.sequenceLength, S, label)
+            XCTAssertEqual(p.capacity, C, label)
+            XCTAssertEqual(p.promptBudget, Bp, label)
+            XCTAssertEqual(p.k2, k2, label)
+            XCTAssertEqual(p.pageSize, P, label)
+            XCTAssertEqual(p.k1, k1, label)
+        }
+    }
+
+    func testShortInputsAndOverrides() {
+        // t ≥ S: c = 1, nothing evicted, P = 1, k1 = d, but k2 stays t/2 ([A], §16.4).
+        let p = RocketPlan.accuracy(sequenceLength: 500, budget: 1024, maxNewTokens: 20, headDim: 64)
+        XCTAssertEqual(p.compression, 1)
+        XCTAssertEqual(p.capacity, 500)
+        XCTAssertEqual(p.promptBudget, 480)
+        XCTAssertEqual(p.pageSize, 1)
+        XCTAssertEqual(p.k1, 64)
+        XCTAssertEqual(p.k2, 512)
+        // Fixed ρ.
+        let r = RocketPlan.accuracy(sequenceLength: 8192, budget: 256, maxNewTokens: 64, headDim: 64, rho: 0.3)
+        XCTAssertEqual(r.rho, 0.3)
+        XCTAssertEqual(r.capacity, Int(8192 / pow(32.0, 0.3)))
+        // HSA alone (§16.7): ρ = 0, C = S, P = ⌈√32⌉ = 6, k1 = floor(64·6/32) = 12.
+        let h = RocketPlan.hsaOnly(sequenceLength: 8192, budget: 256, maxNewTokens: 64, headDim: 64)
+        XCTAssertEqual(h.rho, 0)
+        XCTAssertEqual(h.capacity, 8192)
+        XCTAssertEqual(h.pageSize, 6)
+        XCTAssertEqual(h.k1, 12)
+        XCTAssertEqual(h.k2, 128)
+        // c = 1.5: ⌈√1.5⌉ = 2 > 1.5 → P = 1.
+        XCTAssertEqual(RocketPlan.hsaOnly(sequenceLength: 384, budget: 256, maxNewTokens: 0, headDim: 64).pageSize, 1)
+    }
+
+    func testMethodOptions() throws {
+        let shape = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 32)
+        func context(_ options: [String: String]) -> KVMethodContext {
+            KVMethodContext(shape: shape, budget: 64, promptLength: 1000, maxNewTokens: 16, options: options)
+        }
+        for name in ["hsa", "rocket", "rocket-mt"] {
+            XCTAssertNoThrow(try KVMethods.make(name, context: context([:])), name)
+            XCTAssertThrowsError(try KVMethods.make(name, context: KVMethodContext(shape: shape, budget: nil, promptLength: 10, maxNewTokens: 4)))
+            XCTAssertThrowsError(try KVMethods.make(name, context: context(["k1": "33"])), name)
+            XCTAssertThrowsError(try KVMethods.make(name, context: context(["page": "0"])), name)
+        }
+        XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["kernel": "8"])))
+        XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["split": "fast"])))
+        XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["rho": "1.5"])))
+        XCTAssertThrowsError(try KVMethods.make("hsa", context: context(["window": "8"])))
+        let plan = try KVMethods.rocketPlan(context(["split": "efficiency", "rho": "0.5", "window": "16", "page": "4"]))
+        XCTAssertEqual(plan.split, .efficiency)
+        XCTAssertEqual(plan.rho, 0.5)
+        XCTAssertEqual(plan.window, 16)
+        XCTAssertEqual(plan.pageSize, 4)
+        XCTAssertEqual(try KVMethods.rocketPlan(context([:]), defaultWindow: 128).window, 128)
+    }
+}
