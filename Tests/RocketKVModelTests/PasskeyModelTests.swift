@@ -1,0 +1,33 @@
+import Foundation
+import RocketKV
+import XCTest
+
+/// End to end on the default model: a pass-key prompt of about 3,500 tokens (needle at half depth), which
+/// the model answers with the full cache, is still answered by RocketKV at budgets 256 and 128 while it
+/// stores and reads a fraction of the cache.
+final class PasskeyModelTests: XCTestCase {
+    func testRocketAnswersPasskeyAtSmallBudgets() throws {
+        ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
+        let model = try LlamaModel(file: TestModel.file)
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        let key = "4823917"
+        let prompt = Passkey.prompt(haystack: try Haystack.paulGraham(), words: 2_800, depth: 0.5, key: key)
+        let tokens = tokenizer.encode(prompt, addSpecial: true, parseSpecial: false)
+        XCTAssertGreaterThan(tokens.count, 3_300)
+        XCTAssertLessThan(tokens.count, 3_700)
+
+        var options = GenerationOptions()
+        options.maxTokens = 12
+        var fullStored = 0
+        for (method, budget) in [("full", nil), ("rocket", 256), ("rocket", 128)] as [(String, Int?)] {
+            let policy = try KVMethods.make(method, context: KVMethodContext(
+                shape: model.config.attentionShape, budget: budget, promptLength: tokens.count, maxNewTokens: options.maxTokens))
+            let generator = Generator(session: InferenceSession(model: model, policy: policy), tokenizer: tokenizer)
+            let result = try generator.generate(prompt: tokens, options: options)
+            let stats = policy.statistics
+            print("passkey \(method) \(budget.map(String.init) ?? "-"): '\(result.text)' stored \(stats.storedTokens) tokens, read \(stats.bytesReadLastStep) bytes/step")
+            XCTAssertEqual(Passkey.exactMatch(response: result.text, key: key), 1, "\(method) at budget \(budget ?? 0) answered '\(result.text)'")
+            if method == "full" { fullStored = stats.storedTokens } else { XCTAssertLessThan(stats.storedTokens * 3, fullStored) }
+        }
+    }
+}
