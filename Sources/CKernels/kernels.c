@@ -308,6 +308,101 @@ RK_AVX2 static void f16_to_f32_avx2(const uint16_t *x, float *y, int n) {
 }
 #endif
 
+typedef float (*quant_dot_fn)(int, const void *, const void *);
+
+// ---- Register-tiled matrix products on quantized blocks (prefill GEMM and decode matvec) ----
+// A tile of TR weight rows × TT tokens keeps one __m256 accumulator per output and walks the blocks in
+// order: for every output the sequence of floating-point operations is exactly the row-dot's
+// (fmadd(d_w·d_x, Σ int8 products as 8 floats, acc) per block, hsum at the end, Q4_1's scalar Σ m·s added
+// last), so results are bit-identical to rk_vec_dot_* while each weight block is unpacked once per TT
+// tokens and each activation block loaded once per TR rows.
+#if RK_X86
+// The 8 float lanes of one block's int8 products (lane k = Σ of bytes 4k..4k+3), as the row-dots compute them.
+RK_AVX2 static inline __m256 pair_q4_1(__m256i qw, __m256i qx) { return mul_sum_us8_ps(qw, qx); }
+RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
+    return mul_sum_us8_ps(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+}
+
+#define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
+RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
+                         float *y, size_t ystride) {                                                             \
+    __m256 acc[TR][TT];                                                                                           \
+    float summs[TR][TT];                                                                                          \
+    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
+    for (int b = 0; b < nb; b++) {                                                                                \
+        __m256i qw[TR]; float dw[TR]; float mw[TR];                                                               \
+        for (int i = 0; i < TR; i++) {                                                                            \
+            const WBLOCK *wb = (const WBLOCK *)(w + (size_t)i * wstride) + b;                                     \
+            qw[i] = LOADW(wb); dw[i] = _cvtsh_ss(wb->d);                                                          \
+            if (HAS_MIN) mw[i] = _cvtsh_ss(((const block_q4_1 *)wb)->m);                                          \
+        }                                                                                                         \
+        for (int j = 0; j < TT; j++) {                                                                            \
+            const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
+            const float dx = _cvtsh_ss(xb->d);                                                                    \
+            float sx = 0;                                                                                         \
+            if (HAS_MIN) sx = _cvtsh_ss(((const block_q8_1 *)xb)->s);                                             \
+            for (int i = 0; i < TR; i++) {                                                                        \
+                if (HAS_MIN) summs[i][j] += mw[i] * sx;                                                           \
+                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i] * dx), PAIR(qw[i], qx), acc[i][j]);              \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++)                                                     \
+        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + summs[i][j] : hsum_ps(acc[i][j]);             \
+}
+
+RK_AVX2 static inline __m256i loadw_q4_1(const block_q4_1 *b) { return unpack_nibbles(b->qs); }
+RK_AVX2 static inline __m256i loadw_q4_0(const block_q4_0 *b) { return _mm256_sub_epi8(unpack_nibbles(b->qs), _mm256_set1_epi8(8)); }
+RK_AVX2 static inline __m256i loadw_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+
+RK_TILE_KERNEL(tile_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
+RK_TILE_KERNEL(tile_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
+RK_TILE_KERNEL(tile_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
+
+typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, float *, size_t);
+
+// Rows [r0, r1) × all tokens with TR×TT tiles; the ragged edges take the row-dot.
+RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
+                                       const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
+                                       quant_dot_fn dot) {
+    tile_fn big, narrow;
+    switch (type) {
+    case 2: big = tile_q4_0_2x4; narrow = tile_q4_0_4x1; break;
+    case 3: big = tile_q4_1_2x4; narrow = tile_q4_1_4x1; break;
+    default: big = tile_q8_0_2x4; narrow = tile_q8_0_4x1; break;
+    }
+    const int nb = n / 32;
+    // Token blocks of 32 keep their activations in L2 while every row of the range passes over them.
+    const int TB = 32;
+    for (int t0 = 0; t0 < ntok; t0 += TB) {
+        const int t1 = t0 + TB < ntok ? t0 + TB : ntok;
+        int r = r0;
+        if (t1 - t0 >= 4) {
+            for (; r + 2 <= r1; r += 2) {
+                const char *wr = w + (size_t)r * wstride;
+                int t = t0;
+                for (; t + 4 <= t1; t += 4) big(nb, wr, wstride, x + (size_t)t * xstride, xstride, y + (size_t)t * ystride + r, ystride);
+                for (; t < t1; t++) {
+                    y[(size_t)t * ystride + r] = dot(n, wr, x + (size_t)t * xstride);
+                    y[(size_t)t * ystride + r + 1] = dot(n, wr + wstride, x + (size_t)t * xstride);
+                }
+            }
+        } else {
+            for (; r + 4 <= r1; r += 4) {
+                const char *wr = w + (size_t)r * wstride;
+                for (int t = t0; t < t1; t++) narrow(nb, wr, wstride, x + (size_t)t * xstride, xstride, y + (size_t)t * ystride + r, ystride);
+            }
+        }
+        for (; r < r1; r++)
+            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+    }
+}
+#endif
+
 // ---- public entry points ----
 
 #if RK_X86
@@ -345,8 +440,6 @@ void rk_f16_to_f32(const uint16_t *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = half_to_float(x[i]);
 }
 
-typedef float (*quant_dot_fn)(int, const void *, const void *);
-
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
     quant_dot_fn dot;
@@ -356,15 +449,29 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
     case 8: dot = rk_vec_dot_q8_0_q8_0; break;
     default: return -1;
     }
-    // Weight rows in the outer loop: each row is read once from memory and reused for all tokens.
-    // Rows are taken in pairs of four tokens at a time so activations stay in L1.
+#if RK_X86
+    if (rk_simd_level()) {
+        matmul_quant_tiled(type, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, y, ystride, n, dot);
+        return 0;
+    }
+#endif
+    return rk_matmul_quant_reference(type, w, wstride, r0, r1, x, xstride, ntok, y, ystride, n);
+}
+
+// The plain reference: one row-dot per output (tests compare the tiled kernels with it bit for bit).
+int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
+                              const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
+    quant_dot_fn dot;
+    switch (type) {
+    case 2: dot = rk_vec_dot_q4_0_q8_0; break;
+    case 3: dot = rk_vec_dot_q4_1_q8_1; break;
+    case 8: dot = rk_vec_dot_q8_0_q8_0; break;
+    default: return -1;
+    }
     const char *wb = (const char *)w, *xb = (const char *)x;
-    for (int t0 = 0; t0 < ntok; t0 += 64) {
-        int t1 = t0 + 64 < ntok ? t0 + 64 : ntok;
-        for (int r = r0; r < r1; r++) {
-            const void *row = wb + (size_t)r * wstride;
-            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
-        }
+    for (int r = r0; r < r1; r++) {
+        const void *row = wb + (size_t)r * wstride;
+        for (int t = 0; t < ntok; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
     }
     return 0;
 }
@@ -587,3 +694,33 @@ RK_AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
 #endif
 
 void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swiglu_portable)(gate, up, n); }
+
+// ---- memory bandwidth probe ----
+#if RK_X86
+RK_AVX2 static uint64_t stream_read_avx2(const void *p, size_t bytes) {
+    const __m256i *v = (const __m256i *)p;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < bytes / 32; i += 8) {
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 2));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 4));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 6));
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i + 1));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 3));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 5));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 7));
+    }
+    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
+uint64_t rk_stream_read(const void *p, size_t bytes) {
+#if RK_X86
+    if (rk_simd_level()) return stream_read_avx2(p, bytes);
+#endif
+    const uint64_t *v = (const uint64_t *)p;
+    uint64_t a = 0;
+    for (size_t i = 0; i < bytes / 8; i++) a ^= v[i];
+    return a;
+}

@@ -7,7 +7,7 @@ struct RocketKVCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, InspectCommand.self],
+        subcommands: [GenerateCommand.self, ChatCommand.self, TokenizeCommand.self, InspectCommand.self, BenchCommand.self, BenchChildCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -28,6 +28,10 @@ float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x);
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
 
+/// The same with one row-dot per output, no tiling (the reference the tiled kernels are tested against).
+int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
+                              const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
+
 /// Same contract for float weights and float activations (type 0 = F32 weights, 1 = F16 weights).
 int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
                     const float *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
@@ -56,6 +60,9 @@ void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, 
 
 /// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).
 void rk_swiglu(float *gate, const float *up, int n);
+
+/// Reads `bytes` (a multiple of 256) as fast as possible and returns a checksum (bandwidth measurement).
+uint64_t rk_stream_read(const void *p, size_t bytes);
 
 /// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
 typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);
