@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -323,33 +324,47 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
     return mul_sum_us8_ps(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
 }
 
+// `dx[b * ts + j]` (and `sx`, Q8_1's d·Σq) hold the activation scales of the tile's token j at block b as
+// floats: the product d_w·d_x is then one vmulps of two broadcasts (the same single rounding as the scalar
+// product), and Q4_1's Σ m·s terms of a 2×4 tile advance as one 8-lane FMA (lane i·4+j), each lane the
+// scalar chain of the row-dot.
 #define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
 RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
-                         float *y, size_t ystride) {                                                             \
+                         const float *dx, const float *sx, int ts, float *y, size_t ystride) {                   \
     __m256 acc[TR][TT];                                                                                           \
     float summs[TR][TT];                                                                                          \
+    __m256 summv = _mm256_setzero_ps();                                                                           \
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
     for (int b = 0; b < nb; b++) {                                                                                \
-        __m256i qw[TR]; float dw[TR]; float mw[TR];                                                               \
+        __m256i qw[TR]; __m256 dw[TR]; float mw[TR];                                                              \
         for (int i = 0; i < TR; i++) {                                                                            \
             const WBLOCK *wb = (const WBLOCK *)(w + (size_t)i * wstride) + b;                                     \
-            qw[i] = LOADW(wb); dw[i] = _cvtsh_ss(wb->d);                                                          \
+            qw[i] = LOADW(wb); dw[i] = _mm256_set1_ps(_cvtsh_ss(wb->d));                                          \
             if (HAS_MIN) mw[i] = _cvtsh_ss(((const block_q4_1 *)wb)->m);                                          \
+        }                                                                                                         \
+        if (HAS_MIN) {                                                                                            \
+            if (TR == 2 && TT == 4) {                                                                             \
+                const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                   \
+                const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                     \
+                summv = _mm256_fmadd_ps(mv, sv, summv);                                                           \
+            } else {                                                                                              \
+                for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
+            }                                                                                                     \
         }                                                                                                         \
         for (int j = 0; j < TT; j++) {                                                                            \
             const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
             const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
-            const float dx = _cvtsh_ss(xb->d);                                                                    \
-            float sx = 0;                                                                                         \
-            if (HAS_MIN) sx = _cvtsh_ss(((const block_q8_1 *)xb)->s);                                             \
-            for (int i = 0; i < TR; i++) {                                                                        \
-                if (HAS_MIN) summs[i][j] += mw[i] * sx;                                                           \
-                acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw[i] * dx), PAIR(qw[i], qx), acc[i][j]);              \
-            }                                                                                                     \
+            const __m256 dxj = _mm256_broadcast_ss(dx + (size_t)b * ts + j);                                      \
+            for (int i = 0; i < TR; i++)                                                                          \
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dxj), PAIR(qw[i], qx), acc[i][j]);               \
         }                                                                                                         \
     }                                                                                                             \
-    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++)                                                     \
-        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + summs[i][j] : hsum_ps(acc[i][j]);             \
+    float lanes[8];                                                                                               \
+    if (HAS_MIN && TR == 2 && TT == 4) _mm256_storeu_ps(lanes, summv);                                            \
+    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) {                                                   \
+        const float m = HAS_MIN ? ((TR == 2 && TT == 4) ? lanes[(i * TT + j) & 7] : summs[i][j]) : 0;             \
+        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + m : hsum_ps(acc[i][j]);                       \
+    }                                                                                                             \
 }
 
 RK_AVX2 static inline __m256i loadw_q4_1(const block_q4_1 *b) { return unpack_nibbles(b->qs); }
@@ -363,7 +378,7 @@ RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_sig
 RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
 RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
 
-typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, float *, size_t);
+typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const float *, int, float *, size_t);
 
 // Rows [r0, r1) × all tokens with TR×TT tiles; the ragged edges take the row-dot.
 RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
@@ -377,24 +392,48 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     }
     const int nb = n / 32;
     // Token blocks of 32 keep their activations in L2 while every row of the range passes over them.
-    const int TB = 32;
+    enum { TB = 32 };
+    static __thread float *table = NULL;
+    static __thread size_t table_cap = 0;
+    const size_t need = (size_t)nb * TB * 2;
+    if (need > table_cap) {
+        free(table);
+        table = (float *)malloc(need * sizeof(float));
+        table_cap = need;
+    }
+    float *dx = table, *sx = table + (size_t)nb * TB;
     for (int t0 = 0; t0 < ntok; t0 += TB) {
         const int t1 = t0 + TB < ntok ? t0 + TB : ntok;
-        int r = r0;
-        if (t1 - t0 >= 4) {
-            for (; r + 2 <= r1; r += 2) {
-                const char *wr = w + (size_t)r * wstride;
-                int t = t0;
-                for (; t + 4 <= t1; t += 4) big(nb, wr, wstride, x + (size_t)t * xstride, xstride, y + (size_t)t * ystride + r, ystride);
-                for (; t < t1; t++) {
-                    y[(size_t)t * ystride + r] = dot(n, wr, x + (size_t)t * xstride);
-                    y[(size_t)t * ystride + r + 1] = dot(n, wr + wstride, x + (size_t)t * xstride);
+        for (int t = t0; t < t1; t++) {
+            const char *xt = x + (size_t)t * xstride;
+            for (int b = 0; b < nb; b++) {
+                if (type == 3) {
+                    const block_q8_1 *xb = (const block_q8_1 *)xt + b;
+                    dx[b * TB + (t - t0)] = _cvtsh_ss(xb->d);
+                    sx[b * TB + (t - t0)] = _cvtsh_ss(xb->s);
+                } else {
+                    dx[b * TB + (t - t0)] = _cvtsh_ss(((const block_q8_0 *)xt + b)->d);
                 }
             }
+        }
+        int r = r0;
+        if (t1 - t0 >= 4) {
+            // Token quads outer, row pairs inner: the quad's activations stay in L1 while the rows stream
+            // from L2 (a row pair's block is 40 bytes, a quad's 144).
+            const int rpairs = r0 + (r1 - r0) / 2 * 2;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4)
+                for (r = r0; r < rpairs; r += 2)
+                    big(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB,
+                        y + (size_t)t * ystride + r, ystride);
+            for (; t < t1; t++)
+                for (r = r0; r < rpairs; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+            r = rpairs;
         } else {
             for (; r + 4 <= r1; r += 4) {
                 const char *wr = w + (size_t)r * wstride;
-                for (int t = t0; t < t1; t++) narrow(nb, wr, wstride, x + (size_t)t * xstride, xstride, y + (size_t)t * ystride + r, ystride);
+                for (int t = t0; t < t1; t++)
+                    narrow(nb, wr, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB, y + (size_t)t * ystride + r, ystride);
             }
         }
         for (; r < r1; r++)
