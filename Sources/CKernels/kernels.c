@@ -763,3 +763,189 @@ uint64_t rk_stream_read(const void *p, size_t bytes) {
     for (size_t i = 0; i < bytes / 8; i++) a ^= v[i];
     return a;
 }
+
+// ---- Attention of several queries per key/value load (prefill and decode), llama.cpp's orders ----
+// Each score is the same FMA chain as rk_attn_dot (one accumulator, or four for single-token order) and
+// the same horizontal sum, done for 8 keys at once by a transposed reduction that performs exactly the
+// per-lane additions of hsum8_batched / hsum8_single. Each output of the P·V product is the same FMA
+// chain as rk_attn_values (lane j mod 8, or j mod 32), run from a shared f32 copy of 64 value rows; rows
+// past a query's count multiply a zero probability, which leaves its accumulators bit-identical.
+
+static __thread float *attn_tls[3] = {NULL, NULL, NULL};
+static __thread size_t attn_tls_cap[3] = {0, 0, 0};
+static float *attn_scratch(int which, size_t floats) {
+    if (floats > attn_tls_cap[which]) {
+        free(attn_tls[which]);
+        attn_tls[which] = (float *)aligned_alloc(64, ((floats * sizeof(float)) + 63) / 64 * 64);
+        attn_tls_cap[which] = floats;
+    }
+    return attn_tls[which];
+}
+
+static void attn_scores_portable(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                                 float scale, float *scores, size_t sstride, int batched) {
+    uint16_t qh[1024];
+    for (int i = 0; i < nq; i++) {
+        for (int c = 0; c < d; c++) qh[c] = float_to_half(q[(size_t)i * qstride + c]);
+        for (int j = j0; j < j1; j++) scores[(size_t)i * sstride + j] = attn_dot_portable(keys + (size_t)j * d, qh, d, batched) * scale;
+    }
+}
+
+#if RK_X86
+RK_AVX2 static inline __m256 attn_reduce8(const __m256 s[8], int batched) {
+    __m256 u[4];
+    for (int k = 0; k < 4; k++) {
+        u[k] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x20), _mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x31));
+        if (batched) u[k] = _mm256_permute_ps(u[k], 0xD8);   // [u0 u2 u1 u3]: pairs (u0+u2), (u1+u3)
+    }
+    const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(u[0], u[1]), _mm256_hadd_ps(u[2], u[3]));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                                     float scale, float *scores, size_t sstride, int batched) {
+    const int nc = d / 8;
+    float *qf = attn_scratch(0, (size_t)nq * d + (size_t)8 * d);
+    float *kf = qf + (size_t)nq * d;
+    for (int i = 0; i < nq; i++)
+        for (int c = 0; c < d; c += 8)
+            _mm256_storeu_ps(qf + (size_t)i * d + c, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + (size_t)i * qstride + c), 0)));
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (int jb = j0; jb < j1; jb += 8) {
+        const int m = j1 - jb < 8 ? j1 - jb : 8;
+        for (int k = 0; k < 8; k++)
+            for (int c = 0; c < d; c += 8)
+                _mm256_storeu_ps(kf + k * d + c, k < m ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(keys + (size_t)(jb + k) * d + c)))
+                                                       : _mm256_setzero_ps());
+        for (int i = 0; i < nq; i++) {
+            const float *qi = qf + (size_t)i * d;
+            __m256 s[8];
+            for (int k = 0; k < 8; k++) {
+                const float *kk = kf + k * d;
+                if (batched) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int c = 0; c < nc; c++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), acc);
+                    s[k] = acc;
+                } else {
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int c = 0; c < nc; c += 4) {
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 8), _mm256_loadu_ps(qi + 8 * c + 8), a1);
+                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 16), _mm256_loadu_ps(qi + 8 * c + 16), a2);
+                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 24), _mm256_loadu_ps(qi + 8 * c + 24), a3);
+                    }
+                    s[k] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+                }
+            }
+            const __m256 r = _mm256_mul_ps(attn_reduce8(s, batched), vscale);
+            float *out = scores + (size_t)i * sstride + jb;
+            if (m == 8) _mm256_storeu_ps(out, r);
+            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }
+        }
+    }
+}
+
+// Dims [c0, c0 + 32·groups) of out[i] = Σ_j p[i][j]·v_j over rows [0, count); p rows zero-padded to a multiple of 64.
+RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                                 int c0, int c1, float *out, size_t ostride, int batched) {
+    enum { TILE = 64 };
+    const int lanes = batched ? 8 : 32, width = c1 - c0, nc = width / 8;
+    float *vf = attn_scratch(1, (size_t)TILE * width);
+    __m256 *A = (__m256 *)attn_scratch(2, (size_t)nq * nc * lanes * 8);   // A[i][chunk][lane]
+    for (size_t z = 0; z < (size_t)nq * nc * lanes; z++) A[z] = _mm256_setzero_ps();
+    for (int t0 = 0; t0 < count; t0 += TILE) {
+        const int T = count - t0 < TILE ? count - t0 : TILE;
+        const int R = (T + lanes - 1) / lanes * lanes;   // rows run, zero rows past the end
+        for (int j = 0; j < R; j++)
+            for (int c = 0; c < width; c += 8)
+                _mm256_storeu_ps(vf + (size_t)j * width + c, j < T ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + (size_t)(t0 + j) * d + c0 + c)))
+                                                                    : _mm256_setzero_ps());
+        for (int i = 0; i < nq; i++) {
+            const float *pi = p + (size_t)i * pstride + t0;
+            for (int g = 0; g < nc; g += 4) {   // 4 chunks (32 dims) in registers
+                for (int l = 0; l < lanes; l++) {
+                    __m256 *a = A + ((size_t)i * nc + g) * lanes + l;
+                    __m256 a0 = a[0], a1 = a[lanes], a2 = a[2 * lanes], a3 = a[3 * lanes];
+                    for (int j = l; j < R; j += lanes) {
+                        const __m256 pj = _mm256_broadcast_ss(pi + j);
+                        const float *vj = vf + (size_t)j * width + 8 * g;
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), pj, a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8), pj, a1);
+                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 16), pj, a2);
+                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 24), pj, a3);
+                    }
+                    a[0] = a0; a[lanes] = a1; a[2 * lanes] = a2; a[3 * lanes] = a3;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nq; i++)
+        for (int c = 0; c < nc; c++) {
+            const __m256 *a = A + ((size_t)i * nc + c) * lanes;
+            __m256 s[8];
+            for (int l = 0; l < 8; l++)
+                s[l] = batched ? a[l] : _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));
+            const __m256 u0 = _mm256_add_ps(s[0], s[4]), u1 = _mm256_add_ps(s[1], s[5]);
+            const __m256 u2 = _mm256_add_ps(s[2], s[6]), u3 = _mm256_add_ps(s[3], s[7]);
+            const __m256 r = batched ? _mm256_add_ps(_mm256_add_ps(u0, u2), _mm256_add_ps(u1, u3))
+                                     : _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3));
+            _mm256_storeu_ps(out + (size_t)i * ostride + c0 + 8 * c, r);
+        }
+}
+#endif
+
+void rk_attn_scores(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                    float scale, float *scores, size_t sstride, int batched) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0) { attn_scores_avx2(q, qstride, nq, keys, d, j0, j1, scale, scores, sstride, batched); return; }
+#endif
+    attn_scores_portable(q, qstride, nq, keys, d, j0, j1, scale, scores, sstride, batched);
+}
+
+#if RK_X86
+RK_AVX2 static void round_to_half_avx2(float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0)));
+    for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], 0));
+}
+#endif
+
+void rk_attn_probs(float *x, int n, int padded) {
+    rk_attn_softmax(x, n);
+#if RK_X86
+    if (rk_simd_level()) round_to_half_avx2(x, n); else
+#endif
+    for (int i = 0; i < n; i++) x[i] = half_to_float(float_to_half(x[i]));
+    for (int i = n; i < padded; i++) x[i] = 0;
+}
+
+void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d, int c0, int c1,
+                float *out, size_t ostride, int batched) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0 && c0 % 32 == 0 && c1 % 32 == 0) {
+        attn_pv_avx2(p, pstride, nq, count, values, d, c0, c1, out, ostride, batched);
+        return;
+    }
+#endif
+    uint16_t *ph = (uint16_t *)malloc(sizeof(uint16_t) * (count > 0 ? count : 1));
+    float *full = (float *)malloc(sizeof(float) * d);
+    for (int i = 0; i < nq; i++) {
+        for (int j = 0; j < count; j++) ph[j] = float_to_half(p[(size_t)i * pstride + j]);
+        attn_values_portable(ph, values, NULL, count, d, full, batched);
+        for (int c = c0; c < c1; c++) out[(size_t)i * ostride + c] = full[c];
+    }
+    free(ph); free(full);
+}
+
+void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
+                    const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched) {
+    int maxcount = 0;
+    for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
+    const size_t pstride = ((size_t)maxcount + 63) / 64 * 64;
+    static __thread float *sbuf = NULL;
+    static __thread size_t scap = 0;
+    if ((size_t)nq * pstride > scap) { free(sbuf); scap = (size_t)nq * pstride; sbuf = (float *)malloc(scap * sizeof(float)); }
+    rk_attn_scores(q, qstride, nq, keys, d, 0, maxcount, scale, sbuf, pstride, batched);
+    for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], (int)pstride);
+    rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, 0, d, out, ostride, batched);
+}

@@ -168,6 +168,46 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The multi-query attention kernels (prefill blocks and the three-phase long decode) give exactly
+    /// `Attention.dense`'s bits for every query.
+    func testCausalAttentionIsBitExactWithPerQueryAttention() {
+        ThreadPool.start(threads: 2)
+        let shape = AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64)
+        let d = shape.headDim
+        for (before, tokens) in [(0, 9), (37, 6), (1500, 1), (200, 1), (1030, 3)] {
+            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d) }
+            let total = before + tokens
+            let keys = randomFloats(total * shape.kvHeads * d, scale: 3), values = randomFloats(total * shape.kvHeads * d, scale: 2)
+            let queries = randomFloats(tokens * shape.queryHeads * d, scale: 3)
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    queries.withUnsafeBufferPointer { q in
+                        for (h, stream) in streams.enumerated() {
+                            for t in 0..<total {
+                                let o = (t * shape.kvHeads + h) * d
+                                stream.append(key: k.baseAddress! + o, value: v.baseAddress! + o, position: t)
+                            }
+                        }
+                        let input = AttentionInput(queries: q.baseAddress!, keys: k.baseAddress!, values: v.baseAddress!,
+                                                   tokens: tokens, firstPosition: before)
+                        var got = [Float](repeating: .nan, count: tokens * shape.queryHeads * d), expected = got
+                        causalAttention(input, streams: streams, visibleBefore: before, shape: shape, output: &got)
+                        expected.withUnsafeMutableBufferPointer { e in
+                            for t in 0..<tokens {
+                                for h in 0..<shape.queryHeads {
+                                    let o = (t * shape.queryHeads + h) * d
+                                    Attention.dense(query: q.baseAddress! + o, stream: streams[h / shape.groupSize], count: before + t + 1,
+                                                    scale: shape.scale, output: e.baseAddress! + o, batched: tokens > 1)
+                                }
+                            }
+                        }
+                        XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "before \(before) tokens \(tokens)")
+                    }
+                }
+            }
+        }
+    }
+
     func testHalfPrecisionKernels() {
         let x = randomFloats(100, scale: 50) + [0, -0.0, 1e-7, 6e-5, 65504, -65519, 1e9]
         forEachPath { path in
