@@ -59,7 +59,8 @@ struct BenchCommand: ParsableCommand {
 
         ThreadPool.start(threads: threadCount)
         printError("measuring memory read bandwidth (\(threadCount) threads)...")
-        let bandwidth = measureReadBandwidth()
+        // In a child: the buffer must not raise the high-water RSS that the bench children inherit.
+        let bandwidth = try measureBandwidthInChild(threads: threadCount)
         printError(String(format: "read bandwidth: %.1f GB/s", bandwidth / 1e9))
 
         let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
@@ -181,7 +182,20 @@ struct BenchCommand: ParsableCommand {
                      d("decode_rss_bytes") / 1e6))
     }
 
-    private func measureReadBandwidth() -> Double { MemoryBandwidth.measureRead() }
+    private func measureBandwidthInChild(threads: Int) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
+        process.arguments = ["bench-child", "--bandwidth", "--threads", String(threads)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let value = Double(String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("bandwidth measurement failed")
+        }
+        return value
+    }
 }
 
 enum BenchStats {
@@ -235,16 +249,21 @@ struct BenchChildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench-child", abstract: "One bench run (internal).",
                                                     shouldDisplay: false)
 
-    @Option var model: String
-    @Option var method: String
+    @Flag(help: "Only measure the memory read bandwidth (bytes/s) and print it.") var bandwidth = false
+    @Option var model: String = ""
+    @Option var method: String = "full"
     @Option var budget: Int?
-    @Option var context: Int
-    @Option var gen: Int
-    @Option var threads: Int
+    @Option var context: Int = 512
+    @Option var gen: Int = 64
+    @Option var threads: Int = 1
     @Option(parsing: .singleValue) var kvOption: [String] = []
 
     func run() throws {
         ThreadPool.start(threads: threads)
+        if bandwidth {
+            print(MemoryBandwidth.measureRead())
+            return
+        }
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
         let llama = try LlamaModel(file: file)
