@@ -53,6 +53,10 @@ def main() -> int:
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
+        else:   # a progress line per context, the table at the end
+            print(f"context {context}: prefill {row['prefill_tok_s']:.1f} vs {row['llamacpp_prefill_tok_s']:.1f} tok/s "
+                  f"({row['prefill_ratio']:.2f}x), decode {row['decode_tok_s']:.1f} vs {row['llamacpp_decode_tok_s']:.1f} tok/s "
+                  f"({row['decode_ratio']:.2f}x)", file=sys.stderr, flush=True)
 
     if not args.json:
         print("| context | prefill tok/s rocketkv | llama.cpp | ratio | decode tok/s rocketkv | llama.cpp | ratio | bound tok/s |")
