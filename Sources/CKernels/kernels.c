@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -308,6 +309,139 @@ RK_AVX2 static void f16_to_f32_avx2(const uint16_t *x, float *y, int n) {
 }
 #endif
 
+typedef float (*quant_dot_fn)(int, const void *, const void *);
+
+// ---- Register-tiled matrix products on quantized blocks (prefill GEMM and decode matvec) ----
+// A tile of TR weight rows × TT tokens keeps one __m256 accumulator per output and walks the blocks in
+// order: for every output the sequence of floating-point operations is exactly the row-dot's
+// (fmadd(d_w·d_x, Σ int8 products as 8 floats, acc) per block, hsum at the end, Q4_1's scalar Σ m·s added
+// last), so results are bit-identical to rk_vec_dot_* while each weight block is unpacked once per TT
+// tokens and each activation block loaded once per TR rows.
+#if RK_X86
+// The 8 float lanes of one block's int8 products (lane k = Σ of bytes 4k..4k+3), as the row-dots compute them.
+RK_AVX2 static inline __m256 pair_q4_1(__m256i qw, __m256i qx) { return mul_sum_us8_ps(qw, qx); }
+RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
+    return mul_sum_us8_ps(_mm256_sign_epi8(qw, qw), _mm256_sign_epi8(qx, qw));
+}
+
+// `dx[b * ts + j]` (and `sx`, Q8_1's d·Σq) hold the activation scales of the tile's token j at block b as
+// floats: the product d_w·d_x is then one vmulps of two broadcasts (the same single rounding as the scalar
+// product), and Q4_1's Σ m·s terms of a 2×4 tile advance as one 8-lane FMA (lane i·4+j), each lane the
+// scalar chain of the row-dot.
+#define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
+RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
+                         const float *dx, const float *sx, int ts, float *y, size_t ystride) {                   \
+    __m256 acc[TR][TT];                                                                                           \
+    float summs[TR][TT];                                                                                          \
+    __m256 summv = _mm256_setzero_ps();                                                                           \
+    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
+    for (int b = 0; b < nb; b++) {                                                                                \
+        __m256i qw[TR]; __m256 dw[TR]; float mw[TR];                                                              \
+        for (int i = 0; i < TR; i++) {                                                                            \
+            const WBLOCK *wb = (const WBLOCK *)(w + (size_t)i * wstride) + b;                                     \
+            qw[i] = LOADW(wb); dw[i] = _mm256_set1_ps(_cvtsh_ss(wb->d));                                          \
+            if (HAS_MIN) mw[i] = _cvtsh_ss(((const block_q4_1 *)wb)->m);                                          \
+        }                                                                                                         \
+        if (HAS_MIN) {                                                                                            \
+            if (TR == 2 && TT == 4) {                                                                             \
+                const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                   \
+                const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                     \
+                summv = _mm256_fmadd_ps(mv, sv, summv);                                                           \
+            } else {                                                                                              \
+                for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (int j = 0; j < TT; j++) {                                                                            \
+            const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
+            const __m256 dxj = _mm256_broadcast_ss(dx + (size_t)b * ts + j);                                      \
+            for (int i = 0; i < TR; i++)                                                                          \
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dxj), PAIR(qw[i], qx), acc[i][j]);               \
+        }                                                                                                         \
+    }                                                                                                             \
+    float lanes[8];                                                                                               \
+    if (HAS_MIN && TR == 2 && TT == 4) _mm256_storeu_ps(lanes, summv);                                            \
+    for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) {                                                   \
+        const float m = HAS_MIN ? ((TR == 2 && TT == 4) ? lanes[(i * TT + j) & 7] : summs[i][j]) : 0;             \
+        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + m : hsum_ps(acc[i][j]);                       \
+    }                                                                                                             \
+}
+
+RK_AVX2 static inline __m256i loadw_q4_1(const block_q4_1 *b) { return unpack_nibbles(b->qs); }
+RK_AVX2 static inline __m256i loadw_q4_0(const block_q4_0 *b) { return _mm256_sub_epi8(unpack_nibbles(b->qs), _mm256_set1_epi8(8)); }
+RK_AVX2 static inline __m256i loadw_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+
+RK_TILE_KERNEL(tile_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
+RK_TILE_KERNEL(tile_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
+RK_TILE_KERNEL(tile_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
+
+typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const float *, int, float *, size_t);
+
+// Rows [r0, r1) × all tokens with TR×TT tiles; the ragged edges take the row-dot.
+RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
+                                       const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
+                                       quant_dot_fn dot) {
+    tile_fn big, narrow;
+    switch (type) {
+    case 2: big = tile_q4_0_2x4; narrow = tile_q4_0_4x1; break;
+    case 3: big = tile_q4_1_2x4; narrow = tile_q4_1_4x1; break;
+    default: big = tile_q8_0_2x4; narrow = tile_q8_0_4x1; break;
+    }
+    const int nb = n / 32;
+    // Token blocks of 32 keep their activations in L2 while every row of the range passes over them.
+    enum { TB = 32 };
+    static __thread float *table = NULL;
+    static __thread size_t table_cap = 0;
+    const size_t need = (size_t)nb * TB * 2;
+    if (need > table_cap) {
+        free(table);
+        table = (float *)malloc(need * sizeof(float));
+        table_cap = need;
+    }
+    float *dx = table, *sx = table + (size_t)nb * TB;
+    for (int t0 = 0; t0 < ntok; t0 += TB) {
+        const int t1 = t0 + TB < ntok ? t0 + TB : ntok;
+        for (int t = t0; t < t1; t++) {
+            const char *xt = x + (size_t)t * xstride;
+            for (int b = 0; b < nb; b++) {
+                if (type == 3) {
+                    const block_q8_1 *xb = (const block_q8_1 *)xt + b;
+                    dx[b * TB + (t - t0)] = _cvtsh_ss(xb->d);
+                    sx[b * TB + (t - t0)] = _cvtsh_ss(xb->s);
+                } else {
+                    dx[b * TB + (t - t0)] = _cvtsh_ss(((const block_q8_0 *)xt + b)->d);
+                }
+            }
+        }
+        int r = r0;
+        if (t1 - t0 >= 4) {
+            // Token quads outer, row pairs inner: the quad's activations stay in L1 while the rows stream
+            // from L2 (a row pair's block is 40 bytes, a quad's 144).
+            const int rpairs = r0 + (r1 - r0) / 2 * 2;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4)
+                for (r = r0; r < rpairs; r += 2)
+                    big(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB,
+                        y + (size_t)t * ystride + r, ystride);
+            for (; t < t1; t++)
+                for (r = r0; r < rpairs; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+            r = rpairs;
+        } else {
+            for (; r + 4 <= r1; r += 4) {
+                const char *wr = w + (size_t)r * wstride;
+                for (int t = t0; t < t1; t++)
+                    narrow(nb, wr, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB, y + (size_t)t * ystride + r, ystride);
+            }
+        }
+        for (; r < r1; r++)
+            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+    }
+}
+#endif
+
 // ---- public entry points ----
 
 #if RK_X86
@@ -345,8 +479,6 @@ void rk_f16_to_f32(const uint16_t *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = half_to_float(x[i]);
 }
 
-typedef float (*quant_dot_fn)(int, const void *, const void *);
-
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
     quant_dot_fn dot;
@@ -356,15 +488,29 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
     case 8: dot = rk_vec_dot_q8_0_q8_0; break;
     default: return -1;
     }
-    // Weight rows in the outer loop: each row is read once from memory and reused for all tokens.
-    // Rows are taken in pairs of four tokens at a time so activations stay in L1.
+#if RK_X86
+    if (rk_simd_level()) {
+        matmul_quant_tiled(type, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, y, ystride, n, dot);
+        return 0;
+    }
+#endif
+    return rk_matmul_quant_reference(type, w, wstride, r0, r1, x, xstride, ntok, y, ystride, n);
+}
+
+// The plain reference: one row-dot per output (tests compare the tiled kernels with it bit for bit).
+int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
+                              const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
+    quant_dot_fn dot;
+    switch (type) {
+    case 2: dot = rk_vec_dot_q4_0_q8_0; break;
+    case 3: dot = rk_vec_dot_q4_1_q8_1; break;
+    case 8: dot = rk_vec_dot_q8_0_q8_0; break;
+    default: return -1;
+    }
     const char *wb = (const char *)w, *xb = (const char *)x;
-    for (int t0 = 0; t0 < ntok; t0 += 64) {
-        int t1 = t0 + 64 < ntok ? t0 + 64 : ntok;
-        for (int r = r0; r < r1; r++) {
-            const void *row = wb + (size_t)r * wstride;
-            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
-        }
+    for (int r = r0; r < r1; r++) {
+        const void *row = wb + (size_t)r * wstride;
+        for (int t = 0; t < ntok; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
     }
     return 0;
 }
@@ -587,3 +733,219 @@ RK_AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
 #endif
 
 void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swiglu_portable)(gate, up, n); }
+
+// ---- memory bandwidth probe ----
+#if RK_X86
+RK_AVX2 static uint64_t stream_read_avx2(const void *p, size_t bytes) {
+    const __m256i *v = (const __m256i *)p;
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < bytes / 32; i += 8) {
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 2));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 4));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 6));
+        a0 = _mm256_xor_si256(a0, _mm256_load_si256(v + i + 1));
+        a1 = _mm256_xor_si256(a1, _mm256_load_si256(v + i + 3));
+        a2 = _mm256_xor_si256(a2, _mm256_load_si256(v + i + 5));
+        a3 = _mm256_xor_si256(a3, _mm256_load_si256(v + i + 7));
+    }
+    __m256i a = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+    return (uint64_t)_mm256_extract_epi64(a, 0) ^ (uint64_t)_mm256_extract_epi64(a, 3);
+}
+#endif
+
+uint64_t rk_stream_read(const void *p, size_t bytes) {
+#if RK_X86
+    if (rk_simd_level()) return stream_read_avx2(p, bytes);
+#endif
+    const uint64_t *v = (const uint64_t *)p;
+    uint64_t a = 0;
+    for (size_t i = 0; i < bytes / 8; i++) a ^= v[i];
+    return a;
+}
+
+// ---- Attention of several queries per key/value load (prefill and decode), llama.cpp's orders ----
+// Each score is the same FMA chain as rk_attn_dot (one accumulator, or four for single-token order) and
+// the same horizontal sum, done for 8 keys at once by a transposed reduction that performs exactly the
+// per-lane additions of hsum8_batched / hsum8_single. Each output of the P·V product is the same FMA
+// chain as rk_attn_values (lane j mod 8, or j mod 32), run from a shared f32 copy of 64 value rows; rows
+// past a query's count multiply a zero probability, which leaves its accumulators bit-identical.
+
+static __thread float *attn_tls[3] = {NULL, NULL, NULL};
+static __thread size_t attn_tls_cap[3] = {0, 0, 0};
+static float *attn_scratch(int which, size_t floats) {
+    if (floats > attn_tls_cap[which]) {
+        free(attn_tls[which]);
+        attn_tls[which] = (float *)aligned_alloc(64, ((floats * sizeof(float)) + 63) / 64 * 64);
+        attn_tls_cap[which] = floats;
+    }
+    return attn_tls[which];
+}
+
+static void attn_scores_portable(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                                 float scale, float *scores, size_t sstride, int batched) {
+    uint16_t qh[1024];
+    for (int i = 0; i < nq; i++) {
+        for (int c = 0; c < d; c++) qh[c] = float_to_half(q[(size_t)i * qstride + c]);
+        for (int j = j0; j < j1; j++) scores[(size_t)i * sstride + j] = attn_dot_portable(keys + (size_t)j * d, qh, d, batched) * scale;
+    }
+}
+
+#if RK_X86
+RK_AVX2 static inline __m256 attn_reduce8(const __m256 s[8], int batched) {
+    __m256 u[4];
+    for (int k = 0; k < 4; k++) {
+        u[k] = _mm256_add_ps(_mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x20), _mm256_permute2f128_ps(s[2 * k], s[2 * k + 1], 0x31));
+        if (batched) u[k] = _mm256_permute_ps(u[k], 0xD8);   // [u0 u2 u1 u3]: pairs (u0+u2), (u1+u3)
+    }
+    const __m256 r = _mm256_hadd_ps(_mm256_hadd_ps(u[0], u[1]), _mm256_hadd_ps(u[2], u[3]));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                                     float scale, float *scores, size_t sstride, int batched) {
+    const int nc = d / 8;
+    float *qf = attn_scratch(0, (size_t)nq * d + (size_t)8 * d);
+    float *kf = qf + (size_t)nq * d;
+    for (int i = 0; i < nq; i++)
+        for (int c = 0; c < d; c += 8)
+            _mm256_storeu_ps(qf + (size_t)i * d + c, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + (size_t)i * qstride + c), 0)));
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (int jb = j0; jb < j1; jb += 8) {
+        const int m = j1 - jb < 8 ? j1 - jb : 8;
+        for (int k = 0; k < 8; k++)
+            for (int c = 0; c < d; c += 8)
+                _mm256_storeu_ps(kf + k * d + c, k < m ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(keys + (size_t)(jb + k) * d + c)))
+                                                       : _mm256_setzero_ps());
+        for (int i = 0; i < nq; i++) {
+            const float *qi = qf + (size_t)i * d;
+            __m256 s[8];
+            for (int k = 0; k < 8; k++) {
+                const float *kk = kf + k * d;
+                if (batched) {
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int c = 0; c < nc; c++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), acc);
+                    s[k] = acc;
+                } else {
+                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    for (int c = 0; c < nc; c += 4) {
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 8), _mm256_loadu_ps(qi + 8 * c + 8), a1);
+                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 16), _mm256_loadu_ps(qi + 8 * c + 16), a2);
+                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 24), _mm256_loadu_ps(qi + 8 * c + 24), a3);
+                    }
+                    s[k] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+                }
+            }
+            const __m256 r = _mm256_mul_ps(attn_reduce8(s, batched), vscale);
+            float *out = scores + (size_t)i * sstride + jb;
+            if (m == 8) _mm256_storeu_ps(out, r);
+            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }
+        }
+    }
+}
+
+// Dims [c0, c0 + 32·groups) of out[i] = Σ_j p[i][j]·v_j over rows [0, count); p rows zero-padded to a multiple of 64.
+RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                                 int c0, int c1, float *out, size_t ostride, int batched) {
+    enum { TILE = 64 };
+    const int lanes = batched ? 8 : 32, width = c1 - c0, nc = width / 8;
+    float *vf = attn_scratch(1, (size_t)TILE * width);
+    __m256 *A = (__m256 *)attn_scratch(2, (size_t)nq * nc * lanes * 8);   // A[i][chunk][lane]
+    for (size_t z = 0; z < (size_t)nq * nc * lanes; z++) A[z] = _mm256_setzero_ps();
+    for (int t0 = 0; t0 < count; t0 += TILE) {
+        const int T = count - t0 < TILE ? count - t0 : TILE;
+        const int R = (T + lanes - 1) / lanes * lanes;   // rows run, zero rows past the end
+        for (int j = 0; j < R; j++)
+            for (int c = 0; c < width; c += 8)
+                _mm256_storeu_ps(vf + (size_t)j * width + c, j < T ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + (size_t)(t0 + j) * d + c0 + c)))
+                                                                    : _mm256_setzero_ps());
+        for (int i = 0; i < nq; i++) {
+            const float *pi = p + (size_t)i * pstride + t0;
+            for (int g = 0; g < nc; g += 4) {   // 4 chunks (32 dims) in registers
+                for (int l = 0; l < lanes; l++) {
+                    __m256 *a = A + ((size_t)i * nc + g) * lanes + l;
+                    __m256 a0 = a[0], a1 = a[lanes], a2 = a[2 * lanes], a3 = a[3 * lanes];
+                    for (int j = l; j < R; j += lanes) {
+                        const __m256 pj = _mm256_broadcast_ss(pi + j);
+                        const float *vj = vf + (size_t)j * width + 8 * g;
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), pj, a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8), pj, a1);
+                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 16), pj, a2);
+                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 24), pj, a3);
+                    }
+                    a[0] = a0; a[lanes] = a1; a[2 * lanes] = a2; a[3 * lanes] = a3;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < nq; i++)
+        for (int c = 0; c < nc; c++) {
+            const __m256 *a = A + ((size_t)i * nc + c) * lanes;
+            __m256 s[8];
+            for (int l = 0; l < 8; l++)
+                s[l] = batched ? a[l] : _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));
+            const __m256 u0 = _mm256_add_ps(s[0], s[4]), u1 = _mm256_add_ps(s[1], s[5]);
+            const __m256 u2 = _mm256_add_ps(s[2], s[6]), u3 = _mm256_add_ps(s[3], s[7]);
+            const __m256 r = batched ? _mm256_add_ps(_mm256_add_ps(u0, u2), _mm256_add_ps(u1, u3))
+                                     : _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3));
+            _mm256_storeu_ps(out + (size_t)i * ostride + c0 + 8 * c, r);
+        }
+}
+#endif
+
+void rk_attn_scores(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                    float scale, float *scores, size_t sstride, int batched) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0) { attn_scores_avx2(q, qstride, nq, keys, d, j0, j1, scale, scores, sstride, batched); return; }
+#endif
+    attn_scores_portable(q, qstride, nq, keys, d, j0, j1, scale, scores, sstride, batched);
+}
+
+#if RK_X86
+RK_AVX2 static void round_to_half_avx2(float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), 0)));
+    for (; i < n; i++) x[i] = _cvtsh_ss(_cvtss_sh(x[i], 0));
+}
+#endif
+
+void rk_attn_probs(float *x, int n, int padded) {
+    rk_attn_softmax(x, n);
+#if RK_X86
+    if (rk_simd_level()) round_to_half_avx2(x, n); else
+#endif
+    for (int i = 0; i < n; i++) x[i] = half_to_float(float_to_half(x[i]));
+    for (int i = n; i < padded; i++) x[i] = 0;
+}
+
+void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d, int c0, int c1,
+                float *out, size_t ostride, int batched) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0 && c0 % 32 == 0 && c1 % 32 == 0) {
+        attn_pv_avx2(p, pstride, nq, count, values, d, c0, c1, out, ostride, batched);
+        return;
+    }
+#endif
+    uint16_t *ph = (uint16_t *)malloc(sizeof(uint16_t) * (count > 0 ? count : 1));
+    float *full = (float *)malloc(sizeof(float) * d);
+    for (int i = 0; i < nq; i++) {
+        for (int j = 0; j < count; j++) ph[j] = float_to_half(p[(size_t)i * pstride + j]);
+        attn_values_portable(ph, values, NULL, count, d, full, batched);
+        for (int c = c0; c < c1; c++) out[(size_t)i * ostride + c] = full[c];
+    }
+    free(ph); free(full);
+}
+
+void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
+                    const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched) {
+    int maxcount = 0;
+    for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
+    const size_t pstride = ((size_t)maxcount + 63) / 64 * 64;
+    static __thread float *sbuf = NULL;
+    static __thread size_t scap = 0;
+    if ((size_t)nq * pstride > scap) { free(sbuf); scap = (size_t)nq * pstride; sbuf = (float *)malloc(scap * sizeof(float)); }
+    rk_attn_scores(q, qstride, nq, keys, d, 0, maxcount, scale, sbuf, pstride, batched);
+    for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], (int)pstride);
+    rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, 0, d, out, ostride, batched);
+}

@@ -8,6 +8,7 @@
 #include "CKernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 
 #define RK_MAX_THREADS 64
 #define RK_SPIN_ITERATIONS 100000
@@ -41,7 +42,12 @@ static void *worker(void *arg) {
     for (;;) {
         int spins = 0;
         while (atomic_load(&generation) == seen) {
-            if (++spins < RK_SPIN_ITERATIONS) { cpu_relax(); continue; }
+            if (++spins < RK_SPIN_ITERATIONS) {
+                cpu_relax();
+                // On a shared machine a spinning worker can hold the core the job's owner needs: yield now and then.
+                if ((spins & 1023) == 0) sched_yield();
+                continue;
+            }
             // seq_cst with rk_pool_run: either it sees us as a sleeper and signals under the lock,
             // or we see its new generation before waiting.
             pthread_mutex_lock(&lock);
@@ -102,6 +108,12 @@ void rk_pool_run(rk_task_fn fn, void *context) {
         if (claim(p, g)) { fn(context, p, n); mine[p] = 1; }
     }
     for (int p = 1; p < n; p++) {
-        if (!mine[p]) while (atomic_load(&done[p]) != g) cpu_relax();
+        if (!mine[p]) {
+            int spins = 0;
+            while (atomic_load(&done[p]) != g) {
+                cpu_relax();
+                if ((++spins & 255) == 0) sched_yield();   // the worker holding p may be descheduled
+            }
+        }
     }
 }

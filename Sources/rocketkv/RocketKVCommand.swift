@@ -7,7 +7,8 @@ struct RocketKVCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, MethodsCommand.self, TokenizeCommand.self, InspectCommand.self],
+        subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, MethodsCommand.self, TokenizeCommand.self,
+                      InspectCommand.self, BenchChildCommand.self],
         defaultSubcommand: nil)
 }
 

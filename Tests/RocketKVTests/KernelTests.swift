@@ -133,6 +133,81 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The register-tiled matrix kernels (every tile shape and ragged edge) give exactly the row-dot's bits.
+    func testTiledMatmulIsBitExactWithRowDots() {
+        for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34)] {
+            for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (6, 5, 3), (3, 2, 2)] {
+                var w: [UInt8] = []
+                for _ in 0..<(rows * blocks) {
+                    switch type {
+                    case 3: w += randomQ4_1Row(blocks: 1)
+                    case 8: w += randomQ8_0Row(blocks: 1)
+                    default: w += Array(randomQ4_1Row(blocks: 1).dropFirst(2))
+                    }
+                }
+                XCTAssertEqual(w.count, rows * blocks * blockBytes)
+                let n = blocks * 32, x = randomFloats(tokens * n, scale: 2)
+                var q = [UInt8](repeating: 0, count: tokens * blocks * activation)
+                for t in 0..<tokens {
+                    q.withUnsafeMutableBytes { qp in
+                        x.withUnsafeBufferPointer { xp in
+                            if type == 3 { rk_quantize_row_q8_1(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
+                            else { rk_quantize_row_q8_0(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
+                        }
+                    }
+                }
+                var expected = [Float](repeating: .nan, count: tokens * rows), got = expected
+                rk_matmul_quant_reference(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &expected, rows, Int32(n))
+                rk_matmul_quant(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &got, rows, Int32(n))
+                XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "type \(type) rows \(rows) tokens \(tokens) blocks \(blocks)")
+                // A row range that does not start at 0.
+                var part = [Float](repeating: .nan, count: tokens * rows)
+                rk_matmul_quant(Int32(type), w, blocks * blockBytes, 1, Int32(rows), q, blocks * activation, Int32(tokens), &part, rows, Int32(n))
+                for t in 0..<tokens { for r in 1..<rows { XCTAssertEqual(part[t * rows + r].bitPattern, expected[t * rows + r].bitPattern) } }
+            }
+        }
+    }
+
+    /// The multi-query attention kernels (prefill blocks and the three-phase long decode) give exactly
+    /// `Attention.dense`'s bits for every query.
+    func testCausalAttentionIsBitExactWithPerQueryAttention() {
+        ThreadPool.start(threads: 2)
+        let shape = AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64)
+        let d = shape.headDim
+        for (before, tokens) in [(0, 9), (37, 6), (1500, 1), (200, 1), (1030, 3)] {
+            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d) }
+            let total = before + tokens
+            let keys = randomFloats(total * shape.kvHeads * d, scale: 3), values = randomFloats(total * shape.kvHeads * d, scale: 2)
+            let queries = randomFloats(tokens * shape.queryHeads * d, scale: 3)
+            keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    queries.withUnsafeBufferPointer { q in
+                        for (h, stream) in streams.enumerated() {
+                            for t in 0..<total {
+                                let o = (t * shape.kvHeads + h) * d
+                                stream.append(key: k.baseAddress! + o, value: v.baseAddress! + o, position: t)
+                            }
+                        }
+                        let input = AttentionInput(queries: q.baseAddress!, keys: k.baseAddress!, values: v.baseAddress!,
+                                                   tokens: tokens, firstPosition: before)
+                        var got = [Float](repeating: .nan, count: tokens * shape.queryHeads * d), expected = got
+                        causalAttention(input, streams: streams, visibleBefore: before, shape: shape, output: &got)
+                        expected.withUnsafeMutableBufferPointer { e in
+                            for t in 0..<tokens {
+                                for h in 0..<shape.queryHeads {
+                                    let o = (t * shape.queryHeads + h) * d
+                                    Attention.dense(query: q.baseAddress! + o, stream: streams[h / shape.groupSize], count: before + t + 1,
+                                                    scale: shape.scale, output: e.baseAddress! + o, batched: tokens > 1)
+                                }
+                            }
+                        }
+                        XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "before \(before) tokens \(tokens)")
+                    }
+                }
+            }
+        }
+    }
+
     func testHalfPrecisionKernels() {
         let x = randomFloats(100, scale: 50) + [0, -0.0, 1e-7, 6e-5, 65504, -65519, 1e9]
         forEachPath { path in

@@ -28,6 +28,10 @@ float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x);
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
 
+/// The same with one row-dot per output, no tiling (the reference the tiled kernels are tested against).
+int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
+                              const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
+
 /// Same contract for float weights and float activations (type 0 = F32 weights, 1 = F16 weights).
 int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
                     const float *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
@@ -54,8 +58,25 @@ void rk_attn_softmax(float *x, int n);
 /// of the f16 matrix `v` with rows of `d` values.
 void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched);
 
+/// Several queries per key/value load, bit-identical to the per-query kernels above.
+/// scores[i·sstride + j] = (k_j · f16(q_i)) · scale for keys j in [j0, j1) (q_i at q + i·qstride, d a multiple of 32).
+void rk_attn_scores(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
+                    float scale, float *scores, size_t sstride, int batched);
+/// Softmax of x[0..<n], each probability rounded to f16 (kept as float), zeros up to `padded`.
+void rk_attn_probs(float *x, int n, int padded);
+/// out[i·ostride + c] = Σ_{j<count} p[i·pstride + j]·v_j[c] for dims c in [c0, c1) (multiples of 32);
+/// each p row zero from its own count up to count rounded up to 64.
+void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d, int c0, int c1,
+                float *out, size_t ostride, int batched);
+/// Scores, probabilities and values for `nq` queries of one KV head; query i sees rows [0, counts[i]).
+void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
+                    const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched);
+
 /// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).
 void rk_swiglu(float *gate, const float *up, int n);
+
+/// Reads `bytes` (a multiple of 256) as fast as possible and returns a checksum (bandwidth measurement).
+uint64_t rk_stream_read(const void *p, size_t bytes);
 
 /// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
 typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Shape of the attention in every layer of a model.
 public struct AttentionShape: Sendable, Equatable {
     public let layers: Int
@@ -79,16 +81,94 @@ extension KVPolicy {
 /// Dense causal attention of a chunk over streams that already hold it (the shared prefill path).
 ///
 /// `streams[h]` is KV head `h` of the layer; query `t` of the chunk sees the first
-/// `visibleBefore + t + 1` slots.
+/// `visibleBefore + t + 1` slots. Bit-identical to `Attention.dense` per query (the kernels share each key
+/// and value load among the query heads of a KV group and, in prefill, among 4 consecutive tokens).
 public func causalAttention(_ input: AttentionInput, streams: [KVStream], visibleBefore: Int, shape: AttentionShape,
                             output: UnsafeMutablePointer<Float>) {
-    let d = shape.headDim, heads = shape.queryHeads
-    ThreadPool.parallelFor(input.tokens * heads) { units in
-        for unit in units {
-            let t = unit / heads, h = unit % heads
-            Attention.dense(query: input.queries + (t * heads + h) * d, stream: streams[h / shape.groupSize],
-                            count: visibleBefore + t + 1, scale: shape.scale, output: output + (t * heads + h) * d,
-                            batched: input.tokens > 1)
+    let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
+    if n == 1 {
+        decodeAttention(query: input.queries, streams: streams, count: visibleBefore + 1, shape: shape, output: output)
+        return
+    }
+    let tokenBlock = 4
+    let blocks = (n + tokenBlock - 1) / tokenBlock
+    let units = shape.kvHeads * blocks
+    // Later tokens see more keys: deal units out round-robin so every thread gets a fair share.
+    ThreadPool.run { index, threads in
+        let rows = tokenBlock * g
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * rows * d) { buffer in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: rows) { counts in
+                let q = buffer.baseAddress!, out = q + rows * d
+                for unit in stride(from: index, to: units, by: threads) {
+                    let kv = unit % shape.kvHeads, t0 = unit / shape.kvHeads * tokenBlock
+                    let tokens = min(tokenBlock, n - t0)
+                    var nq = 0
+                    for t in t0..<(t0 + tokens) {
+                        for h in (kv * g)..<(kv * g + g) {
+                            (q + nq * d).update(from: input.queries + (t * heads + h) * d, count: d)
+                            counts[nq] = Int32(visibleBefore + t + 1)
+                            nq += 1
+                        }
+                    }
+                    let stream = streams[kv]
+                    rk_attn_causal(q, d, counts.baseAddress!, Int32(nq), stream.keys, stream.values, Int32(d), shape.scale, out, d, 1)
+                    nq = 0
+                    for t in t0..<(t0 + tokens) {
+                        for h in (kv * g)..<(kv * g + g) {
+                            (output + (t * heads + h) * d).update(from: out + nq * d, count: d)
+                            nq += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Single-token attention (llama.cpp's decode order) of every query head over the first `count` slots.
+///
+/// Long caches take three parallel phases so both cores stream the cache: scores per (KV head, key range),
+/// softmax per query head, then P·V per (KV head, half of the dimensions); short ones one job per KV head.
+public func decodeAttention(query: UnsafePointer<Float>, streams: [KVStream], count: Int, shape: AttentionShape,
+                            output: UnsafeMutablePointer<Float>) {
+    let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads
+    if count < 1024 || d % 64 != 0 {
+        ThreadPool.parallelFor(kvHeads) { range in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
+                for i in 0..<g { counts[i] = Int32(count) }
+                for kv in range {
+                    rk_attn_causal(query + kv * g * d, d, counts.baseAddress!, Int32(g), streams[kv].keys, streams[kv].values,
+                                   Int32(d), shape.scale, output + kv * g * d, d, 0)
+                }
+            }
+        }
+        return
+    }
+    let pstride = (count + 63) / 64 * 64
+    let heads = shape.queryHeads
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * pstride) { buffer in
+        let scores = buffer.baseAddress!
+        let ranges = 4 * ThreadPool.threadCount
+        let keysPerRange = (count + ranges - 1) / ranges
+        ThreadPool.parallelFor(kvHeads * ranges) { units in
+            for unit in units {
+                let kv = unit / ranges, r = unit % ranges
+                let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
+                if j0 < j1 {
+                    rk_attn_scores(query + kv * g * d, d, Int32(g), streams[kv].keys, Int32(d), Int32(j0), Int32(j1), shape.scale,
+                                   scores + kv * g * pstride, pstride, 0)
+                }
+            }
+        }
+        ThreadPool.parallelFor(heads) { range in
+            for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(pstride)) }
+        }
+        ThreadPool.parallelFor(kvHeads * 2) { units in
+            for unit in units {
+                let kv = unit / 2, half = unit % 2
+                rk_attn_pv(scores + kv * g * pstride, pstride, Int32(g), Int32(count), streams[kv].values, Int32(d),
+                           Int32(half * d / 2), Int32((half + 1) * d / 2), output + kv * g * d, d, 0)
+            }
         }
     }
 }

@@ -52,35 +52,59 @@ public final class MatmulScratch {
 /// dot products run on integers. `output` rows have stride `outputStride` (≥ `weight.rows`).
 public func matmul(_ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int,
                    output: UnsafeMutablePointer<Float>, outputStride: Int? = nil, scratch: MatmulScratch) {
-    let n = weight.columns
-    let ystride = outputStride ?? weight.rows
+    matmul([weight], input: input, tokens: tokens, outputs: [output], outputStrides: [outputStride ?? weight.rows], scratch: scratch)
+}
+
+/// Several matrices applied to the same input (Q, K, V; gate and up): the activations are quantized once
+/// and all rows are split across the pool in one job (a decode step issues a few jobs per layer, not a dozen).
+public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, tokens: Int,
+                   outputs: [UnsafeMutablePointer<Float>], outputStrides: [Int]? = nil, scratch: MatmulScratch) {
+    let n = weights[0].columns
+    let strides = outputStrides ?? weights.map(\.rows)
     // Rows per work unit: keeps each thread's share of the rows contiguous and cache-line aligned in y.
     let granularity = 16
-    if let activationType = weight.activationType {
+    let shared = weights.allSatisfy { $0.columns == n && $0.activationType != nil && $0.activationType == weights[0].activationType }
+    if shared, let activationType = weights[0].activationType {
         let xstride = activationType.byteCount(elements: n)
         let quantized = scratch.reserve(xstride * tokens)
-        ThreadPool.parallelFor(tokens) { range in
+        let quantize = { (range: Range<Int>) in
             for t in range {
                 let x = input + t * n, y = quantized + t * xstride
                 if activationType == .q8_1 { rk_quantize_row_q8_1(x, y, Int32(n)) } else { rk_quantize_row_q8_0(x, y, Int32(n)) }
             }
         }
-        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
-            rk_matmul_quant(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
-                            quantized, xstride, Int32(tokens), output, ystride, Int32(n))
+        if tokens < 8 { quantize(0..<tokens) } else { ThreadPool.parallelFor(tokens, quantize) }
+        // Each matrix's rows rounded up to the granularity, laid end to end.
+        var starts: [Int] = [], total = 0
+        for w in weights { starts.append(total); total += (w.rows + granularity - 1) / granularity * granularity }
+        ThreadPool.parallelFor(total, granularity: granularity) { range in
+            for (i, w) in weights.enumerated() {
+                let lo = max(range.lowerBound - starts[i], 0), hi = min(range.upperBound - starts[i], w.rows)
+                if lo < hi {
+                    rk_matmul_quant(Int32(w.type.rawValue), w.data, w.rowBytes, Int32(lo), Int32(hi),
+                                    quantized, xstride, Int32(tokens), outputs[i], strides[i], Int32(n))
+                }
+            }
         }
-    } else if weight.type == .f32 || weight.type == .f16 {
-        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
-            rk_matmul_float(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
-                            input, n, Int32(tokens), output, ystride, Int32(n))
-        }
-    } else {
-        // Generic path for the other block formats: dequantize each row once, then f32 dot products.
-        ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { row in
-                for r in rows {
-                    dequantize(weight.type, from: weight.data + r * weight.rowBytes, count: n, into: row.baseAddress!)
-                    for t in 0..<tokens { output[t * ystride + r] = rk_dot_f32(row.baseAddress!, input + t * n, Int32(n)) }
+        return
+    }
+    for (i, weight) in weights.enumerated() {
+        let output = outputs[i], ystride = strides[i], n = weight.columns
+        if weight.activationType != nil {
+            matmul([weight], input: input, tokens: tokens, outputs: [output], outputStrides: [ystride], scratch: scratch)
+        } else if weight.type == .f32 || weight.type == .f16 {
+            ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
+                rk_matmul_float(Int32(weight.type.rawValue), weight.data, weight.rowBytes, Int32(rows.lowerBound), Int32(rows.upperBound),
+                                input, n, Int32(tokens), output, ystride, Int32(n))
+            }
+        } else {
+            // Generic path for the other block formats: dequantize each row once, then f32 dot products.
+            ThreadPool.parallelFor(weight.rows, granularity: granularity) { rows in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { row in
+                    for r in rows {
+                        dequantize(weight.type, from: weight.data + r * weight.rowBytes, count: n, into: row.baseAddress!)
+                        for t in 0..<tokens { output[t * ystride + r] = rk_dot_f32(row.baseAddress!, input + t * n, Int32(n)) }
+                    }
                 }
             }
         }

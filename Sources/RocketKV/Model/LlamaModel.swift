@@ -95,9 +95,7 @@ public final class LlamaModel: @unchecked Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.attentionNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
-            matmul(layer.query, input: xb, tokens: n, output: q, scratch: scratch)
-            matmul(layer.key, input: xb, tokens: n, output: k, scratch: scratch)
-            matmul(layer.value, input: xb, tokens: n, output: v, scratch: scratch)
+            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: scratch)
             for t in 0..<n {
                 Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase)
                 Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase)
@@ -109,8 +107,7 @@ public final class LlamaModel: @unchecked Sendable {
 
             // Feed-forward block (SwiGLU).
             for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.feedForwardNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
-            matmul(layer.gate, input: xb, tokens: n, output: hb, scratch: scratch)
-            matmul(layer.up, input: xb, tokens: n, output: hb2, scratch: scratch)
+            matmul([layer.gate, layer.up], input: xb, tokens: n, outputs: [hb, hb2], scratch: scratch)
             rk_swiglu(hb, hb2, Int32(n * ff))
             matmul(layer.down, input: hb, tokens: n, output: xb, scratch: scratch)
             Ops.add(x, xb, count: n * dim)

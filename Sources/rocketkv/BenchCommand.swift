@@ -1,0 +1,308 @@
+import ArgumentParser
+import Foundation
+import RocketKV
+
+/// `rocketkv bench`: prefill and decode speed per KV method × budget × context, llama-bench style.
+///
+/// Every configuration and repetition runs in a fresh child process (this executable with the hidden
+/// `bench-child` subcommand), so peak RSS is per run and no state (caches, allocations) is shared.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure prefill and decode speed, memory and bandwidth per KV method, budget and context.")
+
+    @Option(name: .long, help: "Path to a GGUF model (default: SmolLM2-135M-Instruct Q4_1).")
+    var model: String?
+
+    @Option(name: .long, help: "Comma-separated KV methods.")
+    var kv = "full"
+
+    @Option(name: .long, help: "Comma-separated token budgets (methods without a budget ignore it).")
+    var budget: String?
+
+    @Option(name: .long, help: "Comma-separated context lengths (prompt tokens prefilled before decoding).")
+    var context = "512,2048,8192"
+
+    @Option(name: .long, help: "Tokens decoded after the prefill.")
+    var gen = 64
+
+    @Option(name: .long, help: "Repetitions per configuration (each in a fresh process).")
+    var repetitions = 3
+
+    @Option(name: .long, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), passed to every method.")
+    var kvOption: [String] = []
+
+    @Flag(name: .long, help: "One JSON object per configuration per line on stdout instead of the table.")
+    var json = false
+
+    func validate() throws {
+        guard gen >= 1 else { throw ValidationError("--gen must be ≥ 1") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
+        guard !contexts.isEmpty, contexts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--context needs positive integers") }
+        guard budget == nil || budgets.allSatisfy({ $0 != nil }) else { throw ValidationError("--budget needs integers") }
+        if let threads, threads < 1 || threads > 64 { throw ValidationError("--threads must be between 1 and 64") }
+    }
+
+    var contexts: [Int] { context.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var budgets: [Int?] { budget.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) } } ?? [nil] }
+    var methods: [String] { kv.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
+    func run() throws {
+        let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        // Fetch what the children need once, before timing anything.
+        let modelPath = try model ?? ModelStore.defaultModelPath(log: { printError($0) })
+        _ = try Haystack.paulGraham(log: { printError($0) })
+        for m in methods { _ = try KVMethods.named(m) }
+
+        ThreadPool.start(threads: threadCount)
+        printError("measuring memory read bandwidth (\(threadCount) threads)...")
+        // In a child: the buffer must not raise the high-water RSS that the bench children inherit.
+        let bandwidth = try measureBandwidthInChild(threads: threadCount)
+        printError(String(format: "read bandwidth: %.1f GB/s", bandwidth / 1e9))
+
+        let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
+        var rows: [[String: Any]] = []
+        if !json { printTableHeader() }
+        for (index, (method, budget, context)) in configs.enumerated() {
+            var runs: [[String: Any]] = []
+            var failure: String?
+            for rep in 0..<repetitions {
+                let label = "[\(index + 1)/\(configs.count)] \(method)\(budget.map { " budget \($0)" } ?? "") context \(context): run \(rep + 1)/\(repetitions)"
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(label)".utf8))
+                do {
+                    runs.append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount))
+                } catch {
+                    failure = "\(error)"
+                    break
+                }
+            }
+            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+            if let failure {
+                printError("\(method) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
+                continue
+            }
+            let row = summarize(runs, method: method, budget: budget, context: context, bandwidth: bandwidth, threads: threadCount)
+            rows.append(row)
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                printTableRow(row)
+            }
+            fflush(stdout)
+        }
+        if !json {
+            print(String(format: "read bandwidth %.1f GB/s (%d threads); bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
+                         bandwidth / 1e9, threadCount, repetitions))
+        }
+    }
+
+    private func runChild(model: String, method: String, budget: Int?, context: Int, threads: Int) throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
+        var arguments = ["bench-child", "--model", model, "--method", method, "--context", String(context),
+                         "--gen", String(gen), "--threads", String(threads)]
+        if let budget { arguments += ["--budget", String(budget)] }
+        for option in kvOption { arguments += ["--kv-option", option] }
+        process.arguments = arguments
+        let stdoutPipe = Pipe(), stderrPipe = Pipe()
+        process.standardOutput = stdoutPipe
+        process.standardError = stderrPipe
+        try process.run()
+        // Drain stderr concurrently (a full pipe would block the child).
+        final class Box: @unchecked Sendable { var data = Data() }
+        let errorBox = Box()
+        let errorReader = Thread { errorBox.data = stderrPipe.fileHandleForReading.readDataToEndOfFile() }
+        errorReader.start()
+        let output = stdoutPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !errorReader.isFinished { usleep(1000) }
+        guard process.terminationStatus == 0,
+              let line = String(decoding: output, as: UTF8.self).split(separator: "\n").last,
+              let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            let message = String(decoding: errorBox.data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw ValidationError("child failed (status \(process.terminationStatus)): \(message.split(separator: "\n").last ?? "")")
+        }
+        return object
+    }
+
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    private func summarize(_ runs: [[String: Any]], method: String, budget: Int?, context: Int, bandwidth: Double,
+                           threads: Int) -> [String: Any] {
+        func values(_ key: String) -> [Double] { runs.compactMap { ($0[key] as? NSNumber)?.doubleValue } }
+        func median(_ key: String) -> Double { BenchStats.median(values(key)) }
+        func spread(_ key: String) -> Double { BenchStats.halfRange(values(key)) }
+        let decode = median("decode_tok_s")
+        let weightBytes = median("weight_bytes_per_token"), kvRead = median("kv_bytes_read_per_token")
+        let bytesPerToken = weightBytes + kvRead
+        var row: [String: Any] = [
+            "method": method,
+            "budget": budget.map { $0 as Any } ?? NSNull(),
+            "context": context,
+            "gen": gen,
+            "threads": threads,
+            "repetitions": runs.count,
+            "prefill_tok_s": median("prefill_tok_s"),
+            "prefill_tok_s_spread": spread("prefill_tok_s"),
+            "decode_tok_s": decode,
+            "decode_tok_s_spread": spread("decode_tok_s"),
+            "decode_ms": decode > 0 ? 1000 / decode : 0,
+            "decode_ms_spread": BenchStats.halfRange(values("decode_tok_s").map { 1000 / $0 }),
+            "weight_bytes_per_token": Int(weightBytes),
+            "kv_bytes_read_per_token": Int(kvRead),
+            "kv_bytes_stored": Int(median("kv_bytes_stored")),
+            "peak_rss_bytes": Int(median("peak_rss_bytes")),
+            "decode_rss_bytes": Int(median("decode_rss_bytes")),
+            "achieved_gbs": bytesPerToken * decode / 1e9,
+            "bandwidth_gbs": bandwidth / 1e9,
+            "bound_tok_s": bytesPerToken > 0 ? bandwidth / bytesPerToken : 0,
+        ]
+        if let plan = runs.first?["plan"] { row["plan"] = plan }
+        return row
+    }
+
+    private func printTableHeader() {
+        print("| method | budget | context | prefill tok/s | decode tok/s | ms/tok | bound tok/s | GB/s | KV read/tok MB | KV stored MB | peak RSS MB | decode RSS MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    }
+
+    private func printTableRow(_ r: [String: Any]) {
+        func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
+        let budget = (r["budget"] as? Int).map(String.init) ?? "-"
+        print(String(format: "| %@ | %@ | %d | %.1f ± %.1f | %.1f ± %.1f | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f |",
+                     r["method"] as! String, budget, r["context"] as! Int, d("prefill_tok_s"), d("prefill_tok_s_spread"),
+                     d("decode_tok_s"), d("decode_tok_s_spread"), d("decode_ms"), d("bound_tok_s"), d("achieved_gbs"),
+                     d("kv_bytes_read_per_token") / 1e6, d("kv_bytes_stored") / 1e6, d("peak_rss_bytes") / 1e6,
+                     d("decode_rss_bytes") / 1e6))
+    }
+
+    private func measureBandwidthInChild(threads: Int) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
+        process.arguments = ["bench-child", "--bandwidth", "--threads", String(threads)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let value = Double(String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("bandwidth measurement failed")
+        }
+        return value
+    }
+}
+
+enum BenchStats {
+    static func median(_ v: [Double]) -> Double {
+        guard !v.isEmpty else { return 0 }
+        let s = v.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    static func halfRange(_ v: [Double]) -> Double { v.isEmpty ? 0 : ((v.max()! - v.min()!) / 2) }
+}
+
+/// The prompt of the bench: `count` tokens of the Paul Graham essays (the corpus repeats when shorter).
+enum BenchText {
+    static func tokens(_ count: Int, tokenizer: Tokenizer) throws -> [Int] {
+        let haystack = try Haystack.paulGraham(log: { printError($0) })
+        // About 1.4 tokens per word in this corpus; take enough words, then cut to the exact count.
+        let tokens = tokenizer.encode(haystack.prefix(words: count).joined(separator: " "), addSpecial: false, parseSpecial: false)
+        guard tokens.count >= count else { throw ValidationError("the essays gave only \(tokens.count) of \(count) tokens") }
+        return Array(tokens.prefix(count))
+    }
+}
+
+/// One bench run (hidden): prints one JSON line with the measurements of this process.
+struct BenchChildCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench-child", abstract: "One bench run (internal).",
+                                                    shouldDisplay: false)
+
+    @Flag(help: "Only measure the memory read bandwidth (bytes/s) and print it.") var bandwidth = false
+    @Option var model: String = ""
+    @Option var method: String = "full"
+    @Option var budget: Int?
+    @Option var context: Int = 512
+    @Option var gen: Int = 64
+    @Option var threads: Int = 1
+    @Option(parsing: .singleValue) var kvOption: [String] = []
+
+    func run() throws {
+        ThreadPool.start(threads: threads)
+        if bandwidth {
+            print(MemoryBandwidth.measureRead())
+            return
+        }
+        let file = try GGUFFile(path: model)
+        let tokenizer = try Tokenizer(gguf: file)
+        let llama = try LlamaModel(file: file)
+        var options: [String: String] = [:]
+        for option in kvOption {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--kv-option needs key=value") }
+            options[parts[0]] = parts[1]
+        }
+        let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
+        func makeSession() throws -> InferenceSession {
+            let kvContext = KVMethodContext(shape: llama.config.attentionShape, budget: budget, promptLength: context,
+                                            maxNewTokens: gen, options: options)
+            return InferenceSession(model: llama, policy: try KVMethods.make(method, context: kvContext))
+        }
+        func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
+            var best = 0
+            for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+            return best
+        }
+        // Warm-up (page in the weights, start the threads), as llama-bench does.
+        do {
+            let warm = try makeSession()
+            let logits = try warm.prefill(Array(prompt.prefix(min(32, prompt.count))), allowBeyondContext: true)
+            _ = try warm.decode(logits.indices.max(by: { logits[$0] < logits[$1] })!, allowBeyondContext: true)
+        }
+
+        let session = try makeSession()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let logits = try session.prefill(prompt, allowBeyondContext: true)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        var next = logits.indices.max(by: { logits[$0] < logits[$1] })!
+        var kvRead = 0
+        var decodeRSS = 0
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        for step in 0..<gen {
+            next = argmax(try session.decode(next, allowBeyondContext: true))
+            if step == gen - 1 {
+                kvRead = session.policy.statistics.bytesReadLastStep
+            }
+            if step == gen / 2 { decodeRSS = BenchChildCommand.residentBytes() }
+        }
+        let t3 = DispatchTime.now().uptimeNanoseconds
+        let stats = session.policy.statistics
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        var result: [String: Any] = [
+            "prefill_tok_s": Double(context) / (Double(t1 - t0) / 1e9),
+            "decode_tok_s": Double(gen) / (Double(t3 - t2) / 1e9),
+            "weight_bytes_per_token": llama.weightBytesPerToken,
+            "kv_bytes_read_per_token": kvRead,
+            "kv_bytes_stored": stats.storedBytes,
+            "peak_rss_bytes": Int(usage.ru_maxrss) * 1024,
+            "decode_rss_bytes": decodeRSS,
+        ]
+        if let plan = session.policy.planDescription { result["plan"] = plan }
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Resident set size now, from /proc/self/statm (0 where it does not exist).
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
