@@ -7,7 +7,7 @@ struct RocketKVCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, MethodsCommand.self, TokenizeCommand.self,
+        subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, EvalCommand.self, MethodsCommand.self, TokenizeCommand.self,
                       InspectCommand.self, BenchChildCommand.self],
         defaultSubcommand: nil)
 }

@@ -29,41 +29,14 @@ public struct Haystack: Sendable {
                                                    name: "paul_graham_essays", log: log))
     }
 
+    /// The classic synthetic pass-key filler (one repeated paragraph), an alternative to real essays.
+    public static let synthetic = Haystack(words: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+        .split(separator: " ").map(String.init))
+
+    private init(words: [String]) { self.words = words }
+
     /// The first `count` words, repeating the corpus cyclically when it is shorter.
     public func prefix(words count: Int) -> [String] {
         (0..<count).map { words[$0 % words.count] }
-    }
-}
-
-/// The pass-key retrieval prompt of the paper (spec §11.4, §16.6).
-public enum Passkey {
-    public static let instruction = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.\n"
-    public static let question = "\nWhat is the pass key? The pass key is "
-
-    public static func needle(key: String) -> String { "The pass key is \(key). Remember it. \(key) is the pass key." }
-
-    /// A prompt of `words` haystack words with the needle at word offset ⌊words · depth⌋.
-    public static func prompt(haystack: Haystack, words: Int, depth: Double, key: String) -> String {
-        let hay = haystack.prefix(words: words)
-        let at = min(hay.count, Int((Double(words) * depth).rounded(.down)))
-        let content = hay[..<at].joined(separator: " ") + " " + needle(key: key) + " " + hay[at...].joined(separator: " ") + " "
-        return instruction + content + question
-    }
-
-    /// A random 7-digit key (each digit independent, a leading zero allowed).
-    public static func randomKey<G: RandomNumberGenerator>(using generator: inout G) -> String {
-        String((0..<7).map { _ in Character(String(Int.random(in: 0...9, using: &generator))) })
-    }
-
-    /// 1 when the key occurs in the response (after normalisation), else 0.
-    public static func exactMatch(response: String, key: String) -> Double {
-        normalize(response).contains(normalize(key)) ? 1 : 0
-    }
-
-    /// Lower-case, punctuation and articles removed, whitespace collapsed (the paper's normalisation).
-    public static func normalize(_ text: String) -> String {
-        let lowered = text.lowercased().map { $0.isPunctuation ? " " : $0 }
-        return String(lowered).split(whereSeparator: { $0.isWhitespace })
-            .filter { !["a", "an", "the"].contains($0) }.joined(separator: " ")
     }
 }

@@ -46,16 +46,24 @@ public final class Generator {
     /// `onText` receives each piece of new text as soon as it is final.
     public func generate(prompt: [Int], options: GenerationOptions,
                          progress: ((Int, Int) -> Void)? = nil, onText: (String) -> Void = { _ in }) throws -> GenerationResult {
-        var result = GenerationResult()
+        let start = Date()
+        let logits = try session.prefill(prompt, progress: progress)
+        let prefillSeconds = Date().timeIntervalSince(start)
+        var result = try generate(after: logits, options: options, onText: onText)
         result.promptTokens = prompt.count
+        result.prefillSeconds = prefillSeconds
+        return result
+    }
+
+    /// Generates from the session's current state, given the logits of its last processed token
+    /// (after `prefill`, or after `PrefillSnapshot.replay`).
+    public func generate(after lastLogits: [Float], options: GenerationOptions,
+                         onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        var result = GenerationResult()
+        var logits = lastLogits
         var sampler = Sampler(options.sampling)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
         var stops = StopStringFilter(stopStrings: options.stopStrings)
-
-        let start = Date()
-        var logits = try session.prefill(prompt, progress: progress)
-        result.prefillSeconds = Date().timeIntervalSince(start)
-
         let decodeStart = Date()
         generation: while result.tokens.count < options.maxTokens {
             let token = logits.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, history: session.history) }

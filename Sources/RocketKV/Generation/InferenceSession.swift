@@ -24,6 +24,14 @@ public final class InferenceSession {
         self.policy = policy
     }
 
+    /// A session whose policy already holds `history` (filled by `PrefillSnapshot.replay`).
+    public init(model: LlamaModel, policy: KVPolicy, resumingAfter history: [Int]) {
+        self.model = model
+        self.policy = policy
+        self.history = history
+        position = history.count
+    }
+
     /// Room left in the model's context window.
     public var remainingContext: Int { model.config.contextLength - position }
 

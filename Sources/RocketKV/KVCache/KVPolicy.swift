@@ -30,6 +30,9 @@ public struct AttentionInput {
     public let tokens: Int
     /// Absolute position of the first token (positions count every token ever processed).
     public let firstPosition: Int
+    /// False when the caller discards the attention output (a `PrefillSnapshot` replay, whose prompt was
+    /// already attended densely); the shared dense path then only stores the chunk.
+    public var outputNeeded = true
 
     public init(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                 tokens: Int, firstPosition: Int) {
@@ -86,6 +89,7 @@ extension KVPolicy {
 public func causalAttention(_ input: AttentionInput, streams: [KVStream], visibleBefore: Int, shape: AttentionShape,
                             output: UnsafeMutablePointer<Float>) {
     let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
+    guard input.outputNeeded else { return }
     if n == 1 {
         decodeAttention(query: input.queries, streams: streams, count: visibleBefore + 1, shape: shape, output: output)
         return

@@ -1,0 +1,220 @@
+import Foundation
+
+/// What a sweep runs; written to `DIR/config.json` so results carry their configuration.
+public struct EvalSettings: Codable, Sendable {
+    public var task: String
+    public var methods: [String]
+    public var budgets: [Int]
+    /// Prompt lengths in tokens (with BOS).
+    public var lengths: [Int]
+    /// Needle depths (passkey).
+    public var depths: [Double]
+    public var samples: Int
+    public var seed: UInt64
+    /// Tokens generated per answer (greedy).
+    public var maxTokens: Int
+    /// `N_new` the budget split plans for (the paper's 128), independent of how many tokens are generated.
+    public var planNewTokens: Int
+    /// Teacher-forced tokens scored per fidelity prompt.
+    public var continuation: Int
+    public var haystack: String
+    public var kvOptions: [String: String]
+    public var model: String
+
+    public init(task: String, methods: [String], budgets: [Int], lengths: [Int], depths: [Double], samples: Int, seed: UInt64,
+                maxTokens: Int, planNewTokens: Int, continuation: Int, haystack: String, kvOptions: [String: String], model: String) {
+        self.task = task
+        self.methods = methods
+        self.budgets = budgets
+        self.lengths = lengths
+        self.depths = depths
+        self.samples = samples
+        self.seed = seed
+        self.maxTokens = maxTokens
+        self.planNewTokens = planNewTokens
+        self.continuation = continuation
+        self.haystack = haystack
+        self.kvOptions = kvOptions
+        self.model = model
+    }
+
+    /// Each method once per budget; methods without a budget once.
+    public func runs() throws -> [(method: String, budget: Int?)] {
+        var runs: [(String, Int?)] = []
+        for name in methods {
+            let method = try KVMethods.named(name)
+            if method.needsBudget {
+                guard !budgets.isEmpty else { throw KVMethodError("method \(name) needs at least one budget") }
+                runs += budgets.map { (name, $0) }
+            } else {
+                runs.append((name, nil))
+            }
+        }
+        return runs
+    }
+}
+
+/// Runs the evaluation tasks: one dense prefill per prompt, replayed into every method and budget.
+public final class Evaluator {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let settings: EvalSettings
+    public let store: EvalStore
+    /// Called after each prompt × method × budget with (done, total) and a short label.
+    public var onProgress: (Int, Int, String) -> Void = { _, _, _ in }
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
+        for budget in settings.budgets where budget < 16 { throw KVMethodError("budget \(budget) is below the minimum of 16 tokens") }
+        for length in settings.lengths where length < 64 || length + settings.maxTokens > model.config.contextLength {
+            throw InferenceError("length \(length) must be ≥ 64 and leave room for \(settings.maxTokens) tokens in the context of \(model.config.contextLength)")
+        }
+        guard settings.samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.store = store
+        _ = try settings.runs()
+    }
+
+    /// Needle in a haystack: lengths × depths × samples, scored by exact and partial match of the key.
+    public func runPasskey(haystack: Haystack) throws {
+        for depth in settings.depths where !(0...1).contains(depth) { throw InferenceError("depth \(depth) is outside [0, 1]") }
+        let runs = try settings.runs()
+        let total = settings.lengths.count * settings.depths.count * settings.samples * runs.count
+        var done = 0
+        for length in settings.lengths {
+            for (depthIndex, depth) in settings.depths.enumerated() {
+                for sample in 0..<settings.samples {
+                    var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(depthIndex) &* 10_007 &+ UInt64(sample))
+                    let key = Passkey.randomKey(using: &rng)
+                    let id = { (run: (method: String, budget: Int?)) in
+                        EvalPrediction(task: "passkey", method: run.method, budget: run.budget, length: length, depth: depth, sample: sample,
+                                       output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics()).id
+                    }
+                    let pending = runs.filter { !store.contains(id($0)) }
+                    done += runs.count - pending.count
+                    guard !pending.isEmpty else { continue }
+                    let prompt = Passkey.prompt(haystack: haystack, tokens: length, depth: depth, key: key, tokenizer: tokenizer)
+                    let label = "passkey \(length) tokens, depth \(depth)"
+                    onProgress(done, total, "\(label): prefill")
+                    let snapshot = try PrefillSnapshot(model: model, tokens: prompt.tokens)
+                    for run in pending {
+                        let (text, stats) = try generate(from: snapshot, run: run)
+                        var prediction = EvalPrediction(task: "passkey", method: run.method, budget: run.budget, length: length, depth: depth,
+                                                        sample: sample, output: text, expected: key,
+                                                        score: Passkey.exactMatch(response: text, key: key),
+                                                        promptTokens: prompt.tokens.count, statistics: stats)
+                        prediction.partial = Passkey.partialMatch(response: text, key: key)
+                        try store.append(prediction)
+                        done += 1
+                        onProgress(done, total, label)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Teacher-forced continuation of real text: per method and budget, top-1 agreement with `full` and
+    /// KL(full ‖ method) of the next-token distributions, plus the method's perplexity on the true tokens.
+    public func runFidelity(text haystack: Haystack) throws {
+        var runs = try settings.runs()
+        runs.removeAll { $0.method == "full" }
+        runs.insert(("full", nil), at: 0)  // the reference, always computed first
+        let total = settings.lengths.count * settings.samples * runs.count
+        var done = 0
+        for length in settings.lengths {
+            for sample in 0..<settings.samples {
+                let id = { (run: (method: String, budget: Int?)) in
+                    EvalPrediction(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample,
+                                   output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics()).id
+                }
+                let pending = runs.filter { !store.contains(id($0)) }
+                done += runs.count - pending.count
+                guard !pending.isEmpty else { continue }
+                // Sample s starts s·3000 words into the corpus, so samples read different essays.
+                let wordCount = length + settings.continuation
+                let words = (0..<wordCount).map { haystack.words[(sample * 3000 + $0) % haystack.words.count] }
+                let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false)
+                    .prefix(length + settings.continuation))
+                let prompt = Array(all[..<length]), target = Array(all[length...])
+                let label = "fidelity \(length) tokens, sample \(sample)"
+                onProgress(done, total, "\(label): prefill")
+                let snapshot = try PrefillSnapshot(model: model, tokens: prompt)
+                let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), target: target)
+                for run in runs where !store.contains(id(run)) {
+                    let result = run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run, target: target)
+                    var agree = 0.0, kl = 0.0, nll = 0.0
+                    for step in 0..<target.count {
+                        let comparison = NextTokenComparison(reference: reference.logits[step], candidate: result.logits[step], target: target[step])
+                        agree += comparison.sameTop1 ? 1 : 0
+                        kl += comparison.kl
+                        nll += comparison.negativeLogLikelihood
+                    }
+                    let n = Double(target.count)
+                    var prediction = EvalPrediction(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil,
+                                                    sample: sample, output: tokenizer.decode(result.logits.map { $0.withUnsafeBufferPointer(Sampler.argmax) }),
+                                                    expected: tokenizer.decode(target), score: agree / n,
+                                                    promptTokens: prompt.count, statistics: result.statistics)
+                    prediction.kl = kl / n
+                    prediction.nll = nll / n
+                    try store.append(prediction)
+                    done += 1
+                    onProgress(done, total, label)
+                }
+            }
+        }
+    }
+
+    private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
+        try KVMethods.make(run.method, context: KVMethodContext(
+            shape: model.config.attentionShape, budget: run.budget, promptLength: promptLength,
+            maxNewTokens: settings.planNewTokens, options: settings.kvOptions))
+    }
+
+    /// Greedy answer of one method from a replayed prompt.
+    private func generate(from snapshot: PrefillSnapshot, run: (method: String, budget: Int?)) throws -> (String, KVStatistics) {
+        let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
+        snapshot.replay(into: policy)
+        let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
+        var options = GenerationOptions()
+        options.maxTokens = settings.maxTokens
+        let result = try generator.generate(after: snapshot.lastLogits, options: options)
+        return (result.text, policy.statistics)
+    }
+
+    /// The next-token logits of one method at every position of `target`, feeding the true tokens.
+    private func teacherForced(snapshot: PrefillSnapshot, run: (method: String, budget: Int?),
+                               target: [Int]) throws -> (logits: [[Float]], statistics: KVStatistics) {
+        let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
+        snapshot.replay(into: policy)
+        let session = snapshot.session(model: model, policy: policy)
+        var logits = [snapshot.lastLogits]
+        for token in target.dropLast() { logits.append(Array(try session.decode(token))) }
+        return (logits, policy.statistics)
+    }
+}
+
+/// How one next-token distribution compares with the reference one.
+public struct NextTokenComparison {
+    public let sameTop1: Bool
+    /// KL(reference ‖ candidate) in nats.
+    public let kl: Double
+    /// −log p_candidate(target).
+    public let negativeLogLikelihood: Double
+
+    public init(reference: [Float], candidate: [Float], target: Int) {
+        let logP = Self.logSoftmax(reference), logQ = Self.logSoftmax(candidate)
+        var kl = 0.0
+        for i in 0..<logP.count where logP[i] > -60 { kl += exp(logP[i]) * (logP[i] - logQ[i]) }
+        self.kl = max(0, kl)
+        negativeLogLikelihood = -logQ[target]
+        sameTop1 = reference.withUnsafeBufferPointer(Sampler.argmax) == candidate.withUnsafeBufferPointer(Sampler.argmax)
+    }
+
+    static func logSoftmax(_ logits: [Float]) -> [Double] {
+        let m = Double(logits.max() ?? 0)
+        let sum = logits.reduce(0.0) { $0 + exp(Double($1) - m) }
+        let logZ = m + log(sum)
+        return logits.map { Double($0) - logZ }
+    }
+}

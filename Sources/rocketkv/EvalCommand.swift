@@ -1,0 +1,185 @@
+import ArgumentParser
+import Foundation
+import RocketKV
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Accuracy sweeps of KV methods × budgets (passkey, fidelity) with predictions, metrics and an HTML report.",
+        discussion: """
+        Each prompt is prefilled once with the full cache and replayed into every method and budget.
+        Results go to --out: config.json, predictions.jsonl (re-running skips what is there), metrics.json, report.html.
+        """)
+
+    @Argument(help: "Task: passkey (needle in a haystack) or fidelity (teacher-forced agreement with full).")
+    var task: String
+
+    @Option(name: .long, help: "Comma-separated KV methods.")
+    var methods = "full,rocket,topk,snapkv,quest,sparq,streaming,h2o,hsa"
+
+    @Option(name: .long, help: "Comma-separated token budgets.")
+    var budgets = "64,128,256,512"
+
+    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 for fidelity).")
+    var lengths: String?
+
+    @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")
+    var depths = "0,0.25,0.5,0.75,1"
+
+    @Option(name: .long, help: "Prompts per cell (passkey: random keys per length × depth; fidelity: text samples per length).")
+    var samples = 1
+
+    @Option(name: .long, help: "Seed for the keys.")
+    var seed: UInt64 = 1
+
+    @Option(name: .long, help: "Output folder.")
+    var out = "rocketkv-eval"
+
+    @Option(name: .long, help: "Folder of .txt files to use as haystack (default: the Paul Graham essays, fetched on first use).")
+    var haystack: String?
+
+    @Flag(name: .long, help: "Use the synthetic filler (\"The grass is green. ...\") as haystack.")
+    var synthetic = false
+
+    @Option(name: .long, help: "Tokens generated per passkey answer.")
+    var maxTokens = 16
+
+    @Option(name: .long, help: "N_new the budget split plans for (the paper's 128).")
+    var planNewTokens = 128
+
+    @Option(name: .long, help: "Teacher-forced tokens per fidelity prompt.")
+    var continuation = 64
+
+    @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
+    var kvOptions: [String] = []
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    func validate() throws {
+        guard ["passkey", "fidelity"].contains(task) else {
+            throw ValidationError("unknown task '\(task)'; available: passkey, fidelity")
+        }
+        guard haystack == nil || !synthetic else { throw ValidationError("give either --haystack or --synthetic") }
+        guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
+        guard maxTokens >= 1, continuation >= 1, planNewTokens >= 1 else {
+            throw ValidationError("--max-tokens, --continuation and --plan-new-tokens must be ≥ 1")
+        }
+        _ = try settings(model: "")
+    }
+
+    func settings(model: String) throws -> EvalSettings {
+        func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
+            let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let values = items.compactMap(parse)
+            guard !items.isEmpty, values.count == items.count else { throw ValidationError("--\(name) expects a comma-separated list, got '\(text)'") }
+            return values
+        }
+        var options: [String: String] = [:]
+        for item in kvOptions {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--kv-option expects key=value, got '\(item)'") }
+            options[parts[0]] = parts[1]
+        }
+        let methodNames = try list(methods, "methods") { $0.isEmpty ? nil : $0 }
+        for name in methodNames { _ = try KVMethods.named(name) }
+        let settings = EvalSettings(
+            task: task, methods: methodNames, budgets: try list(budgets, "budgets") { Int($0) },
+            lengths: try list(lengths ?? (task == "fidelity" ? "4096" : "2048,4096"), "lengths") { Int($0) },
+            depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
+            planNewTokens: planNewTokens, continuation: continuation,
+            haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model)
+        for budget in settings.budgets where budget < 16 { throw ValidationError("--budgets: \(budget) is below the minimum of 16 tokens") }
+        for depth in settings.depths where !(0...1).contains(depth) { throw ValidationError("--depths: \(depth) is outside [0, 1]") }
+        _ = try settings.runs()
+        return settings
+    }
+
+    func run() throws {
+        let loaded = try modelOptions.load()
+        let model = loaded.model!
+        let settings = try settings(model: model.config.name)
+        let text: Haystack
+        if synthetic {
+            text = Haystack.synthetic
+        } else if let haystack {
+            text = try Haystack(folder: URL(fileURLWithPath: haystack))
+        } else {
+            text = try Haystack.paulGraham(log: { printError($0) })
+        }
+        let store = try EvalStore(folder: URL(fileURLWithPath: out))
+        var configs = (try? JSONDecoder().decode([String: EvalSettings].self,
+                                                 from: Data(contentsOf: store.folder.appendingPathComponent("config.json")))) ?? [:]
+        configs[task] = settings
+        try store.writeJSON(configs, name: "config.json")
+
+        let evaluator = try Evaluator(model: model, tokenizer: loaded.tokenizer, settings: settings, store: store)
+        let progress = EvalProgress()
+        evaluator.onProgress = progress.update
+        if task == "passkey" { try evaluator.runPasskey(haystack: text) } else { try evaluator.runFidelity(text: text) }
+        progress.finish()
+
+        let metrics = EvalMetric.summarize(store.predictions)
+        try store.writeJSON(metrics, name: "metrics.json")
+        let html = EvalReport.html(predictions: store.predictions, settings: configs)
+        try Data(html.utf8).write(to: store.folder.appendingPathComponent("report.html"))
+        print(summaryTable(metrics.filter { $0.task == task }))
+        printError("wrote \(out)/predictions.jsonl, metrics.json, report.html")
+    }
+
+    /// Methods × budgets as rows, lengths as columns.
+    func summaryTable(_ metrics: [EvalMetric]) -> String {
+        let lengths = Array(Set(metrics.map(\.length))).sorted()
+        var rows: [String] = []
+        var cells: [String: EvalMetric] = [:]
+        for m in metrics {
+            let row = m.method + (m.budget.map { "@\($0)" } ?? "")
+            if cells.keys.allSatisfy({ !$0.hasPrefix(row + "|") }) { rows.append(row) }
+            cells["\(row)|\(m.length)"] = m
+        }
+        let label = task == "fidelity" ? "top-1 % / KL" : "accuracy %"
+        var lines = [String(format: "%-16@", "\(task) \(label)" as NSString) + lengths.map { String(format: "%16d", $0) }.joined()]
+        for row in rows {
+            let values = lengths.map { length -> String in
+                guard let m = cells["\(row)|\(length)"] else { return String(repeating: " ", count: 15) + "–" }
+                let text = task == "fidelity" ? String(format: "%.1f / %.3f", m.accuracy, m.kl ?? 0) : String(format: "%.1f", m.accuracy)
+                return String(repeating: " ", count: max(1, 16 - text.count)) + text
+            }
+            lines.append(row.padding(toLength: 16, withPad: " ", startingAt: 0) + values.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Progress with ETA on stderr: a redrawn bar on a terminal, one line per new prompt otherwise.
+final class EvalProgress {
+    let start = Date()
+    let terminal = isatty(STDERR_FILENO) != 0
+    var lastLabel = ""
+    var firstDone: Int?
+
+    func update(_ done: Int, _ total: Int, _ label: String) {
+        let elapsed = Date().timeIntervalSince(start)
+        if firstDone == nil { firstDone = done }  // resumed runs do not count towards the rate
+        let fresh = done - (firstDone ?? 0)
+        let eta = fresh > 0 ? elapsed / Double(fresh) * Double(total - done) : 0
+        let text = String(format: "%@ %d/%d  elapsed %@  eta %@", label, done, total, clock(elapsed), fresh > 0 ? clock(eta) : "?")
+        if terminal {
+            let width = 24, filled = total > 0 ? width * done / total : width
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(bar) \(text)".utf8))
+        } else if label != lastLabel {
+            printError(text)
+        }
+        lastLabel = label
+    }
+
+    func finish() {
+        if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        printError("done in \(clock(Date().timeIntervalSince(start)))")
+    }
+
+    func clock(_ seconds: Double) -> String {
+        let s = Int(seconds)
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
