@@ -11,7 +11,7 @@ struct EvalCommand: ParsableCommand {
         Results go to --out: config.json, predictions.jsonl (re-running skips what is there), metrics.json, report.html.
         """)
 
-    @Argument(help: "Task: passkey (needle in a haystack) or fidelity (teacher-forced agreement with full).")
+    @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks) or fidelity (teacher-forced agreement with full).")
     var task: String
 
     @Option(name: .long, help: "Comma-separated KV methods.")
@@ -20,7 +20,10 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated token budgets.")
     var budgets = "64,128,256,512"
 
-    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 for fidelity).")
+    @Option(name: .long, help: "Comma-separated RULER tasks (default: all).")
+    var rulerTasks = Ruler.tasks.joined(separator: ",")
+
+    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise).")
     var lengths: String?
 
     @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")
@@ -56,8 +59,11 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
-        guard ["passkey", "fidelity"].contains(task) else {
-            throw ValidationError("unknown task '\(task)'; available: passkey, fidelity")
+        guard ["passkey", "ruler", "fidelity"].contains(task) else {
+            throw ValidationError("unknown task '\(task)'; available: passkey, ruler, fidelity")
+        }
+        for name in rulerTasks.split(separator: ",") where !Ruler.tasks.contains(String(name)) {
+            throw ValidationError("unknown RULER task '\(name)'; available: \(Ruler.tasks.joined(separator: ", "))")
         }
         guard haystack == nil || !synthetic else { throw ValidationError("give either --haystack or --synthetic") }
         guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
@@ -84,7 +90,7 @@ struct EvalCommand: ParsableCommand {
         for name in methodNames { _ = try KVMethods.named(name) }
         let settings = EvalSettings(
             task: task, methods: methodNames, budgets: try list(budgets, "budgets") { Int($0) },
-            lengths: try list(lengths ?? (task == "fidelity" ? "4096" : "2048,4096"), "lengths") { Int($0) },
+            lengths: try list(lengths ?? (task == "passkey" ? "2048,4096" : "4096"), "lengths") { Int($0) },
             depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
             planNewTokens: planNewTokens, continuation: continuation,
             haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model)
@@ -115,14 +121,18 @@ struct EvalCommand: ParsableCommand {
         let evaluator = try Evaluator(model: model, tokenizer: loaded.tokenizer, settings: settings, store: store)
         let progress = EvalProgress()
         evaluator.onProgress = progress.update
-        if task == "passkey" { try evaluator.runPasskey(haystack: text) } else { try evaluator.runFidelity(text: text) }
+        switch task {
+        case "passkey": try evaluator.runPasskey(haystack: text)
+        case "ruler": try evaluator.runRuler(haystack: text, tasks: rulerTasks.split(separator: ",").map(String.init))
+        default: try evaluator.runFidelity(text: text)
+        }
         progress.finish()
 
         let metrics = EvalMetric.summarize(store.predictions)
         try store.writeJSON(metrics, name: "metrics.json")
         let html = EvalReport.html(predictions: store.predictions, settings: configs)
         try Data(html.utf8).write(to: store.folder.appendingPathComponent("report.html"))
-        print(summaryTable(metrics.filter { $0.task == task }))
+        print(task == "ruler" ? rulerTable(metrics.filter { $0.task.hasPrefix("ruler/") }) : summaryTable(metrics.filter { $0.task == task }))
         printError("wrote \(out)/predictions.jsonl, metrics.json, report.html")
     }
 
@@ -145,6 +155,32 @@ struct EvalCommand: ParsableCommand {
                 return String(repeating: " ", count: max(1, 16 - text.count)) + text
             }
             lines.append(row.padding(toLength: 16, withPad: " ", startingAt: 0) + values.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension EvalCommand {
+    /// Methods × budgets as rows, RULER tasks and their average as columns (all lengths pooled).
+    func rulerTable(_ metrics: [EvalMetric]) -> String {
+        var tasks: [String] = []
+        for m in metrics where !tasks.contains(m.task) { tasks.append(m.task) }
+        var rows: [String] = []
+        var cells: [String: [Double]] = [:]
+        for m in metrics {
+            let row = m.method + (m.budget.map { "@\($0)" } ?? "")
+            if !rows.contains(row) { rows.append(row) }
+            cells["\(row)|\(m.task)", default: []].append(m.accuracy)
+        }
+        let names = tasks.map { String($0.dropFirst("ruler/".count)) } + ["avg"]
+        func column(_ text: String) -> String { String(repeating: " ", count: max(1, 16 - text.count)) + text }
+        var lines = ["ruler %".padding(toLength: 16, withPad: " ", startingAt: 0) + names.map(column).joined()]
+        for row in rows {
+            let values = tasks.map { cells["\(row)|\($0)"].map { $0.reduce(0, +) / Double($0.count) } }
+            let known = values.compactMap { $0 }
+            let all = values + [known.isEmpty ? nil : known.reduce(0, +) / Double(known.count)]
+            let texts: [String] = all.map { value in value.map { String(format: "%.1f", $0) } ?? "–" }
+            lines.append(row.padding(toLength: 16, withPad: " ", startingAt: 0) + texts.map(column).joined())
         }
         return lines.joined(separator: "\n")
     }

@@ -7,9 +7,15 @@ public enum EvalReport {
         let metrics = EvalMetric.summarize(predictions)
         var body = "<h1>RocketKV evaluation</h1>\n"
         if let model = settings.values.first?.model { body += "<p class=note>Model: \(escape(model)). Generated \(Date()).</p>\n" }
-        for task in ["passkey", "fidelity"] where predictions.contains(where: { $0.task == task }) {
+        for task in ["passkey", "ruler", "fidelity"] where predictions.contains(where: { $0.task == task || $0.task.hasPrefix(task + "/") }) {
             let taskPredictions = predictions.filter { $0.task == task }
             body += "<h2>\(task)</h2>\n"
+            if task == "ruler" {
+                let rulerMetrics = metrics.filter { $0.task.hasPrefix("ruler/") }
+                body += curves(EvalMetric.averageOverTasks(rulerMetrics, as: "ruler"), task: task)
+                body += table(rulerMetrics, task: task)
+                continue
+            }
             if let s = settings[task] {
                 body += "<p class=note>methods \(s.methods.joined(separator: ", ")); budgets \(s.budgets.map(String.init).joined(separator: ", ")); lengths \(s.lengths.map(String.init).joined(separator: ", ")) tokens; \(s.samples) sample(s); seed \(s.seed); haystack \(escape(s.haystack))</p>\n"
             }
@@ -104,13 +110,13 @@ public enum EvalReport {
 
     static func table(_ metrics: [EvalMetric], task: String) -> String {
         let fidelity = task == "fidelity"
-        var html = "<table><tr><th>method</th><th>budget</th><th>length</th><th>n</th><th>\(fidelity ? "top-1 agree %" : "accuracy %")</th>"
+        var html = "<table><tr>" + (task == "ruler" ? "<th>task</th>" : "") + "<th>method</th><th>budget</th><th>length</th><th>n</th><th>\(fidelity ? "top-1 agree %" : "accuracy %")</th>"
         html += fidelity ? "<th>KL (nats)</th><th>perplexity</th>" : "<th>partial %</th>"
         html += "<th>KV read / step</th></tr>"
         for m in metrics {
-            html += "<tr><td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td>"
+            html += "<tr>" + (task == "ruler" ? "<td>\(m.task.dropFirst("ruler/".count))</td>" : "") + "<td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td>"
             html += fidelity ? "<td>\(String(format: "%.4f", m.kl ?? 0))</td><td>\(String(format: "%.3f", m.perplexity ?? 0))</td>"
-                : "<td>\(String(format: "%.1f", m.partial ?? 0))</td>"
+                : "<td>\(m.partial.map { String(format: "%.1f", $0) } ?? "–")</td>"
             html += "<td>\(String(format: "%.2f MiB", m.kvReadBytesPerStep / 1_048_576))</td></tr>"
         }
         return html + "</table>\n"

@@ -25,7 +25,11 @@ public struct EvalPrediction: Codable, Sendable {
     public var kvReadBytesPerStep: Int
 
     /// Identifies the cell, for resuming.
-    public var id: String { "\(task)|\(method)|\(budget ?? 0)|\(length)|\(depth ?? -1)|\(sample)" }
+    public var id: String { Self.id(task: task, method: method, budget: budget, length: length, depth: depth, sample: sample) }
+
+    public static func id(task: String, method: String, budget: Int?, length: Int, depth: Double?, sample: Int) -> String {
+        "\(task)|\(method)|\(budget ?? 0)|\(length)|\(depth ?? -1)|\(sample)"
+    }
 
     enum CodingKeys: String, CodingKey {
         case task, method, budget, length, depth, sample, output, expected, score, partial, kl, nll
@@ -153,6 +157,27 @@ public struct EvalMetric: Codable, Sendable {
                               kl: mean(group.compactMap(\.kl)),
                               perplexity: mean(group.compactMap(\.nll)).map { exp($0) },
                               kvReadBytesPerStep: Double(group.map(\.kvReadBytesPerStep).reduce(0, +)) / n)
+        }
+    }
+
+    /// One entry per method × budget × length with the mean accuracy over `metrics`' tasks (RULER's average).
+    public static func averageOverTasks(_ metrics: [EvalMetric], as task: String) -> [EvalMetric] {
+        var order: [String] = []
+        var groups: [String: [EvalMetric]] = [:]
+        for m in metrics {
+            let key = "\(m.method)|\(m.budget ?? 0)|\(m.length)"
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(m)
+        }
+        return order.map { key in
+            let group = groups[key]!, n = Double(group.count)
+            var m = group[0]
+            m.task = task
+            m.count = group.map(\.count).reduce(0, +)
+            m.accuracy = group.map(\.accuracy).reduce(0, +) / n
+            m.partial = nil
+            m.kvReadBytesPerStep = group.map(\.kvReadBytesPerStep).reduce(0, +) / n
+            return m
         }
     }
 }

@@ -65,8 +65,9 @@ public final class Evaluator {
 
     public init(model: LlamaModel, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
         for budget in settings.budgets where budget < 16 { throw KVMethodError("budget \(budget) is below the minimum of 16 tokens") }
-        for length in settings.lengths where length < 64 || length + settings.maxTokens > model.config.contextLength {
-            throw InferenceError("length \(length) must be ≥ 64 and leave room for \(settings.maxTokens) tokens in the context of \(model.config.contextLength)")
+        let room = max(128, settings.maxTokens, settings.continuation)
+        for length in settings.lengths where length < 64 || length + room > model.config.contextLength {
+            throw InferenceError("length \(length) must be ≥ 64 and leave room for \(room) generated tokens in the context of \(model.config.contextLength)")
         }
         guard settings.samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
         self.model = model
@@ -79,37 +80,76 @@ public final class Evaluator {
     /// Needle in a haystack: lengths × depths × samples, scored by exact and partial match of the key.
     public func runPasskey(haystack: Haystack) throws {
         for depth in settings.depths where !(0...1).contains(depth) { throw InferenceError("depth \(depth) is outside [0, 1]") }
-        let runs = try settings.runs()
-        let total = settings.lengths.count * settings.depths.count * settings.samples * runs.count
-        var done = 0
+        var prompts: [GenerationPrompt] = []
         for length in settings.lengths {
             for (depthIndex, depth) in settings.depths.enumerated() {
                 for sample in 0..<settings.samples {
-                    var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(depthIndex) &* 10_007 &+ UInt64(sample))
-                    let key = Passkey.randomKey(using: &rng)
-                    let id = { (run: (method: String, budget: Int?)) in
-                        EvalPrediction(task: "passkey", method: run.method, budget: run.budget, length: length, depth: depth, sample: sample,
-                                       output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics()).id
-                    }
-                    let pending = runs.filter { !store.contains(id($0)) }
-                    done += runs.count - pending.count
-                    guard !pending.isEmpty else { continue }
-                    let prompt = Passkey.prompt(haystack: haystack, tokens: length, depth: depth, key: key, tokenizer: tokenizer)
-                    let label = "passkey \(length) tokens, depth \(depth)"
-                    onProgress(done, total, "\(label): prefill")
-                    let snapshot = try PrefillSnapshot(model: model, tokens: prompt.tokens)
-                    for run in pending {
-                        let (text, stats) = try generate(from: snapshot, run: run)
-                        var prediction = EvalPrediction(task: "passkey", method: run.method, budget: run.budget, length: length, depth: depth,
-                                                        sample: sample, output: text, expected: key,
-                                                        score: Passkey.exactMatch(response: text, key: key),
-                                                        promptTokens: prompt.tokens.count, statistics: stats)
-                        prediction.partial = Passkey.partialMatch(response: text, key: key)
-                        try store.append(prediction)
-                        done += 1
-                        onProgress(done, total, label)
-                    }
+                    prompts.append(GenerationPrompt(task: "passkey", length: length, depth: depth, sample: sample) { [settings, tokenizer] in
+                        var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(depthIndex) &* 10_007 &+ UInt64(sample))
+                        let key = Passkey.randomKey(using: &rng)
+                        let prompt = Passkey.prompt(haystack: haystack, tokens: length, depth: depth, key: key, tokenizer: tokenizer)
+                        return (prompt.tokens, key, settings.maxTokens, { output in
+                            (Passkey.exactMatch(response: output, key: key), Passkey.partialMatch(response: output, key: key))
+                        })
+                    })
                 }
+            }
+        }
+        try runGeneration(prompts)
+    }
+
+    /// RULER-style tasks (`Ruler.tasks`, or the given subset) at every length, `samples` prompts each;
+    /// predictions are stored under the task name `ruler/<task>`.
+    public func runRuler(haystack: Haystack, tasks: [String] = Ruler.tasks) throws {
+        var prompts: [GenerationPrompt] = []
+        for length in settings.lengths {
+            for (taskIndex, task) in tasks.enumerated() {
+                guard Ruler.tasks.contains(task) else { throw InferenceError("unknown RULER task '\(task)'; available: \(Ruler.tasks.joined(separator: ", "))") }
+                for sample in 0..<settings.samples {
+                    prompts.append(GenerationPrompt(task: "ruler/\(task)", length: length, depth: nil, sample: sample) { [settings, tokenizer] in
+                        var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(taskIndex) &* 10_007 &+ UInt64(sample))
+                        let item = try Ruler.sample(task: task, haystack: haystack, tokens: length, tokenizer: tokenizer, using: &rng)
+                        let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
+                        return (tokens, item.answers.joined(separator: ", "), item.maxTokens, { (Ruler.score(output: $0, answers: item.answers), nil) })
+                    })
+                }
+            }
+        }
+        try runGeneration(prompts)
+    }
+
+    /// One prompt of a generation sweep, built only when some of its runs are still to do.
+    private struct GenerationPrompt {
+        let task: String, length: Int, depth: Double?, sample: Int
+        /// Prompt tokens, expected answer, tokens to generate, and the scorer (score, partial score).
+        let make: () throws -> ([Int], String, Int, (String) -> (Double, Double?))
+    }
+
+    private func runGeneration(_ prompts: [GenerationPrompt]) throws {
+        let runs = try settings.runs()
+        let total = prompts.count * runs.count
+        var done = 0
+        for p in prompts {
+            let id = { (run: (method: String, budget: Int?)) in
+                EvalPrediction.id(task: p.task, method: run.method, budget: run.budget, length: p.length, depth: p.depth, sample: p.sample)
+            }
+            let pending = runs.filter { !store.contains(id($0)) }
+            done += runs.count - pending.count
+            guard !pending.isEmpty else { continue }
+            let (tokens, expected, maxTokens, score) = try p.make()
+            let label = "\(p.task) \(p.length) tokens" + (p.depth.map { ", depth \($0)" } ?? "") + ", sample \(p.sample)"
+            onProgress(done, total, "\(label): prefill")
+            let snapshot = try PrefillSnapshot(model: model, tokens: tokens)
+            for run in pending {
+                let (text, stats) = try generate(from: snapshot, run: run, maxTokens: maxTokens)
+                let (value, partial) = score(text)
+                var prediction = EvalPrediction(task: p.task, method: run.method, budget: run.budget, length: p.length, depth: p.depth,
+                                                sample: p.sample, output: text, expected: expected, score: value,
+                                                promptTokens: tokens.count, statistics: stats)
+                prediction.partial = partial
+                try store.append(prediction)
+                done += 1
+                onProgress(done, total, label)
             }
         }
     }
@@ -125,8 +165,7 @@ public final class Evaluator {
         for length in settings.lengths {
             for sample in 0..<settings.samples {
                 let id = { (run: (method: String, budget: Int?)) in
-                    EvalPrediction(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample,
-                                   output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics()).id
+                    EvalPrediction.id(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample)
                 }
                 let pending = runs.filter { !store.contains(id($0)) }
                 done += runs.count - pending.count
@@ -172,12 +211,12 @@ public final class Evaluator {
     }
 
     /// Greedy answer of one method from a replayed prompt.
-    private func generate(from snapshot: PrefillSnapshot, run: (method: String, budget: Int?)) throws -> (String, KVStatistics) {
+    private func generate(from snapshot: PrefillSnapshot, run: (method: String, budget: Int?), maxTokens: Int) throws -> (String, KVStatistics) {
         let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
         snapshot.replay(into: policy)
         let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
         var options = GenerationOptions()
-        options.maxTokens = settings.maxTokens
+        options.maxTokens = maxTokens
         let result = try generator.generate(after: snapshot.lastLogits, options: options)
         return (result.text, policy.statistics)
     }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Errors a caller can act on (bad input rather than bugs).
 public struct InferenceError: Error, CustomStringConvertible {
     public let description: String
@@ -56,6 +58,7 @@ public final class InferenceSession {
             progress?(done, tokens.count)
         }
         policy.finishPrefill()
+        returnFreedMemoryToSystem()
         return result
     }
 
@@ -73,4 +76,10 @@ public final class InferenceSession {
             throw InferenceError("\(position + count) tokens exceed the model's context of \(model.config.contextLength) tokens")
         }
     }
+}
+
+/// Hands memory freed by eviction back to the operating system. glibc keeps freed heap blocks for reuse,
+/// so without this the resident set during decode would still include the evicted prompt tokens.
+func returnFreedMemoryToSystem() {
+    rk_release_free_memory()
 }

@@ -67,6 +67,7 @@ public final class SnapKV: KVPolicy, KVStreamInspectable {
             before[h] = layerStreams[h].count - (shared && h % shape.groupSize != 0 ? input.tokens : 0)
             if !shared || h % shape.groupSize == 0 { layerStreams[h].append(input, head: h / shape.groupSize, kvHeads: shape.kvHeads) }
         }
+        guard input.outputNeeded else { return }
         ThreadPool.parallelFor(input.tokens * heads) { units in
             for unit in units {
                 let t = unit / heads, h = unit % heads
