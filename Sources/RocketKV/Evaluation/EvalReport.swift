@@ -12,14 +12,22 @@ public enum EvalReport {
             body += "<h2>\(task)</h2>\n"
             if task == "ruler" {
                 let rulerMetrics = metrics.filter { $0.task.hasPrefix("ruler/") }
-                body += curves(EvalMetric.averageOverTasks(rulerMetrics, as: "ruler"), task: task)
+                let averaged = EvalMetric.averageOverTasks(rulerMetrics, as: "ruler")
+                body += "<div class=grid>" + Array(Set(averaged.map(\.length))).sorted().map { length in
+                    "<div class=cell><b>\(length) tokens, mean over tasks</b><br>" + curves(averaged.filter { $0.length == length }, task: task) + "</div>"
+                }.joined() + "</div>\n"
+                body += table(averaged, task: task)
                 body += table(rulerMetrics, task: task)
                 continue
             }
             if let s = settings[task] {
                 body += "<p class=note>methods \(s.methods.joined(separator: ", ")); budgets \(s.budgets.map(String.init).joined(separator: ", ")); lengths \(s.lengths.map(String.init).joined(separator: ", ")) tokens; \(s.samples) sample(s); seed \(s.seed); haystack \(escape(s.haystack))</p>\n"
             }
-            body += curves(metrics.filter { $0.task == task }, task: task)
+            let taskMetrics = metrics.filter { $0.task == task }
+            let lengths = Array(Set(taskMetrics.map(\.length))).sorted()
+            body += "<div class=grid>" + lengths.map { length in
+                "<div class=cell><b>\(length) tokens</b><br>" + curves(taskMetrics.filter { $0.length == length }, task: task) + "</div>"
+            }.joined() + "</div>\n"
             if task == "passkey" { body += heatmaps(taskPredictions) }
             body += table(metrics.filter { $0.task == task }, task: task)
         }
@@ -114,7 +122,7 @@ public enum EvalReport {
         html += fidelity ? "<th>KL (nats)</th><th>perplexity</th>" : "<th>partial %</th>"
         html += "<th>KV read / step</th></tr>"
         for m in metrics {
-            html += "<tr>" + (task == "ruler" ? "<td>\(m.task.dropFirst("ruler/".count))</td>" : "") + "<td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td>"
+            html += "<tr>" + (task == "ruler" ? "<td>\(m.task.hasPrefix("ruler/") ? String(m.task.dropFirst("ruler/".count)) : "mean")</td>" : "") + "<td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td>"
             html += fidelity ? "<td>\(String(format: "%.4f", m.kl ?? 0))</td><td>\(String(format: "%.3f", m.perplexity ?? 0))</td>"
                 : "<td>\(m.partial.map { String(format: "%.1f", $0) } ?? "–")</td>"
             html += "<td>\(String(format: "%.2f MiB", m.kvReadBytesPerStep / 1_048_576))</td></tr>"

@@ -141,15 +141,8 @@ public struct EvalMetric: Codable, Sendable {
 
     /// Groups predictions by task, method, budget and length, in the order they first appear.
     public static func summarize(_ predictions: [EvalPrediction]) -> [EvalMetric] {
-        var order: [String] = []
-        var groups: [String: [EvalPrediction]] = [:]
-        for p in predictions {
-            let key = "\(p.task)|\(p.method)|\(p.budget ?? 0)|\(p.length)"
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(p)
-        }
-        return order.map { key in
-            let group = groups[key]!, first = group[0], n = Double(group.count)
+        groupsInOrder(predictions) { "\($0.task)|\($0.method)|\($0.budget ?? 0)|\($0.length)" }.map { group in
+            let first = group[0], n = Double(group.count)
             func mean(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.reduce(0, +) / Double(values.count) }
             return EvalMetric(task: first.task, method: first.method, budget: first.budget, length: first.length, count: group.count,
                               accuracy: 100 * group.map(\.score).reduce(0, +) / n,
@@ -162,15 +155,8 @@ public struct EvalMetric: Codable, Sendable {
 
     /// One entry per method × budget × length with the mean accuracy over `metrics`' tasks (RULER's average).
     public static func averageOverTasks(_ metrics: [EvalMetric], as task: String) -> [EvalMetric] {
-        var order: [String] = []
-        var groups: [String: [EvalMetric]] = [:]
-        for m in metrics {
-            let key = "\(m.method)|\(m.budget ?? 0)|\(m.length)"
-            if groups[key] == nil { order.append(key) }
-            groups[key, default: []].append(m)
-        }
-        return order.map { key in
-            let group = groups[key]!, n = Double(group.count)
+        groupsInOrder(metrics) { "\($0.method)|\($0.budget ?? 0)|\($0.length)" }.map { group in
+            let n = Double(group.count)
             var m = group[0]
             m.task = task
             m.count = group.map(\.count).reduce(0, +)
@@ -180,4 +166,16 @@ public struct EvalMetric: Codable, Sendable {
             return m
         }
     }
+}
+
+/// `items` grouped by `key`, groups and their members in first-seen order.
+func groupsInOrder<T>(_ items: [T], key: (T) -> String) -> [[T]] {
+    var order: [String] = []
+    var groups: [String: [T]] = [:]
+    for item in items {
+        let k = key(item)
+        if groups[k] == nil { order.append(k) }
+        groups[k, default: []].append(item)
+    }
+    return order.map { groups[$0]! }
 }

@@ -144,7 +144,7 @@ public struct HSASelection {
     public var temperatures: [Float]
     /// `ω` per page: the group-mean per-token probability of each page's tokens.
     public var pageProbabilities: [Float]
-    /// Pages by descending `ω` (then lower page first).
+    /// The best pages by descending `ω` (then lower page first): as many as `k2` tokens can need.
     public var pageOrder: [Int]
 }
 
@@ -164,7 +164,7 @@ public enum HSA {
             let q = queries + h * d
             for i in 0..<d { a[i] += abs(q[i]); sum[i] += q[i] }
         }
-        let dims = Array(a.indices.sorted { a[$0] != a[$1] ? a[$0] > a[$1] : $0 < $1 }.prefix(min(max(1, k1), d)))
+        let dims = ranked(a, KVSelect.topIndices(a, min(max(1, k1), d)))
         let positive = dims.map { sum[$0] > 0 }
         // Steps 3–5: page logits per head from the sign-selected strips, and temperatures.
         var scores = [[Float]](repeating: [Float](repeating: 0, count: pages), count: G)
@@ -202,9 +202,10 @@ public enum HSA {
             let scale = Float(1 / (z * Double(G)))
             for p in 0..<pages { omega[p] += e[p] * scale }
         }
-        // Step 9: top-k2 tokens = whole pages by score, lowest slots of a partial page.
-        let order = omega.indices.sorted { omega[$0] != omega[$1] ? omega[$0] > omega[$1] : $0 < $1 }
+        // Step 9: top-k2 tokens = whole pages by score, lowest slots of a partial page. Only the best
+        // ⌈k2/P⌉ + 1 pages can be needed (one more in case the last, partial page is among them).
         let want = min(k2, N)
+        let order = ranked(omega, KVSelect.topIndices(omega, min(pages, (want + metadata.pageSize - 1) / metadata.pageSize + 1)))
         var slots: [Int32] = []
         slots.reserveCapacity(want)
         for p in order where slots.count < want {
@@ -214,6 +215,11 @@ public enum HSA {
         }
         return HSASelection(slots: slots, dims: dims, positive: positive, pageScores: scores, temperatures: temperatures,
                             pageProbabilities: omega, pageOrder: order)
+    }
+
+    /// `indices` ordered by `values` descending, ties to the lower index.
+    private static func ranked(_ values: [Float], _ indices: [Int]) -> [Int] {
+        indices.sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
     }
 
     /// Exact attention of the group's query heads over the selected slots of `stream` (§4.3 step 10), in
