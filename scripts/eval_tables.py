@@ -29,12 +29,27 @@ def main(path):
         by_task["ruler" if m["task"].startswith("ruler/") else m["task"]].append(m)
 
     if "passkey" in by_task:
-        lengths = sorted({m["length"] for m in by_task["passkey"]})
-        cell = {(row_name(m), m["length"]): m for m in by_task["passkey"]}
-        rows = [[r] + [f"{cell[(r, L)]['accuracy']:.0f}" if (r, L) in cell else "–" for L in lengths]
-                for r in order if any((r, L) in cell for L in lengths)]
-        print("### passkey: exact match %\n")
-        print(table(["method@budget"] + [f"{L} tok (n={cell[(order[0], L)]['count']})" for L in lengths], rows) + "\n")
+        # Rows: methods; columns: length × budget (the full cache has one value per length).
+        rows_m = by_task["passkey"]
+        lengths = sorted({m["length"] for m in rows_m})
+        budgets = sorted({m["budget"] for m in rows_m if m.get("budget")})
+        cell = {(m["method"], m.get("budget"), m["length"]): m for m in rows_m}
+        methods = []
+        for m in rows_m:
+            if m["method"] not in methods:
+                methods.append(m["method"])
+        rows = []
+        for name in methods:
+            values = []
+            for L in lengths:
+                for b in budgets:
+                    m = cell.get((name, b, L)) or cell.get((name, None, L))
+                    values.append(f"{m['accuracy']:.0f}" if m else "–")
+            rows.append([name] + values)
+        n = {L: next(m["count"] for m in rows_m if m["length"] == L) for L in lengths}
+        print("### passkey: exact match % (full: no budget, same value in every column)\n")
+        print(table(["method"] + [f"{L} tok @{b}" for L in lengths for b in budgets], rows))
+        print("\n" + ", ".join(f"n = {n[L]} prompts at {L} tokens" for L in lengths) + "\n")
 
     if "ruler" in by_task:
         tasks = []

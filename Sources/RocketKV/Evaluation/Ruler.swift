@@ -64,13 +64,14 @@ public enum Ruler {
             return Sample(prompt: text, answers: names, maxTokens: 30)
 
         case "cwe":
-            // 10 common words appear 30 times each, the others 3 times; the list is shuffled.
+            // 10 common words appear 30 times each (fewer in short prompts), the others 3 times; shuffled.
             var pool = vocabulary.shuffled(using: &rng)
             let common = Array(pool.prefix(10))
             pool.removeFirst(10)
             let text = fit(tokens: tokens, tokenizer: tokenizer) { count in
-                let rare = Array(pool.prefix(max(0, (count - 300) / 3)))
-                var list = common.flatMap { Array(repeating: $0, count: 30) } + rare.flatMap { Array(repeating: $0, count: 3) }
+                let frequency = max(4, min(30, count / 30))
+                let rare = Array(pool.prefix(max(0, (count - 10 * frequency) / 3)))
+                var list = common.flatMap { Array(repeating: $0, count: frequency) } + rare.flatMap { Array(repeating: $0, count: 3) }
                 var shuffler = Xoshiro256StarStar(seed: UInt64(count))
                 list.shuffle(using: &shuffler)
                 let numbered = list.enumerated().map { "\($0.offset + 1). \($0.element)" }.joined(separator: " ")
