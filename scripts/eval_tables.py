@@ -69,6 +69,12 @@ def main(path):
             print(f"### RULER at {L} tokens: string match % (n={n} per task)\n")
             print(table(["method@budget"] + [t.split("/", 1)[1] for t in tasks] + ["mean"], rows) + "\n")
 
+    if "multiturn" in by_task:
+        rows = [[row_name(m), str(m["length"]), str(m["count"]), f"{m['accuracy']:.1f}",
+                 f"{m['kv_read_bytes_per_step'] / 2**20:.2f}"] for m in by_task["multiturn"]]
+        print("### multi-turn: values retrieved, % of turns\n")
+        print(table(["method@budget", "length", "sessions", "turns answered %", "KV read/step MiB"], rows) + "\n")
+
     if "fidelity" in by_task:
         rows = [[row_name(m), str(m["length"]), str(m["count"]), f"{m['accuracy']:.1f}", f"{m['kl']:.4f}",
                  f"{m['perplexity']:.3f}", f"{m['kv_read_bytes_per_step'] / 2**20:.2f}"]

@@ -11,7 +11,7 @@ struct EvalCommand: ParsableCommand {
         Results go to --out: config.json, predictions.jsonl (re-running skips what is there), metrics.json, report.html.
         """)
 
-    @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks) or fidelity (teacher-forced agreement with full).")
+    @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks), multiturn (shared-context key-value turns) or fidelity (teacher-forced agreement with full).")
     var task: String
 
     @Option(name: .long, help: "Comma-separated KV methods.")
@@ -50,6 +50,9 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "N_new the budget split plans for (the paper's 128).")
     var planNewTokens = 128
 
+    @Option(name: .long, help: "Questions per multiturn session (each in its own turn).")
+    var turns = 4
+
     @Option(name: .long, help: "Teacher-forced tokens per fidelity prompt.")
     var continuation = 64
 
@@ -59,14 +62,15 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
-        guard ["passkey", "ruler", "fidelity"].contains(task) else {
-            throw ValidationError("unknown task '\(task)'; available: passkey, ruler, fidelity")
+        guard ["passkey", "ruler", "multiturn", "fidelity"].contains(task) else {
+            throw ValidationError("unknown task '\(task)'; available: passkey, ruler, multiturn, fidelity")
         }
         for name in rulerTasks.split(separator: ",") where !Ruler.tasks.contains(String(name)) {
             throw ValidationError("unknown RULER task '\(name)'; available: \(Ruler.tasks.joined(separator: ", "))")
         }
         guard haystack == nil || !synthetic else { throw ValidationError("give either --haystack or --synthetic") }
         guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
+        guard (1...16).contains(turns) else { throw ValidationError("--turns must be between 1 and 16") }
         guard maxTokens >= 1, continuation >= 1, planNewTokens >= 1 else {
             throw ValidationError("--max-tokens, --continuation and --plan-new-tokens must be ≥ 1")
         }
@@ -124,6 +128,7 @@ struct EvalCommand: ParsableCommand {
         switch task {
         case "passkey": try evaluator.runPasskey(haystack: text)
         case "ruler": try evaluator.runRuler(haystack: text, tasks: rulerTasks.split(separator: ",").map(String.init))
+        case "multiturn": try evaluator.runMultiturn(haystack: text, turns: turns)
         default: try evaluator.runFidelity(text: text)
         }
         progress.finish()

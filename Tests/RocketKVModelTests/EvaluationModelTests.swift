@@ -83,6 +83,26 @@ final class EvaluationModelTests: XCTestCase {
         XCTAssertEqual(row("topk", 2048).nll!, row("full", nil).nll!, accuracy: 1e-6)
         XCTAssertGreaterThan(row("rocket", 64).kl!, 1e-4)
         print("fidelity: " + rows.map { "\($0.method)@\($0.budget ?? 0) agree \($0.score) kl \($0.kl!) ppl \(exp($0.nll!))" }.joined(separator: "; "))
+        // Multi-turn: four questions in four turns of one sequence; topk with a budget above everything it
+        // holds must answer exactly as full does, turn after turn.
+        var multiturn = settings
+        multiturn.task = "multiturn"
+        multiturn.methods = ["full", "topk", "rocket-mt"]
+        multiturn.budgets = [2048]
+        multiturn.lengths = [512]
+        let turns = try Evaluator(model: model, tokenizer: tokenizer, settings: multiturn, store: try EvalStore(folder: folder))
+        try turns.runMultiturn(haystack: try Haystack.paulGraham(), turns: 4)
+        let sessions = turns.store.predictions.filter { $0.task == "multiturn" }
+        XCTAssertEqual(sessions.count, 3)
+        for p in sessions {
+            XCTAssertEqual(p.output.components(separatedBy: " | ").count, 4)
+            XCTAssertEqual(p.expected.components(separatedBy: " | ").count, 4)
+        }
+        let fullSession = sessions.first { $0.method == "full" }!, topkSession = sessions.first { $0.method == "topk" }!
+        XCTAssertEqual(topkSession.output, fullSession.output)
+        XCTAssertEqual(topkSession.score, fullSession.score)
+        print("multiturn: " + sessions.map { "\($0.method) \($0.score) '\($0.output)'" }.joined(separator: "; "))
+
         let html = EvalReport.html(predictions: evaluator.store.predictions, settings: ["passkey": settings, "fidelity": fidelity])
         XCTAssertTrue(html.contains("<svg") && html.contains("fidelity"))
     }

@@ -7,7 +7,7 @@ public enum EvalReport {
         let metrics = EvalMetric.summarize(predictions)
         var body = "<h1>RocketKV evaluation</h1>\n"
         if let model = settings.values.first?.model { body += "<p class=note>Model: \(escape(model)). Generated \(Date()).</p>\n" }
-        for task in ["passkey", "ruler", "fidelity"] where predictions.contains(where: { $0.task == task || $0.task.hasPrefix(task + "/") }) {
+        for task in ["passkey", "ruler", "multiturn", "fidelity"] where predictions.contains(where: { $0.task == task || $0.task.hasPrefix(task + "/") }) {
             let taskPredictions = predictions.filter { $0.task == task }
             body += "<h2>\(task)</h2>\n"
             if task == "ruler" {

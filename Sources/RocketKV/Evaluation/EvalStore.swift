@@ -94,7 +94,7 @@ public final class EvalStore {
                 done.insert(prediction.id)
             }
         } else {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else { throw InferenceError("cannot create \(url.path)") }
         }
         handle = try FileHandle(forWritingTo: url)
         handle.seekToEndOfFile()

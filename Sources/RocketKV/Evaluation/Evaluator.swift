@@ -118,6 +118,57 @@ public final class Evaluator {
         try runGeneration(prompts)
     }
 
+    /// SCBench-style shared-context sessions: a long list of key-value pairs, then `turns` questions, each
+    /// asking for a different key in a new turn of the same sequence (the cache carries over; `rocket-mt`
+    /// re-selects from the full history each turn, `rocket` re-compresses what it kept). Score: fraction of
+    /// turns whose answer contains the value.
+    public func runMultiturn(haystack: Haystack, turns: Int = 4) throws {
+        let runs = try settings.runs()
+        let total = settings.lengths.count * settings.samples * runs.count
+        var done = 0
+        for length in settings.lengths {
+            for sample in 0..<settings.samples {
+                let id = { (run: (method: String, budget: Int?)) in
+                    EvalPrediction.id(task: "multiturn", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample)
+                }
+                let pending = runs.filter { !store.contains(id($0)) }
+                done += runs.count - pending.count
+                guard !pending.isEmpty else { continue }
+                var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(sample) &+ 77)
+                let session = MultiturnSession.make(haystack: haystack, tokens: length, turns: turns, tokenizer: tokenizer, using: &rng)
+                let label = "multiturn \(length) tokens, sample \(sample)"
+                onProgress(done, total, "\(label): prefill")
+                let snapshot = try PrefillSnapshot(model: model, tokens: session.firstPrompt)
+                for run in pending {
+                    let policy = try makePolicy(run, promptLength: session.firstPrompt.count)
+                    snapshot.replay(into: policy)
+                    let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
+                    // An answer ends at its line; it stays in the history the next turn sees.
+                    var options = GenerationOptions()
+                    options.maxTokens = 12
+                    options.stopStrings = ["\n"]
+                    var result = try generator.generate(after: snapshot.lastLogits, options: options)
+                    var outputs = [result.text]
+                    for question in session.laterQuestions {
+                        // The last sampled token of a turn (cut by length or a stop string) has not been fed yet.
+                        let carried = result.stopReason == .endOfGeneration ? [] : Array(result.tokens.suffix(1))
+                        result = try generator.generate(prompt: carried + question, options: options)
+                        outputs.append(result.text)
+                    }
+                    let hits = zip(outputs, session.values).filter { $0.0.contains($0.1) }.count
+                    let prediction = EvalPrediction(task: "multiturn", method: run.method, budget: run.budget, length: length, depth: nil,
+                                                    sample: sample, output: outputs.joined(separator: " | "),
+                                                    expected: session.values.joined(separator: " | "),
+                                                    score: Double(hits) / Double(outputs.count),
+                                                    promptTokens: session.firstPrompt.count, statistics: policy.statistics)
+                    try store.append(prediction)
+                    done += 1
+                    onProgress(done, total, label)
+                }
+            }
+        }
+    }
+
     /// One prompt of a generation sweep, built only when some of its runs are still to do.
     private struct GenerationPrompt {
         let task: String, length: Int, depth: Double?, sample: Int

@@ -113,12 +113,17 @@ public enum Ruler {
 
     /// The text for the largest word count whose encoding (with BOS) has at most `tokens` tokens.
     static func fit(tokens: Int, tokenizer: Tokenizer, _ make: (Int) -> String) -> String {
+        make(largestFitting(tokens: tokens, tokenizer: tokenizer, make))
+    }
+
+    /// The largest `n` in 0…tokens for which `make(n)` encodes (with BOS) to at most `tokens` tokens.
+    static func largestFitting(tokens: Int, tokenizer: Tokenizer, _ make: (Int) -> String) -> Int {
         var low = 0, high = tokens
         while low < high {
             let mid = (low + high + 1) / 2
             if tokenizer.encode(make(mid), addSpecial: true, parseSpecial: false).count <= tokens { low = mid } else { high = mid - 1 }
         }
-        return make(low)
+        return low
     }
 
     /// Distinct lower-case alphabetic words of 4–10 letters from the haystack, in first-seen order.

@@ -108,7 +108,7 @@ public final class H2O: KVPolicy, KVStreamInspectable {
         var s = KVStatistics()
         s.add(inspectableStreams, read: true)
         for row in scores.joined() {
-            s.storedBytes += row.capacity * 4
+            s.storedBytes += row.count * 4
             s.bytesReadLastStep += row.count * 4   // each step reads and updates every score
         }
         return s

@@ -110,7 +110,7 @@ public final class PageBounds {
         self.pageSize = pageSize
     }
 
-    public var allocatedBytes: Int { (mins.capacity + maxs.capacity) * 2 }
+    public var allocatedBytes: Int { (mins.count + maxs.count) * 2 }
 
     /// Element `i` of page `p`'s minimum and maximum.
     public func bound(page p: Int, dim i: Int) -> (min: Float, max: Float) {

@@ -148,7 +148,7 @@ public final class SnapKV: KVPolicy, KVStreamInspectable {
         var s = KVStatistics()
         s.add(inspectableStreams, read: true)
         if shared { s.bytesReadLastStep *= shape.groupSize }   // every head reads the shared rows
-        for q in windowQueries { s.storedBytes += q.capacity * 4 }
+        for q in windowQueries { s.storedBytes += q.count * 4 }
         return s
     }
 }

@@ -129,7 +129,7 @@ final class TransposedKeys {
 
     init(headDim: Int) { self.headDim = headDim }
 
-    var allocatedBytes: Int { keys.capacity * 2 }
+    var allocatedBytes: Int { keys.count * 2 }
 
     func add(_ key: UnsafePointer<UInt16>) {
         if count == capacity {

@@ -93,7 +93,7 @@ public final class RocketMTPolicy: KVPolicy {
             s.storedTokens += stream.count
             s.storedBytes += stream.allocatedBytes
         }
-        for slots in filtered.joined() { s.storedBytes += slots.capacity * 4 }
+        for slots in filtered.joined() { s.storedBytes += slots.count * 4 }
         for meta in metadata.joined() { s.storedBytes += meta.allocatedBytes }
         s.storedBytes += window.allocatedBytes
         s.bytesReadLastStep = bytesRead.reduce(0, +)
