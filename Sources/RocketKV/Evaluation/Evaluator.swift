@@ -84,7 +84,7 @@ public final class Evaluator {
         for length in settings.lengths {
             for (depthIndex, depth) in settings.depths.enumerated() {
                 for sample in 0..<settings.samples {
-                    prompts.append(GenerationPrompt(task: "passkey", length: length, depth: depth, sample: sample) { [settings, tokenizer] in
+                    prompts.append(GenerationPrompt(cell: Cell(task: "passkey", length: length, depth: depth, sample: sample)) { [settings, tokenizer] in
                         var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(depthIndex) &* 10_007 &+ UInt64(sample))
                         let key = Passkey.randomKey(using: &rng)
                         let prompt = Passkey.prompt(haystack: haystack, tokens: length, depth: depth, key: key, tokenizer: tokenizer)
@@ -106,7 +106,7 @@ public final class Evaluator {
             for (taskIndex, task) in tasks.enumerated() {
                 guard Ruler.tasks.contains(task) else { throw InferenceError("unknown RULER task '\(task)'; available: \(Ruler.tasks.joined(separator: ", "))") }
                 for sample in 0..<settings.samples {
-                    prompts.append(GenerationPrompt(task: "ruler/\(task)", length: length, depth: nil, sample: sample) { [settings, tokenizer] in
+                    prompts.append(GenerationPrompt(cell: Cell(task: "ruler/\(task)", length: length, depth: nil, sample: sample)) { [settings, tokenizer] in
                         var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(taskIndex) &* 10_007 &+ UInt64(sample))
                         let item = try Ruler.sample(task: task, haystack: haystack, tokens: length, tokenizer: tokenizer, using: &rng)
                         let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
@@ -123,84 +123,87 @@ public final class Evaluator {
     /// re-selects from the full history each turn, `rocket` re-compresses what it kept). Score: fraction of
     /// turns whose answer contains the value.
     public func runMultiturn(haystack: Haystack, turns: Int = 4) throws {
-        let runs = try settings.runs()
-        let total = settings.lengths.count * settings.samples * runs.count
+        let cells = settings.lengths.flatMap { length in
+            (0..<settings.samples).map { Cell(task: "multiturn", length: length, depth: nil, sample: $0) }
+        }
+        try sweep(cells, runs: try settings.runs()) { _, cell, pending, stored in
+            var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.sample) &+ 77)
+            let session = MultiturnSession.make(haystack: haystack, tokens: cell.length, turns: turns, tokenizer: tokenizer, using: &rng)
+            let snapshot = try PrefillSnapshot(model: model, tokens: session.firstPrompt)
+            for run in pending {
+                let policy = try makePolicy(run, promptLength: session.firstPrompt.count)
+                snapshot.replay(into: policy)
+                let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
+                // An answer ends at its line; it stays in the history the next turn sees.
+                var options = GenerationOptions()
+                options.maxTokens = 12
+                options.stopStrings = ["\n"]
+                var result = try generator.generate(after: snapshot.lastLogits, options: options)
+                var outputs = [result.text]
+                for question in session.laterQuestions {
+                    // The last sampled token of a turn (cut by length or a stop string) has not been fed yet.
+                    let carried = result.stopReason == .endOfGeneration ? [] : Array(result.tokens.suffix(1))
+                    result = try generator.generate(prompt: carried + question, options: options)
+                    outputs.append(result.text)
+                }
+                let hits = zip(outputs, session.values).filter { $0.0.contains($0.1) }.count
+                try store.append(EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length, depth: nil,
+                                                sample: cell.sample, output: outputs.joined(separator: " | "),
+                                                expected: session.values.joined(separator: " | "),
+                                                score: Double(hits) / Double(outputs.count),
+                                                promptTokens: session.firstPrompt.count, statistics: policy.statistics))
+                stored()
+            }
+        }
+    }
+
+    /// One prompt position of a sweep: task, length, depth (passkey) and sample.
+    private struct Cell {
+        let task: String, length: Int, depth: Double?, sample: Int
+        var label: String { "\(task) \(length) tokens" + (depth.map { ", depth \($0)" } ?? "") + ", sample \(sample)" }
+        func id(_ run: (method: String, budget: Int?)) -> String {
+            EvalPrediction.id(task: task, method: run.method, budget: run.budget, length: length, depth: depth, sample: sample)
+        }
+    }
+
+    /// Visits every cell whose runs are not all in the store yet (with its index and those runs) and keeps
+    /// the progress count: `body` calls its last argument after storing each prediction.
+    private func sweep(_ cells: [Cell], runs: [(method: String, budget: Int?)],
+                       _ body: (Int, Cell, [(method: String, budget: Int?)], () -> Void) throws -> Void) throws {
+        let total = cells.count * runs.count
         var done = 0
-        for length in settings.lengths {
-            for sample in 0..<settings.samples {
-                let id = { (run: (method: String, budget: Int?)) in
-                    EvalPrediction.id(task: "multiturn", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample)
-                }
-                let pending = runs.filter { !store.contains(id($0)) }
-                done += runs.count - pending.count
-                guard !pending.isEmpty else { continue }
-                var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(sample) &+ 77)
-                let session = MultiturnSession.make(haystack: haystack, tokens: length, turns: turns, tokenizer: tokenizer, using: &rng)
-                let label = "multiturn \(length) tokens, sample \(sample)"
-                onProgress(done, total, "\(label): prefill")
-                let snapshot = try PrefillSnapshot(model: model, tokens: session.firstPrompt)
-                for run in pending {
-                    let policy = try makePolicy(run, promptLength: session.firstPrompt.count)
-                    snapshot.replay(into: policy)
-                    let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
-                    // An answer ends at its line; it stays in the history the next turn sees.
-                    var options = GenerationOptions()
-                    options.maxTokens = 12
-                    options.stopStrings = ["\n"]
-                    var result = try generator.generate(after: snapshot.lastLogits, options: options)
-                    var outputs = [result.text]
-                    for question in session.laterQuestions {
-                        // The last sampled token of a turn (cut by length or a stop string) has not been fed yet.
-                        let carried = result.stopReason == .endOfGeneration ? [] : Array(result.tokens.suffix(1))
-                        result = try generator.generate(prompt: carried + question, options: options)
-                        outputs.append(result.text)
-                    }
-                    let hits = zip(outputs, session.values).filter { $0.0.contains($0.1) }.count
-                    let prediction = EvalPrediction(task: "multiturn", method: run.method, budget: run.budget, length: length, depth: nil,
-                                                    sample: sample, output: outputs.joined(separator: " | "),
-                                                    expected: session.values.joined(separator: " | "),
-                                                    score: Double(hits) / Double(outputs.count),
-                                                    promptTokens: session.firstPrompt.count, statistics: policy.statistics)
-                    try store.append(prediction)
-                    done += 1
-                    onProgress(done, total, label)
-                }
+        for (index, cell) in cells.enumerated() {
+            let pending = runs.filter { !store.contains(cell.id($0)) }
+            done += runs.count - pending.count
+            guard !pending.isEmpty else { continue }
+            onProgress(done, total, "\(cell.label): prefill")
+            try body(index, cell, pending) {
+                done += 1
+                onProgress(done, total, cell.label)
             }
         }
     }
 
     /// One prompt of a generation sweep, built only when some of its runs are still to do.
     private struct GenerationPrompt {
-        let task: String, length: Int, depth: Double?, sample: Int
+        let cell: Cell
         /// Prompt tokens, expected answer, tokens to generate, and the scorer (score, partial score).
         let make: () throws -> ([Int], String, Int, (String) -> (Double, Double?))
     }
 
     private func runGeneration(_ prompts: [GenerationPrompt]) throws {
-        let runs = try settings.runs()
-        let total = prompts.count * runs.count
-        var done = 0
-        for p in prompts {
-            let id = { (run: (method: String, budget: Int?)) in
-                EvalPrediction.id(task: p.task, method: run.method, budget: run.budget, length: p.length, depth: p.depth, sample: p.sample)
-            }
-            let pending = runs.filter { !store.contains(id($0)) }
-            done += runs.count - pending.count
-            guard !pending.isEmpty else { continue }
-            let (tokens, expected, maxTokens, score) = try p.make()
-            let label = "\(p.task) \(p.length) tokens" + (p.depth.map { ", depth \($0)" } ?? "") + ", sample \(p.sample)"
-            onProgress(done, total, "\(label): prefill")
+        try sweep(prompts.map(\.cell), runs: try settings.runs()) { index, cell, pending, stored in
+            let (tokens, expected, maxTokens, score) = try prompts[index].make()
             let snapshot = try PrefillSnapshot(model: model, tokens: tokens)
             for run in pending {
                 let (text, stats) = try generate(from: snapshot, run: run, maxTokens: maxTokens)
                 let (value, partial) = score(text)
-                var prediction = EvalPrediction(task: p.task, method: run.method, budget: run.budget, length: p.length, depth: p.depth,
-                                                sample: p.sample, output: text, expected: expected, score: value,
+                var prediction = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length,
+                                                depth: cell.depth, sample: cell.sample, output: text, expected: expected, score: value,
                                                 promptTokens: tokens.count, statistics: stats)
                 prediction.partial = partial
                 try store.append(prediction)
-                done += 1
-                onProgress(done, total, label)
+                stored()
             }
         }
     }
@@ -211,46 +214,35 @@ public final class Evaluator {
         var runs = try settings.runs()
         runs.removeAll { $0.method == "full" }
         runs.insert(("full", nil), at: 0)  // the reference, always computed first
-        let total = settings.lengths.count * settings.samples * runs.count
-        var done = 0
-        for length in settings.lengths {
-            for sample in 0..<settings.samples {
-                let id = { (run: (method: String, budget: Int?)) in
-                    EvalPrediction.id(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil, sample: sample)
+        let cells = settings.lengths.flatMap { length in
+            (0..<settings.samples).map { Cell(task: "fidelity", length: length, depth: nil, sample: $0) }
+        }
+        try sweep(cells, runs: runs) { _, cell, pending, stored in
+            // Sample s starts s·3000 words into the corpus, so samples read different essays.
+            let length = cell.length, wordCount = length + settings.continuation
+            let words = (0..<wordCount).map { haystack.words[(cell.sample * 3000 + $0) % haystack.words.count] }
+            let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false).prefix(wordCount))
+            let prompt = Array(all[..<length]), target = Array(all[length...])
+            let snapshot = try PrefillSnapshot(model: model, tokens: prompt)
+            let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), target: target)
+            for run in pending {
+                let result = run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run, target: target)
+                var agree = 0.0, kl = 0.0, nll = 0.0
+                for step in 0..<target.count {
+                    let comparison = NextTokenComparison(reference: reference.logits[step], candidate: result.logits[step], target: target[step])
+                    agree += comparison.sameTop1 ? 1 : 0
+                    kl += comparison.kl
+                    nll += comparison.negativeLogLikelihood
                 }
-                let pending = runs.filter { !store.contains(id($0)) }
-                done += runs.count - pending.count
-                guard !pending.isEmpty else { continue }
-                // Sample s starts s·3000 words into the corpus, so samples read different essays.
-                let wordCount = length + settings.continuation
-                let words = (0..<wordCount).map { haystack.words[(sample * 3000 + $0) % haystack.words.count] }
-                let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false)
-                    .prefix(length + settings.continuation))
-                let prompt = Array(all[..<length]), target = Array(all[length...])
-                let label = "fidelity \(length) tokens, sample \(sample)"
-                onProgress(done, total, "\(label): prefill")
-                let snapshot = try PrefillSnapshot(model: model, tokens: prompt)
-                let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), target: target)
-                for run in runs where !store.contains(id(run)) {
-                    let result = run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run, target: target)
-                    var agree = 0.0, kl = 0.0, nll = 0.0
-                    for step in 0..<target.count {
-                        let comparison = NextTokenComparison(reference: reference.logits[step], candidate: result.logits[step], target: target[step])
-                        agree += comparison.sameTop1 ? 1 : 0
-                        kl += comparison.kl
-                        nll += comparison.negativeLogLikelihood
-                    }
-                    let n = Double(target.count)
-                    var prediction = EvalPrediction(task: "fidelity", method: run.method, budget: run.budget, length: length, depth: nil,
-                                                    sample: sample, output: tokenizer.decode(result.logits.map { $0.withUnsafeBufferPointer(Sampler.argmax) }),
-                                                    expected: tokenizer.decode(target), score: agree / n,
-                                                    promptTokens: prompt.count, statistics: result.statistics)
-                    prediction.kl = kl / n
-                    prediction.nll = nll / n
-                    try store.append(prediction)
-                    done += 1
-                    onProgress(done, total, label)
-                }
+                let n = Double(target.count)
+                var prediction = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: length, depth: nil,
+                                                sample: cell.sample, output: tokenizer.decode(result.logits.map { $0.withUnsafeBufferPointer(Sampler.argmax) }),
+                                                expected: tokenizer.decode(target), score: agree / n,
+                                                promptTokens: prompt.count, statistics: result.statistics)
+                prediction.kl = kl / n
+                prediction.nll = nll / n
+                try store.append(prediction)
+                stored()
             }
         }
     }
