@@ -117,9 +117,10 @@ struct EvalCommand: ParsableCommand {
             text = try Haystack.paulGraham(log: { printError($0) })
         }
         let store = try EvalStore(folder: URL(fileURLWithPath: out))
-        var configs = (try? JSONDecoder().decode([String: EvalSettings].self,
+        // Every distinct sweep that wrote into this folder, per task.
+        var configs = (try? JSONDecoder().decode([String: [EvalSettings]].self,
                                                  from: Data(contentsOf: store.folder.appendingPathComponent("config.json")))) ?? [:]
-        configs[task] = settings
+        if !(configs[task] ?? []).contains(settings) { configs[task, default: []].append(settings) }
         try store.writeJSON(configs, name: "config.json")
 
         let evaluator = try Evaluator(model: model, tokenizer: loaded.tokenizer, settings: settings, store: store)

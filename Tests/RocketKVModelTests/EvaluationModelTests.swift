@@ -103,7 +103,7 @@ final class EvaluationModelTests: XCTestCase {
         XCTAssertEqual(topkSession.score, fullSession.score)
         print("multiturn: " + sessions.map { "\($0.method) \($0.score) '\($0.output)'" }.joined(separator: "; "))
 
-        let html = EvalReport.html(predictions: evaluator.store.predictions, settings: ["passkey": settings, "fidelity": fidelity])
+        let html = EvalReport.html(predictions: evaluator.store.predictions, settings: ["passkey": [settings], "fidelity": [fidelity]])
         XCTAssertTrue(html.contains("<svg") && html.contains("fidelity"))
     }
 }

@@ -3,13 +3,16 @@ import Foundation
 /// `report.html`: a self-contained page (inline SVG, no scripts) with a needle heatmap per method and
 /// budget, accuracy-versus-budget curves per task, and the fidelity table.
 public enum EvalReport {
-    public static func html(predictions: [EvalPrediction], settings: [String: EvalSettings]) -> String {
+    public static func html(predictions: [EvalPrediction], settings: [String: [EvalSettings]]) -> String {
         let metrics = EvalMetric.summarize(predictions)
         var body = "<h1>RocketKV evaluation</h1>\n"
-        if let model = settings.values.first?.model { body += "<p class=note>Model: \(escape(model)). Generated \(Date()).</p>\n" }
+        if let model = settings.values.first?.first?.model { body += "<p class=note>Model: \(escape(model)). Generated \(Date()).</p>\n" }
         for task in ["passkey", "ruler", "multiturn", "fidelity"] where predictions.contains(where: { $0.task == task || $0.task.hasPrefix(task + "/") }) {
             let taskPredictions = predictions.filter { $0.task == task }
             body += "<h2>\(task)</h2>\n"
+            for s in settings[task] ?? [] {
+                body += "<p class=note>sweep: methods \(s.methods.joined(separator: ", ")); budgets \(s.budgets.map(String.init).joined(separator: ", ")); lengths \(s.lengths.map(String.init).joined(separator: ", ")) tokens; \(s.samples) sample(s); seed \(s.seed); haystack \(escape(s.haystack))</p>\n"
+            }
             if task == "ruler" {
                 let rulerMetrics = metrics.filter { $0.task.hasPrefix("ruler/") }
                 let averaged = EvalMetric.averageOverTasks(rulerMetrics, as: "ruler")
@@ -19,9 +22,6 @@ public enum EvalReport {
                 body += table(averaged, task: task)
                 body += table(rulerMetrics, task: task)
                 continue
-            }
-            if let s = settings[task] {
-                body += "<p class=note>methods \(s.methods.joined(separator: ", ")); budgets \(s.budgets.map(String.init).joined(separator: ", ")); lengths \(s.lengths.map(String.init).joined(separator: ", ")) tokens; \(s.samples) sample(s); seed \(s.seed); haystack \(escape(s.haystack))</p>\n"
             }
             let taskMetrics = metrics.filter { $0.task == task }
             let lengths = Array(Set(taskMetrics.map(\.length))).sorted()

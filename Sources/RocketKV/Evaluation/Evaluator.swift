@@ -1,7 +1,7 @@
 import Foundation
 
 /// What a sweep runs; written to `DIR/config.json` so results carry their configuration.
-public struct EvalSettings: Codable, Sendable {
+public struct EvalSettings: Codable, Sendable, Equatable {
     public var task: String
     public var methods: [String]
     public var budgets: [Int]
