@@ -78,12 +78,12 @@ void rk_swiglu(float *gate, const float *up, int n);
 /// Reads `bytes` (a multiple of 256) as fast as possible and returns a checksum (bandwidth measurement).
 uint64_t rk_stream_read(const void *p, size_t bytes);
 
+/// Gives freed heap memory back to the operating system (malloc_trim on glibc; a no-op elsewhere).
+void rk_release_free_memory(void);
+
 /// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
 typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);
 /// Starts the pool with `threads` threads in all (the caller counts as thread 0). Idempotent.
-// Gives freed heap memory back to the operating system (malloc_trim on glibc; a no-op elsewhere).
-void rk_release_free_memory(void);
-
 void rk_pool_start(int threads);
 int rk_pool_threads(void);
 /// Runs fn(context, i, n) on every thread i in [0, n) and returns when all are done.

@@ -58,7 +58,8 @@ public final class InferenceSession {
             progress?(done, tokens.count)
         }
         policy.finishPrefill()
-        returnFreedMemoryToSystem()
+        // glibc keeps freed heap blocks for reuse: hand the evicted tokens' memory back to the system.
+        rk_release_free_memory()
         return result
     }
 
@@ -76,10 +77,4 @@ public final class InferenceSession {
             throw InferenceError("\(position + count) tokens exceed the model's context of \(model.config.contextLength) tokens")
         }
     }
-}
-
-/// Hands memory freed by eviction back to the operating system. glibc keeps freed heap blocks for reuse,
-/// so without this the resident set during decode would still include the evicted prompt tokens.
-func returnFreedMemoryToSystem() {
-    rk_release_free_memory()
 }
