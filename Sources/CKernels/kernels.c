@@ -768,11 +768,11 @@ uint64_t rk_stream_read(const void *p, size_t bytes) {
 // Each score is the same FMA chain as rk_attn_dot (one accumulator, or four for single-token order) and
 // the same horizontal sum, done for 8 keys at once by a transposed reduction that performs exactly the
 // per-lane additions of hsum8_batched / hsum8_single. Each output of the P·V product is the same FMA
-// chain as rk_attn_values (lane j mod 8, or j mod 32), run from a shared f32 copy of 64 value rows; rows
-// past a query's count multiply a zero probability, which leaves its accumulators bit-identical.
+// chain as rk_attn_values (lane j mod 8, or j mod 32), each value row converted once for a group of
+// queries; rows past a query's count multiply a zero probability, which leaves its accumulators as they were.
 
-static __thread float *attn_tls[3] = {NULL, NULL, NULL};
-static __thread size_t attn_tls_cap[3] = {0, 0, 0};
+static __thread float *attn_tls[2] = {NULL, NULL};
+static __thread size_t attn_tls_cap[2] = {0, 0};
 static float *attn_scratch(int which, size_t floats) {
     if (floats > attn_tls_cap[which]) {
         free(attn_tls[which]);
@@ -802,86 +802,144 @@ RK_AVX2 static inline __m256 attn_reduce8(const __m256 s[8], int batched) {
     return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+// Products of one f16 key with NQ queries (f32, already rounded to f16), left as 8-lane vectors for
+// attn_reduce8: s[i * sstride]. Single-token order keeps four accumulators per query (chunks c mod 4),
+// batched order one; the key is converted once and every query's chain stays in registers.
+#define RK_INLINE __attribute__((always_inline)) inline
+RK_AVX2 static RK_INLINE __m256 load_half8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+
+RK_AVX2 static RK_INLINE void key_dots_single(const uint16_t *key, const float *qf, int d, const int NQ, __m256 *s, int sstride) {
+    __m256 a[3][4];
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) a[i][u] = _mm256_setzero_ps();
+    for (int c = 0; c < d; c += 32) {
+        const __m256 k0 = load_half8(key + c), k1 = load_half8(key + c + 8), k2 = load_half8(key + c + 16), k3 = load_half8(key + c + 24);
+        for (int i = 0; i < NQ; i++) {
+            const float *q = qf + (size_t)i * d + c;
+            a[i][0] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q), a[i][0]);
+            a[i][1] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(q + 8), a[i][1]);
+            a[i][2] = _mm256_fmadd_ps(k2, _mm256_loadu_ps(q + 16), a[i][2]);
+            a[i][3] = _mm256_fmadd_ps(k3, _mm256_loadu_ps(q + 24), a[i][3]);
+        }
+    }
+    for (int i = 0; i < NQ; i++) s[i * sstride] = _mm256_add_ps(_mm256_add_ps(a[i][0], a[i][2]), _mm256_add_ps(a[i][1], a[i][3]));
+}
+
+RK_AVX2 static RK_INLINE void key_dots_batched(const uint16_t *key, const float *qf, int d, const int NQ, __m256 *s, int sstride) {
+    __m256 a[12];
+    for (int i = 0; i < NQ; i++) a[i] = _mm256_setzero_ps();
+    for (int c = 0; c < d; c += 8) {
+        const __m256 k = load_half8(key + c);
+        for (int i = 0; i < NQ; i++) a[i] = _mm256_fmadd_ps(k, _mm256_loadu_ps(qf + (size_t)i * d + c), a[i]);
+    }
+    for (int i = 0; i < NQ; i++) s[i * sstride] = a[i];
+}
+
+// One query group (≤ 3 single-order or ≤ 12 batched queries) against keys [j0, j1), 8 keys per reduction.
+#define RK_SCORES_GROUP(NAME, DOTS, NQ)                                                                           \
+RK_AVX2 static void NAME(const float *qf, const uint16_t *keys, int d, int j0, int j1, __m256 vscale,            \
+                         float *scores, size_t sstride, int batched) {                                          \
+    __m256 s[NQ * 8];                                                                                           \
+    for (int jb = j0; jb < j1; jb += 8) {                                                                       \
+        const int m = j1 - jb < 8 ? j1 - jb : 8;                                                                \
+        for (int k = 0; k < 8; k++) {                                                                           \
+            if (k < m) DOTS(keys + (size_t)(jb + k) * d, qf, d, NQ, s + k, 8);                                  \
+            else for (int i = 0; i < NQ; i++) s[i * 8 + k] = _mm256_setzero_ps();                               \
+        }                                                                                                       \
+        for (int i = 0; i < NQ; i++) {                                                                          \
+            const __m256 r = _mm256_mul_ps(attn_reduce8(s + i * 8, batched), vscale);                           \
+            float *out = scores + (size_t)i * sstride + jb;                                                     \
+            if (m == 8) _mm256_storeu_ps(out, r);                                                               \
+            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }       \
+        }                                                                                                       \
+    }                                                                                                           \
+}
+RK_SCORES_GROUP(scores_single1, key_dots_single, 1)
+RK_SCORES_GROUP(scores_single2, key_dots_single, 2)
+RK_SCORES_GROUP(scores_single3, key_dots_single, 3)
+RK_SCORES_GROUP(scores_batched1, key_dots_batched, 1)
+RK_SCORES_GROUP(scores_batched4, key_dots_batched, 4)
+RK_SCORES_GROUP(scores_batched12, key_dots_batched, 12)
+
 RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
                                      float scale, float *scores, size_t sstride, int batched) {
-    const int nc = d / 8;
-    float *qf = attn_scratch(0, (size_t)nq * d + (size_t)8 * d);
-    float *kf = qf + (size_t)nq * d;
+    float *qf = attn_scratch(0, (size_t)nq * d);
     for (int i = 0; i < nq; i++)
         for (int c = 0; c < d; c += 8)
             _mm256_storeu_ps(qf + (size_t)i * d + c, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(q + (size_t)i * qstride + c), 0)));
     const __m256 vscale = _mm256_set1_ps(scale);
-    for (int jb = j0; jb < j1; jb += 8) {
-        const int m = j1 - jb < 8 ? j1 - jb : 8;
-        for (int k = 0; k < 8; k++)
-            for (int c = 0; c < d; c += 8)
-                _mm256_storeu_ps(kf + k * d + c, k < m ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(keys + (size_t)(jb + k) * d + c)))
-                                                       : _mm256_setzero_ps());
-        for (int i = 0; i < nq; i++) {
-            const float *qi = qf + (size_t)i * d;
-            __m256 s[8];
-            for (int k = 0; k < 8; k++) {
-                const float *kk = kf + k * d;
-                if (batched) {
-                    __m256 acc = _mm256_setzero_ps();
-                    for (int c = 0; c < nc; c++) acc = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), acc);
-                    s[k] = acc;
-                } else {
-                    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    for (int c = 0; c < nc; c += 4) {
-                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c), _mm256_loadu_ps(qi + 8 * c), a0);
-                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 8), _mm256_loadu_ps(qi + 8 * c + 8), a1);
-                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 16), _mm256_loadu_ps(qi + 8 * c + 16), a2);
-                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(kk + 8 * c + 24), _mm256_loadu_ps(qi + 8 * c + 24), a3);
-                    }
-                    s[k] = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
-                }
-            }
-            const __m256 r = _mm256_mul_ps(attn_reduce8(s, batched), vscale);
-            float *out = scores + (size_t)i * sstride + jb;
-            if (m == 8) _mm256_storeu_ps(out, r);
-            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }
+    for (int i = 0; i < nq;) {
+        const float *qi = qf + (size_t)i * d;
+        float *si = scores + (size_t)i * sstride;
+        const int left = nq - i;
+        if (!batched) {
+            if (left >= 3) { scores_single3(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 3; }
+            else if (left == 2) { scores_single2(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 2; }
+            else { scores_single1(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 1; }
+        } else {
+            if (left >= 12) { scores_batched12(qi, keys, d, j0, j1, vscale, si, sstride, 1); i += 12; }
+            else if (left >= 4) { scores_batched4(qi, keys, d, j0, j1, vscale, si, sstride, 1); i += 4; }
+            else { scores_batched1(qi, keys, d, j0, j1, vscale, si, sstride, 1); i += 1; }
         }
     }
 }
 
-// Dims [c0, c0 + 32·groups) of out[i] = Σ_j p[i][j]·v_j over rows [0, count); p rows zero-padded to a multiple of 64.
+// Products with value rows of NQ probability rows, for one lane (rows j ≡ l mod lanes) and 32 output
+// dimensions: a[i][u] += v_j[8u..8u+8) · p_i[j], the value row converted once for all queries.
+#define RK_PV_GROUP(NAME, NQ)                                                                                     \
+RK_AVX2 static void NAME(const float *p, size_t pstride, const uint16_t *values, int d, int j0, int j1, int lanes, \
+                         __m256 *acc, size_t astride) {                                                         \
+    __m256 a[NQ][4];                                                                                            \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) a[i][u] = acc[(size_t)i * astride + (size_t)u * lanes]; \
+    for (int j = j0; j < j1; j += lanes) {                                                                      \
+        const uint16_t *v = values + (size_t)j * d;                                                             \
+        for (int h = 0; h < 4; h += 2) {   /* two chunks at a time: 12 accumulators + 3 registers fit in 16 */ \
+            const __m256 v0 = load_half8(v + 8 * h), v1 = load_half8(v + 8 * h + 8);                            \
+            for (int i = 0; i < NQ; i++) {                                                                      \
+                const __m256 pj = _mm256_broadcast_ss(p + (size_t)i * pstride + j);                             \
+                a[i][h] = _mm256_fmadd_ps(v0, pj, a[i][h]);                                                     \
+                a[i][h + 1] = _mm256_fmadd_ps(v1, pj, a[i][h + 1]);                                             \
+            }                                                                                                   \
+        }                                                                                                       \
+    }                                                                                                           \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) acc[(size_t)i * astride + (size_t)u * lanes] = a[i][u]; \
+}
+RK_PV_GROUP(pv_group1, 1)
+RK_PV_GROUP(pv_group2, 2)
+RK_PV_GROUP(pv_group3, 3)
+
+// Dims [c0, c1) of out[i] = Σ_j p[i][j]·v_j over rows [0, count) (c0, c1 multiples of 32). Tiles of rows
+// stay in cache while every lane and query group passes over them; rows past count are skipped (they
+// would add a zero probability times a zero row).
 RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                                  int c0, int c1, float *out, size_t ostride, int batched) {
-    enum { TILE = 64 };
+    enum { TILE = 512 };
     const int lanes = batched ? 8 : 32, width = c1 - c0, nc = width / 8;
-    float *vf = attn_scratch(1, (size_t)TILE * width);
-    __m256 *A = (__m256 *)attn_scratch(2, (size_t)nq * nc * lanes * 8);   // A[i][chunk][lane]
-    for (size_t z = 0; z < (size_t)nq * nc * lanes; z++) A[z] = _mm256_setzero_ps();
+    __m256 *A = (__m256 *)attn_scratch(1, (size_t)nq * nc * lanes * 8);   // A[i][chunk][lane]
+    const size_t astride = (size_t)nc * lanes;
+    for (size_t z = 0; z < (size_t)nq * astride; z++) A[z] = _mm256_setzero_ps();
     for (int t0 = 0; t0 < count; t0 += TILE) {
-        const int T = count - t0 < TILE ? count - t0 : TILE;
-        const int R = (T + lanes - 1) / lanes * lanes;   // rows run, zero rows past the end
-        for (int j = 0; j < R; j++)
-            for (int c = 0; c < width; c += 8)
-                _mm256_storeu_ps(vf + (size_t)j * width + c, j < T ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(values + (size_t)(t0 + j) * d + c0 + c)))
-                                                                    : _mm256_setzero_ps());
-        for (int i = 0; i < nq; i++) {
-            const float *pi = p + (size_t)i * pstride + t0;
-            for (int g = 0; g < nc; g += 4) {   // 4 chunks (32 dims) in registers
+        const int t1 = count - t0 < TILE ? count : t0 + TILE;
+        for (int g = 0; g < nc; g += 4)
+            for (int i = 0; i < nq;) {
+                const int n = nq - i >= 3 ? 3 : nq - i;
                 for (int l = 0; l < lanes; l++) {
-                    __m256 *a = A + ((size_t)i * nc + g) * lanes + l;
-                    __m256 a0 = a[0], a1 = a[lanes], a2 = a[2 * lanes], a3 = a[3 * lanes];
-                    for (int j = l; j < R; j += lanes) {
-                        const __m256 pj = _mm256_broadcast_ss(pi + j);
-                        const float *vj = vf + (size_t)j * width + 8 * g;
-                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vj), pj, a0);
-                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 8), pj, a1);
-                        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 16), pj, a2);
-                        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(vj + 24), pj, a3);
-                    }
-                    a[0] = a0; a[lanes] = a1; a[2 * lanes] = a2; a[3 * lanes] = a3;
+                    // The lanes walk the tile with a 32-row stride, which defeats the hardware prefetcher:
+                    // fetch the next tile's rows in order meanwhile, TILE / lanes of them per lane.
+                    for (int r = t0 + TILE + l * (TILE / lanes), r1 = r + TILE / lanes; r < r1 && r < count; r++)
+                        _mm_prefetch((const char *)(values + (size_t)r * d + c0 + 8 * g), _MM_HINT_T1);
+                    const float *pi = p + (size_t)i * pstride;
+                    __m256 *a = A + (size_t)i * astride + (size_t)g * lanes + l;
+                    const uint16_t *v = values + c0 + 8 * g;
+                    if (n == 3) pv_group3(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
+                    else if (n == 2) pv_group2(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
+                    else pv_group1(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
                 }
+                i += n;
             }
-        }
     }
     for (int i = 0; i < nq; i++)
         for (int c = 0; c < nc; c++) {
-            const __m256 *a = A + ((size_t)i * nc + c) * lanes;
+            const __m256 *a = A + (size_t)i * astride + (size_t)c * lanes;
             __m256 s[8];
             for (int l = 0; l < 8; l++)
                 s[l] = batched ? a[l] : _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));

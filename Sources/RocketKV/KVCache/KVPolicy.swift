@@ -136,7 +136,7 @@ public func causalAttention(_ input: AttentionInput, streams: [KVStream], visibl
 public func decodeAttention(query: UnsafePointer<Float>, streams: [KVStream], count: Int, shape: AttentionShape,
                             output: UnsafeMutablePointer<Float>) {
     let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads
-    if count < 1024 || d % 64 != 0 {
+    if count < 256 || d % 64 != 0 {
         ThreadPool.parallelFor(kvHeads) { range in
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
                 for i in 0..<g { counts[i] = Int32(count) }
