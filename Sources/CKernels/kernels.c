@@ -336,6 +336,12 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
     __m256 summv = _mm256_setzero_ps();                                                                           \
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
     for (int b = 0; b < nb; b++) {                                                                                \
+        if (TT == 1) { /* decode: fetch the rows two tiles ahead, too short a stream for the hardware prefetcher */ \
+            const char *ahead = w + (size_t)2 * TR * wstride;                                                     \
+            const size_t span = (size_t)TR * wstride;                                                             \
+            for (size_t o = (span * b / nb) & ~(size_t)63; o < span * (b + 1) / nb; o += 64)                      \
+                _mm_prefetch(ahead + o, _MM_HINT_T0);                                                             \
+        }                                                                                                         \
         __m256i qw[TR]; __m256 dw[TR]; float mw[TR];                                                              \
         for (int i = 0; i < TR; i++) {                                                                            \
             const WBLOCK *wb = (const WBLOCK *)(w + (size_t)i * wstride) + b;                                     \
