@@ -285,6 +285,29 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A group's heads over shared, gathered slots give each head's `sparse` result bit for bit.
+    func testSparseGroupIsBitExactWithSparsePerHead() {
+        for (d, heads, batched) in [(64, 3, false), (128, 4, false), (48, 2, true)] {
+            let stream = KVStream(headDim: d)
+            for t in 0..<700 { stream.append(key: randomFloats(d, scale: 3), value: randomFloats(d), position: t) }
+            let slots = (0..<150).map { _ in Int32.random(in: 0..<700) }
+            let queries = randomFloats(heads * d, scale: 3)
+            forEachPath { path in
+                var group = [Float](repeating: .nan, count: heads * d), single = group
+                slots.withUnsafeBufferPointer { s in
+                    Attention.sparseGroup(queries: queries, heads: heads, stream: stream, slots: s, scale: 0.1, output: &group, batched: batched)
+                    single.withUnsafeMutableBufferPointer { out in
+                        for h in 0..<heads {
+                            Attention.sparse(query: Array(queries[(h * d)..<((h + 1) * d)]), stream: stream, slots: s, scale: 0.1,
+                                             output: out.baseAddress! + h * d, batched: batched)
+                        }
+                    }
+                }
+                XCTAssertEqual(group.map(\.bitPattern), single.map(\.bitPattern), "\(path) d \(d) heads \(heads)")
+            }
+        }
+    }
+
     func testAttentionMatchesReference() {
         let d = 64, n = 37
         let stream = KVStream(headDim: d)

@@ -19,6 +19,25 @@ public enum Attention {
         attend(query: query, stream: stream, slots: slots.baseAddress, count: slots.count, scale: scale, output: output, batched: batched)
     }
 
+    /// `sparse` for the `heads` query heads of one KV group sharing the same slots (`queries`/`output`:
+    /// `[heads][headDim]`): the selected rows are gathered once and every key and value is converted once
+    /// for the whole group. Bit-identical to `sparse` per head.
+    public static func sparseGroup(queries: UnsafePointer<Float>, heads: Int, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
+                                   scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
+        let d = stream.headDim, n = slots.count
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
+            let keys = rows.baseAddress!, values = keys + n * d
+            for (i, slot) in slots.enumerated() {
+                (keys + i * d).update(from: stream.keys + Int(slot) * d, count: d)
+                (values + i * d).update(from: stream.values + Int(slot) * d, count: d)
+            }
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
+                counts.initialize(repeating: Int32(n))
+                rk_attn_causal(queries, d, counts.baseAddress!, Int32(heads), keys, values, Int32(d), scale, output, d, batched ? 1 : 0)
+            }
+        }
+    }
+
     private static func attend(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafePointer<Int32>?, count: Int,
                                scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool) {
         let d = stream.headDim

@@ -223,16 +223,13 @@ public enum HSA {
     }
 
     /// Exact attention of the group's query heads over the selected slots of `stream` (§4.3 step 10), in
-    /// llama.cpp's decode arithmetic (`Attention.sparse`).
+    /// llama.cpp's decode arithmetic (`Attention.sparseGroup`).
     public static func attend(queries: UnsafePointer<Float>, groupSize G: Int, stream: KVStream, slots: [Int32],
                               scale: Float, output: UnsafeMutablePointer<Float>) {
-        let d = stream.headDim
         // The single-token summation order needs rows of a multiple of 32 values; use the batched one otherwise.
-        let batched = d % 32 != 0
+        let batched = stream.headDim % 32 != 0
         slots.withUnsafeBufferPointer { s in
-            for h in 0..<G {
-                Attention.sparse(query: queries + h * d, stream: stream, slots: s, scale: scale, output: output + h * d, batched: batched)
-            }
+            Attention.sparseGroup(queries: queries, heads: G, stream: stream, slots: s, scale: scale, output: output, batched: batched)
         }
     }
 
