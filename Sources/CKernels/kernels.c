@@ -286,14 +286,17 @@ RK_AVX2 static float dot_f16_f32_avx2(const uint16_t *a, const float *b, int n) 
     return s;
 }
 
-RK_AVX2 static void axpy_f16_avx2(float a, const uint16_t *x, float *y, int n) {
-    __m256 va = _mm256_set1_ps(a);
+RK_AVX2 static void axpy_f16_avx2(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, vx, _mm256_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8) {   // each 8 values of x converted once for every row
+        const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
+        for (int r = 0; r < rows; r++) {
+            float *yr = y + (size_t)r * ystride;
+            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(_mm256_set1_ps(a[r]), vx, _mm256_loadu_ps(yr + i)));
+        }
     }
-    for (; i < n; i++) y[i] += a * half_to_float_avx(x[i]);
+    for (; i < n; i++)
+        for (int r = 0; r < rows; r++) y[(size_t)r * ystride + i] = fmaf(a[r], half_to_float_avx(x[i]), y[(size_t)r * ystride + i]);
 }
 
 RK_AVX2 static void f32_to_f16_avx2(const float *x, uint16_t *y, int n) {
@@ -464,11 +467,12 @@ float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x) { return DISPATC
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
-void rk_axpy_f16(float a, const uint16_t *x, float *y, int n) {
+void rk_axpy_f16(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n) {
 #if RK_X86
-    if (rk_simd_level()) { axpy_f16_avx2(a, x, y, n); return; }
+    if (rk_simd_level()) { axpy_f16_avx2(a, rows, x, y, ystride, n); return; }
 #endif
-    for (int i = 0; i < n; i++) y[i] += a * half_to_float(x[i]);
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < n; i++) y[(size_t)r * ystride + i] = fmaf(a[r], half_to_float(x[i]), y[(size_t)r * ystride + i]);
 }
 
 void rk_f32_to_f16(const float *x, uint16_t *y, int n) {

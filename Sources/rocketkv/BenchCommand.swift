@@ -64,36 +64,37 @@ struct BenchCommand: ParsableCommand {
         printError(String(format: "read bandwidth: %.1f GB/s", bandwidth / 1e9))
 
         let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
-        var rows: [[String: Any]] = []
-        if !json { printTableHeader() }
-        for (index, (method, budget, context)) in configs.enumerated() {
-            var runs: [[String: Any]] = []
-            var failure: String?
-            for rep in 0..<repetitions {
-                let label = "[\(index + 1)/\(configs.count)] \(method)\(budget.map { " budget \($0)" } ?? "") context \(context): run \(rep + 1)/\(repetitions)"
+        // Repetitions are interleaved (every configuration once, then again): on a shared machine the load
+        // drifts over minutes, and interleaving lets every configuration see the same mix of it.
+        var runs = [[[String: Any]]](repeating: [], count: configs.count)
+        var failures = [String?](repeating: nil, count: configs.count)
+        for rep in 0..<repetitions {
+            for (index, (method, budget, context)) in configs.enumerated() where failures[index] == nil {
+                let label = "run \(rep + 1)/\(repetitions), [\(index + 1)/\(configs.count)] \(method)\(budget.map { " budget \($0)" } ?? "") context \(context)"
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(label)".utf8))
                 do {
-                    runs.append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount))
+                    runs[index].append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount))
                 } catch {
-                    failure = "\(error)"
-                    break
+                    failures[index] = "\(error)"
                 }
             }
-            FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
-            if let failure {
+        }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        if !json { printTableHeader() }
+        for (index, (method, budget, context)) in configs.enumerated() {
+            if let failure = failures[index] {
                 printError("\(method) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
                 continue
             }
-            let row = summarize(runs, method: method, budget: budget, context: context, bandwidth: bandwidth, threads: threadCount)
-            rows.append(row)
+            let row = summarize(runs[index], method: method, budget: budget, context: context, bandwidth: bandwidth, threads: threadCount)
             if json {
                 let data = try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 printTableRow(row)
             }
-            fflush(stdout)
         }
+        fflush(stdout)
         if !json {
             print(String(format: "read bandwidth %.1f GB/s (%d threads); bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
                          bandwidth / 1e9, threadCount, repetitions))

@@ -234,9 +234,12 @@ final class KernelTests: XCTestCase {
             let expected = zip(a, b).reduce(Float(0)) { $0 + Float(Float16($1.0)) * $1.1 }
             XCTAssertEqual(rk_dot_f16_f32(ah, b, 77), expected, accuracy: 1e-4, path)
             XCTAssertEqual(rk_dot_f32(a, b, 77), zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }, accuracy: 1e-4, path)
-            var y = b
-            rk_axpy_f16(0.5, ah, &y, 77)
-            for i in 0..<77 { XCTAssertEqual(y[i], b[i] + 0.5 * Float(Float16(a[i])), accuracy: 1e-6, path) }
+            var y = b + b.reversed()
+            rk_axpy_f16([0.5, -1.25], 2, ah, &y, 77, 77)
+            for i in 0..<77 {
+                XCTAssertEqual(y[i], b[i].addingProduct(0.5, Float(Float16(a[i]))), path)
+                XCTAssertEqual(y[77 + i], b[76 - i].addingProduct(-1.25, Float(Float16(a[i]))), path)
+            }
         }
     }
 

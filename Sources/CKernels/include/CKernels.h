@@ -39,8 +39,8 @@ int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
 float rk_dot_f32(const float *a, const float *b, int n);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
-/// y += a * x, x in f16.
-void rk_axpy_f16(float a, const uint16_t *x, float *y, int n);
+/// y[r] += a[r] · x for `rows` rows of y (stride `ystride`), x in f16; every step a fused multiply-add.
+void rk_axpy_f16(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);
 void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 

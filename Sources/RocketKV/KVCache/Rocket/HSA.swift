@@ -167,21 +167,27 @@ public enum HSA {
         let dims = ranked(a, KVSelect.topIndices(a, min(max(1, k1), d)))
         let positive = dims.map { sum[$0] > 0 }
         // Steps 3–5: page logits per head from the sign-selected strips, and temperatures.
-        var scores = [[Float]](repeating: [Float](repeating: 0, count: pages), count: G)
+        // Each strip is read once for the whole group: scores[h][p] accumulates over the dims in rank order.
+        var flat = [Float](repeating: 0, count: G * pages), coefficients = [Float](repeating: 0, count: G)
+        flat.withUnsafeMutableBufferPointer { s in
+            for (i, dim) in dims.enumerated() {
+                for h in 0..<G { coefficients[h] = queries[h * d + dim] }
+                switch metadata.precision {
+                case .f32:
+                    let strip = metadata.strip(dim: dim, max: positive[i])
+                    for h in 0..<G {
+                        let qi = coefficients[h]
+                        for p in 0..<pages { s[h * pages + p] += qi * strip[p] }
+                    }
+                case .f16:
+                    rk_axpy_f16(coefficients, Int32(G), metadata.halfStrip(dim: dim, max: positive[i]), s.baseAddress!, pages, Int32(pages))
+                }
+            }
+        }
+        let scores = (0..<G).map { Array(flat[($0 * pages)..<(($0 + 1) * pages)]) }
         var temperatures = [Float](repeating: 1, count: G)
         for h in 0..<G {
             let q = queries + h * d
-            scores[h].withUnsafeMutableBufferPointer { s in
-                for (i, dim) in dims.enumerated() {
-                    switch metadata.precision {
-                    case .f32:
-                        let strip = metadata.strip(dim: dim, max: positive[i]), qi = q[dim]
-                        for p in 0..<pages { s[p] += qi * strip[p] }
-                    case .f16:
-                        rk_axpy_f16(q[dim], metadata.halfStrip(dim: dim, max: positive[i]), s.baseAddress!, Int32(pages))
-                    }
-                }
-            }
             var selected: Float = 0, total: Float = 0
             for dim in dims { selected += abs(q[dim]) }
             for i in 0..<d { total += abs(q[i]) }
