@@ -1017,3 +1017,36 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], (int)pstride);
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, 0, d, out, ostride, batched);
 }
+
+// ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----
+static inline float rank_key(const float *v, int32_t i) { return v[i] != v[i] ? -INFINITY : v[i]; }
+static inline int ranks_before(const float *v, int32_t a, int32_t b) {
+    const float va = rank_key(v, a), vb = rank_key(v, b);
+    return va > vb || (va == vb && a < b);
+}
+// Min-heap by rank (the worst of the heap at its root).
+static void sift_worst_down(const float *v, int32_t *h, int size, int i) {
+    for (;;) {
+        const int l = 2 * i + 1, r = l + 1;
+        int w = i;
+        if (l < size && ranks_before(v, h[w], h[l])) w = l;
+        if (r < size && ranks_before(v, h[w], h[r])) w = r;
+        if (w == i) return;
+        const int32_t t = h[i]; h[i] = h[w]; h[w] = t;
+        i = w;
+    }
+}
+
+int rk_top_indices(const float *values, int n, int k, int32_t *out) {
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    for (int i = 0; i < k; i++) out[i] = i;
+    for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(values, out, k, i);
+    for (int i = k; i < n; i++)
+        if (ranks_before(values, i, out[0])) { out[0] = i; sift_worst_down(values, out, k, 0); }
+    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
+        const int32_t t = out[0]; out[0] = out[m]; out[m] = t;
+        sift_worst_down(values, out, m, 0);
+    }
+    return k;
+}

@@ -17,6 +17,16 @@ final class BaselineTests: XCTestCase {
             let values = (0..<50).map { _ -> Float in state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 60) }
             XCTAssertEqual(KVSelect.topIndices(values, 13), referenceTop(values.map(Double.init), 13))
         }
+        // Best-first order against a full sort, with many ties and a few NaNs, every k.
+        for n in [1, 2, 7, 64, 480] {
+            var values = (0..<n).map { _ -> Float in state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 61) }
+            if n > 2 { values[n / 2] = .nan }
+            let key = { (i: Int) -> Float in values[i].isNaN ? -.infinity : values[i] }
+            let order = values.indices.sorted { key($0) > key($1) || (key($0) == key($1) && $0 < $1) }
+            for k in Set([0, 1, n / 3, n - 1, n, n + 5]) {
+                XCTAssertEqual(KVSelect.rankedTop(values, k), Array(order.prefix(max(0, k))), "n \(n) k \(k)")
+            }
+        }
     }
 
     func testExactTopK() {

@@ -37,6 +37,9 @@ int rk_matmul_float(int type, const void *w, size_t wstride, int r0, int r1,
                     const float *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
 
 float rk_dot_f32(const float *a, const float *b, int n);
+/// Indices of the `k` largest of `values[0..<n]` into `out`, best first (larger value, then lower index; NaN
+/// ranks as -inf). Returns min(k, n).
+int rk_top_indices(const float *values, int n, int k, int32_t *out);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r] += a[r] · x for `rows` rows of y (stride `ystride`), x in f16; every step a fused multiply-add.

@@ -12,35 +12,20 @@ public enum KVSelect {
     /// Indices of the `k` largest of `values` (value descending, ties to the lower index; NaN counts as −∞),
     /// returned in ascending index order. `k ≥ count` selects everything.
     public static func topIndices(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
-        let n = values.count
-        if k >= n { return Array(0..<n) }
-        if k <= 0 { return [] }
-        @inline(__always) func key(_ i: Int) -> Float { let v = values[i]; return v.isNaN ? -.infinity : v }
-        // `better(a, b)`: a ranks before b.
-        @inline(__always) func better(_ a: Int, _ b: Int) -> Bool {
-            let va = key(a), vb = key(b)
-            return va > vb || (va == vb && a < b)
-        }
-        // Min-heap (worst at the root) of the best k seen so far.
-        var heap = [Int](0..<k)
-        func siftDown(_ start: Int) {
-            var i = start
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var worst = i
-                if l < k && better(heap[worst], heap[l]) { worst = l }
-                if r < k && better(heap[worst], heap[r]) { worst = r }
-                if worst == i { return }
-                heap.swapAt(i, worst)
-                i = worst
-            }
-        }
-        for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
-        for i in k..<n where better(i, heap[0]) {
-            heap[0] = i
-            siftDown(0)
-        }
-        return heap.sorted()
+        rankedTop(values, k).sorted()
+    }
+
+    /// The same `k` indices, best first.
+    public static func rankedTop(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
+        let k = max(0, min(k, values.count))
+        guard k > 0 else { return [] }
+        return [Int32](unsafeUninitializedCapacity: k) { out, initialized in
+            initialized = Int(rk_top_indices(values.baseAddress!, Int32(values.count), Int32(k), out.baseAddress!))
+        }.map(Int.init)
+    }
+
+    public static func rankedTop(_ values: [Float], _ k: Int) -> [Int] {
+        values.withUnsafeBufferPointer { rankedTop($0, k) }
     }
 
     public static func topIndices(_ values: [Float], _ k: Int) -> [Int] {

@@ -164,7 +164,7 @@ public enum HSA {
             let q = queries + h * d
             for i in 0..<d { a[i] += abs(q[i]); sum[i] += q[i] }
         }
-        let dims = ranked(a, KVSelect.topIndices(a, min(max(1, k1), d)))
+        let dims = KVSelect.rankedTop(a, min(max(1, k1), d))
         let positive = dims.map { sum[$0] > 0 }
         // Steps 3–5: page logits per head from the sign-selected strips, and temperatures.
         // Each strip is read once for the whole group: scores[h][p] accumulates over the dims in rank order.
@@ -211,7 +211,7 @@ public enum HSA {
         // Step 9: top-k2 tokens = whole pages by score, lowest slots of a partial page. Only the best
         // ⌈k2/P⌉ + 1 pages can be needed (one more in case the last, partial page is among them).
         let want = min(k2, N)
-        let order = ranked(omega, KVSelect.topIndices(omega, min(pages, (want + metadata.pageSize - 1) / metadata.pageSize + 1)))
+        let order = KVSelect.rankedTop(omega, min(pages, (want + metadata.pageSize - 1) / metadata.pageSize + 1))
         var slots: [Int32] = []
         slots.reserveCapacity(want)
         for p in order where slots.count < want {
@@ -221,11 +221,6 @@ public enum HSA {
         }
         return HSASelection(slots: slots, dims: dims, positive: positive, pageScores: scores, temperatures: temperatures,
                             pageProbabilities: omega, pageOrder: order)
-    }
-
-    /// `indices` ordered by `values` descending, ties to the lower index.
-    private static func ranked(_ values: [Float], _ indices: [Int]) -> [Int] {
-        indices.sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }
     }
 
     /// Exact attention of the group's query heads over the selected slots of `stream` (§4.3 step 10), in
