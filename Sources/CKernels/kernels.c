@@ -340,9 +340,8 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
     for (int b = 0; b < nb; b++) {                                                                                \
         if (TT == 1) { /* decode: fetch the rows two tiles ahead, too short a stream for the hardware prefetcher */ \
-            const char *ahead = w + (size_t)2 * TR * wstride;                                                     \
-            const size_t span = (size_t)TR * wstride;                                                             \
-            for (size_t o = (span * b / nb) & ~(size_t)63; o < span * (b + 1) / nb; o += 64)                      \
+            const char *ahead = w + (size_t)2 * TR * wstride;   /* rows are nb blocks: TR blocks' bytes per step */ \
+            for (size_t o = (size_t)b * TR * sizeof(WBLOCK) & ~(size_t)63; o < (size_t)(b + 1) * TR * sizeof(WBLOCK); o += 64) \
                 _mm_prefetch(ahead + o, _MM_HINT_T0);                                                             \
         }                                                                                                         \
         __m256i qw[TR]; __m256 dw[TR]; float mw[TR];                                                              \
@@ -935,7 +934,8 @@ RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int cou
                 for (int l = 0; l < lanes; l++) {
                     // The lanes walk the tile with a 32-row stride, which defeats the hardware prefetcher:
                     // fetch the next tile's rows in order meanwhile, TILE / lanes of them per lane.
-                    for (int r = t0 + TILE + l * (TILE / lanes), r1 = r + TILE / lanes; r < r1 && r < count; r++)
+                    // (Once per tile and chunk group, not again for each further query group.)
+                    for (int r = t0 + TILE + l * (TILE / lanes), r1 = r + TILE / lanes; i == 0 && r < r1 && r < count; r++)
                         _mm_prefetch((const char *)(values + (size_t)r * d + c0 + 8 * g), _MM_HINT_T1);
                     const float *pi = p + (size_t)i * pstride;
                     __m256 *a = A + (size_t)i * astride + (size_t)g * lanes + l;
