@@ -896,9 +896,9 @@ RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, con
 // dimensions: a[i][u] += v_j[8u..8u+8) · p_i[j], the value row converted once for all queries.
 #define RK_PV_GROUP(NAME, NQ)                                                                                     \
 RK_AVX2 static void NAME(const float *p, size_t pstride, const uint16_t *values, int d, int j0, int j1, int lanes, \
-                         __m256 *acc, size_t astride) {                                                         \
+                         float *acc, size_t astride, int fresh) {                                                         \
     __m256 a[NQ][4];                                                                                            \
-    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) a[i][u] = acc[(size_t)i * astride + (size_t)u * lanes]; \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) a[i][u] = fresh ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + 8 * ((size_t)i * astride + (size_t)u * lanes)); \
     for (int j = j0; j < j1; j += lanes) {                                                                      \
         const uint16_t *v = values + (size_t)j * d;                                                             \
         for (int h = 0; h < 4; h += 2) {   /* two chunks at a time: 12 accumulators + 3 registers fit in 16 */ \
@@ -910,55 +910,72 @@ RK_AVX2 static void NAME(const float *p, size_t pstride, const uint16_t *values,
             }                                                                                                   \
         }                                                                                                       \
     }                                                                                                           \
-    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) acc[(size_t)i * astride + (size_t)u * lanes] = a[i][u]; \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < 4; u++) _mm256_storeu_ps(acc + 8 * ((size_t)i * astride + (size_t)u * lanes), a[i][u]); \
 }
 RK_PV_GROUP(pv_group1, 1)
 RK_PV_GROUP(pv_group2, 2)
 RK_PV_GROUP(pv_group3, 3)
 
-// Dims [c0, c1) of out[i] = Σ_j p[i][j]·v_j over rows [0, count) (c0, c1 multiples of 32). Tiles of rows
-// stay in cache while every lane and query group passes over them; rows past count are skipped (they
-// would add a zero probability times a zero row).
-RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
-                                 int c0, int c1, float *out, size_t ostride, int batched) {
+// P·V accumulators over the rows of lanes [l0, l1) of `lanes` (lane = row mod lanes): A[i][chunk][lane]
+// holds one 8-float accumulator of dims 8·chunk…, the FMA chain of that lane in row order. Tiles of rows
+// stay in cache while every lane and query group passes over them; rows past count are skipped (they would
+// add a zero probability times a zero row).
+RK_AVX2 static void attn_pv_lanes_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                                       int lanes, int l0, int l1, float *A) {
     enum { TILE = 512 };
-    const int lanes = batched ? 8 : 32, width = c1 - c0, nc = width / 8;
-    __m256 *A = (__m256 *)attn_scratch(1, (size_t)nq * nc * lanes * 8);   // A[i][chunk][lane]
+    const int nc = d / 8, span = l1 - l0;
     const size_t astride = (size_t)nc * lanes;
-    for (size_t z = 0; z < (size_t)nq * astride; z++) A[z] = _mm256_setzero_ps();
-    for (int t0 = 0; t0 < count; t0 += TILE) {
+    for (int t0 = 0; t0 == 0 || t0 < count; t0 += TILE) {   // the first tile sets the accumulators, even when empty
         const int t1 = count - t0 < TILE ? count : t0 + TILE;
         for (int g = 0; g < nc; g += 4)
             for (int i = 0; i < nq;) {
                 const int n = nq - i >= 3 ? 3 : nq - i;
-                for (int l = 0; l < lanes; l++) {
-                    // The lanes walk the tile with a 32-row stride, which defeats the hardware prefetcher:
-                    // fetch the next tile's rows in order meanwhile, TILE / lanes of them per lane.
-                    // (Once per tile and chunk group, not again for each further query group.)
-                    for (int r = t0 + TILE + l * (TILE / lanes), r1 = r + TILE / lanes; i == 0 && r < r1 && r < count; r++)
-                        _mm_prefetch((const char *)(values + (size_t)r * d + c0 + 8 * g), _MM_HINT_T1);
+                int ahead = t0 + TILE + l0, col = 0;   // next tile's rows of these lanes, in row order
+                for (int l = l0; l < l1; l++) {
+                    // A lane walks the tile with a `lanes`-row stride, which defeats the hardware prefetcher:
+                    // meanwhile fetch TILE / lanes of the next tile's rows (once per tile and chunk group, not
+                    // again for each further query group).
+                    for (int k = 0; i == 0 && k < TILE / lanes && ahead < count; k++) {
+                        _mm_prefetch((const char *)(values + (size_t)ahead * d + 8 * g), _MM_HINT_T1);
+                        if (++col == span) { col = 0; ahead += lanes - span + 1; } else ahead++;
+                    }
                     const float *pi = p + (size_t)i * pstride;
-                    __m256 *a = A + (size_t)i * astride + (size_t)g * lanes + l;
-                    const uint16_t *v = values + c0 + 8 * g;
-                    if (n == 3) pv_group3(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
-                    else if (n == 2) pv_group2(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
-                    else pv_group1(pi, pstride, v, d, t0 + l, t1, lanes, a, astride);
+                    float *a = A + 8 * ((size_t)i * astride + (size_t)g * lanes + l);
+                    const uint16_t *v = values + 8 * g;
+                    if (n == 3) pv_group3(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
+                    else if (n == 2) pv_group2(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
+                    else pv_group1(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
                 }
                 i += n;
             }
     }
+}
+
+// out[i][0..<d] from the accumulators of all lanes, summed in ggml's reduction order.
+RK_AVX2 static void attn_pv_reduce_avx2(const float *A, int nq, int d, int lanes, float *out, size_t ostride) {
+    const int nc = d / 8, batched = lanes == 8;
     for (int i = 0; i < nq; i++)
         for (int c = 0; c < nc; c++) {
-            const __m256 *a = A + (size_t)i * astride + (size_t)c * lanes;
+            const float *a = A + 8 * ((size_t)i * nc + c) * lanes;
+#define LANE(l) _mm256_loadu_ps(a + 8 * (l))
             __m256 s[8];
             for (int l = 0; l < 8; l++)
-                s[l] = batched ? a[l] : _mm256_add_ps(_mm256_add_ps(a[l], a[16 + l]), _mm256_add_ps(a[8 + l], a[24 + l]));
+                s[l] = batched ? LANE(l) : _mm256_add_ps(_mm256_add_ps(LANE(l), LANE(16 + l)), _mm256_add_ps(LANE(8 + l), LANE(24 + l)));
+#undef LANE
             const __m256 u0 = _mm256_add_ps(s[0], s[4]), u1 = _mm256_add_ps(s[1], s[5]);
             const __m256 u2 = _mm256_add_ps(s[2], s[6]), u3 = _mm256_add_ps(s[3], s[7]);
             const __m256 r = batched ? _mm256_add_ps(_mm256_add_ps(u0, u2), _mm256_add_ps(u1, u3))
                                      : _mm256_add_ps(_mm256_add_ps(u0, u1), _mm256_add_ps(u2, u3));
-            _mm256_storeu_ps(out + (size_t)i * ostride + c0 + 8 * c, r);
+            _mm256_storeu_ps(out + (size_t)i * ostride + 8 * c, r);
         }
+}
+
+RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                                 float *out, size_t ostride, int batched) {
+    const int lanes = batched ? 8 : 32;
+    float *A = attn_scratch(1, (size_t)nq * d * lanes);
+    attn_pv_lanes_avx2(p, pstride, nq, count, values, d, lanes, 0, lanes, A);
+    attn_pv_reduce_avx2(A, nq, d, lanes, out, ostride);
 }
 #endif
 
@@ -987,22 +1004,62 @@ void rk_attn_probs(float *x, int n, int padded) {
     for (int i = n; i < padded; i++) x[i] = 0;
 }
 
-void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d, int c0, int c1,
+void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                 float *out, size_t ostride, int batched) {
 #if RK_X86
-    if (rk_simd_level() && d % 32 == 0 && c0 % 32 == 0 && c1 % 32 == 0) {
-        attn_pv_avx2(p, pstride, nq, count, values, d, c0, c1, out, ostride, batched);
+    if (rk_simd_level() && d % 32 == 0) {
+        attn_pv_avx2(p, pstride, nq, count, values, d, out, ostride, batched);
         return;
     }
 #endif
     uint16_t *ph = (uint16_t *)malloc(sizeof(uint16_t) * (count > 0 ? count : 1));
-    float *full = (float *)malloc(sizeof(float) * d);
     for (int i = 0; i < nq; i++) {
         for (int j = 0; j < count; j++) ph[j] = float_to_half(p[(size_t)i * pstride + j]);
-        attn_values_portable(ph, values, NULL, count, d, full, batched);
-        for (int c = c0; c < c1; c++) out[(size_t)i * ostride + c] = full[c];
+        attn_values_portable(ph, values, NULL, count, d, out + (size_t)i * ostride, batched);
     }
-    free(ph); free(full);
+    free(ph);
+}
+
+// The portable twins keep the AVX2 layout, A[i][d / 8][32][8], and attn_values_portable's arithmetic.
+static void attn_pv_lanes_portable(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                                   int l0, int l1, float *A) {
+    const int nc = d / 8;
+    for (int i = 0; i < nq; i++)
+        for (int l = l0; l < l1; l++) {
+            float *a = A + 8 * ((size_t)i * nc * 32 + l);   // chunk c at a + 8·32·c
+            for (int c = 0; c < nc; c++) for (int e = 0; e < 8; e++) a[256 * c + e] = 0;
+            for (int j = l; j < count; j += 32) {
+                const float pj = p[(size_t)i * pstride + j];
+                for (int x = 0; x < d; x++)
+                    a[256 * (x / 8) + x % 8] = fmaf(half_to_float(values[(size_t)j * d + x]), pj, a[256 * (x / 8) + x % 8]);
+            }
+        }
+}
+
+static void attn_pv_reduce_portable(const float *A, int nq, int d, float *out, size_t ostride) {
+    const int nc = d / 8;
+    for (int i = 0; i < nq; i++)
+        for (int x = 0; x < d; x++) {
+            const float *a = A + 8 * ((size_t)i * nc + x / 8) * 32 + x % 8;   // lane l at a[8·l]
+            float s[8];
+            for (int l = 0; l < 8; l++) s[l] = (a[8 * l] + a[8 * (16 + l)]) + (a[8 * (8 + l)] + a[8 * (24 + l)]);
+            out[(size_t)i * ostride + x] = hsum8_single(s);
+        }
+}
+
+void rk_attn_pv_lanes(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                      int lane0, int lane1, float *acc) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0) { attn_pv_lanes_avx2(p, pstride, nq, count, values, d, 32, lane0, lane1, acc); return; }
+#endif
+    attn_pv_lanes_portable(p, pstride, nq, count, values, d, lane0, lane1, acc);
+}
+
+void rk_attn_pv_reduce(const float *acc, int nq, int d, float *out, size_t ostride) {
+#if RK_X86
+    if (rk_simd_level() && d % 32 == 0) { attn_pv_reduce_avx2(acc, nq, d, 32, out, ostride); return; }
+#endif
+    attn_pv_reduce_portable(acc, nq, d, out, ostride);
 }
 
 void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
@@ -1015,7 +1072,7 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     if ((size_t)nq * pstride > scap) { free(sbuf); scap = (size_t)nq * pstride; sbuf = (float *)malloc(scap * sizeof(float)); }
     rk_attn_scores(q, qstride, nq, keys, d, 0, maxcount, scale, sbuf, pstride, batched);
     for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], (int)pstride);
-    rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, 0, d, out, ostride, batched);
+    rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 
 // ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----

@@ -171,13 +171,15 @@ final class KernelTests: XCTestCase {
     /// The multi-query attention kernels (prefill blocks and the three-phase long decode) give exactly
     /// `Attention.dense`'s bits for every query.
     /// Query groups of 1–4 heads (the kernels take 3 queries at a time in decode, 12 in prefill), both head
-    /// widths in use, every kernel path: the batched kernels agree bit for bit with one query at a time.
+    /// widths in use, KV groups whole on a thread or split between two (1 and 3 groups on 2 threads), every
+    /// kernel path: the batched kernels agree bit for bit with one query at a time.
     func testCausalAttentionIsBitExactWithPerQueryAttention() {
         ThreadPool.start(threads: 2)
         let shapes = [AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64),
                       AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 128),
                       AttentionShape(layers: 1, queryHeads: 2, kvHeads: 1, headDim: 64),
-                      AttentionShape(layers: 1, queryHeads: 2, kvHeads: 2, headDim: 32)]
+                      AttentionShape(layers: 1, queryHeads: 2, kvHeads: 2, headDim: 32),
+                      AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64)]
         for shape in shapes {
             forEachPath { path in checkCausalAttention(shape: shape, path: path) }
         }

@@ -67,10 +67,16 @@ void rk_attn_scores(const float *q, size_t qstride, int nq, const uint16_t *keys
                     float scale, float *scores, size_t sstride, int batched);
 /// Softmax of x[0..<n], each probability rounded to f16 (kept as float), zeros up to `padded`.
 void rk_attn_probs(float *x, int n, int padded);
-/// out[i·ostride + c] = Σ_{j<count} p[i·pstride + j]·v_j[c] for dims c in [c0, c1) (multiples of 32);
+/// out[i·ostride + c] = Σ_{j<count} p[i·pstride + j]·v_j[c] for all d dims;
 /// each p row zero from its own count up to count rounded up to 64.
-void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d, int c0, int c1,
+void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                 float *out, size_t ostride, int batched);
+/// rk_attn_pv in single-token order split across threads: its 32 independent accumulator lanes (lane = row
+/// mod 32) for lanes [lane0, lane1) go to acc (nq·d·32 floats, [query][d / 8][lane][8]); once every lane is
+/// filled, rk_attn_pv_reduce gives rk_attn_pv's out bit for bit.
+void rk_attn_pv_lanes(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                      int lane0, int lane1, float *acc);
+void rk_attn_pv_reduce(const float *acc, int nq, int d, float *out, size_t ostride);
 /// Scores, probabilities and values for `nq` queries of one KV head; query i sees rows [0, counts[i]).
 void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
                     const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched);
