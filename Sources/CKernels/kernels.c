@@ -286,17 +286,27 @@ RK_AVX2 static float dot_f16_f32_avx2(const uint16_t *a, const float *b, int n) 
     return s;
 }
 
-RK_AVX2 static void axpy_f16_avx2(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n) {
+RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nstrips, const float *a, int rows,
+                                          float *y, size_t ystride, int n) {
     int i = 0;
-    for (; i + 8 <= n; i += 8) {   // each 8 values of x converted once for every row
-        const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i)));
-        for (int r = 0; r < rows; r++) {
-            float *yr = y + (size_t)r * ystride;
-            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(_mm256_set1_ps(a[r]), vx, _mm256_loadu_ps(yr + i)));
+    for (; i + 8 <= n; i += 8)
+        for (int r0 = 0; r0 < rows; r0 += 4) {   // up to 4 rows' accumulators stay in registers over all strips
+            const int nr = rows - r0 < 4 ? rows - r0 : 4;
+            __m256 acc[4];
+            for (int r = 0; r < nr; r++) acc[r] = _mm256_loadu_ps(y + (size_t)(r0 + r) * ystride + i);
+            for (int s = 0; s < nstrips; s++) {
+                if (r0 == 0 && i % 32 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
+                const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(strips[s] + i)));
+                for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)s * rows + r0 + r]), vx, acc[r]);
+            }
+            for (int r = 0; r < nr; r++) _mm256_storeu_ps(y + (size_t)(r0 + r) * ystride + i, acc[r]);
         }
-    }
     for (; i < n; i++)
-        for (int r = 0; r < rows; r++) y[(size_t)r * ystride + i] = fmaf(a[r], half_to_float_avx(x[i]), y[(size_t)r * ystride + i]);
+        for (int r = 0; r < rows; r++) {
+            float acc = y[(size_t)r * ystride + i];
+            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float_avx(strips[s][i]), acc);
+            y[(size_t)r * ystride + i] = acc;
+        }
 }
 
 RK_AVX2 static void f32_to_f16_avx2(const float *x, uint16_t *y, int n) {
@@ -466,12 +476,16 @@ float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x) { return DISPATC
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
-void rk_axpy_f16(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n) {
+void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride, int n) {
 #if RK_X86
-    if (rk_simd_level()) { axpy_f16_avx2(a, rows, x, y, ystride, n); return; }
+    if (rk_simd_level()) { strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, n); return; }
 #endif
     for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) y[(size_t)r * ystride + i] = fmaf(a[r], half_to_float(x[i]), y[(size_t)r * ystride + i]);
+        for (int i = 0; i < n; i++) {
+            float acc = y[(size_t)r * ystride + i];
+            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float(strips[s][i]), acc);
+            y[(size_t)r * ystride + i] = acc;
+        }
 }
 
 void rk_f32_to_f16(const float *x, uint16_t *y, int n) {
@@ -1075,21 +1089,31 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 
-// ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----
-static inline float rank_key(const float *v, int32_t i) { return v[i] != v[i] ? -INFINITY : v[i]; }
-static inline int ranks_before(const float *v, int32_t a, int32_t b) {
-    const float va = rank_key(v, a), vb = rank_key(v, b);
-    return va > vb || (va == vb && a < b);
+void rk_prefetch(const void *p, size_t bytes) {
+    const char *c = (const char *)p;
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+    if (bytes) __builtin_prefetch(c + bytes - 1, 0, 3);
 }
-// Min-heap by rank (the worst of the heap at its root).
-static void sift_worst_down(const float *v, int32_t *h, int size, int i) {
+
+// ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----
+// Each candidate becomes one 64-bit key that orders like its rank: the value's bits mapped to an unsigned
+// order (NaN as -inf, -0 as +0) above the complemented index. The heap then compares plain integers.
+static inline uint64_t rank_key(const float *v, int32_t i) {
+    const float x = v[i] != v[i] ? -INFINITY : v[i] == 0 ? 0.0f : v[i];
+    uint32_t b;
+    memcpy(&b, &x, sizeof b);
+    const uint32_t ordered = b & 0x80000000u ? ~b : b | 0x80000000u;
+    return (uint64_t)ordered << 32 | (uint32_t)~(uint32_t)i;
+}
+// Min-heap of keys (the worst of the heap at its root).
+static void sift_worst_down(uint64_t *h, int size, int i) {
     for (;;) {
         const int l = 2 * i + 1, r = l + 1;
         int w = i;
-        if (l < size && ranks_before(v, h[w], h[l])) w = l;
-        if (r < size && ranks_before(v, h[w], h[r])) w = r;
+        if (l < size && h[l] < h[w]) w = l;
+        if (r < size && h[r] < h[w]) w = r;
         if (w == i) return;
-        const int32_t t = h[i]; h[i] = h[w]; h[w] = t;
+        const uint64_t t = h[i]; h[i] = h[w]; h[w] = t;
         i = w;
     }
 }
@@ -1097,13 +1121,18 @@ static void sift_worst_down(const float *v, int32_t *h, int size, int i) {
 int rk_top_indices(const float *values, int n, int k, int32_t *out) {
     if (k > n) k = n;
     if (k <= 0) return 0;
-    for (int i = 0; i < k; i++) out[i] = i;
-    for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(values, out, k, i);
-    for (int i = k; i < n; i++)
-        if (ranks_before(values, i, out[0])) { out[0] = i; sift_worst_down(values, out, k, 0); }
-    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
-        const int32_t t = out[0]; out[0] = out[m]; out[m] = t;
-        sift_worst_down(values, out, m, 0);
+    uint64_t *h = (uint64_t *)malloc((size_t)k * sizeof(uint64_t));
+    for (int i = 0; i < k; i++) h[i] = rank_key(values, i);
+    for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(h, k, i);
+    for (int i = k; i < n; i++) {
+        const uint64_t key = rank_key(values, i);
+        if (key > h[0]) { h[0] = key; sift_worst_down(h, k, 0); }
     }
+    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
+        const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
+        sift_worst_down(h, m, 0);
+    }
+    for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)h[i];
+    free(h);
     return k;
 }

@@ -17,10 +17,15 @@ final class BaselineTests: XCTestCase {
             let values = (0..<50).map { _ -> Float in state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 60) }
             XCTAssertEqual(KVSelect.topIndices(values, 13), referenceTop(values.map(Double.init), 13))
         }
-        // Best-first order against a full sort, with many ties and a few NaNs, every k.
+        // Best-first order against a full sort, with many ties (-0 tying with +0), negatives, infinities and
+        // NaNs, every k.
         for n in [1, 2, 7, 64, 480] {
-            var values = (0..<n).map { _ -> Float in state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(state >> 61) }
-            if n > 2 { values[n / 2] = .nan }
+            var values = (0..<n).map { _ -> Float in
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int(state >> 61) - 3)
+            }
+            if n > 2 { values[n / 2] = .nan; values[n / 3] = -0.0; values[n - 1] = -.infinity }
+            if n > 7 { values[1] = .infinity; values[5] = -.nan }
             let key = { (i: Int) -> Float in values[i].isNaN ? -.infinity : values[i] }
             let order = values.indices.sorted { key($0) > key($1) || (key($0) == key($1) && $0 < $1) }
             for k in Set([0, 1, n / 3, n - 1, n, n + 5]) {

@@ -40,10 +40,15 @@ float rk_dot_f32(const float *a, const float *b, int n);
 /// Indices of the `k` largest of `values[0..<n]` into `out`, best first (larger value, then lower index; NaN
 /// ranks as -inf). Returns min(k, n).
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
+/// Asks the CPU to bring the cache lines of [p, p + bytes) into L1 (a hint: gathers of scattered rows can then
+/// overlap their memory latencies).
+void rk_prefetch(const void *p, size_t bytes);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
-/// y[r] += a[r] · x for `rows` rows of y (stride `ystride`), x in f16; every step a fused multiply-add.
-void rk_axpy_f16(const float *a, int rows, const uint16_t *x, float *y, size_t ystride, int n);
+/// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for
+/// `rows` rows of y (stride `ystride`) and i < n; strips in f16. Each accumulator stays in a register over
+/// all strips: the sequence of operations is that of one axpy per strip.
+void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride, int n);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);
 void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 

@@ -27,6 +27,10 @@ public enum Attention {
         let d = stream.headDim, n = slots.count
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
             let keys = rows.baseAddress!, values = keys + n * d
+            for slot in slots {   // all the scattered rows in flight at once, rather than one miss after another
+                rk_prefetch(stream.keys + Int(slot) * d, d * 2)
+                rk_prefetch(stream.values + Int(slot) * d, d * 2)
+            }
             for (i, slot) in slots.enumerated() {
                 (keys + i * d).update(from: stream.keys + Int(slot) * d, count: d)
                 (values + i * d).update(from: stream.values + Int(slot) * d, count: d)

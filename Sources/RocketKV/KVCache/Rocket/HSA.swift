@@ -167,22 +167,22 @@ public enum HSA {
         let dims = KVSelect.rankedTop(a, min(max(1, k1), d))
         let positive = dims.map { sum[$0] > 0 }
         // Steps 3–5: page logits per head from the sign-selected strips, and temperatures.
-        // Each strip is read once for the whole group: scores[h][p] accumulates over the dims in rank order.
-        var flat = [Float](repeating: 0, count: G * pages), coefficients = [Float](repeating: 0, count: G)
-        flat.withUnsafeMutableBufferPointer { s in
+        // scores[h][p] accumulates over the dims in rank order; each strip is read once for the whole group,
+        // and the f16 kernel keeps a block of pages' sums in registers across all strips.
+        var flat = [Float](repeating: 0, count: G * pages)
+        switch metadata.precision {
+        case .f32:
             for (i, dim) in dims.enumerated() {
-                for h in 0..<G { coefficients[h] = queries[h * d + dim] }
-                switch metadata.precision {
-                case .f32:
-                    let strip = metadata.strip(dim: dim, max: positive[i])
-                    for h in 0..<G {
-                        let qi = coefficients[h]
-                        for p in 0..<pages { s[h * pages + p] += qi * strip[p] }
-                    }
-                case .f16:
-                    rk_axpy_f16(coefficients, Int32(G), metadata.halfStrip(dim: dim, max: positive[i]), s.baseAddress!, pages, Int32(pages))
+                let strip = metadata.strip(dim: dim, max: positive[i])
+                for h in 0..<G {
+                    let qi = queries[h * d + dim]
+                    for p in 0..<pages { flat[h * pages + p] += qi * strip[p] }
                 }
             }
+        case .f16:
+            let strips = dims.indices.map { Optional(metadata.halfStrip(dim: dims[$0], max: positive[$0])) }
+            let coefficients = dims.flatMap { dim in (0..<G).map { queries[$0 * d + dim] } }   // [strip][head]
+            rk_strip_scores_f16(strips, Int32(dims.count), coefficients, Int32(G), &flat, pages, Int32(pages))
         }
         let scores = (0..<G).map { Array(flat[($0 * pages)..<(($0 + 1) * pages)]) }
         var temperatures = [Float](repeating: 1, count: G)
