@@ -1089,10 +1089,17 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 
-void rk_prefetch(const void *p, size_t bytes) {
-    const char *c = (const char *)p;
-    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
-    if (bytes) __builtin_prefetch(c + bytes - 1, 0, 3);
+void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uint16_t *dst) {
+    enum { AHEAD = 8 };   // rows requested ahead of the copy, so that several misses are in flight at once
+    const size_t bytes = (size_t)d * sizeof(uint16_t);
+    for (int i = 0; i < n + AHEAD; i++) {
+        if (i < n) {
+            const char *row = (const char *)(src + (size_t)slots[i] * d);
+            for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
+            __builtin_prefetch(row + bytes - 1, 0, 3);
+        }
+        if (i >= AHEAD) memcpy(dst + (size_t)(i - AHEAD) * d, src + (size_t)slots[i - AHEAD] * d, bytes);
+    }
 }
 
 // ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----
@@ -1105,17 +1112,19 @@ static inline uint64_t rank_key(const float *v, int32_t i) {
     const uint32_t ordered = b & 0x80000000u ? ~b : b | 0x80000000u;
     return (uint64_t)ordered << 32 | (uint32_t)~(uint32_t)i;
 }
-// Min-heap of keys (the worst of the heap at its root).
+// Min-heap of keys (the worst of the heap at its root). Keys are distinct, so the result does not depend on how
+// the heap arranges them; the smaller child is picked without a branch.
 static void sift_worst_down(uint64_t *h, int size, int i) {
+    const uint64_t x = h[i];
     for (;;) {
-        const int l = 2 * i + 1, r = l + 1;
-        int w = i;
-        if (l < size && h[l] < h[w]) w = l;
-        if (r < size && h[r] < h[w]) w = r;
-        if (w == i) return;
-        const uint64_t t = h[i]; h[i] = h[w]; h[w] = t;
-        i = w;
+        int c = 2 * i + 1;
+        if (c >= size) break;
+        if (c + 1 < size) c += h[c + 1] < h[c];
+        if (h[c] >= x) break;
+        h[i] = h[c];
+        i = c;
     }
+    h[i] = x;
 }
 
 int rk_top_indices(const float *values, int n, int k, int32_t *out) {

@@ -40,9 +40,9 @@ float rk_dot_f32(const float *a, const float *b, int n);
 /// Indices of the `k` largest of `values[0..<n]` into `out`, best first (larger value, then lower index; NaN
 /// ranks as -inf). Returns min(k, n).
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
-/// Asks the CPU to bring the cache lines of [p, p + bytes) into L1 (a hint: gathers of scattered rows can then
-/// overlap their memory latencies).
-void rk_prefetch(const void *p, size_t bytes);
+/// dst[i] = row slots[i] of src (rows of d f16 values) for i < n, requesting rows ahead of the copy so that the
+/// misses of scattered rows overlap.
+void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uint16_t *dst);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for

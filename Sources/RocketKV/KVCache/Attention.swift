@@ -27,14 +27,8 @@ public enum Attention {
         let d = stream.headDim, n = slots.count
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
             let keys = rows.baseAddress!, values = keys + n * d
-            for slot in slots {   // all the scattered rows in flight at once, rather than one miss after another
-                rk_prefetch(stream.keys + Int(slot) * d, d * 2)
-                rk_prefetch(stream.values + Int(slot) * d, d * 2)
-            }
-            for (i, slot) in slots.enumerated() {
-                (keys + i * d).update(from: stream.keys + Int(slot) * d, count: d)
-                (values + i * d).update(from: stream.values + Int(slot) * d, count: d)
-            }
+            rk_gather_rows(stream.keys, Int32(d), slots.baseAddress, Int32(n), keys)
+            rk_gather_rows(stream.values, Int32(d), slots.baseAddress, Int32(n), values)
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
                 counts.initialize(repeating: Int32(n))
                 rk_attn_causal(queries, d, counts.baseAddress!, Int32(heads), keys, values, Int32(d), scale, output, d, batched ? 1 : 0)

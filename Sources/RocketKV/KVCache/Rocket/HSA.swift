@@ -181,10 +181,10 @@ public enum HSA {
             }
         case .f16:
             let strips = dims.indices.map { Optional(metadata.halfStrip(dim: dims[$0], max: positive[$0])) }
-            let coefficients = dims.flatMap { dim in (0..<G).map { queries[$0 * d + dim] } }   // [strip][head]
+            var coefficients = [Float](repeating: 0, count: dims.count * G)   // [strip][head]
+            for (i, dim) in dims.enumerated() { for h in 0..<G { coefficients[i * G + h] = queries[h * d + dim] } }
             rk_strip_scores_f16(strips, Int32(dims.count), coefficients, Int32(G), &flat, pages, Int32(pages))
         }
-        let scores = (0..<G).map { Array(flat[($0 * pages)..<(($0 + 1) * pages)]) }
         var temperatures = [Float](repeating: 1, count: G)
         for h in 0..<G {
             let q = queries + h * d
@@ -194,19 +194,18 @@ public enum HSA {
             temperatures[h] = total > 0 ? (Float(d) * selected / total).squareRoot() : Float(d).squareRoot()
         }
         // Steps 6–8: per-token softmax per head done per page, then the group mean.
-        var omega = [Float](repeating: 0, count: pages)
-        for h in 0..<G {
-            let inv = 1 / temperatures[h]
-            var m = -Float.infinity
-            for p in 0..<pages { m = max(m, scores[h][p] * inv) }
-            var e = [Float](repeating: 0, count: pages)
-            var z: Double = 0
-            for p in 0..<pages {
-                e[p] = expf(scores[h][p] * inv - m)
-                z += Double(metadata.tokens(inPage: p)) * Double(e[p])
+        var omega = [Float](repeating: 0, count: pages), e = omega
+        flat.withUnsafeBufferPointer { scores in
+            for h in 0..<G {
+                let row = scores.baseAddress! + h * pages, inv = 1 / temperatures[h]
+                var m = -Float.infinity
+                for p in 0..<pages { m = max(m, row[p] * inv) }
+                for p in 0..<pages { e[p] = expf(row[p] * inv - m) }
+                var z: Double = 0   // summed apart from the expf calls, which would spill it on every page
+                for p in 0..<pages { z += Double(metadata.tokens(inPage: p)) * Double(e[p]) }
+                let scale = Float(1 / (z * Double(G)))
+                for p in 0..<pages { omega[p] += e[p] * scale }
             }
-            let scale = Float(1 / (z * Double(G)))
-            for p in 0..<pages { omega[p] += e[p] * scale }
         }
         // Step 9: top-k2 tokens = whole pages by score, lowest slots of a partial page. Only the best
         // ⌈k2/P⌉ + 1 pages can be needed (one more in case the last, partial page is among them).
@@ -219,6 +218,7 @@ public enum HSA {
             let take = min(metadata.tokens(inPage: p), want - slots.count)
             for s in first..<(first + take) { slots.append(Int32(s)) }
         }
+        let scores = (0..<G).map { Array(flat[($0 * pages)..<(($0 + 1) * pages)]) }
         return HSASelection(slots: slots, dims: dims, positive: positive, pageScores: scores, temperatures: temperatures,
                             pageProbabilities: omega, pageOrder: order)
     }
