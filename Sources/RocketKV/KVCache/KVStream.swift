@@ -49,24 +49,36 @@ public final class KVStream {
 
     /// Keeps only the given slots, in the given order, and releases the memory of the others.
     public func retain(slots: [Int]) {
-        let d = headDim
-        var newKeys = [UInt16](repeating: 0, count: slots.count * d)
-        var newValues = newKeys
-        var newPositions = [Int32](repeating: 0, count: slots.count)
+        let d = headDim, rowBytes = d * MemoryLayout<UInt16>.size
+        let newKeys = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, slots.count * d))
+        let newValues = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, slots.count * d))
+        let newPositions = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, slots.count))
+        defer { newKeys.deallocate(); newValues.deallocate(); newPositions.deallocate() }
         for (i, s) in slots.enumerated() {
             precondition(s >= 0 && s < count, "retain: slot \(s) out of range 0..<\(count)")
-            for j in 0..<d {
-                newKeys[i * d + j] = keys[s * d + j]
-                newValues[i * d + j] = values[s * d + j]
-            }
+            memcpy(newKeys + i * d, keys + s * d, rowBytes)
+            memcpy(newValues + i * d, values + s * d, rowBytes)
             newPositions[i] = positions[s]
         }
         count = 0
         resize(to: slots.count)
-        newKeys.withUnsafeBufferPointer { keys.update(from: $0.baseAddress!, count: $0.count) }
-        newValues.withUnsafeBufferPointer { values.update(from: $0.baseAddress!, count: $0.count) }
-        newPositions.withUnsafeBufferPointer { positions.update(from: $0.baseAddress!, count: $0.count) }
+        if !slots.isEmpty {
+            memcpy(keys, newKeys, slots.count * rowBytes)
+            memcpy(values, newValues, slots.count * rowBytes)
+            memcpy(positions, newPositions, slots.count * 4)
+        }
         count = slots.count
+    }
+
+    /// Removes one slot, moving the later ones down a place (order kept). The capacity stays, for the next
+    /// append: the per-step eviction of a fixed-size cache, without reallocating.
+    public func remove(slot: Int) {
+        precondition(slot >= 0 && slot < count, "remove: slot \(slot) out of range 0..<\(count)")
+        let d = headDim, later = count - slot - 1
+        memmove(keys + slot * d, keys + (slot + 1) * d, later * d * 2)
+        memmove(values + slot * d, values + (slot + 1) * d, later * d * 2)
+        memmove(positions + slot, positions + slot + 1, later * 4)
+        count -= 1
     }
 
     /// Removes every slot and frees the memory.

@@ -43,6 +43,7 @@ public final class H2O: KVPolicy, KVStreamInspectable {
                     KVSelect.topIndices(UnsafeBufferPointer(rebasing: $0[0..<candidates]), heavy)
                 } + Array(candidates..<n)
                 retain(layer: layer, group: g, slots: kept)
+                streams[layer][g].reserve(budget + 1)   // room for each decode step's token before its eviction
             }
         }
     }
@@ -58,7 +59,8 @@ public final class H2O: KVPolicy, KVStreamInspectable {
             var victim = 0
             let s = scores[layer][g]
             for j in 1..<(n - recent) where s[j] < s[victim] { victim = j }
-            retain(layer: layer, group: g, slots: Array(0..<victim) + Array((victim + 1)..<n))
+            stream.remove(slot: victim)
+            scores[layer][g].remove(at: victim)
         }
         attend(layer: layer, input, visibleBefore: streams[layer][0].count - 1, output: output)
     }

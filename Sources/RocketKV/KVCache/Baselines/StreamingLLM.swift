@@ -28,7 +28,10 @@ public final class StreamingLLM: KVPolicy, KVStreamInspectable {
     }
 
     public func finishPrefill() {
-        for stream in streams.joined() { trim(stream) }
+        for stream in streams.joined() where stream.count > budget {
+            trim(stream)
+            stream.reserve(budget + 1)   // room for each decode step's token before its eviction
+        }
     }
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
@@ -44,8 +47,8 @@ public final class StreamingLLM: KVPolicy, KVStreamInspectable {
     /// Keeps slots `0..<sinks` and the last `budget − sinks` slots.
     private func trim(_ stream: KVStream) {
         let n = stream.count
-        guard n > budget else { return }
-        stream.retain(slots: Array(0..<sinks) + Array((n - (budget - sinks))..<n))
+        if n == budget + 1 { stream.remove(slot: sinks) }   // a decode step: the oldest non-sink token goes
+        else if n > budget { stream.retain(slots: Array(0..<sinks) + Array((n - (budget - sinks))..<n)) }
     }
 
     public var inspectableStreams: [KVStream] { Array(streams.joined()) }
