@@ -352,8 +352,8 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual([stream.positions[0], stream.positions[1], stream.positions[2]], [103, 130, 107])
         XCTAssertEqual(stream.capacity, 3)
         XCTAssertEqual(stream.keys[2 * d + 5], Float16(keys[7][5]).bitPattern)
-        // Removing one slot moves the later ones down in order and keeps the capacity.
-        stream.remove(slot: 1)
+        // Removing a run of slots moves the later ones down in order and keeps the capacity.
+        stream.remove(slots: 1..<2)
         XCTAssertEqual(stream.count, 2)
         XCTAssertEqual([stream.positions[0], stream.positions[1]], [103, 107])
         XCTAssertEqual((0..<d).map { stream.values[d + $0] }, values[7].map { Float16($0).bitPattern })

@@ -70,15 +70,15 @@ public final class KVStream {
         count = slots.count
     }
 
-    /// Removes one slot, moving the later ones down a place (order kept). The capacity stays, for the next
+    /// Removes a run of slots, moving the later ones down (order kept). The capacity stays, for the next
     /// append: the per-step eviction of a fixed-size cache, without reallocating.
-    public func remove(slot: Int) {
-        precondition(slot >= 0 && slot < count, "remove: slot \(slot) out of range 0..<\(count)")
-        let d = headDim, later = count - slot - 1
-        memmove(keys + slot * d, keys + (slot + 1) * d, later * d * 2)
-        memmove(values + slot * d, values + (slot + 1) * d, later * d * 2)
-        memmove(positions + slot, positions + slot + 1, later * 4)
-        count -= 1
+    public func remove(slots range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "remove: slots \(range) out of range 0..<\(count)")
+        let d = headDim, later = count - range.upperBound
+        memmove(keys + range.lowerBound * d, keys + range.upperBound * d, later * d * 2)
+        memmove(values + range.lowerBound * d, values + range.upperBound * d, later * d * 2)
+        memmove(positions + range.lowerBound, positions + range.upperBound, later * 4)
+        count -= range.count
     }
 
     /// Removes every slot and frees the memory.

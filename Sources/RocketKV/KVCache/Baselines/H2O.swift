@@ -59,7 +59,7 @@ public final class H2O: KVPolicy, KVStreamInspectable {
             var victim = 0
             let s = scores[layer][g]
             for j in 1..<(n - recent) where s[j] < s[victim] { victim = j }
-            stream.remove(slot: victim)
+            stream.remove(slots: victim..<(victim + 1))
             scores[layer][g].remove(at: victim)
         }
         attend(layer: layer, input, visibleBefore: streams[layer][0].count - 1, output: output)

@@ -29,7 +29,8 @@ public final class StreamingLLM: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         for stream in streams.joined() where stream.count > budget {
-            trim(stream)
+            let evicted = evictedSlots(count: stream.count)   // released: the prompt is usually far longer
+            stream.retain(slots: Array(0..<evicted.lowerBound) + Array(evicted.upperBound..<stream.count))
             stream.reserve(budget + 1)   // room for each decode step's token before its eviction
         }
     }
@@ -39,17 +40,13 @@ public final class StreamingLLM: KVPolicy, KVStreamInspectable {
         let layerStreams = streams[layer]
         for (h, stream) in layerStreams.enumerated() {
             stream.append(input, head: h, kvHeads: shape.kvHeads)
-            trim(stream)
+            if stream.count > budget { stream.remove(slots: evictedSlots(count: stream.count)) }   // in place
         }
         causalAttention(input, streams: layerStreams, visibleBefore: layerStreams[0].count - 1, shape: shape, output: output)
     }
 
-    /// Keeps slots `0..<sinks` and the last `budget − sinks` slots.
-    private func trim(_ stream: KVStream) {
-        let n = stream.count
-        if n == budget + 1 { stream.remove(slot: sinks) }   // a decode step: the oldest non-sink token goes
-        else if n > budget { stream.retain(slots: Array(0..<sinks) + Array((n - (budget - sinks))..<n)) }
-    }
+    /// Of `count > budget` slots, the ones between the sinks `0..<sinks` and the last `budget − sinks`.
+    private func evictedSlots(count: Int) -> Range<Int> { sinks..<(count - (budget - sinks)) }
 
     public var inspectableStreams: [KVStream] { Array(streams.joined()) }
 

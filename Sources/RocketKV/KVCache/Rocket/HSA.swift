@@ -138,8 +138,14 @@ public struct HSASelection {
     public var dims: [Int]
     /// Group sign per dimension of `dims` (`true` = +1, uses `Kmax`).
     public var positive: [Bool]
-    /// `ŝ[h][p]`: approximate page logits per query head of the group.
-    public var pageScores: [[Float]]
+    /// `ŝ[h][p]`: approximate page logits per query head of the group (split from the flat buffer only when
+    /// asked: the decode step does not need the copies).
+    public var pageScores: [[Float]] {
+        let pages = pageProbabilities.count
+        return temperatures.indices.map { Array(pageScoreRows[($0 * pages)..<(($0 + 1) * pages)]) }
+    }
+    /// `ŝ` as computed, `[head][page]`.
+    var pageScoreRows: [Float]
     /// `τ_h` per query head.
     public var temperatures: [Float]
     /// `ω` per page: the group-mean per-token probability of each page's tokens.
@@ -218,8 +224,7 @@ public enum HSA {
             let take = min(metadata.tokens(inPage: p), want - slots.count)
             for s in first..<(first + take) { slots.append(Int32(s)) }
         }
-        let scores = (0..<G).map { Array(flat[($0 * pages)..<(($0 + 1) * pages)]) }
-        return HSASelection(slots: slots, dims: dims, positive: positive, pageScores: scores, temperatures: temperatures,
+        return HSASelection(slots: slots, dims: dims, positive: positive, pageScoreRows: flat, temperatures: temperatures,
                             pageProbabilities: omega, pageOrder: order)
     }
 
