@@ -287,15 +287,15 @@ RK_AVX2 static float dot_f16_f32_avx2(const uint16_t *a, const float *b, int n) 
 }
 
 RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nstrips, const float *a, int rows,
-                                          float *y, size_t ystride, int n) {
-    int i = 0;
+                                          float *y, size_t ystride, int i0, int n) {
+    int i = i0;
     for (; i + 8 <= n; i += 8)
         for (int r0 = 0; r0 < rows; r0 += 4) {   // up to 4 rows' accumulators stay in registers over all strips
             const int nr = rows - r0 < 4 ? rows - r0 : 4;
             __m256 acc[4];
             for (int r = 0; r < nr; r++) acc[r] = _mm256_loadu_ps(y + (size_t)(r0 + r) * ystride + i);
             for (int s = 0; s < nstrips; s++) {
-                if (r0 == 0 && i % 32 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
+                if (r0 == 0 && (i - i0) % 32 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
                 const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(strips[s] + i)));
                 for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)s * rows + r0 + r]), vx, acc[r]);
             }
@@ -476,12 +476,13 @@ float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x) { return DISPATC
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
-void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride, int n) {
+void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
+                         int i0, int n) {
 #if RK_X86
-    if (rk_simd_level()) { strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, n); return; }
+    if (rk_simd_level()) { strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, i0, n); return; }
 #endif
     for (int r = 0; r < rows; r++)
-        for (int i = 0; i < n; i++) {
+        for (int i = i0; i < n; i++) {
             float acc = y[(size_t)r * ystride + i];
             for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float(strips[s][i]), acc);
             y[(size_t)r * ystride + i] = acc;
@@ -1100,6 +1101,47 @@ void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uin
         }
         if (i >= AHEAD) memcpy(dst + (size_t)(i - AHEAD) * d, src + (size_t)slots[i - AHEAD] * d, bytes);
     }
+}
+
+// ---- HSA (ROCKETKV.md §4) ----
+
+void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_size, int last_page_tokens,
+                               int group_size, float *out) {
+#pragma clang fp contract(off)
+    float m = -INFINITY;
+    for (int p = 0; p < pages; p++) {
+        const float x = s[p] * inv;
+        m = x >= m ? x : m;
+    }
+    for (int p = 0; p < pages; p++) {
+        const float x = s[p] * inv;
+        out[p] = expf(x - m);
+    }
+    double z = 0;   // in page order, apart from the expf calls (beside them it would be spilled on every page)
+    for (int p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];
+    if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
+    const float scale = (float)(1.0 / (z * (double)group_size));
+    for (int p = 0; p < pages; p++) out[p] = out[p] * scale;
+}
+
+// Bounds compared as floats (as the f32 keys they widen by), f16 bit patterns stored.
+#define RK_PAGE_BOUNDS(NAME, ATTRIBUTES, TO_FLOAT)                                                              \
+ATTRIBUTES static void NAME(uint16_t *minimum, uint16_t *maximum, size_t stride, const uint16_t *key, int d, int opens) { \
+    for (int i = 0; i < d; i++) {                                                                               \
+        uint16_t *lo = minimum + (size_t)i * stride, *hi = maximum + (size_t)i * stride;                        \
+        if (opens) { *lo = key[i]; *hi = key[i]; continue; }                                                    \
+        const float k = TO_FLOAT(key[i]);                                                                       \
+        if (k < TO_FLOAT(*lo)) *lo = key[i];                                                                    \
+        if (k > TO_FLOAT(*hi)) *hi = key[i];                                                                    \
+    }                                                                                                           \
+}
+RK_PAGE_BOUNDS(page_bounds_add_portable, , half_to_float)
+#if RK_X86
+RK_PAGE_BOUNDS(page_bounds_add_f16c, RK_AVX2, half_to_float_avx)
+#endif
+
+void rk_page_bounds_add_f16(uint16_t *minimum, uint16_t *maximum, size_t stride, const uint16_t *key, int d, int opens) {
+    DISPATCH(page_bounds_add_f16c, page_bounds_add_portable)(minimum, maximum ? maximum : minimum, stride, key, d, opens);
 }
 
 // ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----

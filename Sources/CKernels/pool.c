@@ -117,3 +117,17 @@ void rk_pool_run(rk_task_fn fn, void *context) {
         }
     }
 }
+
+// ---- Shared counters for jobs whose threads claim tasks one by one ----
+
+int rk_counter_next(int32_t *counter) { return __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED); }
+
+void rk_progress_add(int32_t *progress) { __atomic_fetch_add(progress, 1, __ATOMIC_RELEASE); }
+
+void rk_progress_wait(const int32_t *progress, int32_t target) {
+    int spins = 0;
+    while (__atomic_load_n(progress, __ATOMIC_ACQUIRE) < target) {
+        cpu_relax();
+        if ((++spins & 255) == 0) sched_yield();   // the thread running the awaited task may be descheduled
+    }
+}

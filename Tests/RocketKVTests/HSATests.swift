@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import RocketKV
 import XCTest
@@ -170,6 +171,45 @@ final class HSATests: XCTestCase {
             let sa = q.withUnsafeBufferPointer { HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: a, k1: 12, k2: 20) }
             let sb = q.withUnsafeBufferPointer { HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: b, k1: 12, k2: 20) }
             XCTAssertEqual(sa.slots, sb.slots, "P=\(P)")
+        }
+    }
+
+    /// The engine's HSA (steps split per head, the page softmax in C) agrees bit for bit with the plain
+    /// sequence of operations in `HSAReference`: logits, temperatures, ω and the selected slots.
+    func testSelectionMatchesPlainReferenceBitForBit() {
+        var rng = Xoshiro256StarStar(seed: 23)
+        for trial in 0..<24 {
+            let G = [1, 2, 3, 4][trial % 4], d = [16, 64][trial % 2], P = [1, 2, 3, 4, 5][trial % 5]
+            let precision: PageMetadata.Precision = trial % 3 == 0 ? .f32 : .f16
+            let n = Int.random(in: 1...600, using: &rng)
+            let meta = PageMetadata(headDim: d, pageSize: P, precision: precision)
+            let fromHalves = PageMetadata(headDim: d, pageSize: P, precision: precision)   // the decode path's append
+            var previous: [Float] = []
+            for t in 0..<n {
+                // Every seventh key repeats the one before, so that pages tie.
+                let key = t % 7 == 6 ? previous : (0..<d).map { _ in Float(Float16(Float.random(in: -2...2, using: &rng))) }
+                key.withUnsafeBufferPointer { meta.append(key: $0.baseAddress!) }
+                rk_force_portable(trial % 2 == 0 ? 1 : 0)   // both paths of the f16 bounds kernel
+                key.map { Float16($0).bitPattern }.withUnsafeBufferPointer { fromHalves.append(halfKey: $0.baseAddress!) }
+                rk_force_portable(0)
+                previous = key
+            }
+            for p in 0..<meta.pages {
+                for i in 0..<d {
+                    XCTAssertEqual(meta.minimum(page: p, dim: i), fromHalves.minimum(page: p, dim: i))
+                    XCTAssertEqual(meta.maximum(page: p, dim: i), fromHalves.maximum(page: p, dim: i))
+                }
+            }
+            let q = (0..<(G * d)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let k1 = Int.random(in: 1...d, using: &rng), k2 = Int.random(in: 1...(n + 5), using: &rng)
+            let engine = q.withUnsafeBufferPointer { HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: meta, k1: k1, k2: k2) }
+            let reference = HSAReference.select(queries: q, groupSize: G, metadata: meta, k1: k1, k2: k2)
+            let context = "trial \(trial): G \(G) d \(d) P \(P) n \(n) k1 \(k1) k2 \(k2)"
+            XCTAssertEqual(engine.dims, reference.dims, context)
+            XCTAssertEqual(engine.pageScores.flatMap { $0 }.map(\.bitPattern), reference.scores.map(\.bitPattern), context)
+            XCTAssertEqual(engine.temperatures.map(\.bitPattern), reference.temperatures.map(\.bitPattern), context)
+            XCTAssertEqual(engine.pageProbabilities.map(\.bitPattern), reference.omega.map(\.bitPattern), context)
+            XCTAssertEqual(engine.slots, reference.slots, context)
         }
     }
 

@@ -236,23 +236,24 @@ final class KernelTests: XCTestCase {
             let expected = zip(a, b).reduce(Float(0)) { $0 + Float(Float16($1.0)) * $1.1 }
             XCTAssertEqual(rk_dot_f16_f32(ah, b, 77), expected, accuracy: 1e-4, path)
             XCTAssertEqual(rk_dot_f32(a, b, 77), zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }, accuracy: 1e-4, path)
-            // Page scores: rows of y accumulate strip after strip, each step one fused multiply-add.
-            for rows in [1, 3, 5] {
+            // Page scores: rows of y accumulate strip after strip, each step one fused multiply-add, over
+            // columns [i0, 77) (the rest untouched).
+            for (rows, i0) in [(1, 0), (3, 0), (5, 0), (3, 16), (2, 13)] {
                 let strips = (0..<4).map { _ in randomFloats(77).map { Float16($0).bitPattern } }
                 let coefficients = randomFloats(4 * rows, scale: 2)
                 var y = randomFloats(rows * 77), expected = y
                 for s in 0..<4 {
                     for r in 0..<rows {
-                        for i in 0..<77 { expected[r * 77 + i].addProduct(coefficients[s * rows + r], Float(Float16(bitPattern: strips[s][i]))) }
+                        for i in i0..<77 { expected[r * 77 + i].addProduct(coefficients[s * rows + r], Float(Float16(bitPattern: strips[s][i]))) }
                     }
                 }
                 strips[0].withUnsafeBufferPointer { s0 in strips[1].withUnsafeBufferPointer { s1 in
                     strips[2].withUnsafeBufferPointer { s2 in strips[3].withUnsafeBufferPointer { s3 in
                         let pointers = [s0, s1, s2, s3].map { Optional($0.baseAddress!) }
-                        rk_strip_scores_f16(pointers, 4, coefficients, Int32(rows), &y, 77, 77)
+                        rk_strip_scores_f16(pointers, 4, coefficients, Int32(rows), &y, 77, Int32(i0), 77)
                     } }
                 } }
-                XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(path) rows \(rows)")
+                XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(path) rows \(rows) from \(i0)")
             }
         }
     }

@@ -119,6 +119,61 @@ final class RocketPolicyUnitTests: XCTestCase {
         XCTAssertEqual((mt as! RocketMTPolicy).filteredSlots(layer: 1, group: 1).last, 133)
     }
 
+    /// The decode step runs HSA as tasks spread over the pool's threads (per group and per head); its output and
+    /// traffic equal those of `HSA.select` and `HSA.attend` run group after group, bit for bit. The model's
+    /// shape: 3 KV groups of 3 heads on 2 threads.
+    func testParallelDecodeStepMatchesSequentialGroups() throws {
+        ThreadPool.start(threads: 2)
+        let shape = AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64), d = 64, G = 3
+        let policy = try KVMethods.make("hsa", context: KVMethodContext(shape: shape, budget: 40, promptLength: 300,
+                                                                         maxNewTokens: 8, options: [:]))
+        let plan = (policy as! HSAPolicy).plan
+        let streams = (0..<3).map { _ in KVStream(headDim: d) }
+        let metadata = (0..<3).map { _ in PageMetadata(headDim: d, pageSize: plan.pageSize, precision: .f16) }
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &rng) } }
+        func step(tokens: Int, at first: Int) -> [Float] {
+            let q = random(tokens * 9 * d), k = random(tokens * 3 * d), v = random(tokens * 3 * d)
+            var out = [Float](repeating: 0, count: tokens * 9 * d)
+            q.withUnsafeBufferPointer { qp in
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        out.withUnsafeMutableBufferPointer { o in
+                            let input = AttentionInput(queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!,
+                                                       tokens: tokens, firstPosition: first)
+                            if tokens > 1 { policy.prefill(layer: 0, input, output: o.baseAddress!) }
+                            else { policy.decode(layer: 0, input, output: o.baseAddress!) }
+                        }
+                        for t in 0..<tokens {
+                            for g in 0..<3 {
+                                let row = (t * 3 + g) * d
+                                streams[g].append(key: kp.baseAddress! + row, value: vp.baseAddress! + row, position: first + t)
+                                metadata[g].append(halfKey: streams[g].keys + (streams[g].count - 1) * d)
+                            }
+                        }
+                    }
+                }
+            }
+            guard tokens == 1 else { return [] }
+            var expected = [Float](repeating: 0, count: 9 * d), bytes = 0
+            q.withUnsafeBufferPointer { qp in
+                expected.withUnsafeMutableBufferPointer { o in
+                    for g in 0..<3 {
+                        let selection = HSA.select(queries: qp.baseAddress! + g * G * d, groupSize: G, metadata: metadata[g], k1: plan.k1, k2: plan.k2)
+                        HSA.attend(queries: qp.baseAddress! + g * G * d, groupSize: G, stream: streams[g], slots: selection.slots,
+                                   scale: shape.scale, output: o.baseAddress! + g * G * d)
+                        bytes += HSA.bytesRead(k1: selection.dims.count, pages: metadata[g].pages, attended: selection.slots.count, headDim: d)
+                    }
+                }
+            }
+            XCTAssertEqual(out.map(\.bitPattern), expected.map(\.bitPattern), "decode at \(first)")
+            XCTAssertEqual(policy.statistics.bytesReadLastStep, bytes)
+            return out
+        }
+        _ = step(tokens: 300, at: 0)
+        policy.finishPrefill()
+        for t in 0..<6 { XCTAssertFalse(step(tokens: 1, at: 300 + t).isEmpty) }
+    }
+
     func testHSAKeepsEverything() throws {
         let policy = try make("hsa", budget: 16)
         let plan = (policy as! HSAPolicy).plan

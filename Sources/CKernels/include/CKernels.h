@@ -46,9 +46,20 @@ void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uin
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for
-/// `rows` rows of y (stride `ystride`) and i < n; strips in f16. Each accumulator stays in a register over
+/// `rows` rows of y (stride `ystride`) and i0 ≤ i < n; strips in f16. Each accumulator stays in a register over
 /// all strips: the sequence of operations is that of one axpy per strip.
-void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride, int n);
+void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
+                         int i0, int n);
+/// HSA's page probabilities for one query head (ROCKETKV.md §4.3 steps 6–8): with m = max_p s[p]·inv,
+/// e[p] = expf(s[p]·inv − m) and z = Σ_p tokens(p)·e[p] (in double, page order), out[p] = e[p] · f32(1 / (z·G)),
+/// where tokens(p) is `page_size` except for the last page (`last_page_tokens`). Plain IEEE operations in
+/// that order (no fused multiply-adds), libm's expf.
+void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_size, int last_page_tokens,
+                               int group_size, float *out);
+/// Widens page `page`'s bounds by one f16 key (§4.2): min row i at `minimum + i·stride`, max row at
+/// `maximum + i·stride` (the same rows when `maximum` is NULL: pages of one slot); `opens` starts the page
+/// at min = max = key.
+void rk_page_bounds_add_f16(uint16_t *minimum, uint16_t *maximum, size_t stride, const uint16_t *key, int d, int opens);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);
 void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 
@@ -102,5 +113,11 @@ void rk_pool_start(int threads);
 int rk_pool_threads(void);
 /// Runs fn(context, i, n) on every thread i in [0, n) and returns when all are done.
 void rk_pool_run(rk_task_fn fn, void *context);
+/// Returns the counter's value and increments it (atomically): how the threads of one job claim tasks in order.
+int rk_counter_next(int32_t *counter);
+/// Increments a progress count (release) / waits until it reaches `target` (acquire, spinning): how a task
+/// waits for the earlier tasks it needs.
+void rk_progress_add(int32_t *progress);
+void rk_progress_wait(const int32_t *progress, int32_t target);
 
 #endif

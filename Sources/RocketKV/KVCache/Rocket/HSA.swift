@@ -111,10 +111,18 @@ public final class PageMetadata {
 
     /// Appends an f16 key (as stored in a `KVStream`).
     public func append(halfKey: UnsafePointer<UInt16>) {
-        scratch.withUnsafeMutableBufferPointer { b in
-            rk_f16_to_f32(halfKey, b.baseAddress!, Int32(headDim))
-            append(key: UnsafePointer(b.baseAddress!))
+        guard precision == .f16 else {
+            scratch.withUnsafeMutableBufferPointer { b in
+                rk_f16_to_f32(halfKey, b.baseAddress!, Int32(headDim))
+                append(key: UnsafePointer(b.baseAddress!))
+            }
+            return
         }
+        if tokens + 1 > pageCapacity * pageSize { reserve(tokens: tokens + 1) }
+        let p = tokens / pageSize, base = storage!.assumingMemoryBound(to: UInt16.self) + p
+        rk_page_bounds_add_f16(base, pageSize > 1 ? base + headDim * pageCapacity : nil, pageCapacity, halfKey,
+                               Int32(headDim), tokens % pageSize == 0 ? 1 : 0)
+        tokens += 1
     }
 
     /// Forgets every page (keeps the allocation).
@@ -163,81 +171,26 @@ public enum HSA {
     /// dimension / page first.
     public static func select(queries: UnsafePointer<Float>, groupSize G: Int, metadata: PageMetadata,
                               k1: Int, k2: Int) -> HSASelection {
-        let d = metadata.headDim, N = metadata.tokens, pages = metadata.pages
-        // Step 1–2: dimensions and group signs.
-        var a = [Float](repeating: 0, count: d), sum = [Float](repeating: 0, count: d)
-        for h in 0..<G {
-            let q = queries + h * d
-            for i in 0..<d { a[i] += abs(q[i]); sum[i] += q[i] }
-        }
-        let dims = KVSelect.rankedTop(a, min(max(1, k1), d))
-        let positive = dims.map { sum[$0] > 0 }
-        // Steps 3–5: page logits per head from the sign-selected strips, and temperatures.
-        // scores[h][p] accumulates over the dims in rank order; each strip is read once for the whole group,
-        // and the f16 kernel keeps a block of pages' sums in registers across all strips.
-        var flat = [Float](repeating: 0, count: G * pages)
-        switch metadata.precision {
-        case .f32:
-            for (i, dim) in dims.enumerated() {
-                let strip = metadata.strip(dim: dim, max: positive[i])
-                for h in 0..<G {
-                    let qi = queries[h * d + dim]
-                    for p in 0..<pages { flat[h * pages + p] += qi * strip[p] }
-                }
-            }
-        case .f16:
-            let strips = dims.indices.map { Optional(metadata.halfStrip(dim: dims[$0], max: positive[$0])) }
-            var coefficients = [Float](repeating: 0, count: dims.count * G)   // [strip][head]
-            for (i, dim) in dims.enumerated() { for h in 0..<G { coefficients[i * G + h] = queries[h * d + dim] } }
-            rk_strip_scores_f16(strips, Int32(dims.count), coefficients, Int32(G), &flat, pages, Int32(pages))
-        }
-        var temperatures = [Float](repeating: 1, count: G)
-        for h in 0..<G {
-            let q = queries + h * d
-            var selected: Float = 0, total: Float = 0
-            for dim in dims { selected += abs(q[dim]) }
-            for i in 0..<d { total += abs(q[i]) }
-            temperatures[h] = total > 0 ? (Float(d) * selected / total).squareRoot() : Float(d).squareRoot()
-        }
-        // Steps 6–8: per-token softmax per head done per page, then the group mean.
-        var omega = [Float](repeating: 0, count: pages), e = omega
-        flat.withUnsafeBufferPointer { scores in
-            for h in 0..<G {
-                let row = scores.baseAddress! + h * pages, inv = 1 / temperatures[h]
-                var m = -Float.infinity
-                for p in 0..<pages { m = max(m, row[p] * inv) }
-                for p in 0..<pages { e[p] = expf(row[p] * inv - m) }
-                var z: Double = 0   // summed apart from the expf calls, which would spill it on every page
-                for p in 0..<pages { z += Double(metadata.tokens(inPage: p)) * Double(e[p]) }
-                let scale = Float(1 / (z * Double(G)))
-                for p in 0..<pages { omega[p] += e[p] * scale }
-            }
-        }
-        // Step 9: top-k2 tokens = whole pages by score, lowest slots of a partial page. Only the best
-        // ⌈k2/P⌉ + 1 pages can be needed (one more in case the last, partial page is among them).
-        let want = min(k2, N)
-        let order = KVSelect.rankedTop(omega, min(pages, (want + metadata.pageSize - 1) / metadata.pageSize + 1))
-        var slots: [Int32] = []
-        slots.reserveCapacity(want)
-        for p in order where slots.count < want {
-            let first = p * metadata.pageSize
-            let take = min(metadata.tokens(inPage: p), want - slots.count)
-            for s in first..<(first + take) { slots.append(Int32(s)) }
-        }
-        return HSASelection(slots: slots, dims: dims, positive: positive, pageScoreRows: flat, temperatures: temperatures,
-                            pageProbabilities: omega, pageOrder: order)
+        let step = HSAGroupStep(groupSize: G, headDim: metadata.headDim)
+        step.prepare(queries: queries, metadata: metadata, k1: k1)
+        step.scorePages(part: 0, of: 1)
+        for h in 0..<G { step.softmaxHead(h) }
+        step.rank(metadata: metadata, k2: k2)
+        return step.selection
     }
 
     /// Exact attention of the group's query heads over the selected slots of `stream` (§4.3 step 10), in
     /// llama.cpp's decode arithmetic (`Attention.sparseGroup`).
     public static func attend(queries: UnsafePointer<Float>, groupSize G: Int, stream: KVStream, slots: [Int32],
                               scale: Float, output: UnsafeMutablePointer<Float>) {
-        // The single-token summation order needs rows of a multiple of 32 values; use the batched one otherwise.
-        let batched = stream.headDim % 32 != 0
         slots.withUnsafeBufferPointer { s in
-            Attention.sparseGroup(queries: queries, heads: G, stream: stream, slots: s, scale: scale, output: output, batched: batched)
+            Attention.sparseGroup(queries: queries, heads: G, stream: stream, slots: s, scale: scale, output: output,
+                                  batched: usesBatchedOrder(headDim: stream.headDim))
         }
     }
+
+    /// The single-token summation order needs rows of a multiple of 32 values; the batched one serves otherwise.
+    static func usesBatchedOrder(headDim d: Int) -> Bool { d % 32 != 0 }
 
     /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` metadata values plus `2d` f16 values per
     /// attended slot.
@@ -246,25 +199,261 @@ public enum HSA {
     }
 }
 
-/// One HSA decode step of a layer for every KV group (in parallel over groups). `slotMaps[g]`, when given,
-/// maps metadata slots to stream slots (RocketKV-MT's index list into the full cache). Returns the bytes read.
-func hsaDecodeLayer(_ input: AttentionInput, streams: [KVStream], metadata: [PageMetadata], slotMaps: [[Int32]]?,
-                    shape: AttentionShape, k1: Int, k2: Int, output: UnsafeMutablePointer<Float>) -> Int {
-    let G = shape.groupSize, d = shape.headDim
-    var bytes = [Int](repeating: 0, count: shape.kvHeads)
-    bytes.withUnsafeMutableBufferPointer { bytesBuffer in
-        let bytesOut = bytesBuffer.baseAddress!
-        ThreadPool.parallelFor(shape.kvHeads) { groups in
-            for g in groups {
-                let q = input.queries + g * G * d
-                var selection = HSA.select(queries: q, groupSize: G, metadata: metadata[g], k1: k1, k2: k2)
-                if let map = slotMaps?[g] { selection.slots = selection.slots.map { map[Int($0)] } }
-                HSA.attend(queries: q, groupSize: G, stream: streams[g], slots: selection.slots, scale: shape.scale,
-                           output: output + g * G * d)
-                bytesOut[g] = HSA.bytesRead(k1: selection.dims.count, pages: metadata[g].pages, metadataBytes: metadata[g].elementBytes,
-                                            attended: selection.slots.count, headDim: d)
+/// HSA for one KV group split into steps that different threads can run (and buffers reused from step to
+/// step): `prepare` (dimensions, signs, temperatures), `scorePages` per part of the pages (page logits),
+/// `softmaxHead` per query head (page probabilities), `rank` (group mean, top pages, the selected rows
+/// gathered), `attendHead` per query head.
+final class HSAGroupStep {
+    let groupSize: Int
+    let headDim: Int
+    private(set) var dimCount = 0
+    private(set) var pages = 0
+    private(set) var slotCount = 0
+    private var pageCapacity = 0, slotCapacity = 0, pageSize = 1, lastPageTokens = 0
+    /// The metadata when it is `.f32` (tests): its strips are read directly.
+    private var f32Metadata: PageMetadata?
+    /// `I1` (k1 entries), their signs, and the coefficients `q[h][dim]` as `[rank][head]`.
+    private let dims: UnsafeMutablePointer<Int32>
+    private let positive: UnsafeMutablePointer<Bool>
+    private let coefficients: UnsafeMutablePointer<Float>
+    private let strips: UnsafeMutablePointer<UnsafePointer<UInt16>?>
+    private let temperatures: UnsafeMutablePointer<Float>
+    /// `[head][page]` logits `ŝ` and per-head probabilities (already divided by the head's sum and G).
+    private var scores: UnsafeMutablePointer<Float>
+    private var probabilities: UnsafeMutablePointer<Float>
+    private var omega: UnsafeMutablePointer<Float>
+    private var order: UnsafeMutablePointer<Int32>
+    private var orderCount = 0
+    private var slots: UnsafeMutablePointer<Int32>
+    /// The selected rows' keys then values, gathered once for all heads.
+    private var rows: UnsafeMutablePointer<UInt16>
+
+    init(groupSize: Int, headDim: Int) {
+        self.groupSize = groupSize
+        self.headDim = headDim
+        dims = .allocate(capacity: headDim)
+        positive = .allocate(capacity: headDim)
+        coefficients = .allocate(capacity: groupSize * headDim)
+        strips = .allocate(capacity: headDim)
+        temperatures = .allocate(capacity: groupSize)
+        scores = .allocate(capacity: 1)
+        probabilities = .allocate(capacity: 1)
+        omega = .allocate(capacity: 1)
+        order = .allocate(capacity: 1)
+        slots = .allocate(capacity: 1)
+        rows = .allocate(capacity: 1)
+    }
+
+    deinit {
+        for p in [dims, order, slots] as [UnsafeMutablePointer<Int32>] { p.deallocate() }
+        for p in [coefficients, temperatures, scores, probabilities, omega] { p.deallocate() }
+        positive.deallocate()
+        strips.deallocate()
+        rows.deallocate()
+    }
+
+    /// Steps 1–2 and the temperatures of step 5, and room for the metadata's pages.
+    func prepare(queries: UnsafePointer<Float>, metadata: PageMetadata, k1: Int) {
+        let G = groupSize, d = headDim
+        pages = metadata.pages
+        if pages > pageCapacity {
+            pageCapacity = max(pages, 2 * pageCapacity)
+            for buffer in [scores, probabilities] { buffer.deallocate() }
+            scores = .allocate(capacity: G * pageCapacity)
+            probabilities = .allocate(capacity: G * pageCapacity)
+            omega.deallocate(); omega = .allocate(capacity: pageCapacity)
+            order.deallocate(); order = .allocate(capacity: pageCapacity)
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * d) { buffer in
+            let a = buffer.baseAddress!, sum = a + d
+            a.initialize(repeating: 0, count: 2 * d)
+            for h in 0..<G {
+                let q = queries + h * d
+                for i in 0..<d { a[i] += abs(q[i]); sum[i] += q[i] }
             }
+            dimCount = Int(rk_top_indices(a, Int32(d), Int32(min(max(1, k1), d)), dims))
+            for r in 0..<dimCount { positive[r] = sum[Int(dims[r])] > 0 }
+        }
+        for h in 0..<G {
+            let q = queries + h * d
+            var selected: Float = 0, total: Float = 0
+            for r in 0..<dimCount {
+                coefficients[r * G + h] = q[Int(dims[r])]
+                selected += abs(q[Int(dims[r])])
+            }
+            for i in 0..<d { total += abs(q[i]) }
+            temperatures[h] = total > 0 ? (Float(d) * selected / total).squareRoot() : Float(d).squareRoot()
+        }
+        pageSize = metadata.pageSize
+        lastPageTokens = pages == 0 ? 0 : metadata.tokens(inPage: pages - 1)
+        if metadata.precision == .f16 {
+            f32Metadata = nil
+            for r in 0..<dimCount { strips[r] = metadata.halfStrip(dim: Int(dims[r]), max: positive[r]) }
+        } else {
+            f32Metadata = metadata
         }
     }
-    return bytes.reduce(0, +)
+
+    /// Steps 3–4 for part `part` of `parts` of the pages (page logits of every head from the sign-selected
+    /// strips, accumulated over the dimensions in rank order; each strip is read once for the whole group).
+    func scorePages(part: Int, of parts: Int) {
+        let G = groupSize
+        // Parts start on multiples of 8 pages, the kernel's vector width.
+        let p0 = min(pages, (pages * part / parts + 7) / 8 * 8), p1 = part + 1 == parts ? pages : min(pages, (pages * (part + 1) / parts + 7) / 8 * 8)
+        guard p0 < p1 else { return }
+        for h in 0..<G { (scores + h * pages + p0).initialize(repeating: 0, count: p1 - p0) }
+        if let f32 = f32Metadata {
+            for r in 0..<dimCount {
+                let strip = f32.strip(dim: Int(dims[r]), max: positive[r])
+                for h in 0..<G {
+                    let row = scores + h * pages, qi = coefficients[r * G + h]
+                    for p in p0..<p1 { row[p] += qi * strip[p] }
+                }
+            }
+        } else {
+            rk_strip_scores_f16(strips, Int32(dimCount), coefficients, Int32(G), scores, pages, Int32(p0), Int32(p1))
+        }
+    }
+
+    /// Steps 6–7 for head `h`: its per-token softmax computed per page, divided by G for the group mean.
+    func softmaxHead(_ h: Int) {
+        rk_hsa_page_probabilities(scores + h * pages, Int32(pages), 1 / temperatures[h], Int32(pageSize), Int32(lastPageTokens),
+                                  Int32(groupSize), probabilities + h * pages)
+    }
+
+    /// Step 8 (the group mean, summed over heads in order) and step 9: whole pages by score, then the lowest
+    /// slots of a partially taken page (§16.2). Only the best ⌈k2/P⌉ + 1 pages can be needed (one more in case
+    /// the last, partial page is among them). `slotMap` maps metadata slots to stream slots; with a `stream`,
+    /// the selected keys and values are gathered for `attendHead`.
+    func rank(metadata: PageMetadata, k2: Int, slotMap: UnsafePointer<Int32>? = nil, stream: KVStream? = nil) {
+        let G = groupSize, P = metadata.pageSize, want = min(k2, metadata.tokens)
+        for p in 0..<pages {
+            var sum: Float = 0
+            for h in 0..<G { sum += probabilities[h * pages + p] }
+            omega[p] = sum
+        }
+        orderCount = Int(rk_top_indices(omega, Int32(pages), Int32(min(pages, (want + P - 1) / P + 1)), order))
+        if want > slotCapacity {
+            slotCapacity = max(want, 2 * slotCapacity)
+            slots.deallocate(); slots = .allocate(capacity: slotCapacity)
+            rows.deallocate(); rows = .allocate(capacity: 2 * slotCapacity * headDim)
+        }
+        slotCount = 0
+        for o in 0..<orderCount where slotCount < want {
+            let p = Int(order[o]), first = p * P
+            for s in first..<(first + min(metadata.tokens(inPage: p), want - slotCount)) {
+                slots[slotCount] = slotMap.map { $0[s] } ?? Int32(s)
+                slotCount += 1
+            }
+        }
+        if let stream {
+            rk_gather_rows(stream.keys, Int32(headDim), slots, Int32(slotCount), rows)
+            rk_gather_rows(stream.values, Int32(headDim), slots, Int32(slotCount), rows + slotCount * headDim)
+        }
+    }
+
+    /// Step 10 for head `h`: exact attention over the rows `rank` gathered (llama.cpp's decode arithmetic).
+    func attendHead(_ h: Int, queries: UnsafePointer<Float>, scale: Float, output: UnsafeMutablePointer<Float>) {
+        var count = Int32(slotCount)
+        rk_attn_causal(queries + h * headDim, headDim, &count, 1, rows, rows + slotCount * headDim, Int32(headDim),
+                       scale, output + h * headDim, headDim, HSA.usesBatchedOrder(headDim: headDim) ? 1 : 0)
+    }
+
+    /// Bytes read by the step (§7.2).
+    func bytesRead(metadata: PageMetadata) -> Int {
+        HSA.bytesRead(k1: dimCount, pages: pages, metadataBytes: metadata.elementBytes, attended: slotCount, headDim: headDim)
+    }
+
+    /// The decisions and intermediate values as arrays.
+    var selection: HSASelection {
+        HSASelection(slots: Array(UnsafeBufferPointer(start: slots, count: slotCount)),
+                     dims: (0..<dimCount).map { Int(dims[$0]) },
+                     positive: Array(UnsafeBufferPointer(start: positive, count: dimCount)),
+                     pageScoreRows: Array(UnsafeBufferPointer(start: scores, count: groupSize * pages)),
+                     temperatures: Array(UnsafeBufferPointer(start: temperatures, count: groupSize)),
+                     pageProbabilities: Array(UnsafeBufferPointer(start: omega, count: pages)),
+                     pageOrder: (0..<orderCount).map { Int(order[$0]) })
+    }
+}
+
+/// The HSA decode step of one layer for every KV group, as tasks the pool's threads claim in order so that the
+/// work spreads evenly (3 KV groups on 2 threads would leave one thread idle a third of the time): every
+/// group's `prepare`, `scorePages` of every part of every group, every head's `softmaxHead`, every group's
+/// `rank`, every head's `attendHead`. A task waits for the tasks of its group it needs, which were claimed
+/// before it.
+final class HSALayerStep {
+    let shape: AttentionShape
+    /// Page logits are computed in this many parts per group.
+    let scoreParts = 2
+    private let groups: [HSAGroupStep]
+    /// `[next task][progress of each group]`
+    private let counters: UnsafeMutablePointer<Int32>
+
+    init(shape: AttentionShape) {
+        self.shape = shape
+        groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim) }
+        counters = .allocate(capacity: 1 + shape.kvHeads)
+    }
+
+    deinit { counters.deallocate() }
+
+    /// Runs the step for the layer's `streams` and `metadata` (updated with the decode token). `slotMaps[g]`,
+    /// when given, maps metadata slots to stream slots (RocketKV-MT's index list into the full cache).
+    /// Returns the bytes read.
+    func run(_ input: AttentionInput, streams: [KVStream], metadata: [PageMetadata], slotMaps: [[Int32]]?, k1: Int, k2: Int,
+             output: UnsafeMutablePointer<Float>) -> Int {
+        let kv = shape.kvHeads, G = shape.groupSize, d = shape.headDim, parts = scoreParts
+        counters.initialize(repeating: 0, count: 1 + kv)
+        let progress = counters + 1
+        // Progress of a group: 1 once prepared, + parts once scored, + G once every head's softmax is done,
+        // + 1 once ranked.
+        let tasks = kv * (1 + parts + G + 1 + G)
+        func perform(_ task: Int) {
+            var t = task
+            if t < kv {
+                groups[t].prepare(queries: input.queries + t * G * d, metadata: metadata[t], k1: k1)
+                rk_progress_add(progress + t)
+                return
+            }
+            t -= kv
+            if t < kv * parts {
+                let g = t / parts
+                rk_progress_wait(progress + g, 1)
+                groups[g].scorePages(part: t % parts, of: parts)
+                rk_progress_add(progress + g)
+                return
+            }
+            t -= kv * parts
+            if t < kv * G {
+                let g = t / G
+                rk_progress_wait(progress + g, Int32(1 + parts))
+                groups[g].softmaxHead(t % G)
+                rk_progress_add(progress + g)
+                return
+            }
+            t -= kv * G
+            if t < kv {
+                rk_progress_wait(progress + t, Int32(1 + parts + G))
+                if let map = slotMaps?[t] {
+                    map.withUnsafeBufferPointer { groups[t].rank(metadata: metadata[t], k2: k2, slotMap: $0.baseAddress, stream: streams[t]) }
+                } else {
+                    groups[t].rank(metadata: metadata[t], k2: k2, stream: streams[t])
+                }
+                rk_progress_add(progress + t)
+                return
+            }
+            t -= kv
+            let g = t / G
+            rk_progress_wait(progress + g, Int32(2 + parts + G))
+            groups[g].attendHead(t % G, queries: input.queries + g * G * d, scale: shape.scale, output: output + g * G * d)
+        }
+        ThreadPool.run { _, _ in
+            while true {
+                let task = Int(rk_counter_next(counters))
+                if task >= tasks { break }
+                perform(task)
+            }
+        }
+        return zip(groups, metadata).reduce(0) { $0 + $1.0.bytesRead(metadata: $1.1) }
+    }
 }

@@ -8,12 +8,14 @@ final class PagedKV {
     let metadata: [[PageMetadata]]
     /// Bytes read by the last decode step, per layer.
     var bytesRead: [Int]
+    private let hsa: HSALayerStep
 
     init(shape: AttentionShape, pageSize: Int) {
         self.shape = shape
         streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
         metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: pageSize, precision: .f16) } }
         bytesRead = Array(repeating: 0, count: shape.layers)
+        hsa = HSALayerStep(shape: shape)
     }
 
     /// Appends a chunk and runs dense causal attention over the layer's streams (the prefill path).
@@ -39,8 +41,8 @@ final class PagedKV {
             stream.append(input, head: g, kvHeads: shape.kvHeads)
             sync(layer: layer, group: g)
         }
-        bytesRead[layer] = hsaDecodeLayer(input, streams: streams[layer], metadata: metadata[layer], slotMaps: nil,
-                                          shape: shape, k1: k1, k2: k2, output: output)
+        bytesRead[layer] = hsa.run(input, streams: streams[layer], metadata: metadata[layer], slotMaps: nil, k1: k1, k2: k2,
+                                   output: output)
     }
 
     var statistics: KVStatistics {

@@ -17,6 +17,7 @@ public final class RocketMTPolicy: KVPolicy {
     private let metadata: [[PageMetadata]]
     private let window: QueryWindow
     private var bytesRead: [Int]
+    private let hsa: HSALayerStep
 
     public init(shape: AttentionShape, plan: RocketPlan) {
         self.shape = shape
@@ -26,6 +27,7 @@ public final class RocketMTPolicy: KVPolicy {
         metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: plan.pageSize, precision: .f16) } }
         window = QueryWindow(layers: shape.layers, window: plan.window, queryHeads: shape.queryHeads, headDim: shape.headDim)
         bytesRead = Array(repeating: 0, count: shape.layers)
+        hsa = HSALayerStep(shape: shape)
     }
 
     /// The filtered set `R` (slots of `F`) of a layer and KV group, for tests and diagnostics.
@@ -81,8 +83,8 @@ public final class RocketMTPolicy: KVPolicy {
             filtered[layer][g].append(Int32(stream.count - 1))
             metadata[layer][g].append(halfKey: stream.keys + (stream.count - 1) * shape.headDim)
         }
-        let bytes = hsaDecodeLayer(input, streams: full[layer], metadata: metadata[layer], slotMaps: filtered[layer],
-                                   shape: shape, k1: plan.k1, k2: plan.k2, output: output)
+        let bytes = hsa.run(input, streams: full[layer], metadata: metadata[layer], slotMaps: filtered[layer],
+                            k1: plan.k1, k2: plan.k2, output: output)
         // Plus the index of every attended token.
         bytesRead[layer] = bytes + shape.kvHeads * min(plan.k2, filtered[layer][0].count) * 4
     }
