@@ -1099,11 +1099,66 @@ void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uin
             for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
             __builtin_prefetch(row + bytes - 1, 0, 3);
         }
-        if (i >= AHEAD) memcpy(dst + (size_t)(i - AHEAD) * d, src + (size_t)slots[i - AHEAD] * d, bytes);
+        if (i < AHEAD) continue;
+        char *to = (char *)(dst + (size_t)(i - AHEAD) * d);
+        const char *from = (const char *)(src + (size_t)slots[i - AHEAD] * d);
+        if (bytes % 32 == 0) for (size_t o = 0; o < bytes; o += 32) memcpy(to + o, from + o, 32);   // inlined moves, no call per row
+        else memcpy(to, from, bytes);
     }
 }
 
 // ---- HSA (ROCKETKV.md §4) ----
+
+#if RK_X86
+// expf as glibc computes it on CPUs with FMA (sysdeps/ieee754/flt-32/e_expf.c, the __expf_fma variant), four
+// lanes in double precision: x·32/ln2 = k + r, exp(x) = 2^(k/32) · (1 + C2·r + C1·r² + C0·r³) with a 32-entry
+// table for 2^(i/32) (its entries minus i << 47, as glibc stores them), the same fused operations in the same
+// order, so every result has glibc's bits. Lanes with |x| ≥ 80 (overflow, underflow, inf, NaN) go to libm.
+static const uint64_t expf_table[32] = {
+    0x3ff0000000000000ULL, 0x3fefd9b0d3158574ULL, 0x3fefb5586cf9890fULL, 0x3fef9301d0125b51ULL,
+    0x3fef72b83c7d517bULL, 0x3fef54873168b9aaULL, 0x3fef387a6e756238ULL, 0x3fef1e9df51fdee1ULL,
+    0x3fef06fe0a31b715ULL, 0x3feef1a7373aa9cbULL, 0x3feedea64c123422ULL, 0x3feece086061892dULL,
+    0x3feebfdad5362a27ULL, 0x3feeb42b569d4f82ULL, 0x3feeab07dd485429ULL, 0x3feea47eb03a5585ULL,
+    0x3feea09e667f3bcdULL, 0x3fee9f75e8ec5f74ULL, 0x3feea11473eb0187ULL, 0x3feea589994cce13ULL,
+    0x3feeace5422aa0dbULL, 0x3feeb737b0cdc5e5ULL, 0x3feec49182a3f090ULL, 0x3feed503b23e255dULL,
+    0x3feee89f995ad3adULL, 0x3feeff76f2fb5e47ULL, 0x3fef199bdd85529cULL, 0x3fef3720dcef9069ULL,
+    0x3fef5818dcfba487ULL, 0x3fef7c97337b9b5fULL, 0x3fefa4afa2a490daULL, 0x3fefd0765b6e4540ULL,
+};
+RK_AVX2 static inline __m128 expf_glibc4(__m128 x) {
+    const __m256d inv_ln2_n = _mm256_set1_pd(0x1.71547652b82fep+5), shift = _mm256_set1_pd(0x1.8p+52);
+    const __m256d xd = _mm256_cvtps_pd(x);
+    const __m256d kd = _mm256_fmadd_pd(inv_ln2_n, xd, shift);
+    const __m256i ki = _mm256_castpd_si256(kd);
+    const __m256d r = _mm256_fmsub_pd(inv_ln2_n, xd, _mm256_sub_pd(kd, shift));
+    const __m256i t = _mm256_add_epi64(_mm256_i64gather_epi64((const long long *)expf_table, _mm256_and_si256(ki, _mm256_set1_epi64x(31)), 8),
+                                       _mm256_slli_epi64(ki, 47));
+    const __m256d z = _mm256_fmadd_pd(r, _mm256_set1_pd(0x1.c6af84b912394p-20), _mm256_set1_pd(0x1.ebfce50fac4f3p-13));
+    const __m256d r2 = _mm256_mul_pd(r, r);
+    __m256d y = _mm256_fmadd_pd(r, _mm256_set1_pd(0x1.62e42ff0c52d6p-6), _mm256_set1_pd(1.0));
+    y = _mm256_fmadd_pd(z, r2, y);
+    y = _mm256_mul_pd(y, _mm256_castsi256_pd(t));
+    __m128 result = _mm256_cvtpd_ps(y);
+    const __m128i large = _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(x), _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(0x429fffff));
+    if (_mm_movemask_epi8(large)) {
+        float in[4], out[4];
+        _mm_storeu_ps(in, x);
+        _mm_storeu_ps(out, result);
+        for (int k = 0; k < 4; k++) if ((in[k] < 0 ? -in[k] : in[k]) >= 80.0f || in[k] != in[k]) out[k] = expf(in[k]);
+        result = _mm_loadu_ps(out);
+    }
+    return result;
+}
+
+RK_AVX2 static void expf_array_avx2(const float *x, float *y, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(y + i, expf_glibc4(_mm_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = expf(x[i]);
+}
+#endif
+
+static void expf_array_portable(const float *x, float *y, int n) { for (int i = 0; i < n; i++) y[i] = expf(x[i]); }
+
+void rk_expf_array(const float *x, float *y, int n) { DISPATCH(expf_array_avx2, expf_array_portable)(x, y, n); }
 
 void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_size, int last_page_tokens,
                                int group_size, float *out) {
@@ -1115,9 +1170,10 @@ void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_si
     }
     for (int p = 0; p < pages; p++) {
         const float x = s[p] * inv;
-        out[p] = expf(x - m);
+        out[p] = x - m;
     }
-    double z = 0;   // in page order, apart from the expf calls (beside them it would be spilled on every page)
+    rk_expf_array(out, out, pages);
+    double z = 0;   // in page order
     for (int p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];
     if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
     const float scale = (float)(1.0 / (z * (double)group_size));

@@ -258,6 +258,32 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// The vectorised expf (HSA's page softmax) gives libm's expf bit for bit: across the range softmax
+    /// arguments take (x ≤ 0), near the thresholds where glibc changes path, and for inf and NaN.
+    func testExpfArrayMatchesLibm() {
+        var rng = Xoshiro256StarStar(seed: 41)
+        var x = (0..<200_000).map { _ in -Float.random(in: 0...110, using: &rng) }
+        x += (0..<20_000).map { _ in Float.random(in: -1...1, using: &rng) * Float.random(in: 0...1e-3, using: &rng) }
+        x += (0..<20_000).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng)) }
+        for edge: Float in [-87.33655, -88, -88.72283, -103.27893, -103.972084, -104, -79.99999, -80, -80.00001, 80, 88.7, 89,
+                            0, -0.0, 1e-30, -1e-45, .infinity, -.infinity, .nan, .greatestFiniteMagnitude] {
+            x += [edge, edge.nextUp, edge.nextDown]
+        }
+        forEachPath { path in
+            var y = [Float](repeating: 0, count: x.count)
+            rk_expf_array(x, &y, Int32(x.count))
+            var mismatches = 0
+            for i in x.indices {
+                let expected = expf(x[i])
+                if !(y[i].bitPattern == expected.bitPattern || (y[i].isNaN && expected.isNaN)) {
+                    mismatches += 1
+                    if mismatches <= 5 { XCTFail("\(path): expf(\(x[i])) = \(y[i]), libm \(expected)") }
+                }
+            }
+            XCTAssertEqual(mismatches, 0, path)
+        }
+    }
+
     /// The llama.cpp-order attention kernels give the same bits on the SIMD and the portable paths.
     func testAttentionKernelsAgreeAcrossPaths() {
         for (n, batched) in [(64, 1), (64, 0), (96, 0), (40, 1)] {

@@ -50,6 +50,8 @@ float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// all strips: the sequence of operations is that of one axpy per strip.
 void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
                          int i0, int n);
+/// y[i] = expf(x[i]) with libm's bits (glibc's algorithm, vectorised on the AVX2/FMA path); y may be x.
+void rk_expf_array(const float *x, float *y, int n);
 /// HSA's page probabilities for one query head (ROCKETKV.md §4.3 steps 6–8): with m = max_p s[p]·inv,
 /// e[p] = expf(s[p]·inv − m) and z = Σ_p tokens(p)·e[p] (in double, page order), out[p] = e[p] · f32(1 / (z·G)),
 /// where tokens(p) is `page_size` except for the last page (`last_page_tokens`). Plain IEEE operations in

@@ -397,11 +397,12 @@ final class HSALayerStep {
 
     deinit { counters.deallocate() }
 
-    /// Runs the step for the layer's `streams` and `metadata` (updated with the decode token). `slotMaps[g]`,
-    /// when given, maps metadata slots to stream slots (RocketKV-MT's index list into the full cache).
-    /// Returns the bytes read.
+    /// Runs the step for the layer's `streams` and `metadata`; `update(g)` brings group g's metadata up to date
+    /// with the decode token first (in the group's first task, so the groups' updates run in parallel).
+    /// `slotMaps[g]`, when given, maps metadata slots to stream slots (RocketKV-MT's index list into the full
+    /// cache). Returns the bytes read.
     func run(_ input: AttentionInput, streams: [KVStream], metadata: [PageMetadata], slotMaps: [[Int32]]?, k1: Int, k2: Int,
-             output: UnsafeMutablePointer<Float>) -> Int {
+             output: UnsafeMutablePointer<Float>, update: (Int) -> Void) -> Int {
         let kv = shape.kvHeads, G = shape.groupSize, d = shape.headDim, parts = scoreParts
         counters.initialize(repeating: 0, count: 1 + kv)
         let progress = counters + 1
@@ -411,6 +412,7 @@ final class HSALayerStep {
         func perform(_ task: Int) {
             var t = task
             if t < kv {
+                update(t)
                 groups[t].prepare(queries: input.queries + t * G * d, metadata: metadata[t], k1: k1)
                 rk_progress_add(progress + t)
                 return

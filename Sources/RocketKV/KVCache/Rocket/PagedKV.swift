@@ -37,12 +37,9 @@ final class PagedKV {
     /// Appends the decode token, updates the metadata, then attends with HSA (§2 step 3).
     func decode(layer: Int, _ input: AttentionInput, k1: Int, k2: Int, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
-        for (g, stream) in streams[layer].enumerated() {
-            stream.append(input, head: g, kvHeads: shape.kvHeads)
-            sync(layer: layer, group: g)
-        }
+        for (g, stream) in streams[layer].enumerated() { stream.append(input, head: g, kvHeads: shape.kvHeads) }
         bytesRead[layer] = hsa.run(input, streams: streams[layer], metadata: metadata[layer], slotMaps: nil, k1: k1, k2: k2,
-                                   output: output)
+                                   output: output) { self.sync(layer: layer, group: $0) }
     }
 
     var statistics: KVStatistics {

@@ -81,10 +81,12 @@ public final class RocketMTPolicy: KVPolicy {
         for (g, stream) in full[layer].enumerated() {
             stream.append(input, head: g, kvHeads: shape.kvHeads)
             filtered[layer][g].append(Int32(stream.count - 1))
-            metadata[layer][g].append(halfKey: stream.keys + (stream.count - 1) * shape.headDim)
         }
-        let bytes = hsa.run(input, streams: full[layer], metadata: metadata[layer], slotMaps: filtered[layer],
-                            k1: plan.k1, k2: plan.k2, output: output)
+        let streams = full[layer], layerMetadata = metadata[layer], d = shape.headDim
+        let bytes = hsa.run(input, streams: streams, metadata: layerMetadata, slotMaps: filtered[layer],
+                            k1: plan.k1, k2: plan.k2, output: output) { g in
+            layerMetadata[g].append(halfKey: streams[g].keys + (streams[g].count - 1) * d)
+        }
         // Plus the index of every attended token.
         bytesRead[layer] = bytes + shape.kvHeads * min(plan.k2, filtered[layer][0].count) * 4
     }
