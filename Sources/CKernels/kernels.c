@@ -1139,11 +1139,12 @@ RK_AVX2 static inline __m128 expf_glibc4(__m128 x) {
     y = _mm256_mul_pd(y, _mm256_castsi256_pd(t));
     __m128 result = _mm256_cvtpd_ps(y);
     const __m128i large = _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(x), _mm_set1_epi32(0x7fffffff)), _mm_set1_epi32(0x429fffff));
-    if (_mm_movemask_epi8(large)) {
+    const int lanes = _mm_movemask_ps(_mm_castsi128_ps(large));
+    if (lanes) {
         float in[4], out[4];
         _mm_storeu_ps(in, x);
         _mm_storeu_ps(out, result);
-        for (int k = 0; k < 4; k++) if ((in[k] < 0 ? -in[k] : in[k]) >= 80.0f || in[k] != in[k]) out[k] = expf(in[k]);
+        for (int k = 0; k < 4; k++) if (lanes >> k & 1) out[k] = expf(in[k]);
         result = _mm_loadu_ps(out);
     }
     return result;
@@ -1165,13 +1166,10 @@ void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_si
 #pragma clang fp contract(off)
     float m = -INFINITY;
     for (int p = 0; p < pages; p++) {
-        const float x = s[p] * inv;
-        m = x >= m ? x : m;
+        out[p] = s[p] * inv;
+        m = out[p] >= m ? out[p] : m;
     }
-    for (int p = 0; p < pages; p++) {
-        const float x = s[p] * inv;
-        out[p] = x - m;
-    }
+    for (int p = 0; p < pages; p++) out[p] = out[p] - m;
     rk_expf_array(out, out, pages);
     double z = 0;   // in page order
     for (int p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];

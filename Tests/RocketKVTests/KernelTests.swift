@@ -266,7 +266,7 @@ final class KernelTests: XCTestCase {
         x += (0..<20_000).map { _ in Float.random(in: -1...1, using: &rng) * Float.random(in: 0...1e-3, using: &rng) }
         x += (0..<20_000).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &rng)) }
         for edge: Float in [-87.33655, -88, -88.72283, -103.27893, -103.972084, -104, -79.99999, -80, -80.00001, 80, 88.7, 89,
-                            0, -0.0, 1e-30, -1e-45, .infinity, -.infinity, .nan, .greatestFiniteMagnitude] {
+                            0, -0.0, 1e-30, -Float.leastNonzeroMagnitude, .infinity, -.infinity, .nan, .greatestFiniteMagnitude] {
             x += [edge, edge.nextUp, edge.nextDown]
         }
         forEachPath { path in

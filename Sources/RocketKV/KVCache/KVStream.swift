@@ -49,24 +49,18 @@ public final class KVStream {
 
     /// Keeps only the given slots, in the given order, and releases the memory of the others.
     public func retain(slots: [Int]) {
+        guard !slots.isEmpty else { removeAll(); return }
         let d = headDim, rowBytes = d * MemoryLayout<UInt16>.size
-        let newKeys = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, slots.count * d))
-        let newValues = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, slots.count * d))
-        let newPositions = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, slots.count))
-        defer { newKeys.deallocate(); newValues.deallocate(); newPositions.deallocate() }
+        let (newKeys, newValues, newPositions) = allocateRows(slots.count)
         for (i, s) in slots.enumerated() {
             precondition(s >= 0 && s < count, "retain: slot \(s) out of range 0..<\(count)")
             memcpy(newKeys + i * d, keys + s * d, rowBytes)
             memcpy(newValues + i * d, values + s * d, rowBytes)
             newPositions[i] = positions[s]
         }
-        count = 0
-        resize(to: slots.count)
-        if !slots.isEmpty {
-            memcpy(keys, newKeys, slots.count * rowBytes)
-            memcpy(values, newValues, slots.count * rowBytes)
-            memcpy(positions, newPositions, slots.count * 4)
-        }
+        free(keys); free(values); free(positions)
+        (keys, values, positions) = (newKeys, newValues, newPositions)
+        capacity = slots.count
         count = slots.count
     }
 
@@ -99,14 +93,21 @@ public final class KVStream {
         }
         let rowBytes = headDim * MemoryLayout<UInt16>.size
         if capacity == 0 {
-            keys = malloc(newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
-            values = malloc(newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
-            positions = malloc(newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
+            (keys, values, positions) = allocateRows(newCapacity)
         } else {
             keys = realloc(keys, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
             values = realloc(values, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
             positions = realloc(positions, newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
         }
         capacity = newCapacity
+    }
+
+    /// Fresh key, value and position buffers for `slots` slots (`malloc`, as `resize` reallocates and `deinit`
+    /// frees them).
+    private func allocateRows(_ slots: Int) -> (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<Int32>) {
+        let rowBytes = headDim * MemoryLayout<UInt16>.size
+        return (malloc(slots * rowBytes)!.assumingMemoryBound(to: UInt16.self),
+                malloc(slots * rowBytes)!.assumingMemoryBound(to: UInt16.self),
+                malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
     }
 }
