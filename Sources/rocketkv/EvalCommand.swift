@@ -11,7 +11,7 @@ struct EvalCommand: ParsableCommand {
         Results go to --out: config.json, predictions.jsonl (re-running skips what is there), metrics.json, report.html.
         """)
 
-    @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks), multiturn (shared-context key-value turns) or fidelity (teacher-forced agreement with full).")
+    @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks), multiturn (shared-context retrieval, one key per turn) or fidelity (teacher-forced agreement with full).")
     var task: String
 
     @Option(name: .long, help: "Comma-separated KV methods.")

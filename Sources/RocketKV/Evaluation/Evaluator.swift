@@ -118,8 +118,8 @@ public final class Evaluator {
         try runGeneration(prompts)
     }
 
-    /// SCBench-style shared-context sessions: a long list of key-value pairs, then `turns` questions, each
-    /// asking for a different key in a new turn of the same sequence (the cache carries over; `rocket-mt`
+    /// SCBench-style shared-context sessions: essay text with `turns` key-value needles, then `turns` questions,
+    /// each asking for a different key in a new turn of the same sequence (the cache carries over; `rocket-mt`
     /// re-selects from the full history each turn, `rocket` re-compresses what it kept). Score: fraction of
     /// turns whose answer contains the value.
     public func runMultiturn(haystack: Haystack, turns: Int = 4) throws {

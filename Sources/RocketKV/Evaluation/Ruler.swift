@@ -18,8 +18,6 @@ public enum Ruler {
         let vocabulary = words(haystack)
         func key() -> String { "\(vocabulary.randomElement(using: &rng)!)-\(vocabulary.randomElement(using: &rng)!)" }
         func number() -> String { String(Int.random(in: 1_000_000...9_999_999, using: &rng)) }
-        func needle(_ k: String, _ v: String) -> String { "One of the special magic numbers for \(k) is: \(v)." }
-        let intro = "Some special magic numbers are hidden within the following text. Make sure to memorize them. I will quiz you about the numbers afterwards.\n"
 
         switch task {
         case "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery":
@@ -37,7 +35,7 @@ public enum Ruler {
             let what = asked.joined(separator: ", ")
             let question = task == "niah_multivalue" || task == "niah_multiquery"
                 ? "\nWhat are all the special magic numbers for \(what) mentioned in the provided text? The special magic numbers for \(what) mentioned in the provided text are"
-                : "\nWhat is the special magic number for \(what) mentioned in the provided text? The special magic number for \(what) mentioned in the provided text is"
+                : singleQuestion(what)
             let depths = pairs.map { _ in Double.random(in: 0...1, using: &rng) }
             let text = fit(tokens: tokens, tokenizer: tokenizer) { count in
                 var filler = haystack.prefix(words: count)
@@ -102,6 +100,13 @@ public enum Ruler {
         default:
             throw InferenceError("unknown RULER task '\(task)'; available: \(tasks.joined(separator: ", "))")
         }
+    }
+
+    /// RULER's needle sentence, the instruction before the haystack and its one-key question.
+    static func needle(_ key: String, _ value: String) -> String { "One of the special magic numbers for \(key) is: \(value)." }
+    static let intro = "Some special magic numbers are hidden within the following text. Make sure to memorize them. I will quiz you about the numbers afterwards.\n"
+    static func singleQuestion(_ key: String) -> String {
+        "\nWhat is the special magic number for \(key) mentioned in the provided text? The special magic number for \(key) mentioned in the provided text is"
     }
 
     /// Fraction of `answers` that occur in `output`, case-insensitive (RULER's "all" match).
