@@ -15,10 +15,10 @@ public struct MultiturnSession: Sendable {
         let vocabulary = Ruler.words(haystack)
         var keys: [String] = []
         while keys.count < turns {
-            let key = "\(vocabulary.randomElement(using: &rng)!)-\(vocabulary.randomElement(using: &rng)!)"
+            let key = Ruler.randomKey(vocabulary, using: &rng)
             if !keys.contains(key) { keys.append(key) }
         }
-        let values = keys.map { _ in String(Int.random(in: 1_000_000...9_999_999, using: &rng)) }
+        let values = keys.map { _ in Ruler.randomNumber(using: &rng) }
         // Needle t sits at a random depth inside part t of the haystack.
         let depths = (0..<turns).map { (Double($0) + Double.random(in: 0.05...0.95, using: &rng)) / Double(turns) }
         var order = Array(0..<turns)

@@ -16,8 +16,8 @@ public enum Ruler {
     public static func sample<G: RandomNumberGenerator>(task: String, haystack: Haystack, tokens: Int, tokenizer: Tokenizer,
                                                         using rng: inout G) throws -> Sample {
         let vocabulary = words(haystack)
-        func key() -> String { "\(vocabulary.randomElement(using: &rng)!)-\(vocabulary.randomElement(using: &rng)!)" }
-        func number() -> String { String(Int.random(in: 1_000_000...9_999_999, using: &rng)) }
+        func key() -> String { randomKey(vocabulary, using: &rng) }
+        func number() -> String { randomNumber(using: &rng) }
 
         switch task {
         case "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery":
@@ -100,6 +100,16 @@ public enum Ruler {
         default:
             throw InferenceError("unknown RULER task '\(task)'; available: \(tasks.joined(separator: ", "))")
         }
+    }
+
+    /// A needle key: two haystack words joined by a hyphen.
+    static func randomKey<G: RandomNumberGenerator>(_ vocabulary: [String], using rng: inout G) -> String {
+        "\(vocabulary.randomElement(using: &rng)!)-\(vocabulary.randomElement(using: &rng)!)"
+    }
+
+    /// A needle value: a 7-digit number without a leading zero.
+    static func randomNumber<G: RandomNumberGenerator>(using rng: inout G) -> String {
+        String(Int.random(in: 1_000_000...9_999_999, using: &rng))
     }
 
     /// RULER's needle sentence, the instruction before the haystack and its one-key question.
