@@ -5,6 +5,29 @@ import XCTest
 /// The evaluation harness on the real model: replaying a recorded prefill is the same as prefilling, and a
 /// small sweep with a known answer scores, stores, resumes and reports as it should.
 final class EvaluationModelTests: XCTestCase {
+    func testMultiturnSessionHidesOneNeedlePerQuarterAndAsksEachOnce() throws {
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        var rng = Xoshiro256StarStar(seed: 42)
+        let session = MultiturnSession.make(haystack: try Haystack.paulGraham(), tokens: 2048, turns: 4, tokenizer: tokenizer, using: &rng)
+        XCTAssertLessThanOrEqual(session.firstPrompt.count, 2048 - 40 * 3)
+        XCTAssertGreaterThan(session.firstPrompt.count, 2048 - 40 * 3 - 30)
+        XCTAssertEqual(session.laterQuestions.count, 3)
+        XCTAssertEqual(Set(session.values).count, 4)
+        let text = tokenizer.decode(session.firstPrompt)
+        // Each value sits in its own quarter of the prompt, once.
+        let offsets = session.values.map { value -> Double in
+            XCTAssertEqual(text.components(separatedBy: value).count, 2, value)
+            return Double(text.distance(from: text.startIndex, to: text.range(of: value)!.lowerBound)) / Double(text.count)
+        }
+        XCTAssertEqual(Set(offsets.map { Int($0 * 4) }).count, 4, "\(offsets)")
+        // Every turn asks for the key of the value it expects: the needle sentence names that key.
+        let questions = [text] + session.laterQuestions.map { tokenizer.decode($0) }
+        for (question, value) in zip(questions, session.values) {
+            let key = question.components(separatedBy: "special magic number for ").last!.components(separatedBy: " ").first!
+            XCTAssertTrue(text.contains("One of the special magic numbers for \(key) is: \(value)."), "\(key) -> \(value)")
+        }
+    }
+
     func testReplayedPrefillGeneratesLikeADirectPrefill() throws {
         ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
         let model = try LlamaModel(file: TestModel.file)
