@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #define RK_X86 1
 #define RK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define RK_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #else
 #define RK_X86 0
 #endif
@@ -63,21 +64,31 @@ static inline uint16_t float_to_half(float f) {
 // ---- dispatch ----
 
 static int simd_level = -1;
-static int force_portable = 0;
+static int simd_limit = 2;
 
+// The CPU's level: 2 = AVX-512 (F/BW/VL/DQ/VNNI) on top of AVX2, 1 = AVX2/FMA/F16C, 0 = portable C.
+// ROCKETKV_SIMD=portable|avx2 caps it (for A/B measurements in one binary).
 int rk_simd_level(void) {
     if (simd_level < 0) {
 #if RK_X86
         __builtin_cpu_init();
-        simd_level = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) ? 1 : 0;
+        const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        const int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                           __builtin_cpu_supports("avx512vnni");
+        int level = avx512 ? 2 : avx2 ? 1 : 0;
+        const char *cap = getenv("ROCKETKV_SIMD");
+        if (cap && strcmp(cap, "portable") == 0) level = 0;
+        else if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
+        simd_level = level;
 #else
         simd_level = 0;
 #endif
     }
-    return force_portable ? 0 : simd_level;
+    return simd_level < simd_limit ? simd_level : simd_limit;
 }
 
-void rk_force_portable(int on) { force_portable = on; }
+void rk_limit_simd(int level) { simd_limit = level < 0 ? 2 : level; }
 
 // ---- portable paths ----
 
@@ -341,6 +352,19 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
 // floats: the product d_w·d_x is then one vmulps of two broadcasts (the same single rounding as the scalar
 // product), and Q4_1's Σ m·s terms of a 2×4 tile advance as one 8-lane FMA (lane i·4+j), each lane the
 // scalar chain of the row-dot.
+// Q4_1's Σ m·s terms of block b (mw[i]: the rows' minima) and, at the end, the term of output (i, j).
+#define RK_TILE_MIN_STEP(TR, TT)                                                                                  \
+    do {                                                                                                          \
+        if (TR == 2 && TT == 4) {                                                                                 \
+            const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                       \
+            const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                         \
+            summv = _mm256_fmadd_ps(mv, sv, summv);                                                               \
+        } else {                                                                                                  \
+            for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
+        }                                                                                                         \
+    } while (0)
+#define RK_TILE_MIN(TR, TT, i, j) ((TR == 2 && TT == 4) ? lanes[((i) * TT + (j)) & 7] : summs[i][j])
+
 #define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
 RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
                          const float *dx, const float *sx, int ts, float *y, size_t ystride) {                   \
@@ -360,15 +384,7 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
             qw[i] = LOADW(wb); dw[i] = _mm256_set1_ps(_cvtsh_ss(wb->d));                                          \
             if (HAS_MIN) mw[i] = _cvtsh_ss(((const block_q4_1 *)wb)->m);                                          \
         }                                                                                                         \
-        if (HAS_MIN) {                                                                                            \
-            if (TR == 2 && TT == 4) {                                                                             \
-                const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                   \
-                const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                     \
-                summv = _mm256_fmadd_ps(mv, sv, summv);                                                           \
-            } else {                                                                                              \
-                for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
-            }                                                                                                     \
-        }                                                                                                         \
+        if (HAS_MIN) RK_TILE_MIN_STEP(TR, TT);                                                                   \
         for (int j = 0; j < TT; j++) {                                                                            \
             const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
             const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
@@ -380,8 +396,8 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
     float lanes[8];                                                                                               \
     if (HAS_MIN && TR == 2 && TT == 4) _mm256_storeu_ps(lanes, summv);                                            \
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) {                                                   \
-        const float m = HAS_MIN ? ((TR == 2 && TT == 4) ? lanes[(i * TT + j) & 7] : summs[i][j]) : 0;             \
-        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + m : hsum_ps(acc[i][j]);                       \
+        const float r = hsum_ps(acc[i][j]);                                                                       \
+        y[(size_t)j * ystride + i] = HAS_MIN ? r + RK_TILE_MIN(TR, TT, i, j) : r;                                 \
     }                                                                                                             \
 }
 
@@ -396,6 +412,87 @@ RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_sig
 RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
 RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
 
+// AVX-512 tiles: a pair of weight rows shares one 512-bit register (row 2p in lanes 0–7, row 2p+1 in lanes
+// 8–15) against the activation block in both halves, and VNNI's vpdpbusd forms each int32 lane (four byte
+// products) as maddubs + madd do: the pair sums stay below 2^15 for these formats, so nothing saturates.
+// Signed weights pass as |w| with w's sign moved onto the activations (vpsignb has no 512-bit form). Every
+// lane then takes the AVX2 tile's operations in its order, so the bits are the same.
+#define RK_TILE512_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW2, SIGNED, HAS_MIN)                                   \
+RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
+                           const float *dx, const float *sx, int ts, float *y, size_t ystride) {                 \
+    enum { NP = TR / 2 };                                                                                         \
+    __m512 acc[NP][TT];                                                                                           \
+    __m256 summv = _mm256_setzero_ps();   /* Q4_1's Σ m·s of output (i, j) in lane i·TT + j */                   \
+    for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
+    const __m256i min_lanes = TT == 4 ? _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3) : _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7); \
+    for (int b = 0; b < nb; b++) {                                                                                \
+        if (TT == 1) {                                                                                            \
+            const char *ahead = w + (size_t)2 * TR * wstride;                                                     \
+            for (size_t o = (size_t)b * TR * sizeof(WBLOCK) & ~(size_t)63; o < (size_t)(b + 1) * TR * sizeof(WBLOCK); o += 64) \
+                _mm_prefetch(ahead + o, _MM_HINT_T0);                                                             \
+        }                                                                                                         \
+        const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
+        __m512i qw[NP]; __m512 dw[NP]; __mmask64 neg[NP];                                                         \
+        for (int p = 0; p < NP; p++) {                                                                            \
+            qw[p] = LOADW2((const WBLOCK *)(w + (size_t)(2 * p) * wstride) + b, (const WBLOCK *)(w + (size_t)(2 * p + 1) * wstride) + b); \
+            dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, \
+                                                           4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p), scales); \
+            if (SIGNED) { neg[p] = _mm512_movepi8_mask(qw[p]); qw[p] = _mm512_abs_epi8(qw[p]); }                  \
+        }                                                                                                         \
+        if (HAS_MIN) {                                                                                            \
+            const __m256 sv = TT == 4 ? _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts)) : _mm256_set1_ps(sx[(size_t)b * ts]); \
+            summv = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), min_lanes), sv, summv); \
+        }                                                                                                         \
+        for (int j = 0; j < TT; j++) {                                                                            \
+            const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
+            const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));               \
+            const __m512 dxj = _mm512_set1_ps(dx[(size_t)b * ts + j]);                                            \
+            for (int p = 0; p < NP; p++) {                                                                        \
+                const __m512i sx8 = SIGNED ? _mm512_mask_sub_epi8(qx, neg[p], _mm512_setzero_si512(), qx) : qx;    \
+                const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[p], sx8));   \
+                acc[p][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dxj), dot, acc[p][j]);                           \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    float lanes[8];                                                                                               \
+    _mm256_storeu_ps(lanes, summv);                                                                               \
+    for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) {                                                   \
+        const float r[2] = {hsum_ps(_mm512_castps512_ps256(acc[p][j])), hsum_ps(_mm512_extractf32x8_ps(acc[p][j], 1))}; \
+        for (int h = 0; h < 2; h++)                                                                               \
+            y[(size_t)j * ystride + 2 * p + h] = HAS_MIN ? r[h] + lanes[(2 * p + h) * TT + j] : r[h];              \
+    }                                                                                                             \
+}
+
+// Block `off` of rows 0…rows-1 (2 or 4): its first two halves (d, and Q4_1's m) as floats, row i in lanes 2i, 2i + 1.
+RK_AVX512 static inline __m256 tile_scales(const char *w, size_t wstride, size_t off, int rows) {
+    int32_t h[4] = {0, 0, 0, 0};
+    for (int i = 0; i < rows; i++) memcpy(&h[i], w + (size_t)i * wstride + off, 4);
+    return _mm256_cvtph_ps(_mm_set_epi32(h[3], h[2], h[1], h[0]));
+}
+
+// Two rows' 32 weights as bytes, row a in the low 256 bits: nibble formats put each row's 16 bytes in both
+// 128-bit halves and shift the upper copy by 4 (low nibbles are elements 0–15, high nibbles 16–31).
+RK_AVX512 static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
+    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)a))),
+                                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b)), 1);
+    const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0);
+    return _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi8(0x0f));
+}
+RK_AVX512 static inline __m512i loadw2_q4_1(const block_q4_1 *a, const block_q4_1 *b) { return nibbles2(a->qs, b->qs); }
+RK_AVX512 static inline __m512i loadw2_q4_0(const block_q4_0 *a, const block_q4_0 *b) {
+    return _mm512_sub_epi8(nibbles2(a->qs, b->qs), _mm512_set1_epi8(8));
+}
+RK_AVX512 static inline __m512i loadw2_q8_0(const block_q8_0 *a, const block_q8_0 *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)), _mm256_loadu_si256((const __m256i *)b->qs), 1);
+}
+
+RK_TILE512_KERNEL(tile512_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw2_q4_1, 0, 1)
+RK_TILE512_KERNEL(tile512_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw2_q4_1, 0, 1)
+RK_TILE512_KERNEL(tile512_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw2_q4_0, 1, 0)
+RK_TILE512_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw2_q4_0, 1, 0)
+RK_TILE512_KERNEL(tile512_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
+RK_TILE512_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
+
 typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const float *, int, float *, size_t);
 
 // Rows [r0, r1) × all tokens with TR×TT tiles; the ragged edges take the row-dot.
@@ -403,10 +500,11 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
                                        const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
                                        quant_dot_fn dot) {
     tile_fn big, narrow;
+    const int wide = rk_simd_level() >= 2;
     switch (type) {
-    case 2: big = tile_q4_0_2x4; narrow = tile_q4_0_4x1; break;
-    case 3: big = tile_q4_1_2x4; narrow = tile_q4_1_4x1; break;
-    default: big = tile_q8_0_2x4; narrow = tile_q8_0_4x1; break;
+    case 2: big = wide ? tile512_q4_0_2x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; break;
+    case 3: big = wide ? tile512_q4_1_2x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; break;
+    default: big = wide ? tile512_q8_0_2x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; break;
     }
     const int nb = n / 32;
     // Token blocks of 32 keep their activations in L2 while every row of the range passes over them.
@@ -931,18 +1029,52 @@ RK_PV_GROUP(pv_group1, 1)
 RK_PV_GROUP(pv_group2, 2)
 RK_PV_GROUP(pv_group3, 3)
 
+typedef void (*pv_group_fn)(const float *, size_t, const uint16_t *, int, int, int, int, float *, size_t, int);
+
+// AVX-512: the same per-lane chains for 64 (U = 4) or 32 (U = 2) dims of a row in one pass, a register
+// holding chunks 2u and 2u + 1 (16 dims) of one lane.
+#define RK_PV512_GROUP(NAME, NQ, U)                                                                               \
+RK_AVX512 static void NAME(const float *p, size_t pstride, const uint16_t *values, int d, int j0, int j1, int lanes, \
+                           float *acc, size_t astride, int fresh) {                                               \
+    __m512 a[NQ][U];                                                                                            \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < U; u++) {                                                  \
+        const float *ap = acc + 8 * ((size_t)i * astride + (size_t)(2 * u) * lanes);                           \
+        a[i][u] = fresh ? _mm512_setzero_ps() : _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(ap)), _mm256_loadu_ps(ap + 8 * lanes), 1); \
+    }                                                                                                           \
+    for (int j = j0; j < j1; j += lanes) {                                                                      \
+        const uint16_t *v = values + (size_t)j * d;                                                             \
+        __m512 vv[U];                                                                                           \
+        for (int u = 0; u < U; u++) vv[u] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + 16 * u))); \
+        for (int i = 0; i < NQ; i++) {                                                                          \
+            const __m512 pj = _mm512_set1_ps(p[(size_t)i * pstride + j]);                                       \
+            for (int u = 0; u < U; u++) a[i][u] = _mm512_fmadd_ps(vv[u], pj, a[i][u]);                          \
+        }                                                                                                       \
+    }                                                                                                           \
+    for (int i = 0; i < NQ; i++) for (int u = 0; u < U; u++) {                                                  \
+        float *ap = acc + 8 * ((size_t)i * astride + (size_t)(2 * u) * lanes);                                 \
+        _mm256_storeu_ps(ap, _mm512_castps512_ps256(a[i][u]));                                                  \
+        _mm256_storeu_ps(ap + 8 * lanes, _mm512_extractf32x8_ps(a[i][u], 1));                                   \
+    }                                                                                                           \
+}
+RK_PV512_GROUP(pv512_group1, 1, 4)
+RK_PV512_GROUP(pv512_group2, 2, 4)
+RK_PV512_GROUP(pv512_group3, 3, 4)
+RK_PV512_GROUP(pv512_half_group1, 1, 2)
+RK_PV512_GROUP(pv512_half_group2, 2, 2)
+RK_PV512_GROUP(pv512_half_group3, 3, 2)
+
 // P·V accumulators over the rows of lanes [l0, l1) of `lanes` (lane = row mod lanes): A[i][chunk][lane]
 // holds one 8-float accumulator of dims 8·chunk…, the FMA chain of that lane in row order. Tiles of rows
 // stay in cache while every lane and query group passes over them; rows past count are skipped (they would
-// add a zero probability times a zero row).
-RK_AVX2 static void attn_pv_lanes_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
-                                       int lanes, int l0, int l1, float *A) {
+// add a zero probability times a zero row). A pass covers `step` chunks of a row for 1–3 queries (`group`).
+static void attn_pv_lanes_simd(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                               int lanes, int l0, int l1, float *A, int step, const pv_group_fn group[3]) {
     enum { TILE = 512 };
     const int nc = d / 8, span = l1 - l0;
     const size_t astride = (size_t)nc * lanes;
     for (int t0 = 0; t0 == 0 || t0 < count; t0 += TILE) {   // the first tile sets the accumulators, even when empty
         const int t1 = count - t0 < TILE ? count : t0 + TILE;
-        for (int g = 0; g < nc; g += 4)
+        for (int g = 0; g < nc; g += step)
             for (int i = 0; i < nq;) {
                 const int n = nq - i >= 3 ? 3 : nq - i;
                 int ahead = t0 + TILE + l0, col = 0;   // next tile's rows of these lanes, in row order
@@ -951,19 +1083,26 @@ RK_AVX2 static void attn_pv_lanes_avx2(const float *p, size_t pstride, int nq, i
                     // meanwhile fetch TILE / lanes of the next tile's rows (once per tile and chunk group, not
                     // again for each further query group).
                     for (int k = 0; i == 0 && k < TILE / lanes && ahead < count; k++) {
-                        _mm_prefetch((const char *)(values + (size_t)ahead * d + 8 * g), _MM_HINT_T1);
+                        for (int line = 0; line < step / 4; line++)
+                            _mm_prefetch((const char *)(values + (size_t)ahead * d + 8 * g + 32 * line), _MM_HINT_T1);
                         if (++col == span) { col = 0; ahead += lanes - span + 1; } else ahead++;
                     }
-                    const float *pi = p + (size_t)i * pstride;
-                    float *a = A + 8 * ((size_t)i * astride + (size_t)g * lanes + l);
-                    const uint16_t *v = values + 8 * g;
-                    if (n == 3) pv_group3(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
-                    else if (n == 2) pv_group2(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
-                    else pv_group1(pi, pstride, v, d, t0 + l, t1, lanes, a, astride, t0 == 0);
+                    group[n - 1](p + (size_t)i * pstride, pstride, values + 8 * g, d, t0 + l, t1, lanes,
+                                 A + 8 * ((size_t)i * astride + (size_t)g * lanes + l), astride, t0 == 0);
                 }
                 i += n;
             }
     }
+}
+
+static void attn_pv_lanes_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+                               int lanes, int l0, int l1, float *A) {
+    static const pv_group_fn avx2[3] = {pv_group1, pv_group2, pv_group3};
+    static const pv_group_fn wide[3] = {pv512_group1, pv512_group2, pv512_group3};
+    static const pv_group_fn half[3] = {pv512_half_group1, pv512_half_group2, pv512_half_group3};
+    if (rk_simd_level() < 2) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, avx2);
+    else if (d % 64 == 0) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 8, wide);
+    else attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, half);
 }
 
 // out[i][0..<d] from the accumulators of all lanes, summed in ggml's reduction order.

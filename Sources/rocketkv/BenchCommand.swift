@@ -61,7 +61,7 @@ struct BenchCommand: ParsableCommand {
         printError("measuring memory read bandwidth (\(threadCount) threads)...")
         // In a child: the buffer must not raise the high-water RSS that the bench children inherit.
         let bandwidth = try measureBandwidthInChild(threads: threadCount)
-        printError(String(format: "read bandwidth: %.1f GB/s", bandwidth / 1e9))
+        printError(String(format: "read bandwidth: %.1f GB/s; kernels: %@", bandwidth / 1e9, Ops.kernelLevel))
 
         let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
         // Repetitions are interleaved (every configuration once, then again): on a shared machine the load
@@ -96,8 +96,8 @@ struct BenchCommand: ParsableCommand {
         }
         fflush(stdout)
         if !json {
-            print(String(format: "read bandwidth %.1f GB/s (%d threads); bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
-                         bandwidth / 1e9, threadCount, repetitions))
+            print(String(format: "read bandwidth %.1f GB/s (%d threads), %@ kernels; bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
+                         bandwidth / 1e9, threadCount, Ops.kernelLevel, repetitions))
         }
     }
 
@@ -162,6 +162,7 @@ struct BenchCommand: ParsableCommand {
             "decode_rss_bytes": Int(median("decode_rss_bytes")),
             "achieved_gbs": bytesPerToken * decode / 1e9,
             "bandwidth_gbs": bandwidth / 1e9,
+            "kernels": Ops.kernelLevel,
             "bound_tok_s": bytesPerToken > 0 ? bandwidth / bytesPerToken : 0,
         ]
         if let plan = runs.first?["plan"] { row["plan"] = plan }

@@ -189,9 +189,9 @@ final class HSATests: XCTestCase {
                 // Every seventh key repeats the one before, so that pages tie.
                 let key = t % 7 == 6 ? previous : (0..<d).map { _ in Float(Float16(Float.random(in: -2...2, using: &rng))) }
                 key.withUnsafeBufferPointer { meta.append(key: $0.baseAddress!) }
-                rk_force_portable(trial % 2 == 0 ? 1 : 0)   // both paths of the f16 bounds kernel
+                rk_limit_simd(trial % 2 == 0 ? 0 : -1)   // both paths of the f16 bounds kernel
                 key.map { Float16($0).bitPattern }.withUnsafeBufferPointer { fromHalves.append(halfKey: $0.baseAddress!) }
-                rk_force_portable(0)
+                rk_limit_simd(-1)
                 previous = key
             }
             for p in 0..<meta.pages {

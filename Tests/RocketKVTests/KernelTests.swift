@@ -71,12 +71,13 @@ final class KernelTests: XCTestCase {
         return bytes
     }
 
-    /// Runs `body` once with the SIMD paths (if the CPU has them) and once with the portable paths.
+    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
     func forEachPath(_ body: (String) throws -> Void) rethrows {
-        defer { rk_force_portable(0) }
-        for portable in [false, true] {
-            rk_force_portable(portable ? 1 : 0)
-            try body(portable ? "portable" : "simd(level \(rk_simd_level()))")
+        defer { rk_limit_simd(-1) }
+        rk_limit_simd(-1)
+        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
+            rk_limit_simd(level)
+            try body(["portable", "avx2", "avx512"][Int(level)])
         }
     }
 
@@ -133,37 +134,40 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The register-tiled matrix kernels (every tile shape and ragged edge) give exactly the row-dot's bits.
+    /// The register-tiled matrix kernels (every tile shape and ragged edge, AVX2 and AVX-512 tiles) give
+    /// exactly the row-dot's bits.
     func testTiledMatmulIsBitExactWithRowDots() {
-        for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34)] {
-            for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (6, 5, 3), (3, 2, 2)] {
-                var w: [UInt8] = []
-                for _ in 0..<(rows * blocks) {
-                    switch type {
-                    case 3: w += randomQ4_1Row(blocks: 1)
-                    case 8: w += randomQ8_0Row(blocks: 1)
-                    default: w += Array(randomQ4_1Row(blocks: 1).dropFirst(2))
-                    }
-                }
-                XCTAssertEqual(w.count, rows * blocks * blockBytes)
-                let n = blocks * 32, x = randomFloats(tokens * n, scale: 2)
-                var q = [UInt8](repeating: 0, count: tokens * blocks * activation)
-                for t in 0..<tokens {
-                    q.withUnsafeMutableBytes { qp in
-                        x.withUnsafeBufferPointer { xp in
-                            if type == 3 { rk_quantize_row_q8_1(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
-                            else { rk_quantize_row_q8_0(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
+        forEachPath { path in
+            for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34)] {
+                for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (6, 5, 3), (3, 2, 2)] {
+                    var w: [UInt8] = []
+                    for _ in 0..<(rows * blocks) {
+                        switch type {
+                        case 3: w += randomQ4_1Row(blocks: 1)
+                        case 8: w += randomQ8_0Row(blocks: 1)
+                        default: w += Array(randomQ4_1Row(blocks: 1).dropFirst(2))
                         }
                     }
+                    XCTAssertEqual(w.count, rows * blocks * blockBytes)
+                    let n = blocks * 32, x = randomFloats(tokens * n, scale: 2)
+                    var q = [UInt8](repeating: 0, count: tokens * blocks * activation)
+                    for t in 0..<tokens {
+                        q.withUnsafeMutableBytes { qp in
+                            x.withUnsafeBufferPointer { xp in
+                                if type == 3 { rk_quantize_row_q8_1(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
+                                else { rk_quantize_row_q8_0(xp.baseAddress! + t * n, qp.baseAddress! + t * blocks * activation, Int32(n)) }
+                            }
+                        }
+                    }
+                    var expected = [Float](repeating: .nan, count: tokens * rows), got = expected
+                    rk_matmul_quant_reference(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &expected, rows, Int32(n))
+                    rk_matmul_quant(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &got, rows, Int32(n))
+                    XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(path) type \(type) rows \(rows) tokens \(tokens) blocks \(blocks)")
+                    // A row range that does not start at 0.
+                    var part = [Float](repeating: .nan, count: tokens * rows)
+                    rk_matmul_quant(Int32(type), w, blocks * blockBytes, 1, Int32(rows), q, blocks * activation, Int32(tokens), &part, rows, Int32(n))
+                    for t in 0..<tokens { for r in 1..<rows { XCTAssertEqual(part[t * rows + r].bitPattern, expected[t * rows + r].bitPattern) } }
                 }
-                var expected = [Float](repeating: .nan, count: tokens * rows), got = expected
-                rk_matmul_quant_reference(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &expected, rows, Int32(n))
-                rk_matmul_quant(Int32(type), w, blocks * blockBytes, 0, Int32(rows), q, blocks * activation, Int32(tokens), &got, rows, Int32(n))
-                XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "type \(type) rows \(rows) tokens \(tokens) blocks \(blocks)")
-                // A row range that does not start at 0.
-                var part = [Float](repeating: .nan, count: tokens * rows)
-                rk_matmul_quant(Int32(type), w, blocks * blockBytes, 1, Int32(rows), q, blocks * activation, Int32(tokens), &part, rows, Int32(n))
-                for t in 0..<tokens { for r in 1..<rows { XCTAssertEqual(part[t * rows + r].bitPattern, expected[t * rows + r].bitPattern) } }
             }
         }
     }

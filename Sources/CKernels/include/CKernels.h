@@ -1,14 +1,15 @@
-// Hot loops that need x86 SIMD intrinsics (AVX2/FMA/F16C) Swift cannot express, selected at run time.
+// Hot loops that need x86 SIMD intrinsics (AVX2/FMA/F16C, AVX-512) Swift cannot express, selected at run time.
 // Each function has a plain Swift reference in Sources/RocketKV/Kernels and a test comparing the two.
 #ifndef ROCKETKV_CKERNELS_H
 #define ROCKETKV_CKERNELS_H
 #include <stddef.h>
 #include <stdint.h>
 
-/// 1 when the AVX2 paths are in use (decided once, from the CPU), else 0 (portable C paths).
+/// The kernels in use, decided once from the CPU: 2 = AVX-512 (F/BW/VL/DQ/VNNI) where it pays, else AVX2;
+/// 1 = AVX2/FMA/F16C; 0 = portable C. Every level gives the same bits. `ROCKETKV_SIMD=avx2|portable` caps it.
 int rk_simd_level(void);
-/// Forces the portable C paths (for tests comparing both); pass 0 to restore automatic selection.
-void rk_force_portable(int on);
+/// Caps the level at `level` (tests run every path); a negative level removes the cap.
+void rk_limit_simd(int level);
 
 /// Quantizes `n` floats (multiple of 32) to Q8_0 blocks (34 bytes each), as llama.cpp does for activations.
 void rk_quantize_row_q8_0(const float *x, void *y, int n);

@@ -1,7 +1,11 @@
 import Foundation
+import CKernels
 
 /// Elementwise and normalisation operators of the transformer, written to follow llama.cpp's arithmetic.
 public enum Ops {
+    /// The kernel set chosen for this CPU at run time ("avx512", "avx2" or "portable"; `ROCKETKV_SIMD` caps it).
+    public static var kernelLevel: String { ["portable", "avx2", "avx512"][Int(rk_simd_level())] }
+
     /// `out = x / sqrt(mean(x²) + eps) * weight` for one row of `n` (the sum of squares in Double, as ggml).
     @inline(__always)
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, epsilon: Float,
