@@ -124,5 +124,32 @@ final class RocketBudgetTests: XCTestCase {
         XCTAssertEqual(plan.window, 16)
         XCTAssertEqual(plan.pageSize, 4)
         XCTAssertEqual(try KVMethods.rocketPlan(context([:]), defaultWindow: 128).window, 128)
+        XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["page-round": "down"])))
+    }
+
+    /// `page-round=nearest`: P = √c2 rounded to nearest, k1 re-derived with the split's own rule; the rest of the
+    /// plan unchanged, and an explicit `page`/`k1` still wins.
+    func testPageRoundingToNearest() throws {
+        let shape = AttentionShape(layers: 2, queryHeads: 9, kvHeads: 3, headDim: 64)
+        func plan(_ options: [String: String], split: String = "accuracy") throws -> RocketPlan {
+            try KVMethods.rocketPlan(KVMethodContext(shape: shape, budget: 256, promptLength: 8192 - 64, maxNewTokens: 64,
+                                                     options: options.merging(["split": split]) { a, _ in a }))
+        }
+        // §5.6: c2 = 5.65625, √c2 = 2.378 → P = 2 (the paper's ⌈·⌉ gives 3); k1 = ⌊128 / 5.65625⌋ = 22 ([A]),
+        // round(22.63) = 23 ([E]).
+        let up = try plan([:]), nearest = try plan(["page-round": "nearest"])
+        XCTAssertEqual([up.pageSize, up.k1], [3, 33])
+        XCTAssertEqual([nearest.pageSize, nearest.k1], [2, 22])
+        XCTAssertEqual([nearest.capacity, nearest.promptBudget, nearest.k2], [up.capacity, up.promptBudget, up.k2])
+        XCTAssertEqual([try plan(["page-round": "nearest"], split: "efficiency").k1], [23])
+        XCTAssertEqual(try plan(["page-round": "nearest", "page": "4", "k1": "16"]).pageSize, 4)
+        XCTAssertEqual(try plan(["page-round": "nearest", "page": "4", "k1": "16"]).k1, 16)
+        // c2 = 2.14 < 2.25 rounds down to 1 (per-token scores on d/c2 dims) where ⌈√c2⌉ = 2 pages.
+        var small = RocketPlan.accuracy(sequenceLength: 3000, budget: 1024, maxNewTokens: 64, headDim: 64)
+        XCTAssertEqual(small.stage2Compression, 2.14, accuracy: 0.01)
+        XCTAssertEqual(small.pageSize, 2)
+        small.roundPageToNearest(headDim: 64)
+        XCTAssertEqual(small.pageSize, 1)
+        XCTAssertEqual(small.k1, Int((64 / small.stage2Compression).rounded(.down)))
     }
 }

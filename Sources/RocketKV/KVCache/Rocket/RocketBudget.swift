@@ -89,6 +89,18 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
                           k1: k1, window: 0, kernel: 0)
     }
 
+    /// Re-plans HSA's page size as `√c2` rounded to the nearest integer instead of up (1 if that exceeds `c2`), with
+    /// `k1` from the split's own formula for that `P`, so the estimation traffic stays `≈ d·C/c2` (option
+    /// `page-round=nearest`; a project option, not the paper's planner). Balances the sequence and head-dimension
+    /// cuts of `c2` more evenly: at `c2 = 5.38`, `P = 2, k1 = 23` instead of `P = 3, k1 = 35` for `d = 64`.
+    public mutating func roundPageToNearest(headDim d: Int) {
+        var P = max(1, Int(stage2Compression.squareRoot().rounded()))
+        if Double(P) > stage2Compression { P = 1 }
+        let exact = Double(d * P) / stage2Compression
+        k1 = min(d, max(1, Int(split == .efficiency ? exact.rounded(.toNearestOrEven) : exact.rounded(.down))))
+        pageSize = P
+    }
+
     /// One line for `--verbose` and the bench.
     public var description: String {
         let name = split == .hsa ? "HSA" : "RocketKV[\(split == .accuracy ? "A" : "E")]"

@@ -5,11 +5,12 @@ extension KVMethods {
         ("kernel", "SnapKV max-pooling kernel κ, odd (default 63)"),
         ("rho", "fixed split factor ρ in 0...1 instead of the adaptive one"),
         ("split", "budget planner: accuracy ([A], default) or efficiency ([E])"),
+        ("page-round", "HSA page size P = √c2 rounded up (default, the paper) or to the nearest integer (nearest), k1 re-derived"),
         ("page", "override the HSA page size P"),
         ("k1", "override the head dimensions k1 used by HSA's page scores"),
         ("k2", "override the tokens k2 attended exactly per step"),
     ]
-    static let hsaOptions: [(String, String)] = Array(rocketOptions.suffix(3))
+    static let hsaOptions: [(String, String)] = Array(rocketOptions.suffix(4))
 
     static let rocketMethods: [KVMethod] = [
         KVMethod(name: "hsa", summary: "Hybrid Sparse Attention alone (RocketKV stage 2, ρ = 0): full cache, page min/max scores on k1 dims, exact attention over t/2 tokens.",
@@ -62,6 +63,11 @@ extension KVMethods {
     }
 
     private static func applyOverrides(_ plan: inout RocketPlan, _ context: KVMethodContext) throws {
+        switch context.options["page-round"] ?? "up" {
+        case "up": break
+        case "nearest": plan.roundPageToNearest(headDim: context.shape.headDim)
+        case let other: throw KVMethodError("option page-round=\(other) must be up or nearest")
+        }
         plan.pageSize = try context.intOption("page", default: plan.pageSize, range: 1...65536)
         plan.k1 = try context.intOption("k1", default: plan.k1, range: 1...context.shape.headDim)
         plan.k2 = try context.intOption("k2", default: plan.k2, range: 1...(1 << 30))
