@@ -56,7 +56,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Teacher-forced tokens per fidelity prompt.")
     var continuation = 64
 
-    @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
+    @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOptions: [String] = []
 
     @OptionGroup var modelOptions: ModelOptions
@@ -91,7 +91,10 @@ struct EvalCommand: ParsableCommand {
             options[parts[0]] = parts[1]
         }
         let methodNames = try list(methods, "methods") { $0.isEmpty ? nil : $0 }
-        for name in methodNames { _ = try KVMethods.named(name) }
+        let known = Set(try methodNames.flatMap { try KVMethods.named($0).options.map(\.0) })
+        if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ValidationError("--kv-option \(unknown): none of the methods \(methodNames.joined(separator: ",")) has this option")
+        }
         let settings = EvalSettings(
             task: task, methods: methodNames, budgets: try list(budgets, "budgets") { Int($0) },
             lengths: try list(lengths ?? (task == "passkey" ? "2048,4096" : "4096"), "lengths") { Int($0) },

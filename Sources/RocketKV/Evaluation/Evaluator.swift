@@ -247,10 +247,13 @@ public final class Evaluator {
         }
     }
 
+    /// The method's policy with the options it has (`--kv-option` applies to each method that has the option, so
+    /// `full` and the fidelity reference run plain beside a tuned `rocket`).
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
-        try KVMethods.make(run.method, context: KVMethodContext(
+        let known = Set(try KVMethods.named(run.method).options.map(\.0))
+        return try KVMethods.make(run.method, context: KVMethodContext(
             shape: model.config.attentionShape, budget: run.budget, promptLength: promptLength,
-            maxNewTokens: settings.planNewTokens, options: settings.kvOptions))
+            maxNewTokens: settings.planNewTokens, options: settings.kvOptions.filter { known.contains($0.key) }))
     }
 
     /// Greedy answer of one method from a replayed prompt.
