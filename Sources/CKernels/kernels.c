@@ -352,18 +352,14 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
 // floats: the product d_w·d_x is then one vmulps of two broadcasts (the same single rounding as the scalar
 // product), and Q4_1's Σ m·s terms of a 2×4 tile advance as one 8-lane FMA (lane i·4+j), each lane the
 // scalar chain of the row-dot.
-// Q4_1's Σ m·s terms of block b (mw[i]: the rows' minima) and, at the end, the term of output (i, j).
-#define RK_TILE_MIN_STEP(TR, TT)                                                                                  \
+// Decode (one token): fetch the rows two tiles ahead, too short a stream for the hardware prefetcher (rows are
+// nb blocks, so the tile's next TR rows start 2·TR rows on; TR blocks' bytes per block step).
+#define RK_TILE_PREFETCH(TR, WBLOCK)                                                                              \
     do {                                                                                                          \
-        if (TR == 2 && TT == 4) {                                                                                 \
-            const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                       \
-            const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                         \
-            summv = _mm256_fmadd_ps(mv, sv, summv);                                                               \
-        } else {                                                                                                  \
-            for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
-        }                                                                                                         \
+        const char *ahead = w + (size_t)2 * TR * wstride;                                                         \
+        for (size_t o = (size_t)b * TR * sizeof(WBLOCK) & ~(size_t)63; o < (size_t)(b + 1) * TR * sizeof(WBLOCK); o += 64) \
+            _mm_prefetch(ahead + o, _MM_HINT_T0);                                                                 \
     } while (0)
-#define RK_TILE_MIN(TR, TT, i, j) ((TR == 2 && TT == 4) ? lanes[((i) * TT + (j)) & 7] : summs[i][j])
 
 #define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
 RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
@@ -373,18 +369,22 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
     __m256 summv = _mm256_setzero_ps();                                                                           \
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) { acc[i][j] = _mm256_setzero_ps(); summs[i][j] = 0; } \
     for (int b = 0; b < nb; b++) {                                                                                \
-        if (TT == 1) { /* decode: fetch the rows two tiles ahead, too short a stream for the hardware prefetcher */ \
-            const char *ahead = w + (size_t)2 * TR * wstride;   /* rows are nb blocks: TR blocks' bytes per step */ \
-            for (size_t o = (size_t)b * TR * sizeof(WBLOCK) & ~(size_t)63; o < (size_t)(b + 1) * TR * sizeof(WBLOCK); o += 64) \
-                _mm_prefetch(ahead + o, _MM_HINT_T0);                                                             \
-        }                                                                                                         \
+        if (TT == 1) RK_TILE_PREFETCH(TR, WBLOCK);                                                               \
         __m256i qw[TR]; __m256 dw[TR]; float mw[TR];                                                              \
         for (int i = 0; i < TR; i++) {                                                                            \
             const WBLOCK *wb = (const WBLOCK *)(w + (size_t)i * wstride) + b;                                     \
             qw[i] = LOADW(wb); dw[i] = _mm256_set1_ps(_cvtsh_ss(wb->d));                                          \
             if (HAS_MIN) mw[i] = _cvtsh_ss(((const block_q4_1 *)wb)->m);                                          \
         }                                                                                                         \
-        if (HAS_MIN) RK_TILE_MIN_STEP(TR, TT);                                                                   \
+        if (HAS_MIN) {                                                                                            \
+            if (TR == 2 && TT == 4) {                                                                             \
+                const __m256 mv = _mm256_set_m128(_mm_set1_ps(mw[TR - 1]), _mm_set1_ps(mw[0]));                   \
+                const __m256 sv = _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts));                     \
+                summv = _mm256_fmadd_ps(mv, sv, summv);                                                           \
+            } else {                                                                                              \
+                for (int j = 0; j < TT; j++) for (int i = 0; i < TR; i++) summs[i][j] += mw[i] * sx[(size_t)b * ts + j]; \
+            }                                                                                                     \
+        }                                                                                                         \
         for (int j = 0; j < TT; j++) {                                                                            \
             const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
             const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
@@ -396,8 +396,8 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
     float lanes[8];                                                                                               \
     if (HAS_MIN && TR == 2 && TT == 4) _mm256_storeu_ps(lanes, summv);                                            \
     for (int i = 0; i < TR; i++) for (int j = 0; j < TT; j++) {                                                   \
-        const float r = hsum_ps(acc[i][j]);                                                                       \
-        y[(size_t)j * ystride + i] = HAS_MIN ? r + RK_TILE_MIN(TR, TT, i, j) : r;                                 \
+        const float m = HAS_MIN ? ((TR == 2 && TT == 4) ? lanes[(i * TT + j) & 7] : summs[i][j]) : 0;             \
+        y[(size_t)j * ystride + i] = HAS_MIN ? hsum_ps(acc[i][j]) + m : hsum_ps(acc[i][j]);                       \
     }                                                                                                             \
 }
 
@@ -426,11 +426,7 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
     const __m256i min_lanes = TT == 4 ? _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3) : _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7); \
     for (int b = 0; b < nb; b++) {                                                                                \
-        if (TT == 1) {                                                                                            \
-            const char *ahead = w + (size_t)2 * TR * wstride;                                                     \
-            for (size_t o = (size_t)b * TR * sizeof(WBLOCK) & ~(size_t)63; o < (size_t)(b + 1) * TR * sizeof(WBLOCK); o += 64) \
-                _mm_prefetch(ahead + o, _MM_HINT_T0);                                                             \
-        }                                                                                                         \
+        if (TT == 1) RK_TILE_PREFETCH(TR, WBLOCK);                                                               \
         const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
         __m512i qw[NP]; __m512 dw[NP]; __mmask64 neg[NP];                                                         \
         for (int p = 0; p < NP; p++) {                                                                            \
@@ -1095,7 +1091,8 @@ static void attn_pv_lanes_simd(const float *p, size_t pstride, int nq, int count
     }
 }
 
-static void attn_pv_lanes_avx2(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
+// The P·V lanes with the widest passes the CPU has: whole 64-dim rows (AVX-512), else 32 dims.
+static void attn_pv_lanes_x86(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                                int lanes, int l0, int l1, float *A) {
     static const pv_group_fn avx2[3] = {pv_group1, pv_group2, pv_group3};
     static const pv_group_fn wide[3] = {pv512_group1, pv512_group2, pv512_group3};
@@ -1128,7 +1125,7 @@ RK_AVX2 static void attn_pv_avx2(const float *p, size_t pstride, int nq, int cou
                                  float *out, size_t ostride, int batched) {
     const int lanes = batched ? 8 : 32;
     float *A = attn_scratch(1, (size_t)nq * d * lanes);
-    attn_pv_lanes_avx2(p, pstride, nq, count, values, d, lanes, 0, lanes, A);
+    attn_pv_lanes_x86(p, pstride, nq, count, values, d, lanes, 0, lanes, A);
     attn_pv_reduce_avx2(A, nq, d, lanes, out, ostride);
 }
 #endif
@@ -1204,7 +1201,7 @@ static void attn_pv_reduce_portable(const float *A, int nq, int d, float *out, s
 void rk_attn_pv_lanes(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                       int lane0, int lane1, float *acc) {
 #if RK_X86
-    if (rk_simd_level() && d % 32 == 0) { attn_pv_lanes_avx2(p, pstride, nq, count, values, d, 32, lane0, lane1, acc); return; }
+    if (rk_simd_level() && d % 32 == 0) { attn_pv_lanes_x86(p, pstride, nq, count, values, d, 32, lane0, lane1, acc); return; }
 #endif
     attn_pv_lanes_portable(p, pstride, nq, count, values, d, lane0, lane1, acc);
 }
