@@ -53,12 +53,10 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         var C = Int((Double(S) / pow(c, rho)).rounded(.down))
         C = max(C, min(2 * maxNewTokens, S))
         let c2 = max(1, Double(C) / Double(t))
-        var P = Int(c2.squareRoot().rounded(.up))
-        if Double(P) > c2 { P = 1 }
-        let k1 = Int((Double(d * P) / c2).rounded(.down))
+        let P = pageSize(ratio: c2, rounding: .up)
         return RocketPlan(split: .accuracy, sequenceLength: S, budget: t, maxNewTokens: maxNewTokens, compression: c,
                           rho: rho, capacity: C, promptBudget: C - maxNewTokens, k2: t / 2, stage2Compression: c2,
-                          pageSize: P, k1: min(d, max(1, k1)), window: window, kernel: kernel)
+                          pageSize: P, k1: headDims(d, pageSize: P, ratio: c2, rounding: .down), window: window, kernel: kernel)
     }
 
     /// §5.4 [E]: `S = roundup8(L_p + N_new)`.
@@ -72,7 +70,7 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         let c2 = max(1, Double(C) / Double(t))
         let P = min(Int(c2.rounded(.down)), Int(c2.squareRoot().rounded(.up)))
         let k2 = min(Int((Double(t) / 2).rounded(.toNearestOrEven)), C)
-        let k1 = min(d, max(1, Int((Double(d * P) / c2).rounded(.toNearestOrEven))))
+        let k1 = headDims(d, pageSize: P, ratio: c2, rounding: .toNearestOrEven)
         return RocketPlan(split: .efficiency, sequenceLength: S, budget: t, maxNewTokens: maxNewTokens, compression: c,
                           rho: rho, capacity: C, promptBudget: min(S - maxNewTokens, C - maxNewTokens), k2: k2,
                           stage2Compression: c2, pageSize: P, k1: k1, window: window, kernel: kernel)
@@ -81,9 +79,8 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
     /// §16.7: HSA alone on the full cache (`ρ = 0`, `C = S`, no stage 1).
     public static func hsaOnly(sequenceLength S: Int, budget t: Int, maxNewTokens: Int, headDim d: Int) -> RocketPlan {
         let c = max(1, Double(S) / Double(t))
-        var P = Int(c.squareRoot().rounded(.up))
-        if Double(P) > c { P = 1 }
-        let k1 = min(d, max(1, Int((Double(d * P) / c).rounded(.down))))
+        let P = pageSize(ratio: c, rounding: .up)
+        let k1 = headDims(d, pageSize: P, ratio: c, rounding: .down)
         return RocketPlan(split: .hsa, sequenceLength: S, budget: t, maxNewTokens: maxNewTokens, compression: c, rho: 0,
                           capacity: S, promptBudget: S - maxNewTokens, k2: t / 2, stage2Compression: c, pageSize: P,
                           k1: k1, window: 0, kernel: 0)
@@ -94,11 +91,19 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
     /// `page-round=nearest`; a project option, not the paper's planner). Balances the sequence and head-dimension
     /// cuts of `c2` more evenly: at `c2 = 5.38`, `P = 2, k1 = 23` instead of `P = 3, k1 = 35` for `d = 64`.
     public mutating func roundPageToNearest(headDim d: Int) {
-        var P = max(1, Int(stage2Compression.squareRoot().rounded()))
-        if Double(P) > stage2Compression { P = 1 }
-        let exact = Double(d * P) / stage2Compression
-        k1 = min(d, max(1, Int(split == .efficiency ? exact.rounded(.toNearestOrEven) : exact.rounded(.down))))
-        pageSize = P
+        pageSize = Self.pageSize(ratio: stage2Compression, rounding: .toNearestOrAwayFromZero)
+        k1 = Self.headDims(d, pageSize: pageSize, ratio: stage2Compression, rounding: split == .efficiency ? .toNearestOrEven : .down)
+    }
+
+    /// HSA's page size for the stage-2 ratio `c2`: `√c2` rounded by `rule`, or 1 where that exceeds `c2`.
+    static func pageSize(ratio c2: Double, rounding rule: FloatingPointRoundingRule) -> Int {
+        let P = max(1, Int(c2.squareRoot().rounded(rule)))
+        return Double(P) > c2 ? 1 : P
+    }
+
+    /// `k1 = d·P/c2` rounded by `rule` and clamped to `[1, d]` (the estimation then reads ≈ `d·C/c2` elements).
+    static func headDims(_ d: Int, pageSize P: Int, ratio c2: Double, rounding rule: FloatingPointRoundingRule) -> Int {
+        min(d, max(1, Int((Double(d * P) / c2).rounded(rule))))
     }
 
     /// One line for `--verbose` and the bench.
