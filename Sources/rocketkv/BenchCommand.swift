@@ -32,7 +32,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Threads (default: all cores).")
     var threads: Int?
 
-    @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), passed to every method.")
+    @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOption: [String] = []
 
     @Flag(name: .long, help: "One JSON object per configuration per line on stdout instead of the table.")
@@ -55,7 +55,7 @@ struct BenchCommand: ParsableCommand {
         // Fetch what the children need once, before timing anything.
         let modelPath = try model ?? ModelStore.defaultModelPath(log: { printError($0) })
         _ = try Haystack.paulGraham(log: { printError($0) })
-        for m in methods { _ = try KVMethods.named(m) }
+        try KVMethods.checkOptions(try parseKVOptions(kvOption), usedBy: methods)
 
         ThreadPool.start(threads: threadCount)
         printError("measuring memory read bandwidth (\(threadCount) threads)...")
@@ -243,12 +243,7 @@ struct BenchChildCommand: ParsableCommand {
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
         let llama = try LlamaModel(file: file)
-        var options: [String: String] = [:]
-        for option in kvOption {
-            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--kv-option needs key=value") }
-            options[parts[0]] = parts[1]
-        }
+        let options = try KVMethods.options(try parseKVOptions(kvOption), for: method)
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
             let kvContext = KVMethodContext(shape: llama.config.attentionShape, budget: budget, promptLength: context,

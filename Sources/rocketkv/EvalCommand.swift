@@ -84,17 +84,9 @@ struct EvalCommand: ParsableCommand {
             guard !items.isEmpty, values.count == items.count else { throw ValidationError("--\(name) expects a comma-separated list, got '\(text)'") }
             return values
         }
-        var options: [String: String] = [:]
-        for item in kvOptions {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw ValidationError("--kv-option expects key=value, got '\(item)'") }
-            options[parts[0]] = parts[1]
-        }
+        let options = try parseKVOptions(kvOptions)
         let methodNames = try list(methods, "methods") { $0.isEmpty ? nil : $0 }
-        let known = Set(try methodNames.flatMap { try KVMethods.named($0).options.map(\.0) })
-        if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ValidationError("--kv-option \(unknown): none of the methods \(methodNames.joined(separator: ",")) has this option")
-        }
+        try KVMethods.checkOptions(options, usedBy: methodNames)
         let settings = EvalSettings(
             task: task, methods: methodNames, budgets: try list(budgets, "budgets") { Int($0) },
             lengths: try list(lengths ?? (task == "passkey" ? "2048,4096" : "4096"), "lengths") { Int($0) },

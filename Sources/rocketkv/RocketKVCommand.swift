@@ -117,6 +117,17 @@ struct ProgressLine {
 }
 
 /// KV-cache method options shared by `generate`, `chat` (and `bench`).
+/// `--kv-option key=value` items as a dictionary (a later item with the same key wins).
+func parseKVOptions(_ items: [String]) throws -> [String: String] {
+    var options: [String: String] = [:]
+    for item in items {
+        let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--kv-option expects key=value, got '\(item)'") }
+        options[parts[0]] = parts[1]
+    }
+    return options
+}
+
 struct KVOptions: ParsableArguments {
     @Option(name: .long, help: "KV-cache method (see `rocketkv methods`).")
     var kv = "full"
@@ -134,15 +145,7 @@ struct KVOptions: ParsableArguments {
         if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
     }
 
-    func parsedOptions() throws -> [String: String] {
-        var options: [String: String] = [:]
-        for item in kvOptions {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--kv-option expects key=value, got '\(item)'") }
-            options[parts[0]] = parts[1]
-        }
-        return options
-    }
+    func parsedOptions() throws -> [String: String] { try parseKVOptions(kvOptions) }
 
     /// Builds the policy for a sequence whose (first) prompt has `promptLength` tokens.
     func makePolicy(model: LlamaModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {

@@ -125,6 +125,14 @@ final class RocketBudgetTests: XCTestCase {
         XCTAssertEqual(plan.pageSize, 4)
         XCTAssertEqual(try KVMethods.rocketPlan(context([:]), defaultWindow: 128).window, 128)
         XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["page-round": "down"])))
+        // Options given to several methods: each gets the ones it has; one that none has is an error.
+        let mixed = ["page-round": "nearest", "window": "16"]
+        XCTAssertEqual(try KVMethods.options(mixed, for: "full"), [:])
+        XCTAssertEqual(try KVMethods.options(mixed, for: "hsa"), ["page-round": "nearest"])
+        XCTAssertEqual(try KVMethods.options(mixed, for: "rocket"), mixed)
+        XCTAssertNoThrow(try KVMethods.checkOptions(mixed, usedBy: ["full", "rocket"]))
+        XCTAssertThrowsError(try KVMethods.checkOptions(mixed, usedBy: ["full", "hsa"]))
+        XCTAssertThrowsError(try KVMethods.checkOptions(["page-round": "nearest"], usedBy: ["full", "snapkv"]))
     }
 
     /// `page-round=nearest`: P = √c2 rounded to nearest, k1 re-derived with the split's own rule; the rest of the

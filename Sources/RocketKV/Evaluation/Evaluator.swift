@@ -247,13 +247,11 @@ public final class Evaluator {
         }
     }
 
-    /// The method's policy with the options it has (`--kv-option` applies to each method that has the option, so
-    /// `full` and the fidelity reference run plain beside a tuned `rocket`).
+    /// The method's policy with the options it has (the fidelity reference `full` runs plain beside a tuned `rocket`).
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
-        let known = Set(try KVMethods.named(run.method).options.map(\.0))
-        return try KVMethods.make(run.method, context: KVMethodContext(
+        try KVMethods.make(run.method, context: KVMethodContext(
             shape: model.config.attentionShape, budget: run.budget, promptLength: promptLength,
-            maxNewTokens: settings.planNewTokens, options: settings.kvOptions.filter { known.contains($0.key) }))
+            maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method)))
     }
 
     /// Greedy answer of one method from a replayed prompt.

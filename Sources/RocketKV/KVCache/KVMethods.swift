@@ -124,6 +124,21 @@ public enum KVMethods {
         return method
     }
 
+    /// The options of `all` that method `name` has: options given to a run of several methods go to each method
+    /// that has them (so `full` runs plain beside a tuned `rocket`).
+    public static func options(_ all: [String: String], for name: String) throws -> [String: String] {
+        let known = Set(try named(name).options.map(\.0))
+        return all.filter { known.contains($0.key) }
+    }
+
+    /// Throws unless every option name is one that at least one of `methods` has.
+    public static func checkOptions(_ options: [String: String], usedBy methods: [String]) throws {
+        let known = Set(try methods.flatMap { try named($0).options.map(\.0) })
+        if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
+            throw KVMethodError("option '\(unknown)': none of the methods \(methods.joined(separator: ",")) has it")
+        }
+    }
+
     /// Builds the policy for one sequence, checking the option names against the method's list.
     public static func make(_ name: String, context: KVMethodContext) throws -> KVPolicy {
         let method = try named(name)
