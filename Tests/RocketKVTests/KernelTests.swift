@@ -77,7 +77,7 @@ final class KernelTests: XCTestCase {
         rk_limit_simd(-1)
         for level in stride(from: rk_simd_level(), through: 0, by: -1) {
             rk_limit_simd(level)
-            try body(["portable", "avx2", "avx512"][Int(level)])
+            try body(Ops.kernelLevel)
         }
     }
 
