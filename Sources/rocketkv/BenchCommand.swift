@@ -246,7 +246,7 @@ struct BenchChildCommand: ParsableCommand {
         let options = try KVMethods.options(try parseKVOptions(kvOption), for: method)
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
-            let kvContext = KVMethodContext(shape: llama.config.attentionShape, budget: budget, promptLength: context,
+            let kvContext = KVMethodContext(layers: llama.config.layerAttention, budget: budget, promptLength: context,
                                             maxNewTokens: gen, options: options)
             return InferenceSession(model: llama, policy: try KVMethods.make(method, context: kvContext))
         }

@@ -8,8 +8,8 @@ struct MethodsCommand: ParsableCommand {
     func run() {
         for method in KVMethods.all {
             print("\(method.name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(method.summary)" + (method.needsBudget ? " (needs --budget)" : ""))
-            for (key, meaning) in method.options {
-                print("             --kv-option \(key)=…  \(meaning)")
+            for option in method.options {
+                print("             --kv-option \(option.key)=…  \(option)")
             }
         }
     }

@@ -152,7 +152,7 @@ struct KVOptions: ParsableArguments {
         if let budget, budget > model.config.contextLength {
             throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
         }
-        let context = KVMethodContext(shape: model.config.attentionShape, budget: budget, promptLength: promptLength,
+        let context = KVMethodContext(layers: model.config.layerAttention, budget: budget, promptLength: promptLength,
                                       maxNewTokens: maxNewTokens, options: try parsedOptions())
         let policy = try KVMethods.make(kv, context: context)
         if verbose { printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + (policy.planDescription.map { " — \($0)" } ?? "")) }

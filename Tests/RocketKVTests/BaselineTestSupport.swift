@@ -77,10 +77,11 @@ final class RandomFeed {
         return Array(values[layer][o..<(o + d)])
     }
 
-    /// `q·k·scale` with both rounded to f16, in Double.
-    func logit(_ layer: Int, query token: Int, head: Int, key j: Int) -> Double {
+    /// `q·k·scale` with the key as cached (f16) and the query rounded to f16 as attention does (or, with
+    /// `f16Query: false`, as SnapKV's scoring takes it: f32, §16.5), in Double.
+    func logit(_ layer: Int, query token: Int, head: Int, key j: Int, f16Query: Bool = true) -> Double {
         let q = query(layer, token, head), k = key(layer, j, head / shape.groupSize)
-        return zip(q, k).reduce(0.0) { $0 + Double(Float16($1.0)) * Double(Float16($1.1)) } * Double(shape.scale)
+        return zip(q, k).reduce(0.0) { $0 + Double(f16Query ? Float(Float16($1.0)) : $1.0) * Double(Float16($1.1)) } * Double(shape.scale)
     }
 
     /// Exact attention of the query of `token`/`head` over the tokens `positions` (reference arithmetic).

@@ -158,7 +158,8 @@ final class BaselineTests: XCTestCase {
                     var votes = [Double](repeating: 0, count: prefix)
                     for a in 0..<window {
                         let t = prefix + a
-                        let p = softmax((0...t).map { feed.logit(layer, query: t, head: h, key: $0) })
+                        // SnapKV scores as §3 does (§9.2): f32 queries against the cached f16 keys.
+                        let p = softmax((0...t).map { feed.logit(layer, query: t, head: h, key: $0, f16Query: false) })
                         for j in 0..<prefix { votes[j] += p[j] }
                     }
                     let r = kernel / 2
@@ -209,13 +210,13 @@ final class BaselineTests: XCTestCase {
             for layer in 0..<shape.layers {
                 for g in 0..<shape.kvHeads {
                     let bounds = policy.bounds[layer][g]
-                    XCTAssertEqual(bounds.pageCount, pageCount)
+                    XCTAssertEqual(bounds.pages, pageCount)
                     var u = [Double](repeating: 0, count: pageCount)
                     for p in 0..<pageCount {
                         let tokens = Array((p * pageSize)..<min(n, (p + 1) * pageSize))
                         for i in 0..<d {
                             let column = tokens.map { Float(Float16(feed.key(layer, $0, g)[i])) }
-                            let (lo, hi) = bounds.bound(page: p, dim: i)
+                            let (lo, hi) = (bounds.minimum(page: p, dim: i), bounds.maximum(page: p, dim: i))
                             XCTAssertEqual(lo, column.min()!)
                             XCTAssertEqual(hi, column.max()!)
                         }
@@ -223,7 +224,7 @@ final class BaselineTests: XCTestCase {
                             let q = feed.query(layer, t, h)
                             var bound = 0.0
                             for i in 0..<d {
-                                let (lo, hi) = bounds.bound(page: p, dim: i)
+                                let (lo, hi) = (bounds.minimum(page: p, dim: i), bounds.maximum(page: p, dim: i))
                                 bound += max(Double(q[i]) * Double(hi), Double(q[i]) * Double(lo))
                             }
                             u[p] += bound

@@ -208,7 +208,7 @@ final class KernelTests: XCTestCase {
                         let input = AttentionInput(queries: q.baseAddress!, keys: k.baseAddress!, values: v.baseAddress!,
                                                    tokens: tokens, firstPosition: before)
                         var got = [Float](repeating: .nan, count: tokens * shape.queryHeads * d), expected = got
-                        causalAttention(input, streams: streams, visibleBefore: before, shape: shape, output: &got)
+                        Attention.causal(input, streams: streams, visibleBefore: before, shape: shape, output: &got)
                         expected.withUnsafeMutableBufferPointer { e in
                             for t in 0..<tokens {
                                 for h in 0..<shape.queryHeads {

@@ -118,12 +118,12 @@ final class RocketBudgetTests: XCTestCase {
         XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["split": "fast"])))
         XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["rho": "1.5"])))
         XCTAssertThrowsError(try KVMethods.make("hsa", context: context(["window": "8"])))
-        let plan = try KVMethods.rocketPlan(context(["split": "efficiency", "rho": "0.5", "window": "16", "page": "4"]))
+        let plan = try RocketPlan.rocket(context(["split": "efficiency", "rho": "0.5", "window": "16", "page": "4"]), window: RocketPolicy.windowOption)
         XCTAssertEqual(plan.split, .efficiency)
         XCTAssertEqual(plan.rho, 0.5)
         XCTAssertEqual(plan.window, 16)
         XCTAssertEqual(plan.pageSize, 4)
-        XCTAssertEqual(try KVMethods.rocketPlan(context([:]), defaultWindow: 128).window, 128)
+        XCTAssertEqual(try RocketPlan.rocket(context([:]), window: RocketMTPolicy.windowOption).window, 128)
         XCTAssertThrowsError(try KVMethods.make("rocket", context: context(["page-round": "down"])))
         // Options given to several methods: each gets the ones it has; one that none has is an error.
         let mixed = ["page-round": "nearest", "window": "16"]
@@ -140,8 +140,8 @@ final class RocketBudgetTests: XCTestCase {
     func testPageRoundingToNearest() throws {
         let shape = AttentionShape(layers: 2, queryHeads: 9, kvHeads: 3, headDim: 64)
         func plan(_ options: [String: String], split: String = "accuracy") throws -> RocketPlan {
-            try KVMethods.rocketPlan(KVMethodContext(shape: shape, budget: 256, promptLength: 8192 - 64, maxNewTokens: 64,
-                                                     options: options.merging(["split": split]) { a, _ in a }))
+            try RocketPlan.rocket(KVMethodContext(shape: shape, budget: 256, promptLength: 8192 - 64, maxNewTokens: 64,
+                                                  options: options.merging(["split": split]) { a, _ in a }), window: RocketPolicy.windowOption)
         }
         // §5.6: c2 = 5.65625, √c2 = 2.378 → P = 2 (the paper's ⌈·⌉ gives 3); k1 = ⌊128 / 5.65625⌋ = 22 ([A]),
         // round(22.63) = 23 ([E]).

@@ -33,8 +33,8 @@ final class RocketStage1Tests: XCTestCase {
         let q = V.windowQueries((n - window)..<n)
         return keys.withUnsafeBufferPointer { k in
             q.withUnsafeBufferPointer { q in
-                RocketStage1.keptSlots(windowQueries: q.baseAddress!, windowRows: window, groupSize: V.G, keys: .f32(k.baseAddress!),
-                                       count: n, headDim: V.d, scale: V.scale, promptBudget: budget, kernel: kernel)
+                SnapKVScoring.keptSlots(windowQueries: q.baseAddress!, windowRows: window, groupSize: V.G, keys: .f32(k.baseAddress!),
+                                        count: n, headDim: V.d, scale: V.scale, promptBudget: budget, kernel: kernel).slots
             }
         }
     }
@@ -44,7 +44,7 @@ final class RocketStage1Tests: XCTestCase {
         let q = V.windowQueries(40..<48)
         let votes = keys.withUnsafeBufferPointer { k in
             q.withUnsafeBufferPointer { q in
-                RocketStage1.votes(windowQueries: q.baseAddress!, windowRows: 8, groupSize: 2, keys: .f32(k.baseAddress!),
+                SnapKVScoring.votes(windowQueries: q.baseAddress!, windowRows: 8, groupSize: 2, keys: .f32(k.baseAddress!),
                                    count: 48, headDim: 8, scale: V.scale)
             }
         }
@@ -52,7 +52,7 @@ final class RocketStage1Tests: XCTestCase {
         let expected: [Float] = [0.390914, 0.406976, 0.397154, 0.671331, 0.682624, 0.308615, 0.596963, 0.707785, 0.372293,
                                  0.457652, 0.406450, 0.402347, 0.350922]
         for (i, e) in expected.enumerated() { XCTAssertEqual(votes[17 + i], e, accuracy: 1e-5, "vote \(17 + i)") }
-        let pooled = RocketStage1.maxPool(votes, kernel: 7)
+        let pooled = SnapKVScoring.maxPool(votes, kernel: 7)
         let sorted = pooled.sorted(by: >)
         XCTAssertEqual(sorted[12], 0.457652, accuracy: 1e-5)
         XCTAssertEqual(sorted[13], 0.406976, accuracy: 1e-5)
@@ -65,11 +65,11 @@ final class RocketStage1Tests: XCTestCase {
         let q = V.windowQueries(40..<48)
         let votes = keys.withUnsafeBufferPointer { k in
             q.withUnsafeBufferPointer { q in
-                RocketStage1.votes(windowQueries: q.baseAddress!, windowRows: 8, groupSize: 2, keys: .f32(k.baseAddress!),
+                SnapKVScoring.votes(windowQueries: q.baseAddress!, windowRows: 8, groupSize: 2, keys: .f32(k.baseAddress!),
                                    count: 48, headDim: 8, scale: V.scale)
             }
         }
-        XCTAssertEqual(Set(RocketStage1.maxPool(votes, kernel: 63)).count, 1)
+        XCTAssertEqual(Set(SnapKVScoring.maxPool(votes, kernel: 63)).count, 1)
         XCTAssertEqual(keptSlots(n: 48, window: 8, kernel: 63, budget: 21), Array(0...12) + Array(40...47))
     }
 
@@ -84,7 +84,7 @@ final class RocketStage1Tests: XCTestCase {
             for kernel in [1, 3, 7, 63] {
                 let v = (0..<n).map { _ in Float.random(in: 0...1, using: &rng) }
                 let naive = (0..<n).map { j in v[max(0, j - kernel / 2)...min(n - 1, j + kernel / 2)].max()! }
-                XCTAssertEqual(RocketStage1.maxPool(v, kernel: kernel), naive)
+                XCTAssertEqual(SnapKVScoring.maxPool(v, kernel: kernel), naive)
             }
         }
     }
@@ -121,8 +121,8 @@ final class RocketStage1Tests: XCTestCase {
             let expected = order.prefix(budget - w).sorted() + Array(prefix..<n)
             let ours = keys.withUnsafeBufferPointer { k in
                 q.withUnsafeBufferPointer { qb in
-                    RocketStage1.keptSlots(windowQueries: qb.baseAddress!, windowRows: w, groupSize: G, keys: .f32(k.baseAddress!),
-                                           count: n, headDim: d, scale: Float(scale), promptBudget: budget, kernel: kernel)
+                    SnapKVScoring.keptSlots(windowQueries: qb.baseAddress!, windowRows: w, groupSize: G, keys: .f32(k.baseAddress!),
+                                            count: n, headDim: d, scale: Float(scale), promptBudget: budget, kernel: kernel).slots
                 }
             }
             XCTAssertEqual(ours, expected, "trial \(trial): G=\(G) d=\(d) n=\(n) w=\(w) κ=\(kernel) B_p=\(budget)")

@@ -250,7 +250,7 @@ public final class Evaluator {
     /// The method's policy with the options it has (the fidelity reference `full` runs plain beside a tuned `rocket`).
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
         try KVMethods.make(run.method, context: KVMethodContext(
-            shape: model.config.attentionShape, budget: run.budget, promptLength: promptLength,
+            layers: model.config.layerAttention, budget: run.budget, promptLength: promptLength,
             maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method)))
     }
 

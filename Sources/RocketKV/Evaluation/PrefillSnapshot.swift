@@ -8,26 +8,28 @@ public final class PrefillSnapshot {
     public let tokens: [Int]
     /// Logits after the last prompt token (the first generated token depends only on these).
     public let lastLogits: [Float]
-    private let shape: AttentionShape
+    private let layers: [LayerAttention]
     /// `chunks[c][layer]`
     private let chunks: [[RecordedInput]]
 
     /// Prefills `tokens` with the full cache and records what each layer's attention received.
     public init(model: LlamaModel, tokens: [Int], chunkSize: Int = 512,
                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws {
-        let recorder = RecordingPolicy(shape: model.config.attentionShape)
+        let layers = model.config.layerAttention
+        let recorder = RecordingPolicy(layers: layers,
+                                       full: try KVMethods.make("full", context: KVMethodContext(layers: layers, budget: nil, promptLength: tokens.count, maxNewTokens: 0)))
         let session = InferenceSession(model: model, policy: recorder)
         session.chunkSize = chunkSize
         lastLogits = try session.prefill(tokens, progress: progress)
         self.tokens = tokens
-        shape = model.config.attentionShape
+        self.layers = layers
         chunks = recorder.chunks
     }
 
     /// Feeds the recorded prompt to `policy` (chunk by chunk, layer by layer), then `finishPrefill`.
     public func replay(into policy: KVPolicy) {
         let maxTokens = chunks.map { $0[0].tokens }.max() ?? 0
-        var scratch = [Float](repeating: 0, count: maxTokens * shape.queryHeads * shape.headDim)
+        var scratch = [Float](repeating: 0, count: maxTokens * (layers.map { $0.queryHeads * $0.headDim }.max() ?? 0))
         scratch.withUnsafeMutableBufferPointer { output in
             for chunk in chunks {
                 for (layer, recorded) in chunk.enumerated() {
@@ -65,17 +67,18 @@ private struct RecordedInput {
 
 /// The full cache, plus a copy of every prefill input.
 private final class RecordingPolicy: KVPolicy {
-    let full: FullKV
-    let shape: AttentionShape
+    let full: KVPolicy
+    let layers: [LayerAttention]
     var chunks: [[RecordedInput]] = []
 
-    init(shape: AttentionShape) {
-        self.shape = shape
-        full = FullKV(shape: shape)
+    init(layers: [LayerAttention], full: KVPolicy) {
+        self.layers = layers
+        self.full = full
     }
 
     func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         if layer == 0 { chunks.append([]) }
+        let shape = layers[layer]
         let qCount = input.tokens * shape.queryHeads * shape.headDim, kvCount = input.tokens * shape.kvHeads * shape.headDim
         chunks[chunks.count - 1].append(RecordedInput(
             queries: Array(UnsafeBufferPointer(start: input.queries, count: qCount)),
@@ -85,7 +88,7 @@ private final class RecordingPolicy: KVPolicy {
         full.prefill(layer: layer, input, output: output)
     }
 
-    func finishPrefill() {}
+    func finishPrefill() { full.finishPrefill() }
 
     func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         full.decode(layer: layer, input, output: output)

@@ -1,58 +1,220 @@
 import Foundation
 import CKernels
 
-/// Exact attention of one query head over cached f16 rows, in llama.cpp's arithmetic.
+/// Exact attention over cached f16 rows, in llama.cpp's arithmetic: the one home of attention for every
+/// KV method. Three verbs — causal attention of a chunk over a prefix (`causal`), attention over a chosen
+/// subset of slots (`subset`, `gathered`), and scores only (`logits`) — and a plain reference twin.
 ///
 /// As llama.cpp does with an f16 cache, the query is rounded to f16 before the products with K, and the
 /// probabilities are rounded to f16 before the products with V. `batched` selects the summation order
 /// llama.cpp uses when several tokens are processed at once (prefill) rather than one (decode).
 public enum Attention {
-    /// `output = softmax(q·Kᵀ·scale)·V` over the first `count` slots of `stream`.
-    public static func dense(query: UnsafePointer<Float>, stream: KVStream, count: Int, scale: Float,
-                             output: UnsafeMutablePointer<Float>, batched: Bool = false) {
-        attend(query: query, stream: stream, slots: nil, count: count, scale: scale, output: output, batched: batched)
-    }
+    // MARK: Causal attention of a chunk
 
-    /// The same over a chosen subset of slots. Selecting slots `0..<count` in order gives `dense`'s result bit for bit.
-    public static func sparse(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
-                              scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
-        attend(query: query, stream: stream, slots: slots.baseAddress, count: slots.count, scale: scale, output: output, batched: batched)
-    }
-
-    /// `sparse` for the `heads` query heads of one KV group sharing the same slots (`queries`/`output`:
-    /// `[heads][headDim]`): the selected rows are gathered once and every key and value is converted once
-    /// for the whole group. Bit-identical to `sparse` per head.
-    public static func sparseGroup(queries: UnsafePointer<Float>, heads: Int, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
-                                   scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
-        let d = stream.headDim, n = slots.count
-        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
-            let keys = rows.baseAddress!, values = keys + n * d
-            rk_gather_rows(stream.keys, Int32(d), slots.baseAddress, Int32(n), keys)
-            rk_gather_rows(stream.values, Int32(d), slots.baseAddress, Int32(n), values)
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
-                counts.initialize(repeating: Int32(n))
-                rk_attn_causal(queries, d, counts.baseAddress!, Int32(heads), keys, values, Int32(d), scale, output, d, batched ? 1 : 0)
+    /// Dense causal attention of a chunk over streams that already hold it (the prefill path, and the decode
+    /// path of methods that read everything they keep).
+    ///
+    /// `streams[h]` is KV head `h` of the layer; query `t` of the chunk sees the first `visibleBefore + t + 1`
+    /// slots, or with a `window` only the last `window` of them (a sliding-window layer). Bit-identical to
+    /// `subset` over those slots per query (the kernels share each key and value load among the query heads
+    /// of a KV group and, in prefill, among 4 consecutive tokens).
+    public static func causal(_ input: AttentionInput, streams: [KVStream], visibleBefore: Int, shape: AttentionShape,
+                              output: UnsafeMutablePointer<Float>, window: Int? = nil) {
+        let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
+        guard input.outputNeeded else { return }
+        func firstVisible(_ visible: Int) -> Int { window.map { max(0, visible - $0) } ?? 0 }
+        if n == 1 {
+            let first = firstVisible(visibleBefore + 1)
+            decode(query: input.queries, streams: streams, first: first, count: visibleBefore + 1 - first, shape: shape, output: output)
+            return
+        }
+        // A window gives each token its own first slot: blocks of one token then.
+        let tokenBlock = window == nil ? 4 : 1
+        let blocks = (n + tokenBlock - 1) / tokenBlock
+        let units = shape.kvHeads * blocks
+        // Later tokens see more keys: deal units out round-robin so every thread gets a fair share.
+        ThreadPool.run { index, threads in
+            let rows = tokenBlock * g
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * rows * d) { buffer in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: rows) { counts in
+                    let q = buffer.baseAddress!, out = q + rows * d
+                    for unit in stride(from: index, to: units, by: threads) {
+                        let kv = unit % shape.kvHeads, t0 = unit / shape.kvHeads * tokenBlock
+                        let tokens = min(tokenBlock, n - t0)
+                        let first = firstVisible(visibleBefore + t0 + 1)
+                        var nq = 0
+                        for t in t0..<(t0 + tokens) {
+                            for h in (kv * g)..<(kv * g + g) {
+                                (q + nq * d).update(from: input.queries + (t * heads + h) * d, count: d)
+                                counts[nq] = Int32(visibleBefore + t + 1 - first)
+                                nq += 1
+                            }
+                        }
+                        let stream = streams[kv]
+                        rk_attn_causal(q, d, counts.baseAddress!, Int32(nq), stream.keys + first * d, stream.values + first * d,
+                                       Int32(d), shape.scale, out, d, 1)
+                        nq = 0
+                        for t in t0..<(t0 + tokens) {
+                            for h in (kv * g)..<(kv * g + g) {
+                                (output + (t * heads + h) * d).update(from: out + nq * d, count: d)
+                                nq += 1
+                            }
+                        }
+                    }
+                }
             }
         }
     }
 
-    private static func attend(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafePointer<Int32>?, count: Int,
-                               scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool) {
+    /// Single-token attention (llama.cpp's decode order) of every query head over slots `first ..< first + count`.
+    ///
+    /// Long caches take three parallel phases so both cores stream the cache: scores per (KV head, key range),
+    /// softmax per query head, then P·V per share of accumulator lanes; short ones one job per KV head.
+    private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, shape: AttentionShape,
+                               output: UnsafeMutablePointer<Float>) {
+        let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads
+        func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].keys + first * d) }
+        func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].values + first * d) }
+        if count < 256 || d % 64 != 0 {
+            ThreadPool.parallelFor(kvHeads) { range in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
+                    for i in 0..<g { counts[i] = Int32(count) }
+                    for kv in range {
+                        rk_attn_causal(query + kv * g * d, d, counts.baseAddress!, Int32(g), keys(kv), values(kv),
+                                       Int32(d), shape.scale, output + kv * g * d, d, 0)
+                    }
+                }
+            }
+            return
+        }
+        let pstride = (count + 63) / 64 * 64
+        let heads = shape.queryHeads
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * pstride) { buffer in
+            let scores = buffer.baseAddress!
+            let ranges = 4 * ThreadPool.threadCount
+            let keysPerRange = (count + ranges - 1) / ranges
+            ThreadPool.parallelFor(kvHeads * ranges) { units in
+                for unit in units {
+                    let kv = unit / ranges, r = unit % ranges
+                    let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
+                    if j0 < j1 {
+                        rk_attn_scores(query + kv * g * d, d, Int32(g), keys(kv), Int32(d), Int32(j0), Int32(j1), shape.scale,
+                                       scores + kv * g * pstride, pstride, 0)
+                    }
+                }
+            }
+            ThreadPool.parallelFor(heads) { range in
+                for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(pstride)) }
+            }
+            // P·V: the KV groups' 32 accumulator lanes each, dealt to the threads in equal contiguous shares, so
+            // that a thread reads whole value rows (a split by dims made each thread read every other cache line,
+            // 15% slower at 8K). A group split between two threads is summed from its lanes afterwards.
+            let threads = ThreadPool.threadCount, lanes = 32 * kvHeads
+            let accumulatorsPerGroup = g * d * 32
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: kvHeads * accumulatorsPerGroup) { accumulators in
+                let acc = accumulators.baseAddress!
+                ThreadPool.run { thread, _ in
+                    var lane = thread * lanes / threads
+                    let end = (thread + 1) * lanes / threads
+                    while lane < end {
+                        let kv = lane / 32, l0 = lane % 32, l1 = min(32, l0 + end - lane)
+                        let probabilities = scores + kv * g * pstride
+                        if l1 - l0 == 32 {
+                            rk_attn_pv(probabilities, pstride, Int32(g), Int32(count), values(kv), Int32(d), output + kv * g * d, d, 0)
+                        } else {
+                            rk_attn_pv_lanes(probabilities, pstride, Int32(g), Int32(count), values(kv), Int32(d), Int32(l0), Int32(l1),
+                                             acc + kv * accumulatorsPerGroup)
+                        }
+                        lane += l1 - l0
+                    }
+                }
+                let splitGroups = Set((1..<threads).map { $0 * lanes / threads }.filter { $0 % 32 != 0 }.map { $0 / 32 })
+                for kv in splitGroups {
+                    rk_attn_pv_reduce(acc + kv * accumulatorsPerGroup, Int32(g), Int32(d), output + kv * g * d, d)
+                }
+            }
+        }
+    }
+
+    // MARK: Attention over a subset of slots
+
+    /// `output = softmax(q·Kᵀ·scale)·V` of one query over the slots `slots` of `stream` (nil: the first `count`
+    /// slots in order, which gives the same bits as listing them). With `probabilities`, the softmax
+    /// probabilities (f32, before the f16 rounding for the products with V) are written to `probabilities[0..<count]`.
+    public static func subset(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafePointer<Int32>?, count: Int, scale: Float,
+                              output: UnsafeMutablePointer<Float>, batched: Bool = false,
+                              probabilities: UnsafeMutablePointer<Float>? = nil) {
         let d = stream.headDim
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { scoreBuffer in
+        guard count > 0 else { output.update(repeating: 0, count: d); return }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: probabilities == nil ? count : 0) { scoreBuffer in
             withUnsafeTemporaryAllocation(of: UInt16.self, capacity: count + d) { halfBuffer in
-                let scores = scoreBuffer.baseAddress!, q = halfBuffer.baseAddress!, probabilities = q + d
+                let scores = probabilities ?? scoreBuffer.baseAddress!, q = halfBuffer.baseAddress!, halfProbabilities = q + d
                 rk_f32_to_f16(query, q, Int32(d))
                 for j in 0..<count {
                     let slot = slots.map { Int($0[j]) } ?? j
                     scores[j] = rk_attn_dot(stream.keys + slot * d, q, Int32(d), batched ? 1 : 0) * scale
                 }
                 rk_attn_softmax(scores, Int32(count))
-                rk_f32_to_f16(scores, probabilities, Int32(count))
-                rk_attn_values(probabilities, stream.values, slots, Int32(count), Int32(d), output, batched ? 1 : 0)
+                rk_f32_to_f16(scores, halfProbabilities, Int32(count))
+                rk_attn_values(halfProbabilities, stream.values, slots, Int32(count), Int32(d), output, batched ? 1 : 0)
             }
         }
     }
+
+    /// `subset` over the first `count` slots.
+    public static func dense(query: UnsafePointer<Float>, stream: KVStream, count: Int, scale: Float,
+                             output: UnsafeMutablePointer<Float>, batched: Bool = false) {
+        subset(query: query, stream: stream, slots: nil, count: count, scale: scale, output: output, batched: batched)
+    }
+
+    /// `subset` over a buffer of slots.
+    public static func sparse(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
+                              scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
+        subset(query: query, stream: stream, slots: slots.baseAddress, count: slots.count, scale: scale, output: output, batched: batched)
+    }
+
+    /// Copies the key rows then the value rows of `slots` into `rows` (`2·count·headDim` values), for `gathered`.
+    static func gather(_ stream: KVStream, slots: UnsafePointer<Int32>, count: Int, into rows: UnsafeMutablePointer<UInt16>) {
+        let d = stream.headDim
+        rk_gather_rows(stream.keys, Int32(d), slots, Int32(count), rows)
+        rk_gather_rows(stream.values, Int32(d), slots, Int32(count), rows + count * d)
+    }
+
+    /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows (`gather`'s
+    /// layout): each key and value is converted once for all of them. Bit-identical to `subset` per head.
+    static func gathered(queries: UnsafePointer<Float>, heads: Int, rows: UnsafePointer<UInt16>, count: Int, headDim d: Int,
+                         scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
+            counts.initialize(repeating: Int32(count))
+            rk_attn_causal(queries, d, counts.baseAddress!, Int32(heads), rows, rows + count * d, Int32(d), scale, output, d, batched ? 1 : 0)
+        }
+    }
+
+    /// The `heads` query heads of one KV group over the same `slots` of `stream`, the rows gathered once.
+    public static func sparseGroup(queries: UnsafePointer<Float>, heads: Int, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
+                                   scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
+        let d = stream.headDim, n = slots.count
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
+            if let slots = slots.baseAddress { gather(stream, slots: slots, count: n, into: rows.baseAddress!) }
+            gathered(queries: queries, heads: heads, rows: rows.baseAddress!, count: n, headDim: d, scale: scale, output: output, batched: batched)
+        }
+    }
+
+    // MARK: Scores only
+
+    /// The attention logits `q·k·scale` of the first `count` slots, in decode arithmetic (f16 query,
+    /// llama.cpp's single-token summation order): the very logits `dense` computes for one token.
+    static func logits(query: UnsafePointer<Float>, stream: KVStream, count: Int, scale: Float,
+                       into scores: UnsafeMutablePointer<Float>) {
+        let d = stream.headDim
+        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: d) { halfBuffer in
+            let q = halfBuffer.baseAddress!
+            rk_f32_to_f16(query, q, Int32(d))
+            for j in 0..<count { scores[j] = rk_attn_dot(stream.keys + j * d, q, Int32(d), 0) * scale }
+        }
+    }
+
+    // MARK: Reference twin
 
     /// Plain reference (standard-library Float16, Double sums, libm exp) for tests: agrees with the
     /// kernels to float rounding, not bit for bit.

@@ -1,7 +1,11 @@
-/// What a KV method is told when a sequence starts: the model's attention shape, the token budget and
-/// the request's size (the budget split of the paper depends on prompt length and generation length).
+import Foundation
+
+/// What a KV method is told when a sequence starts: the attention of the model's layers, the token budget
+/// and the request's size (the budget split of the paper depends on prompt length and generation length).
 public struct KVMethodContext: Sendable {
-    public var shape: AttentionShape
+    /// Every layer of the model, in order. A method instance is given only layers of one shape, all global
+    /// (`KVMethods.make` routes the others).
+    public var layers: [LayerAttention]
     /// Token budget per KV group per decode step (K+V pairs read), or nil for methods without one.
     public var budget: Int?
     /// Prompt length of the first turn, in tokens.
@@ -11,30 +15,57 @@ public struct KVMethodContext: Sendable {
     /// Method options from `--kv-option key=value`.
     public var options: [String: String]
 
-    public init(shape: AttentionShape, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
-        self.shape = shape
+    public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
+        self.layers = layers
         self.budget = budget
         self.promptLength = promptLength
         self.maxNewTokens = maxNewTokens
         self.options = options
     }
 
-    /// An integer option, with its default and allowed range.
-    public func intOption(_ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
-        guard let text = options[key] else { return value }
+    /// A context whose layers are `shape.layers` global layers of that shape.
+    public init(shape: AttentionShape, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
+        self.init(layers: shape.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens, options: options)
+    }
+
+    /// The one shape of the layers a method instance serves.
+    public var shape: AttentionShape {
+        precondition(!layers.isEmpty && layers.allSatisfy { $0 == layers[0] && $0.kind == .global },
+                     "a method serves global layers of one shape")
+        return AttentionShape(layers: layers.count, like: layers[0])
+    }
+
+    /// An integer option's value: as given, or its declared default (`computed` when it depends on the request).
+    public func int(_ option: KVOption, computed: Int? = nil, range: ClosedRange<Int>) throws -> Int {
+        guard let text = options[option.key] else {
+            guard let value = computed ?? option.defaultValue.flatMap({ Int($0) }) else { preconditionFailure("option \(option.key) has no default") }
+            return value
+        }
         guard let v = Int(text), range.contains(v) else {
-            throw KVMethodError("option \(key)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            throw KVMethodError("option \(option.key)=\(text) must be an integer in \(range.lowerBound)...\(range.upperBound)")
         }
         return v
     }
 
-    /// A floating-point option, with its default and allowed range.
-    public func doubleOption(_ key: String, default value: Double, range: ClosedRange<Double>) throws -> Double {
-        guard let text = options[key] else { return value }
+    /// A floating-point option's value: as given or its declared default.
+    public func number(_ option: KVOption, range: ClosedRange<Double>) throws -> Double {
+        guard let text = options[option.key] else {
+            guard let value = option.defaultValue.flatMap({ Double($0) }) else { preconditionFailure("option \(option.key) has no default") }
+            return value
+        }
         guard let v = Double(text), range.contains(v) else {
-            throw KVMethodError("option \(key)=\(text) must be a number in \(range.lowerBound)...\(range.upperBound)")
+            throw KVMethodError("option \(option.key)=\(text) must be a number in \(range.lowerBound)...\(range.upperBound)")
         }
         return v
+    }
+
+    /// A choice among named values: as given or its declared default.
+    public func choice(_ option: KVOption, among choices: [String]) throws -> String {
+        let value = options[option.key] ?? option.defaultValue ?? choices[0]
+        guard choices.contains(value) else {
+            throw KVMethodError("option \(option.key)=\(value) must be \(choices.joined(separator: " or "))")
+        }
+        return value
     }
 
     /// The budget, required and at least `minimum`.
@@ -45,6 +76,36 @@ public struct KVMethodContext: Sendable {
     }
 }
 
+/// One `--kv-option` of a method, declared once with the method: the registry's help text and the value a
+/// policy gets both read its default from here.
+public struct KVOption: Sendable, CustomStringConvertible {
+    public let key: String
+    public let help: String
+    /// The default as a value (`"4"`, `"0.5"`, `"accuracy"`), or nil when it is computed per request.
+    public let defaultValue: String?
+    /// How the default reads in help text.
+    public let defaultText: String?
+
+    /// An option with a fixed default.
+    public init(_ key: String, default value: CustomStringConvertible, _ help: String) {
+        self.key = key
+        self.help = help
+        defaultValue = value.description
+        defaultText = value.description
+    }
+
+    /// An option whose default is computed per request (`formula` says how) or that has none.
+    public init(_ key: String, computed formula: String?, _ help: String) {
+        self.key = key
+        self.help = help
+        defaultValue = nil
+        defaultText = formula
+    }
+
+    /// The help line: meaning and default.
+    public var description: String { defaultText.map { "\(help) (default \($0))" } ?? help }
+}
+
 /// A bad method name, option or budget (a user error).
 public struct KVMethodError: Error, CustomStringConvertible {
     public let description: String
@@ -52,15 +113,15 @@ public struct KVMethodError: Error, CustomStringConvertible {
 }
 
 /// A KV method as the CLI and the evaluator see it: a name, a description, its options, and a factory.
+/// Each method declares its own in its file (`static let method`).
 public struct KVMethod: Sendable {
     public let name: String
     public let summary: String
-    /// `(key, meaning and default)` for `rocketkv methods`.
-    public let options: [(String, String)]
+    public let options: [KVOption]
     public let needsBudget: Bool
     public let make: @Sendable (KVMethodContext) throws -> KVPolicy
 
-    public init(name: String, summary: String, options: [(String, String)] = [], needsBudget: Bool,
+    public init(name: String, summary: String, options: [KVOption] = [], needsBudget: Bool,
                 make: @escaping @Sendable (KVMethodContext) throws -> KVPolicy) {
         self.name = name
         self.summary = summary
@@ -70,54 +131,31 @@ public struct KVMethod: Sendable {
     }
 }
 
-/// The registry of KV methods by CLI name. Adding a method means adding one entry here and one file.
+/// The registry of KV methods by CLI name: the built-in ones, plus any a program registers. Adding a method
+/// takes its own file (a policy and its `KVMethod`) and, when it is built in, its name in `builtIn`.
 public enum KVMethods {
-    public static let all: [KVMethod] = [
-        KVMethod(name: "full", summary: "Full KV cache, dense attention over every token (the baseline).", needsBudget: false) { context in
-            FullKV(shape: context.shape)
-        },
-        // ---- Baselines (Sources/RocketKV/KVCache/Baselines) ----
-        KVMethod(name: "topk", summary: "Exact-TopK oracle: full cache, each query head attends to its t highest-scoring tokens; traffic reported as the ideal 2d·t.",
-                 needsBudget: true) { context in
-            ExactTopK(shape: context.shape, budget: try context.requiredBudget())
-        },
-        KVMethod(name: "streaming", summary: "StreamingLLM: attention sinks plus the most recent tokens, t in all; the rest is evicted.",
-                 options: [("sinks", "number of sink tokens kept from the start (default 4)")], needsBudget: true) { context in
-            let budget = try context.requiredBudget()
-            return StreamingLLM(shape: context.shape, budget: budget, sinks: try context.intOption("sinks", default: 4, range: 0...(budget - 1)))
-        },
-        KVMethod(name: "h2o", summary: "H2O: heavy hitters by accumulated attention (summed over the group) plus recent tokens, t in all.",
-                 options: [("heavy", "fraction of the budget for heavy hitters, the rest recent (default 0.5)")], needsBudget: true) { context in
-            H2O(shape: context.shape, budget: try context.requiredBudget(),
-                heavyFraction: try context.doubleOption("heavy", default: 0.5, range: 0...1))
-        },
-        KVMethod(name: "snapkv", summary: "SnapKV (original): per query head, window votes with max pooling keep t/G prompt tokens each; generated tokens appended.",
-                 options: [("window", "observation window in tokens (default 32)"), ("kernel", "max-pooling kernel size (default 7)")],
-                 needsBudget: true) { context in
-            SnapKV(shape: context.shape, budget: try context.requiredBudget(),
-                   window: try context.intOption("window", default: 32, range: 1...100_000),
-                   kernel: try context.intOption("kernel", default: 7, range: 1...1001))
-        },
-        KVMethod(name: "quest", summary: "Quest: page key min/max upper bounds summed over the group choose pages attended exactly; full cache kept.",
-                 options: [("page-size", "tokens per page (default max(1, round(2S/t)))"), ("pages", "pages attended per step (default max(1, round(t/(2·page-size))))")],
-                 needsBudget: true) { context in
-            let budget = try context.requiredBudget(), s = context.promptLength + context.maxNewTokens
-            let pageSize = try context.intOption("page-size", default: Quest.defaultPageSize(sequenceLength: s, budget: budget), range: 1...1_000_000)
-            let pages = try context.intOption("pages", default: Quest.defaultPages(budget: budget, pageSize: pageSize), range: 1...1_000_000)
-            return Quest(shape: context.shape, pageSize: pageSize, pagesPerStep: pages)
-        },
-        KVMethod(name: "sparq", summary: "SparQ: top-r query dimensions estimate scores, top-k tokens attended exactly, mean-value correction; keys stored twice.",
-                 options: [("rank", "query dimensions used (default clamp(round(d·t/S), 1, d))"), ("tokens", "tokens attended per step (default t/2)"),
-                           ("mean", "1: mean-value interpolation (default), 0: off")], needsBudget: true) { context in
-            let budget = try context.requiredBudget(), d = context.shape.headDim, s = context.promptLength + context.maxNewTokens
-            return SparQ(shape: context.shape,
-                         rank: try context.intOption("rank", default: SparQ.defaultRank(headDim: d, budget: budget, sequenceLength: max(1, s)), range: 1...d),
-                         tokensPerStep: try context.intOption("tokens", default: max(1, budget / 2), range: 1...1_000_000),
-                         meanValue: try context.intOption("mean", default: 1, range: 0...1) == 1)
-        },
-    ] + rocketMethods
+    static let builtIn: [KVMethod] = [
+        FullKV.method, ExactTopK.method, StreamingLLM.method, H2O.method, SnapKV.method, Quest.method, SparQ.method,
+        HSAPolicy.method, RocketPolicy.method, RocketMTPolicy.method,
+    ]
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var registered: [KVMethod] = []
+
+    /// Every method: the built-in ones, then the registered ones in order.
+    public static var all: [KVMethod] { lock.withLock { builtIn + registered } }
+
+    /// Adds a method (defined outside the library) under its name; a name already taken is an error.
+    public static func register(_ method: KVMethod) throws {
+        try lock.withLock {
+            guard !(builtIn + registered).contains(where: { $0.name == method.name }) else {
+                throw KVMethodError("a KV method named '\(method.name)' exists already")
+            }
+            registered.append(method)
+        }
+    }
 
     public static func named(_ name: String) throws -> KVMethod {
+        let all = self.all
         guard let method = all.first(where: { $0.name == name }) else {
             throw KVMethodError("unknown KV method '\(name)' (known: \(all.map(\.name).joined(separator: ", ")))")
         }
@@ -127,26 +165,40 @@ public enum KVMethods {
     /// The options of `all` that method `name` has: options given to a run of several methods go to each method
     /// that has them (so `full` runs plain beside a tuned `rocket`).
     public static func options(_ all: [String: String], for name: String) throws -> [String: String] {
-        let known = Set(try named(name).options.map(\.0))
+        let known = Set(try named(name).options.map(\.key))
         return all.filter { known.contains($0.key) }
     }
 
     /// Throws unless every option name is one that at least one of `methods` has.
     public static func checkOptions(_ options: [String: String], usedBy methods: [String]) throws {
-        let known = Set(try methods.flatMap { try named($0).options.map(\.0) })
+        let known = Set(try methods.flatMap { try named($0).options.map(\.key) })
         if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
             throw KVMethodError("option '\(unknown)': none of the methods \(methods.joined(separator: ",")) has it")
         }
     }
 
-    /// Builds the policy for one sequence, checking the option names against the method's list.
+    /// Builds the cache of one sequence, checking the option names against the method's list.
+    ///
+    /// When the context's layers are all global and alike, that is the method's policy itself. Otherwise the
+    /// method runs on the global layers (one instance per distinct shape, each with the whole budget per KV
+    /// group) and every sliding-window layer keeps a bounded window of its own (`SlidingWindowKV`), behind
+    /// one `LayeredKV` that routes each layer to its cache.
     public static func make(_ name: String, context: KVMethodContext) throws -> KVPolicy {
         let method = try named(name)
-        let known = Set(method.options.map(\.0))
+        let known = Set(method.options.map(\.key))
         if let unknown = context.options.keys.sorted().first(where: { !known.contains($0) }) {
             throw KVMethodError("method '\(name)' has no option '\(unknown)'" + (known.isEmpty ? "" : " (options: \(known.sorted().joined(separator: ", ")))"))
         }
         if method.needsBudget { _ = try context.requiredBudget() }
-        return try method.make(context)
+        guard let first = context.layers.first else { throw KVMethodError("the model has no attention layers") }
+        if context.layers.allSatisfy({ $0 == first && $0.kind == .global }) { return try method.make(context) }
+        return try LayeredKV(layers: context.layers) { layers in
+            var sub = context
+            sub.layers = layers
+            return try method.make(sub)
+        }
     }
 }
+
+/// `round` as the spec's budget formulas mean it: to nearest, halves away from zero, in Double (§16.7).
+func roundHalfAway(_ x: Double) -> Int { Int(x.rounded(.toNearestOrAwayFromZero)) }

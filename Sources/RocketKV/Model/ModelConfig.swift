@@ -49,4 +49,7 @@ public struct ModelConfig: Sendable, Equatable {
     public var attentionShape: AttentionShape {
         AttentionShape(layers: layers, queryHeads: queryHeads, kvHeads: kvHeads, headDim: headDim)
     }
+
+    /// How each layer attends, for the KV seam (every layer of a Llama model attends globally).
+    public var layerAttention: [LayerAttention] { attentionShape.layerAttention }
 }

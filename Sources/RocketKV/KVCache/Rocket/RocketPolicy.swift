@@ -5,38 +5,38 @@
 /// In a chat, each turn's prefill attends over the compressed history plus the new prompt and stage 1
 /// re-compresses both back to `B_p` (§6, last paragraph: evicted tokens never come back). Parameters are
 /// planned once, from the first prompt.
-public final class RocketPolicy: KVPolicy {
-    public let shape: AttentionShape
+public final class RocketPolicy: KVPolicy, KVStreamInspectable {
+    public static let windowOption = KVOption("window", default: 32, "SnapKV observation window w")
+    public static let method = KVMethod(
+        name: "rocket", summary: "RocketKV: GQA-shared SnapKV eviction (κ = 63) at the end of the prompt, then HSA every decode step; budget split adaptively.",
+        options: RocketPlan.rocketOptions(window: windowOption), needsBudget: true) { context in
+        RocketPolicy(shape: context.shape, plan: try .rocket(context, window: windowOption))
+    }
+
     public let plan: RocketPlan
     private let cache: PagedKV
     private let window: QueryWindow
+    public var shape: AttentionShape { cache.shape }
 
     public init(shape: AttentionShape, plan: RocketPlan) {
-        self.shape = shape
         self.plan = plan
         cache = PagedKV(shape: shape, pageSize: plan.pageSize)
         window = QueryWindow(layers: shape.layers, window: plan.window, queryHeads: shape.queryHeads, headDim: shape.headDim)
     }
 
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        cache.prefill(layer: layer, input, output: output)
+        cache.store.appendAndAttend(layer: layer, input, output: output)
         window.record(layer: layer, input)
     }
 
     public func finishPrefill() {
-        let G = shape.groupSize, d = shape.headDim, spare = plan.maxNewTokens + 1
+        let spare = plan.maxNewTokens + 1
         ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
             for unit in units {
                 let l = unit / shape.kvHeads, g = unit % shape.kvHeads
-                let stream = cache.streams[l][g]
-                let rows = window.count(layer: l)
-                if rows > 0 && stream.count > plan.promptBudget {
-                    let queries = window.groupRows(layer: l, group: g, groupSize: G, headDim: d)
-                    let kept = queries.withUnsafeBufferPointer { q in
-                        RocketStage1.keptSlots(windowQueries: q.baseAddress!, windowRows: rows, groupSize: G,
-                                               keys: .f16(stream.keys), count: stream.count, headDim: d, scale: shape.scale,
-                                               promptBudget: plan.promptBudget, kernel: plan.kernel)
-                    }
+                let stream = cache.store.streams[l][g]
+                if let (kept, _) = window.keptSlots(layer: l, heads: (g * shape.groupSize)..<((g + 1) * shape.groupSize), stream: stream,
+                                                    scale: shape.scale, promptBudget: plan.promptBudget, kernel: plan.kernel) {
                     stream.retain(slots: kept)
                     cache.metadata[l][g].release()
                 }
@@ -56,4 +56,6 @@ public final class RocketPolicy: KVPolicy {
         s.storedBytes += window.allocatedBytes
         return s
     }
+
+    public var inspectableStreams: [KVStream] { cache.store.inspectableStreams }
 }

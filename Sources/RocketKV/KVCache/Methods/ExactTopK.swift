@@ -5,10 +5,13 @@
 /// keys is assumed free). `realBytesReadLastStep` gives what this implementation actually reads: every key
 /// (to score them) plus the values of the union of the group's selections.
 public final class ExactTopK: KVPolicy, KVStreamInspectable {
+    public static let method = KVMethod(
+        name: "topk", summary: "Exact-TopK oracle: full cache, each query head attends to its t highest-scoring tokens; traffic reported as the ideal 2d·t.",
+        needsBudget: true) { ExactTopK(shape: $0.shape, budget: try $0.requiredBudget()) }
+
     public let shape: AttentionShape
     public let budget: Int
-    /// `streams[layer][kvHead]`
-    private let streams: [[KVStream]]
+    public let store: KVStore
     /// Slots attended by each query head in the last decode step, ascending: `[layer][queryHead]`.
     public private(set) var lastSelection: [[[Int32]]]
     private var realRead: [Int]
@@ -16,25 +19,20 @@ public final class ExactTopK: KVPolicy, KVStreamInspectable {
     public init(shape: AttentionShape, budget: Int) {
         self.shape = shape
         self.budget = budget
-        streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
+        store = KVStore(shape: shape)
         lastSelection = Array(repeating: Array(repeating: [], count: shape.queryHeads), count: shape.layers)
         realRead = Array(repeating: 0, count: shape.layers)
     }
 
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        let layerStreams = streams[layer]
-        let before = layerStreams[0].count
-        for (h, stream) in layerStreams.enumerated() { stream.append(input, head: h, kvHeads: shape.kvHeads) }
-        causalAttention(input, streams: layerStreams, visibleBefore: before, shape: shape, output: output)
+        store.appendAndAttend(layer: layer, input, output: output)
     }
-
-    public func finishPrefill() {}
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
-        let layerStreams = streams[layer]
-        for (h, stream) in layerStreams.enumerated() { stream.append(input, head: h, kvHeads: shape.kvHeads) }
-        let d = shape.headDim, n = layerStreams[0].count
+        store.append(layer: layer, input)
+        let layerStreams = store.streams[layer]
+        let d = shape.headDim, n = store.count(layer: layer)
         var selections = [[Int32]](repeating: [], count: shape.queryHeads)
         selections.withUnsafeMutableBufferPointer { selected in
             ThreadPool.parallelFor(shape.queryHeads) { heads in
@@ -46,7 +44,7 @@ public final class ExactTopK: KVPolicy, KVStreamInspectable {
                     }
                     let slots = KVSelect.topIndices(scores, budget).map { Int32($0) }
                     slots.withUnsafeBufferPointer {
-                        Attention.sparse(query: query, stream: stream, slots: $0, scale: shape.scale, output: output + h * d)
+                        Attention.subset(query: query, stream: stream, slots: $0.baseAddress, count: $0.count, scale: shape.scale, output: output + h * d)
                     }
                     selected[h] = slots
                 }
@@ -61,16 +59,15 @@ public final class ExactTopK: KVPolicy, KVStreamInspectable {
         realRead[layer] = read
     }
 
-    public var inspectableStreams: [KVStream] { Array(streams.joined()) }
+    public var inspectableStreams: [KVStream] { store.inspectableStreams }
 
     /// Bytes this implementation really read in the last decode step: all keys plus the selected values.
     public var realBytesReadLastStep: Int { realRead.reduce(0, +) }
 
     public var statistics: KVStatistics {
-        var s = KVStatistics()
-        s.add(inspectableStreams, read: false)
+        var s = store.statistics(readingAll: false)
         // The oracle's ideal traffic: K and V rows of min(t, N) tokens per group.
-        for stream in streams.joined() { s.bytesReadLastStep += min(budget, stream.count) * stream.headDim * 2 * 2 }
+        for stream in store.inspectableStreams { s.bytesReadLastStep += min(budget, stream.count) * shape.rowPairBytes }
         return s
     }
 }

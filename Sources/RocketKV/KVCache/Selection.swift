@@ -1,13 +1,41 @@
 import Foundation
 import CKernels
 
-/// RocketKV stage 1 (ROCKETKV.md §3): SnapKV with one selection per GQA group, max pooling with a wide
-/// kernel (κ = 63), top `B_p − w'` prefix tokens by pooled vote plus the observation window.
+/// Deterministic selections shared by the baseline policies.
+public enum KVSelect {
+    /// Indices of the `k` largest of `values` (value descending, ties to the lower index; NaN counts as −∞),
+    /// returned in ascending index order. `k ≥ count` selects everything.
+    public static func topIndices(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
+        rankedTop(values, k).sorted()
+    }
+
+    /// The same `k` indices, best first.
+    public static func rankedTop(_ values: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
+        let k = max(0, min(k, values.count))
+        guard k > 0 else { return [] }
+        return [Int32](unsafeUninitializedCapacity: k) { out, initialized in
+            initialized = Int(rk_top_indices(values.baseAddress!, Int32(values.count), Int32(k), out.baseAddress!))
+        }.map(Int.init)
+    }
+
+    public static func rankedTop(_ values: [Float], _ k: Int) -> [Int] {
+        values.withUnsafeBufferPointer { rankedTop($0, k) }
+    }
+
+    public static func topIndices(_ values: [Float], _ k: Int) -> [Int] {
+        values.withUnsafeBufferPointer { topIndices($0, k) }
+    }
+}
+
+/// SnapKV's scoring (ROCKETKV.md §3), written once for its two users: RocketKV stage 1 selects per GQA group
+/// (a group's query heads vote together, κ = 63) and the SnapKV baseline per query head (a "group" of one
+/// head, κ = 7; §9.2: "same scoring as §3"). Top `B_p − w'` prefix tokens by pooled vote plus the
+/// observation window.
 ///
 /// Arithmetic is F32 (§16.5): logits `⟨q, k⟩/√d` with keys as stored, softmax over every visible key (window
 /// included), masked entries exactly 0, window columns dropped after the softmax, votes summed over window
 /// rows and the group's query heads.
-public enum RocketStage1 {
+public enum SnapKVScoring {
     /// Cached keys of one KV group as rows of `headDim` values, slot `j` at row `j`.
     public enum Keys {
         case f16(UnsafePointer<UInt16>)
@@ -68,75 +96,21 @@ public enum RocketStage1 {
         return out
     }
 
-    /// The `count` largest values' indices with the mandatory tie rule of §16.1 (value descending, then lower
-    /// index first), returned in ascending index order ([A]).
-    public static func topIndices(_ pooled: [Float], count: Int) -> [Int] {
-        let k = min(max(0, count), pooled.count)
-        guard k < pooled.count else { return Array(pooled.indices) }
-        let order = pooled.indices.sorted { pooled[$0] != pooled[$1] ? pooled[$0] > pooled[$1] : $0 < $1 }
-        return order[0..<k].sorted()
-    }
-
-    /// The slots kept for one KV group, in cache order: the selected prefix slots ascending, then the window.
-    /// `n ≤ promptBudget` keeps everything. The window is `w' = min(window, windowRows, promptBudget)`
+    /// The slots kept for one KV group, in cache order: the selected prefix slots ascending (pooled vote
+    /// descending, ties to the lower slot, §16.1), then the window, and the pooled votes of the prefix.
+    /// `n ≤ promptBudget` keeps everything (and pools nothing). The window is `w' = min(window, windowRows, promptBudget)`
     /// (project decision: a budget below the window keeps the last `B_p` tokens only).
     public static func keptSlots(windowQueries: UnsafePointer<Float>, windowRows: Int, groupSize: Int, keys: Keys,
-                                 count n: Int, headDim d: Int, scale: Float, promptBudget: Int, kernel: Int) -> [Int] {
-        if n <= promptBudget { return Array(0..<n) }
+                                 count n: Int, headDim d: Int, scale: Float, promptBudget: Int,
+                                 kernel: Int) -> (slots: [Int], pooled: [Float]) {
+        if n <= promptBudget { return (Array(0..<n), []) }
         let w = min(windowRows, promptBudget)
         precondition(w >= 1, "stage 1 needs at least one window query")
         // The last `w` window rows are the ones for the last `w` tokens.
         let rows = windowQueries + (windowRows - w) * groupSize * d
         let v = votes(windowQueries: rows, windowRows: w, groupSize: groupSize, keys: keys, count: n, headDim: d, scale: scale)
         let pooled = maxPool(v, kernel: kernel)
-        return topIndices(pooled, count: promptBudget - w) + Array((n - w)..<n)
+        return (KVSelect.topIndices(pooled, promptBudget - w) + Array((n - w)..<n), pooled)
     }
 }
 
-/// The last `w` query rows (post-RoPE, all query heads) of the current prompt, per layer, kept across prefill
-/// chunks for stage 1 (§14). Reset after each turn's eviction.
-final class QueryWindow {
-    let window: Int, rowSize: Int
-    private var rows: [[Float]]
-    /// Rows written this turn, per layer.
-    private var written: [Int]
-
-    init(layers: Int, window: Int, queryHeads: Int, headDim: Int) {
-        self.window = window
-        rowSize = queryHeads * headDim
-        rows = Array(repeating: [], count: layers)
-        written = Array(repeating: 0, count: layers)
-    }
-
-    var allocatedBytes: Int { rows.reduce(0) { $0 + $1.count * 4 } }
-
-    func record(layer: Int, _ input: AttentionInput) {
-        if rows[layer].isEmpty { rows[layer] = [Float](repeating: 0, count: window * rowSize) }
-        let first = max(0, input.tokens - window)
-        rows[layer].withUnsafeMutableBufferPointer { b in
-            for t in first..<input.tokens {
-                let r = (written[layer] + t - first) % window
-                (b.baseAddress! + r * rowSize).update(from: input.queries + t * rowSize, count: rowSize)
-            }
-        }
-        written[layer] += input.tokens - first
-    }
-
-    /// Rows available for `layer` this turn (at most `window`).
-    func count(layer: Int) -> Int { min(window, written[layer]) }
-
-    /// The window rows of KV group `group`, oldest first: `[count][groupSize][headDim]`.
-    func groupRows(layer: Int, group: Int, groupSize: Int, headDim d: Int) -> [Float] {
-        let n = count(layer: layer)
-        var out = [Float](repeating: 0, count: n * groupSize * d)
-        for a in 0..<n {
-            let r = (written[layer] - n + a) % window
-            for i in 0..<(groupSize * d) { out[(a * groupSize) * d + i] = rows[layer][r * rowSize + group * groupSize * d + i] }
-        }
-        return out
-    }
-
-    func reset() {
-        for l in rows.indices { rows[l] = []; written[l] = 0 }
-    }
-}

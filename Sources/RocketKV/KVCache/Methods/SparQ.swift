@@ -2,7 +2,8 @@ import Foundation
 import CKernels
 
 /// `sparq`: SparQ attention (spec §9.4, §16.7) in its GQA form. Keeps the full cache plus a second,
-/// dimension-major f16 copy of the keys (so the `r` chosen dimensions of every key are contiguous strips)
+/// dimension-major f16 copy of the keys (`PageMetadata` with pages of one slot, so the `r` chosen dimensions
+/// of every key are contiguous strips)
 /// and a running sum of the cached values (f64).
 ///
 /// Each decode step, per group: the `r` dimensions with the largest `Σ_h |q_h,i|`; per head the approximate
@@ -11,12 +12,26 @@ import CKernels
 /// `α_h = Σ_{j∈i2} ŝ_h[j]` and `v̄` the mean of every cached value of the group, the current token's included
 /// (`meanValue: false` outputs `y_h`).
 public final class SparQ: KVPolicy, KVStreamInspectable {
+    static let rankOption = KVOption("rank", computed: "clamp(round(d·t/S), 1, d)", "query dimensions used")
+    static let tokensOption = KVOption("tokens", computed: "t/2", "tokens attended per step")
+    static let meanOption = KVOption("mean", default: 1, "1: mean-value interpolation, 0: off")
+    public static let method = KVMethod(
+        name: "sparq", summary: "SparQ: top-r query dimensions estimate scores, top-k tokens attended exactly, mean-value correction; keys stored twice.",
+        options: [rankOption, tokensOption, meanOption], needsBudget: true) { context in
+        let budget = try context.requiredBudget(), d = context.shape.headDim, s = context.promptLength + context.maxNewTokens
+        return SparQ(shape: context.shape,
+                     rank: try context.int(rankOption, computed: defaultRank(headDim: d, budget: budget, sequenceLength: max(1, s)), range: 1...d),
+                     tokensPerStep: try context.int(tokensOption, computed: max(1, budget / 2), range: 1...1_000_000),
+                     meanValue: try context.int(meanOption, range: 0...1) == 1)
+    }
+
     public let shape: AttentionShape
     public let rank: Int
     public let tokensPerStep: Int
     public let meanValue: Bool
-    private let streams: [[KVStream]]
-    private let transposed: [[TransposedKeys]]
+    public let store: KVStore
+    /// `transposed[layer][kvHead]`: the stream's keys, dimension-major.
+    private let transposed: [[PageMetadata]]
     private var valueSums: [[[Double]]]
     /// `[layer][kvHead]`: dimensions and slots chosen in the last decode step (ascending); `[layer][queryHead]`: α and ŝ.
     public private(set) var lastDims: [[[Int]]]
@@ -29,8 +44,8 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
         self.rank = rank
         self.tokensPerStep = tokensPerStep
         self.meanValue = meanValue
-        streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
-        transposed = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in TransposedKeys(headDim: shape.headDim) } }
+        store = KVStore(shape: shape)
+        transposed = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: 1, precision: .f16) } }
         valueSums = Array(repeating: Array(repeating: Array(repeating: 0, count: shape.headDim), count: shape.kvHeads), count: shape.layers)
         lastDims = Array(repeating: Array(repeating: [], count: shape.kvHeads), count: shape.layers)
         lastSlots = lastDims
@@ -40,16 +55,15 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
 
     /// Project defaults (spec §16.7): `r = clamp(round(d·t/S), 1, d)`, `k = ⌊t/2⌋`.
     public static func defaultRank(headDim d: Int, budget t: Int, sequenceLength s: Int) -> Int {
-        min(d, max(1, BaselineBudget.round(Double(d) * Double(t) / Double(s))))
+        min(d, max(1, roundHalfAway(Double(d) * Double(t) / Double(s))))
     }
 
     private func append(layer: Int, _ input: AttentionInput) -> Int {
-        let before = streams[layer][0].count, d = shape.headDim
-        for (g, stream) in streams[layer].enumerated() {
-            stream.append(input, head: g, kvHeads: shape.kvHeads)
+        let before = store.append(layer: layer, input), d = shape.headDim
+        for (g, stream) in store.streams[layer].enumerated() {
             var v = [Float](repeating: 0, count: d)
             for s in before..<stream.count {
-                transposed[layer][g].add(stream.keys + s * d)
+                transposed[layer][g].append(halfKey: stream.keys + s * d)
                 rk_f16_to_f32(stream.values + s * d, &v, Int32(d))
                 for i in 0..<d { valueSums[layer][g][i] += Double(v[i]) }
             }
@@ -59,15 +73,13 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
 
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         let before = append(layer: layer, input)
-        causalAttention(input, streams: streams[layer], visibleBefore: before, shape: shape, output: output)
+        store.attend(layer: layer, input, visibleBefore: before, output: output)
     }
-
-    public func finishPrefill() {}
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
         _ = append(layer: layer, input)
-        let d = shape.headDim, group = shape.groupSize, n = streams[layer][0].count
+        let d = shape.headDim, group = shape.groupSize, n = store.count(layer: layer)
         for g in 0..<shape.kvHeads {
             let heads = (g * group)..<((g + 1) * group)
             var absSum = [Float](repeating: 0, count: d)
@@ -79,7 +91,7 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
                 let q = input.queries + h * d
                 let full = (0..<d).reduce(Float(0)) { $0 + abs(q[$1]) }, part = dims.reduce(Float(0)) { $0 + abs(q[$1]) }
                 let temperature = part > 0 && full > 0 ? (Float(d) * part / full).squareRoot() : 1
-                var s = transposed[layer][g].partialScores(query: q, dims: dims, count: n)
+                var s = Self.partialScores(transposed[layer][g], query: q, dims: dims, count: n)
                 let m = s.max() ?? 0
                 var sum: Float = 0
                 for j in 0..<n { s[j] = expf((s[j] - m) / temperature); sum += s[j] }
@@ -92,7 +104,7 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
             for (index, h) in heads.enumerated() {
                 let out = output + h * d
                 slots32.withUnsafeBufferPointer {
-                    Attention.sparse(query: input.queries + h * d, stream: streams[layer][g], slots: $0, scale: shape.scale, output: out)
+                    Attention.sparse(query: input.queries + h * d, stream: store.streams[layer][g], slots: $0, scale: shape.scale, output: out)
                 }
                 let alpha = slots.reduce(Float(0)) { $0 + approximate[index][$1] }
                 if meanValue { for i in 0..<d { out[i] = alpha * out[i] + (1 - alpha) * mean[i] } }
@@ -104,55 +116,28 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
         }
     }
 
-    public var inspectableStreams: [KVStream] { Array(streams.joined()) }
+    /// `Σ_{i∈dims} q_i·K[j, i]` for the first `count` slots, reading only the strips of `dims`.
+    static func partialScores(_ keys: PageMetadata, query: UnsafePointer<Float>, dims: [Int], count n: Int) -> [Float] {
+        var scores = [Float](repeating: 0, count: n), strip = scores
+        for i in dims {
+            rk_f16_to_f32(keys.halfStrip(dim: i, max: false), &strip, Int32(n))
+            let q = query[i]
+            for j in 0..<n { scores[j] += q * strip[j] }
+        }
+        return scores
+    }
+
+    public var inspectableStreams: [KVStream] { store.inspectableStreams }
 
     public var statistics: KVStatistics {
-        var s = KVStatistics()
-        s.add(inspectableStreams, read: false)
+        var s = store.statistics(readingAll: false)
         for (layer, row) in transposed.enumerated() {
             for (g, keys) in row.enumerated() {
                 s.storedBytes += keys.allocatedBytes + shape.headDim * 8
-                s.bytesReadLastStep += lastDims[layer][g].count * keys.count * 2 + lastSlots[layer][g].count * 2 * shape.headDim * 2
+                s.bytesReadLastStep += lastDims[layer][g].count * keys.tokens * 2 + lastSlots[layer][g].count * shape.rowPairBytes
                 if meanValue { s.bytesReadLastStep += shape.headDim * 8 }
             }
         }
         return s
-    }
-}
-
-/// A dimension-major f16 copy of a stream's keys: `keys[i·capacity + slot]`.
-final class TransposedKeys {
-    let headDim: Int
-    private(set) var count = 0
-    private var capacity = 0
-    private var keys: [UInt16] = []
-
-    init(headDim: Int) { self.headDim = headDim }
-
-    var allocatedBytes: Int { keys.count * 2 }
-
-    func add(_ key: UnsafePointer<UInt16>) {
-        if count == capacity {
-            let newCapacity = max(64, capacity * 2)
-            var grown = [UInt16](repeating: 0, count: headDim * newCapacity)
-            for i in 0..<headDim { for j in 0..<count { grown[i * newCapacity + j] = keys[i * capacity + j] } }
-            keys = grown
-            capacity = newCapacity
-        }
-        for i in 0..<headDim { keys[i * capacity + count] = key[i] }
-        count += 1
-    }
-
-    /// `Σ_{i∈dims} q_i·K[j, i]` for the first `count` slots, reading only the strips of `dims`.
-    func partialScores(query: UnsafePointer<Float>, dims: [Int], count n: Int) -> [Float] {
-        var scores = [Float](repeating: 0, count: n), strip = scores
-        keys.withUnsafeBufferPointer { k in
-            for i in dims {
-                rk_f16_to_f32(k.baseAddress! + i * capacity, &strip, Int32(n))
-                let q = query[i]
-                for j in 0..<n { scores[j] += q * strip[j] }
-            }
-        }
-        return scores
     }
 }

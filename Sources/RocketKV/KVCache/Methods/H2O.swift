@@ -10,12 +10,18 @@
 /// attends densely over the `≤ t` tokens kept and adds the step's probabilities to their scores.
 /// (Evicting before attending keeps both the stored and the attended tokens within `t`.)
 public final class H2O: KVPolicy, KVStreamInspectable {
+    static let heavyOption = KVOption("heavy", default: 0.5, "fraction of the budget for heavy hitters, the rest recent")
+    public static let method = KVMethod(
+        name: "h2o", summary: "H2O: heavy hitters by accumulated attention (summed over the group) plus recent tokens, t in all.",
+        options: [heavyOption], needsBudget: true) { context in
+        H2O(shape: context.shape, budget: try context.requiredBudget(), heavyFraction: try context.number(heavyOption, range: 0...1))
+    }
+
     public let shape: AttentionShape
     public let budget: Int
     public let heavy: Int
     public var recent: Int { budget - heavy }
-    /// `streams[layer][kvHead]`
-    private let streams: [[KVStream]]
+    public let store: KVStore
     /// Accumulated scores per slot, `[layer][kvHead][slot]`.
     public private(set) var scores: [[[Float]]]
 
@@ -23,35 +29,34 @@ public final class H2O: KVPolicy, KVStreamInspectable {
         self.shape = shape
         self.budget = budget
         heavy = min(budget - 1, max(0, Int((Double(budget) * heavyFraction).rounded(.down))))
-        streams = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in KVStream(headDim: shape.headDim) } }
+        store = KVStore(shape: shape)
         scores = Array(repeating: Array(repeating: [], count: shape.kvHeads), count: shape.layers)
     }
 
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        let before = streams[layer][0].count
-        for (h, stream) in streams[layer].enumerated() { stream.append(input, head: h, kvHeads: shape.kvHeads) }
+        let before = store.append(layer: layer, input)
         attend(layer: layer, input, visibleBefore: before, output: output)
     }
 
     public func finishPrefill() {
         for layer in 0..<shape.layers {
             for g in 0..<shape.kvHeads {
-                let n = streams[layer][g].count
+                let n = store.streams[layer][g].count
                 guard n > budget else { continue }
                 let candidates = n - recent
                 let kept = scores[layer][g].withUnsafeBufferPointer {
                     KVSelect.topIndices(UnsafeBufferPointer(rebasing: $0[0..<candidates]), heavy)
                 } + Array(candidates..<n)
                 retain(layer: layer, group: g, slots: kept)
-                streams[layer][g].reserve(budget + 1)   // room for each decode step's token before its eviction
+                store.streams[layer][g].reserve(budget + 1)   // room for each decode step's token before its eviction
             }
         }
     }
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
-        for (g, stream) in streams[layer].enumerated() {
-            stream.append(input, head: g, kvHeads: shape.kvHeads)
+        store.append(layer: layer, input)
+        for (g, stream) in store.streams[layer].enumerated() {
             scores[layer][g].append(0)
             let n = stream.count
             guard n > budget else { continue }
@@ -62,11 +67,11 @@ public final class H2O: KVPolicy, KVStreamInspectable {
             stream.remove(slots: victim..<(victim + 1))
             scores[layer][g].remove(at: victim)
         }
-        attend(layer: layer, input, visibleBefore: streams[layer][0].count - 1, output: output)
+        attend(layer: layer, input, visibleBefore: store.count(layer: layer) - 1, output: output)
     }
 
     private func retain(layer: Int, group: Int, slots: [Int]) {
-        streams[layer][group].retain(slots: slots)
+        store.retain(layer: layer, stream: group, slots: slots)
         let old = scores[layer][group]
         scores[layer][group] = slots.map { old[$0] }
     }
@@ -74,7 +79,7 @@ public final class H2O: KVPolicy, KVStreamInspectable {
     /// Dense causal attention of the chunk, adding each token's probabilities to the group's scores.
     private func attend(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
         let d = shape.headDim, heads = shape.queryHeads, n = visibleBefore + input.tokens
-        let layerStreams = streams[layer]
+        let layerStreams = store.streams[layer]
         var perHead = [Float](repeating: 0, count: heads * n)
         perHead.withUnsafeMutableBufferPointer { sums in
             ThreadPool.parallelFor(heads) { range in
@@ -84,10 +89,9 @@ public final class H2O: KVPolicy, KVStreamInspectable {
                     for t in 0..<input.tokens {
                         let visible = visibleBefore + t + 1
                         probabilities.withUnsafeMutableBufferPointer { p in
-                            Attention.withProbabilities(query: input.queries + (t * heads + h) * d,
-                                                        stream: layerStreams[h / shape.groupSize], slots: nil, count: visible,
-                                                        scale: shape.scale, output: output + (t * heads + h) * d,
-                                                        batched: input.tokens > 1, probabilities: p.baseAddress!)
+                            Attention.subset(query: input.queries + (t * heads + h) * d, stream: layerStreams[h / shape.groupSize],
+                                             slots: nil, count: visible, scale: shape.scale, output: output + (t * heads + h) * d,
+                                             batched: input.tokens > 1, probabilities: p.baseAddress!)
                             for j in 0..<visible { row[j] += p[j] }
                         }
                     }
@@ -104,11 +108,10 @@ public final class H2O: KVPolicy, KVStreamInspectable {
         }
     }
 
-    public var inspectableStreams: [KVStream] { Array(streams.joined()) }
+    public var inspectableStreams: [KVStream] { store.inspectableStreams }
 
     public var statistics: KVStatistics {
-        var s = KVStatistics()
-        s.add(inspectableStreams, read: true)
+        var s = store.statistics(readingAll: true)
         for row in scores.joined() {
             s.storedBytes += row.count * 4
             s.bytesReadLastStep += row.count * 4   // each step reads and updates every score

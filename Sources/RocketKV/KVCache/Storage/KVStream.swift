@@ -111,3 +111,26 @@ public final class KVStream {
                 malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
     }
 }
+
+extension KVStream {
+    /// Appends the chunk's rows of KV head `head`.
+    func append(_ input: AttentionInput, head: Int, kvHeads: Int) {
+        let d = headDim
+        for t in 0..<input.tokens {
+            let offset = (t * kvHeads + head) * d
+            append(key: input.keys + offset, value: input.values + offset, position: input.firstPosition + t)
+        }
+    }
+
+    /// Appends rows `slots` of `source` (f16 → f32 → f16 is exact).
+    func copyRows(of source: KVStream, slots: [Int]) {
+        let d = headDim
+        reserve(count + slots.count)
+        var k = [Float](repeating: 0, count: d), v = k
+        for s in slots {
+            rk_f16_to_f32(source.keys + s * d, &k, Int32(d))
+            rk_f16_to_f32(source.values + s * d, &v, Int32(d))
+            append(key: k, value: v, position: Int(source.positions[s]))
+        }
+    }
+}

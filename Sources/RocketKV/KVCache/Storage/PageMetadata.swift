@@ -1,0 +1,139 @@
+import Foundation
+import CKernels
+
+/// Per-page element-wise key minimum and maximum of one KV group (ROCKETKV.md §4.1), over cache slots
+/// `0 ..< tokens` split into pages of `pageSize` slots: the one dimension-major key store, serving HSA's page
+/// scores, Quest's upper bounds and (pages of one slot) SparQ's transposed key copy.
+///
+/// Layout is dimension-major, `[2d][pageCapacity]`: row `i` holds `Kmin` of dimension `i` for every page and
+/// row `d + i` its `Kmax`, so HSA reads `k1` contiguous strips. With `pageSize` 1, min = max = the key, so only
+/// the `d` rows of a transposed key copy are stored (as [E] does).
+///
+/// Precision: the policies use `.f16`. The keys they bound are the f16 keys of the cache, and the minimum or
+/// maximum of f16 values is one of them, so f16 metadata is exact (true bounds, no rounding) at 2 bytes per
+/// value. `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
+public final class PageMetadata {
+    public enum Precision: Sendable { case f16, f32 }
+
+    public let headDim: Int
+    public let pageSize: Int
+    public let precision: Precision
+    /// Slots covered.
+    public private(set) var tokens = 0
+    public private(set) var pageCapacity = 0
+    private var storage: UnsafeMutableRawPointer?
+    private var scratch: [Float]
+
+    public init(headDim: Int, pageSize: Int, precision: Precision = .f32) {
+        precondition(pageSize >= 1)
+        self.headDim = headDim
+        self.pageSize = pageSize
+        self.precision = precision
+        scratch = [Float](repeating: 0, count: headDim)
+    }
+
+    deinit { storage?.deallocate() }
+
+    public var pages: Int { (tokens + pageSize - 1) / pageSize }
+    /// Bytes per stored value.
+    public var elementBytes: Int { precision == .f16 ? 2 : 4 }
+    /// Stored rows: `2d` (min and max), or `d` for pages of one slot.
+    public var rows: Int { pageSize == 1 ? headDim : 2 * headDim }
+    public var allocatedBytes: Int { rows * pageCapacity * elementBytes }
+    /// Tokens in page `p` (the last page may be partial).
+    public func tokens(inPage p: Int) -> Int { min(pageSize, tokens - p * pageSize) }
+
+    private func row(dim: Int, max: Bool) -> Int { (max && pageSize > 1 ? headDim : 0) + dim }
+
+    /// The strip of `Kmin` (`max: false`) or `Kmax` values of dimension `dim` over all pages (`.f32` storage).
+    public func strip(dim: Int, max: Bool) -> UnsafePointer<Float> {
+        precondition(precision == .f32)
+        return UnsafePointer(storage!.assumingMemoryBound(to: Float.self) + row(dim: dim, max: max) * pageCapacity)
+    }
+
+    /// The same strip as f16 bit patterns (`.f16` storage).
+    public func halfStrip(dim: Int, max: Bool) -> UnsafePointer<UInt16> {
+        precondition(precision == .f16)
+        return UnsafePointer(storage!.assumingMemoryBound(to: UInt16.self) + row(dim: dim, max: max) * pageCapacity)
+    }
+
+    private func value(row r: Int, page: Int) -> Float {
+        switch precision {
+        case .f32: return storage!.assumingMemoryBound(to: Float.self)[r * pageCapacity + page]
+        case .f16: return Float(Float16(bitPattern: storage!.assumingMemoryBound(to: UInt16.self)[r * pageCapacity + page]))
+        }
+    }
+
+    public func minimum(page: Int, dim: Int) -> Float { value(row: row(dim: dim, max: false), page: page) }
+    public func maximum(page: Int, dim: Int) -> Float { value(row: row(dim: dim, max: true), page: page) }
+
+    /// Makes room for `slots` slots in all (re-laying the strips out when the page capacity grows).
+    public func reserve(tokens slots: Int) {
+        let needed = (slots + pageSize - 1) / pageSize
+        guard needed > pageCapacity else { return }
+        let newCapacity = max(needed, pageCapacity * 2), e = elementBytes
+        let fresh = UnsafeMutableRawPointer.allocate(byteCount: rows * newCapacity * e, alignment: 64)
+        if let old = storage {
+            for r in 0..<rows { (fresh + r * newCapacity * e).copyMemory(from: old + r * pageCapacity * e, byteCount: pages * e) }
+            old.deallocate()
+        }
+        storage = fresh
+        pageCapacity = newCapacity
+    }
+
+    /// Appends one key at slot `tokens` (§4.2): a new page starts at `min = max = key`, otherwise the page's
+    /// bounds widen element-wise. With `.f16` storage the key must be f16-representable (bounds stay exact).
+    public func append(key: UnsafePointer<Float>) {
+        if tokens + 1 > pageCapacity * pageSize { reserve(tokens: tokens + 1) }
+        let s = tokens, p = s / pageSize, d = headDim, cap = pageCapacity, opens = s % pageSize == 0
+        switch precision {
+        case .f32:
+            let base = storage!.assumingMemoryBound(to: Float.self)
+            for i in 0..<d {
+                let lo = i * cap + p, hi = row(dim: i, max: true) * cap + p
+                if opens { base[lo] = key[i]; base[hi] = key[i] }
+                else { base[lo] = Swift.min(base[lo], key[i]); base[hi] = Swift.max(base[hi], key[i]) }
+            }
+        case .f16:
+            let base = storage!.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<d {
+                let lo = i * cap + p, hi = row(dim: i, max: true) * cap + p
+                if opens {
+                    let h = Float16(key[i]).bitPattern
+                    base[lo] = h; base[hi] = h
+                } else {
+                    if key[i] < Float(Float16(bitPattern: base[lo])) { base[lo] = Float16(key[i]).bitPattern }
+                    if key[i] > Float(Float16(bitPattern: base[hi])) { base[hi] = Float16(key[i]).bitPattern }
+                }
+            }
+        }
+        tokens += 1
+    }
+
+    /// Appends an f16 key (as stored in a `KVStream`).
+    public func append(halfKey: UnsafePointer<UInt16>) {
+        guard precision == .f16 else {
+            scratch.withUnsafeMutableBufferPointer { b in
+                rk_f16_to_f32(halfKey, b.baseAddress!, Int32(headDim))
+                append(key: UnsafePointer(b.baseAddress!))
+            }
+            return
+        }
+        if tokens + 1 > pageCapacity * pageSize { reserve(tokens: tokens + 1) }
+        let p = tokens / pageSize, base = storage!.assumingMemoryBound(to: UInt16.self) + p
+        rk_page_bounds_add_f16(base, pageSize > 1 ? base + headDim * pageCapacity : nil, pageCapacity, halfKey,
+                               Int32(headDim), tokens % pageSize == 0 ? 1 : 0)
+        tokens += 1
+    }
+
+    /// Forgets every page (keeps the allocation).
+    public func removeAll() { tokens = 0 }
+
+    /// Frees the allocation.
+    public func release() {
+        storage?.deallocate()
+        storage = nil
+        tokens = 0
+        pageCapacity = 0
+    }
+}
