@@ -29,10 +29,14 @@ public final class ThreadPool: @unchecked Sendable {
     public var threadCount: Int { Int(rk_pool_threads(handle)) }
 
     /// Runs `body` with this pool as the calling thread's current pool, then restores the previous one.
-    public func install<R>(_ body: () throws -> R) rethrows -> R {
-        let previous = rk_pool_set_current(handle)
+    public func install<R>(_ body: () throws -> R) rethrows -> R { try Self.install(self, body) }
+
+    /// `pool.install(body)`, or just `body()` (on the current pool) when `pool` is nil.
+    static func install<R>(_ pool: ThreadPool?, _ body: () throws -> R) rethrows -> R {
+        guard let pool else { return try body() }
+        let previous = rk_pool_set_current(pool.handle)
         defer { rk_pool_set_current(previous) }
-        return try body()
+        return try withExtendedLifetime(pool) { try body() }
     }
 
     /// Runs `body(index, count)` once for every thread index of the pool and waits for all of them.
@@ -47,13 +51,6 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// The fallback pool, used by threads that have no pool installed: as many threads as active processors.
     public static let global = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
-
-    /// The old process-wide start, until its callers create pools: makes a pool of `threads` threads the calling
-    /// thread's current one for good, unless it has one.
-    @available(*, deprecated, message: "create a ThreadPool (or an Engine) and install it")
-    public static func start(threads: Int) {
-        if rk_pool_current() == nil { rk_pool_set_current(Unmanaged.passRetained(ThreadPool(threads: threads)).takeUnretainedValue().handle) }
-    }
 
     /// The calling thread's current pool.
     static var current: OpaquePointer { rk_pool_current() ?? global.handle }
