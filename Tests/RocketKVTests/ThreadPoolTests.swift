@@ -83,6 +83,43 @@ final class ThreadPoolTests: XCTestCase {
         XCTAssertEqual(failures.map(\.jobs), [2000, 2000, 2000])
     }
 
+    /// `runPhases` under 1, 2 and 4 threads, many times, with tasks of random lengths: every task runs once and
+    /// only after every task of the earlier phases of its group; with one thread, in the claiming order (phase
+    /// by phase, group by group).
+    func testPhasedTasksRunOnceAfterTheEarlierPhasesOfTheirGroup() {
+        let shapes: [(groups: Int, phases: [Int])] = [(3, [1, 2, 3, 1, 3]), (1, [2, 0, 1]), (4, [3]), (2, [1, 1, 1, 1, 1, 1]),
+                                                      (5, [0, 2, 1]), (0, [2])]
+        for threads in [1, 2, 4] {
+            let pool = ThreadPool(threads: threads)
+            for (groups, phases) in shapes {
+                for repetition in 0..<(threads == 1 ? 3 : 150) {
+                    let log = PhaseLog(groups: groups, phases: phases)
+                    let task = { (group: Int, phase: Int, index: Int) in
+                        log.started(group, phase, index)
+                        if Int.random(in: 0..<3) == 0 { usleep(UInt32.random(in: 1...40)) }
+                        log.finished(group, phase)
+                    }
+                    if repetition % 2 == 0 {
+                        pool.runPhases(groups: groups, phases: phases, task)
+                    } else {
+                        pool.install { ThreadPool.runPhases(groups: groups, phases: phases, task) }
+                    }
+                    let label = "\(threads) threads, \(groups) groups, phases \(phases)"
+                    XCTAssertEqual(log.violations, [], label)
+                    let expected = phases.enumerated().flatMap { phase, count in
+                        (0..<groups).flatMap { group in (0..<count).map { [group, phase, $0] } }
+                    }
+                    if threads == 1 {
+                        XCTAssertEqual(log.order, expected, label)
+                    } else {
+                        XCTAssertEqual(log.order.sorted { $0.lexicographicallyPrecedes($1) },
+                                       expected.sorted { $0.lexicographicallyPrecedes($1) }, label)
+                    }
+                }
+            }
+        }
+    }
+
     #if os(Linux)
     /// Releasing a pool stops and joins its workers: none are left behind. (A joined thread leaves the
     /// process's thread count a moment later, so the counts are awaited.)
@@ -119,6 +156,36 @@ final class ThreadPoolTests: XCTestCase {
         return last
     }
     #endif
+}
+
+/// What the tasks of a `runPhases` call did, recorded under a lock: the order they started in ([group, phase,
+/// index]), and each start that came before some task of an earlier phase of its group had finished.
+final class PhaseLog: @unchecked Sendable {
+    let phases: [Int]
+    private let lock = NSLock()
+    private var finishedTasks: [[Int]]
+    private(set) var order: [[Int]] = []
+    private(set) var violations: [String] = []
+
+    init(groups: Int, phases: [Int]) {
+        self.phases = phases
+        finishedTasks = Array(repeating: Array(repeating: 0, count: phases.count), count: groups)
+    }
+
+    func started(_ group: Int, _ phase: Int, _ index: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        order.append([group, phase, index])
+        for earlier in 0..<phase where finishedTasks[group][earlier] != phases[earlier] {
+            violations.append("group \(group) phase \(phase) task \(index) started before phase \(earlier) finished")
+        }
+    }
+
+    func finished(_ group: Int, _ phase: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        finishedTasks[group][phase] += 1
+    }
 }
 
 /// A test case whose tests run on a pool of two threads, so that their work is split between threads.

@@ -47,6 +47,17 @@ public final class ThreadPool: @unchecked Sendable {
         Self.parallelFor(on: handle, count, granularity: granularity, body)
     }
 
+    /// Runs `groups` independent pipelines of phases on the pool: phase `p` of each group has `phases[p]` tasks,
+    /// and `body(group, phase, index)` runs every task once. A task of phase `p` of group `g` starts once every
+    /// task of the phases before `p` of group `g` has finished; groups never wait for each other.
+    ///
+    /// The threads claim tasks one by one in a single order: the tasks of phase 0 of every group (group by
+    /// group), then those of phase 1, and so on. So the work spreads evenly (no thread idles while an unclaimed
+    /// task could run), and a task waits only for tasks claimed before it, which are running or done.
+    public func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        Self.runPhases(on: handle, groups: groups, phases: phases, body)
+    }
+
     // MARK: The current pool
 
     /// The fallback pool, used by threads that have no pool installed: as many threads as active processors.
@@ -64,6 +75,11 @@ public final class ThreadPool: @unchecked Sendable {
     /// `parallelFor` on the current pool.
     public static func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
         parallelFor(on: current, count, granularity: granularity, body)
+    }
+
+    /// `runPhases` on the current pool.
+    public static func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        runPhases(on: current, groups: groups, phases: phases, body)
     }
 
     // MARK: Jobs on a pool
@@ -86,6 +102,34 @@ public final class ThreadPool: @unchecked Sendable {
             let start = min(count, units * index / threads * granularity)
             let end = min(count, units * (index + 1) / threads * granularity)
             if start < end { body(start..<end) }
+        }
+    }
+
+    private static func runPhases(on pool: OpaquePointer, groups: Int, phases: [Int],
+                                  _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        let tasks = groups * phases.reduce(0, +)
+        guard tasks > 0 else { return }
+        // [next task to claim][tasks finished in each group]
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 1 + groups) { counters in
+            let next = counters.baseAddress!, finished = next + 1
+            next.initialize(repeating: 0, count: 1 + groups)
+            run(on: pool) { _, _ in
+                while true {
+                    var task = Int(rk_counter_next(next))
+                    if task >= tasks { break }
+                    // Task numbers run phase by phase, group by group within a phase.
+                    var phase = 0, earlier = 0
+                    while task >= groups * phases[phase] {
+                        task -= groups * phases[phase]
+                        earlier += phases[phase]
+                        phase += 1
+                    }
+                    let group = task / phases[phase]
+                    rk_progress_wait(finished + group, Int32(earlier))
+                    body(group, phase, task % phases[phase])
+                    rk_progress_add(finished + group)
+                }
+            }
         }
     }
 }
