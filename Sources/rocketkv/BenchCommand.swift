@@ -57,7 +57,6 @@ struct BenchCommand: ParsableCommand {
         _ = try Haystack.paulGraham(log: { printError($0) })
         try KVMethods.checkOptions(try parseKVOptions(kvOption), usedBy: methods)
 
-        ThreadPool.start(threads: threadCount)
         printError("measuring memory read bandwidth (\(threadCount) threads)...")
         // In a child: the buffer must not raise the high-water RSS that the bench children inherit.
         let bandwidth = try measureBandwidthInChild(threads: threadCount)
@@ -235,20 +234,20 @@ struct BenchChildCommand: ParsableCommand {
     @Option(parsing: .singleValue) var kvOption: [String] = []
 
     func run() throws {
-        ThreadPool.start(threads: threads)
         if bandwidth {
-            print(MemoryBandwidth.measureRead())
+            print(ThreadPool(threads: threads).install { MemoryBandwidth.measureRead() })
             return
         }
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
-        let llama = try LlamaModel(file: file)
+        let engine = try Engine(file: file, threads: threads)
+        let llama = engine.model
         let options = try KVMethods.options(try parseKVOptions(kvOption), for: method)
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
             let kvContext = KVMethodContext(layers: llama.config.layerAttention, budget: budget, promptLength: context,
                                             maxNewTokens: gen, options: options)
-            return InferenceSession(model: llama, policy: try KVMethods.make(method, context: kvContext))
+            return engine.session(policy: try KVMethods.make(method, context: kvContext))
         }
         func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
             var best = 0

@@ -24,7 +24,7 @@ struct ChatCommand: ParsableCommand {
                                      verbose: modelOptions.verbose)
         }
         func newConversation() -> ChatConversation {
-            ChatConversation(model: model, file: loaded.file, tokenizer: loaded.tokenizer, system: system, makePolicy: makePolicy)
+            ChatConversation(engine: loaded.engine!, file: loaded.file, tokenizer: loaded.tokenizer, system: system, makePolicy: makePolicy)
         }
         var conversation = newConversation()
         while true {
@@ -55,7 +55,7 @@ struct ChatCommand: ParsableCommand {
 ///
 /// The KV policy is created at the first turn, when the prompt length its budget plan depends on is known.
 struct ChatConversation {
-    let model: LlamaModel
+    let engine: Engine
     let file: GGUFFile
     let tokenizer: Tokenizer
     let makePolicy: (Int) throws -> KVPolicy
@@ -64,8 +64,8 @@ struct ChatConversation {
     /// The conversation text the session has processed so far (prompts and replies).
     private var processedText = ""
 
-    init(model: LlamaModel, file: GGUFFile, tokenizer: Tokenizer, system: String?, makePolicy: @escaping (Int) throws -> KVPolicy) {
-        self.model = model
+    init(engine: Engine, file: GGUFFile, tokenizer: Tokenizer, system: String?, makePolicy: @escaping (Int) throws -> KVPolicy) {
+        self.engine = engine
         self.file = file
         self.tokenizer = tokenizer
         self.makePolicy = makePolicy
@@ -83,10 +83,10 @@ struct ChatConversation {
         }
         let delta = String(rendered.dropFirst(processedText.count))
         let tokens = tokenizer.encode(delta, addSpecial: processedText.isEmpty, parseSpecial: true)
-        let session = try self.session ?? InferenceSession(model: model, policy: makePolicy(tokens.count))
+        let session = try self.session ?? engine.session(policy: makePolicy(tokens.count))
         self.session = session
         guard tokens.count < session.remainingContext else {
-            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(model.config.contextLength) tokens used); use /reset")
+            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(engine.model.config.contextLength) tokens used); use /reset")
         }
         let result = try Generator(session: session, tokenizer: tokenizer).generate(prompt: tokens, options: options, onText: onText)
         messages.append(ChatMessage(role: "assistant", content: result.text))

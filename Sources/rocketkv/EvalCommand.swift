@@ -118,7 +118,7 @@ struct EvalCommand: ParsableCommand {
         if !(configs[task] ?? []).contains(settings) { configs[task, default: []].append(settings) }
         try store.writeJSON(configs, name: "config.json")
 
-        let evaluator = try Evaluator(model: model, tokenizer: loaded.tokenizer, settings: settings, store: store)
+        let evaluator = try Evaluator(engine: loaded.engine!, tokenizer: loaded.tokenizer, settings: settings, store: store)
         let progress = EvalProgress()
         evaluator.onProgress = progress.update
         switch task {

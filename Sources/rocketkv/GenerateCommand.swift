@@ -48,7 +48,7 @@ struct GenerateCommand: ParsableCommand {
         }
         let policy = try kvOptions.makePolicy(model: model, promptLength: tokens.count, maxNewTokens: sampling.maxTokens,
                                               verbose: modelOptions.verbose)
-        let session = InferenceSession(model: model, policy: policy)
+        let session = loaded.engine!.session(policy: policy)
         let generator = Generator(session: session, tokenizer: loaded.tokenizer)
         let progress = ProgressLine(label: "prefill")
         let result = try generator.generate(prompt: tokens, options: sampling.options, progress: progress.update) { piece in

@@ -29,23 +29,23 @@ struct ModelOptions: ParsableArguments {
 
     /// Opens the model file (fetching the default model if needed) and builds the engine objects.
     func load(needsModel: Bool = true) throws -> LoadedModel {
-        ThreadPool.start(threads: threads ?? ProcessInfo.processInfo.activeProcessorCount)
         let path = try model ?? ModelStore.defaultModelPath(log: { printError($0) })
         let file = try GGUFFile(path: path)
         let tokenizer = try Tokenizer(gguf: file)
-        let llama = needsModel ? try LlamaModel(file: file) : nil
-        if verbose, let llama {
-            let c = llama.config
+        let engine = needsModel ? try Engine(file: file, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) : nil
+        if verbose, let engine {
+            let c = engine.model.config
             printError("model: \(c.name) (\(c.architecture), \(c.layers) layers, \(c.queryHeads)/\(c.kvHeads) heads, context \(c.contextLength)) from \(path)")
         }
-        return LoadedModel(file: file, tokenizer: tokenizer, model: llama)
+        return LoadedModel(file: file, tokenizer: tokenizer, engine: engine)
     }
 }
 
 struct LoadedModel {
     let file: GGUFFile
     let tokenizer: Tokenizer
-    let model: LlamaModel?
+    let engine: Engine?
+    var model: LlamaModel? { engine?.model }
 }
 
 /// Sampling options shared by `generate` and `chat`.

@@ -6,8 +6,6 @@ import XCTest
 final class BaselineModelTests: XCTestCase {
     static let baselines = ["topk", "streaming", "h2o", "snapkv", "quest", "sparq"]
 
-    override class func setUp() { ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount) }
-
     /// Greedy generation; returns the tokens and the logits of every step.
     private func generate(_ model: LlamaModel, _ policy: KVPolicy, prompt: [Int], steps: Int, chunk: Int) throws -> ([Int], [[Float]]) {
         let session = InferenceSession(model: model, policy: policy)

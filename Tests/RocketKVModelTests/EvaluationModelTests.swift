@@ -29,19 +29,18 @@ final class EvaluationModelTests: XCTestCase {
     }
 
     func testReplayedPrefillGeneratesLikeADirectPrefill() throws {
-        ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
-        let model = try LlamaModel(file: TestModel.file)
+        let engine = try Engine(file: TestModel.file), model = engine.model
         let tokenizer = try Tokenizer(gguf: TestModel.file)
         let prompt = Passkey.prompt(haystack: try Haystack.paulGraham(), tokens: 700, depth: 0.3, key: "5550123", tokenizer: tokenizer)
         XCTAssertLessThanOrEqual(prompt.tokens.count, 700)
         XCTAssertGreaterThan(prompt.tokens.count, 680)
-        let snapshot = try PrefillSnapshot(model: model, tokens: prompt.tokens, chunkSize: 256)
+        let snapshot = try engine.prefillSnapshot(prompt.tokens, chunkSize: 256)
         var options = GenerationOptions()
         options.maxTokens = 10
         for (method, budget) in [("full", nil), ("rocket", 64), ("snapkv", 64), ("h2o", 64), ("quest", 64)] as [(String, Int?)] {
             let context = KVMethodContext(shape: model.config.attentionShape, budget: budget, promptLength: prompt.tokens.count, maxNewTokens: 128)
             let directPolicy = try KVMethods.make(method, context: context)
-            let direct = Generator(session: InferenceSession(model: model, policy: directPolicy), tokenizer: tokenizer)
+            let direct = Generator(session: engine.session(policy: directPolicy), tokenizer: tokenizer)
             direct.session.chunkSize = 256
             let expected = try direct.generate(prompt: prompt.tokens, options: options)
 
@@ -55,8 +54,7 @@ final class EvaluationModelTests: XCTestCase {
     }
 
     func testSmokeSweepScoresStoresAndResumes() throws {
-        ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
-        let model = try LlamaModel(file: TestModel.file)
+        let engine = try Engine(file: TestModel.file), model = engine.model
         let tokenizer = try Tokenizer(gguf: TestModel.file)
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("eval-smoke-\(UUID().uuidString)")
         let settings = EvalSettings(task: "passkey", methods: ["full", "rocket", "streaming"], budgets: [64], lengths: [1024],
@@ -64,7 +62,7 @@ final class EvaluationModelTests: XCTestCase {
                                     haystack: "paul-graham-essays", kvOptions: [:], model: model.config.name)
         var calls = 0
         do {
-            let evaluator = try Evaluator(model: model, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: folder))
+            let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: folder))
             evaluator.onProgress = { _, total, _ in calls += 1; XCTAssertEqual(total, 3) }
             try evaluator.runPasskey(haystack: try Haystack.paulGraham())
             let byMethod = Dictionary(uniqueKeysWithValues: evaluator.store.predictions.map { ($0.method, $0) })
@@ -80,7 +78,7 @@ final class EvaluationModelTests: XCTestCase {
         let lines = try String(contentsOf: folder.appendingPathComponent("predictions.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 3)
         // Re-running with the same folder finds every cell done and runs nothing.
-        let again = try Evaluator(model: model, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: folder))
+        let again = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: folder))
         var reran = false
         again.onProgress = { _, _, label in reran = reran || label.contains("prefill") }
         try again.runPasskey(haystack: try Haystack.paulGraham())
@@ -94,7 +92,7 @@ final class EvaluationModelTests: XCTestCase {
         fidelity.methods = ["topk", "rocket"]
         fidelity.budgets = [64, 2048]
         fidelity.lengths = [512]
-        let evaluator = try Evaluator(model: model, tokenizer: tokenizer, settings: fidelity, store: try EvalStore(folder: folder))
+        let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: fidelity, store: try EvalStore(folder: folder))
         try evaluator.runFidelity(text: try Haystack.paulGraham())
         let rows = evaluator.store.predictions.filter { $0.task == "fidelity" }
         func row(_ m: String, _ b: Int?) -> EvalPrediction { rows.first { $0.method == m && $0.budget == b }! }
@@ -113,7 +111,7 @@ final class EvaluationModelTests: XCTestCase {
         multiturn.methods = ["full", "topk", "rocket-mt"]
         multiturn.budgets = [2048]
         multiturn.lengths = [512]
-        let turns = try Evaluator(model: model, tokenizer: tokenizer, settings: multiturn, store: try EvalStore(folder: folder))
+        let turns = try Evaluator(engine: engine, tokenizer: tokenizer, settings: multiturn, store: try EvalStore(folder: folder))
         try turns.runMultiturn(haystack: try Haystack.paulGraham(), turns: 4)
         let sessions = turns.store.predictions.filter { $0.task == "multiturn" }
         XCTAssertEqual(sessions.count, 3)

@@ -29,8 +29,6 @@ final class ForwardParityTests: XCTestCase {
     static let fixtureNames = ["short", "chat", "code", "unicode", "numbers", "long"]
     let maxAbsoluteBound = 1e-4
 
-    override class func setUp() { ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount) }
-
     func testLogitsMatchLlamaCppAtEveryPosition() throws {
         let model = try LlamaModel(file: TestModel.file)
         let vocabulary = model.config.vocabularySize

@@ -40,11 +40,10 @@ final class MethodGoldenTests: XCTestCase {
     }
 
     func testEveryMethodMatchesTheRecordedRun() throws {
-        ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
-        let model = try LlamaModel(file: TestModel.file)
+        let engine = Engine(model: try LlamaModel(file: TestModel.file)), model = engine.model
         let fixture = try TestModel.fixture("logits_long.json", as: LogitsFixture.self)
         let prompt = Array(fixture.tokens.prefix(1200)), secondTurn = Array(fixture.tokens[1200..<1300])
-        let snapshot = try PrefillSnapshot(model: model, tokens: prompt)
+        let snapshot = try engine.prefillSnapshot(prompt)
         var runs: [String: Run] = [:]
         for c in Self.cases {
             let context = KVMethodContext(shape: model.config.attentionShape, budget: c.budget, promptLength: prompt.count,

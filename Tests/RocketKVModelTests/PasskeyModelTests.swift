@@ -11,8 +11,7 @@ import XCTest
 /// estimate is the fragile part with head dim 64), while at 256 it matches the full cache.
 final class PasskeyModelTests: XCTestCase {
     func testRocketAnswersPasskeyAtSmallBudgets() throws {
-        ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount)
-        let model = try LlamaModel(file: TestModel.file)
+        let engine = try Engine(file: TestModel.file), model = engine.model
         let tokenizer = try Tokenizer(gguf: TestModel.file)
         let key = "4823917"
         let prompt = Passkey.prompt(haystack: try Haystack.paulGraham(), words: 2_600, depth: 0.5, key: key)
@@ -26,7 +25,7 @@ final class PasskeyModelTests: XCTestCase {
         for (method, budget) in [("full", nil), ("rocket", 256), ("rocket", 128)] as [(String, Int?)] {
             let policy = try KVMethods.make(method, context: KVMethodContext(
                 shape: model.config.attentionShape, budget: budget, promptLength: tokens.count, maxNewTokens: 128))
-            let generator = Generator(session: InferenceSession(model: model, policy: policy), tokenizer: tokenizer)
+            let generator = Generator(session: engine.session(policy: policy), tokenizer: tokenizer)
             let result = try generator.generate(prompt: tokens, options: options)
             let stats = policy.statistics
             print("passkey \(method) \(budget.map(String.init) ?? "-"): '\(result.text)' stored \(stats.storedTokens) tokens, read \(stats.bytesReadLastStep) bytes/step")

@@ -4,8 +4,6 @@ import XCTest
 
 /// `rocket`, `rocket-mt` and `hsa` on the real default model (30 layers, 3 KV heads, d = 64).
 final class RocketPolicyTests: XCTestCase {
-    override class func setUp() { ThreadPool.start(threads: ProcessInfo.processInfo.activeProcessorCount) }
-
     static let model: LlamaModel = {
         do { return try LlamaModel(file: TestModel.file) } catch { fatalError("cannot load the model: \(error)") }
     }()

@@ -47,7 +47,7 @@ enum ReferenceKernels {
     }
 }
 
-final class KernelTests: XCTestCase {
+final class KernelTests: TwoThreadTestCase {
     var rng = SystemRandomNumberGenerator()
 
     func randomFloats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float.random(in: -scale...scale) } }
@@ -117,7 +117,6 @@ final class KernelTests: XCTestCase {
     }
 
     func testMatmulMatchesRowDotProducts() {
-        ThreadPool.start(threads: 2)
         let rows = 40, columns = 96, tokens = 3
         let w = randomQ4_1Row(blocks: rows * columns / 32)
         let x = randomFloats(tokens * columns)
@@ -178,7 +177,6 @@ final class KernelTests: XCTestCase {
     /// widths in use, KV groups whole on a thread or split between two (1 and 3 groups on 2 threads), every
     /// kernel path: the batched kernels agree bit for bit with one query at a time.
     func testCausalAttentionIsBitExactWithPerQueryAttention() {
-        ThreadPool.start(threads: 2)
         let shapes = [AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64),
                       AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 128),
                       AttentionShape(layers: 1, queryHeads: 2, kvHeads: 1, headDim: 64),
@@ -319,17 +317,6 @@ final class KernelTests: XCTestCase {
                 for i in 0..<d { XCTAssertEqual(gathered[i], out[i], accuracy: 1e-4) }
             }
             XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "values batched=\(batched)")
-        }
-    }
-
-    func testThreadPoolRunsEveryIndexOnce() {
-        ThreadPool.start(threads: 2)
-        for count in [0, 1, 5, 1000] {
-            let hits = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
-            hits.initialize(repeating: 0, count: max(count, 1))
-            ThreadPool.parallelFor(count) { range in for i in range { hits[i] += 1 } }
-            XCTAssertTrue((0..<count).allSatisfy { hits[$0] == 1 }, "count \(count)")
-            hits.deallocate()
         }
     }
 

@@ -3,7 +3,7 @@ import RocketKV
 import XCTest
 
 /// The three RocketKV policies on a tiny random model shape (no model file).
-final class RocketPolicyUnitTests: XCTestCase {
+final class RocketPolicyUnitTests: TwoThreadTestCase {
     let shape = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 32)
     var rng = Xoshiro256StarStar(seed: 5)
 
@@ -123,7 +123,6 @@ final class RocketPolicyUnitTests: XCTestCase {
     /// traffic equal those of `HSA.select` and `HSA.attend` run group after group, bit for bit. The model's
     /// shape: 3 KV groups of 3 heads on 2 threads.
     func testParallelDecodeStepMatchesSequentialGroups() throws {
-        ThreadPool.start(threads: 2)
         let shape = AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64), d = 64, G = 3
         let policy = try KVMethods.make("hsa", context: KVMethodContext(shape: shape, budget: 40, promptLength: 300,
                                                                          maxNewTokens: 8, options: [:]))

@@ -109,13 +109,21 @@ uint64_t rk_stream_read(const void *p, size_t bytes);
 /// Gives freed heap memory back to the operating system (malloc_trim on glibc; a no-op elsewhere).
 void rk_release_free_memory(void);
 
-/// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency).
+/// A persistent pool of worker threads that spin briefly between jobs (low dispatch latency). Each pool holds
+/// all of its state; pools on different threads run their jobs independently.
+typedef struct rk_pool rk_pool;
 typedef void (*rk_task_fn)(void *context, int thread_index, int thread_count);
-/// Starts the pool with `threads` threads in all (the caller counts as thread 0). Idempotent.
-void rk_pool_start(int threads);
-int rk_pool_threads(void);
-/// Runs fn(context, i, n) on every thread i in [0, n) and returns when all are done.
-void rk_pool_run(rk_task_fn fn, void *context);
+/// A pool with `threads` threads in all (the caller of a job counts as thread 0, so `threads - 1` workers).
+rk_pool *rk_pool_create(int threads);
+/// Stops and joins the workers and frees the pool. Not while a job runs, nor from one of its workers.
+void rk_pool_destroy(rk_pool *pool);
+int rk_pool_threads(const rk_pool *pool);
+/// Runs fn(context, i, n) for every thread i in [0, n) and returns when all are done. While the pool is busy
+/// with another job (another thread's, or this call is nested in one), all n run on the calling thread.
+void rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context);
+/// The calling thread's current pool (NULL until set; a worker's is its own pool) / sets it, returning the previous.
+rk_pool *rk_pool_current(void);
+rk_pool *rk_pool_set_current(rk_pool *pool);
 /// Returns the counter's value and increments it (atomically): how the threads of one job claim tasks in order.
 int rk_counter_next(int32_t *counter);
 /// Increments a progress count (release) / waits until it reaches `target` (acquire, spinning): how a task

@@ -56,21 +56,24 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 
 /// Runs the evaluation tasks: one dense prefill per prompt, replayed into every method and budget.
 public final class Evaluator {
-    public let model: LlamaModel
+    /// The model and the pool every prefill, replay and decode of the sweep runs on.
+    public let engine: Engine
+    public var model: LlamaModel { engine.model }
     public let tokenizer: Tokenizer
     public let settings: EvalSettings
     public let store: EvalStore
     /// Called after each prompt × method × budget with (done, total) and a short label.
     public var onProgress: (Int, Int, String) -> Void = { _, _, _ in }
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
+    public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
+        let model = engine.model
         for budget in settings.budgets where budget < 16 { throw KVMethodError("budget \(budget) is below the minimum of 16 tokens") }
         let room = max(128, settings.maxTokens, settings.continuation)
         for length in settings.lengths where length < 64 || length + room > model.config.contextLength {
             throw InferenceError("length \(length) must be ≥ 64 and leave room for \(room) generated tokens in the context of \(model.config.contextLength)")
         }
         guard settings.samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
-        self.model = model
+        self.engine = engine
         self.tokenizer = tokenizer
         self.settings = settings
         self.store = store
@@ -129,7 +132,7 @@ public final class Evaluator {
         try sweep(cells, runs: try settings.runs()) { _, cell, pending, stored in
             var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.sample) &+ 77)
             let session = MultiturnSession.make(haystack: haystack, tokens: cell.length, turns: turns, tokenizer: tokenizer, using: &rng)
-            let snapshot = try PrefillSnapshot(model: model, tokens: session.firstPrompt)
+            let snapshot = try engine.prefillSnapshot(session.firstPrompt)
             for run in pending {
                 let policy = try makePolicy(run, promptLength: session.firstPrompt.count)
                 snapshot.replay(into: policy)
@@ -194,7 +197,7 @@ public final class Evaluator {
     private func runGeneration(_ prompts: [GenerationPrompt]) throws {
         try sweep(prompts.map(\.cell), runs: try settings.runs()) { index, cell, pending, stored in
             let (tokens, expected, maxTokens, score) = try prompts[index].make()
-            let snapshot = try PrefillSnapshot(model: model, tokens: tokens)
+            let snapshot = try engine.prefillSnapshot(tokens)
             for run in pending {
                 let (text, stats) = try generate(from: snapshot, run: run, maxTokens: maxTokens)
                 let (value, partial) = score(text)
@@ -223,7 +226,7 @@ public final class Evaluator {
             let words = (0..<wordCount).map { haystack.words[(cell.sample * 3000 + $0) % haystack.words.count] }
             let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false).prefix(wordCount))
             let prompt = Array(all[..<length]), target = Array(all[length...])
-            let snapshot = try PrefillSnapshot(model: model, tokens: prompt)
+            let snapshot = try engine.prefillSnapshot(prompt)
             let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), target: target)
             for run in pending {
                 let result = run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run, target: target)

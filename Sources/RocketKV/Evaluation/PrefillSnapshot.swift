@@ -11,23 +11,30 @@ public final class PrefillSnapshot {
     private let layers: [LayerAttention]
     /// `chunks[c][layer]`
     private let chunks: [[RecordedInput]]
+    /// The pool the prefill, `replay` and the sessions of `session(model:policy:)` run on (nil: the current one).
+    public let pool: ThreadPool?
 
     /// Prefills `tokens` with the full cache and records what each layer's attention received.
-    public init(model: LlamaModel, tokens: [Int], chunkSize: Int = 512,
+    public init(model: LlamaModel, tokens: [Int], chunkSize: Int = 512, pool: ThreadPool? = nil,
                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws {
         let layers = model.config.layerAttention
         let recorder = RecordingPolicy(layers: layers,
                                        full: try KVMethods.make("full", context: KVMethodContext(layers: layers, budget: nil, promptLength: tokens.count, maxNewTokens: 0)))
-        let session = InferenceSession(model: model, policy: recorder)
+        let session = InferenceSession(model: model, policy: recorder, pool: pool)
         session.chunkSize = chunkSize
         lastLogits = try session.prefill(tokens, progress: progress)
         self.tokens = tokens
         self.layers = layers
         chunks = recorder.chunks
+        self.pool = pool
     }
 
     /// Feeds the recorded prompt to `policy` (chunk by chunk, layer by layer), then `finishPrefill`.
     public func replay(into policy: KVPolicy) {
+        ThreadPool.install(pool) { replayChunks(into: policy) }
+    }
+
+    private func replayChunks(into policy: KVPolicy) {
         let maxTokens = chunks.map { $0[0].tokens }.max() ?? 0
         var scratch = [Float](repeating: 0, count: maxTokens * (layers.map { $0.queryHeads * $0.headDim }.max() ?? 0))
         scratch.withUnsafeMutableBufferPointer { output in
@@ -42,7 +49,7 @@ public final class PrefillSnapshot {
 
     /// A session over `policy` positioned after the prompt, for a policy that `replay` has filled.
     public func session(model: LlamaModel, policy: KVPolicy) -> InferenceSession {
-        InferenceSession(model: model, policy: policy, resumingAfter: tokens)
+        InferenceSession(model: model, policy: policy, resumingAfter: tokens, pool: pool)
     }
 }
 

@@ -13,6 +13,8 @@ public struct InferenceError: Error, CustomStringConvertible {
 public final class InferenceSession {
     public let model: LlamaModel
     public let policy: KVPolicy
+    /// The pool `prefill` and `decode` run on (installed around them); nil: the calling thread's current pool.
+    public let pool: ThreadPool?
     /// Number of tokens processed so far (the absolute position of the next token).
     public private(set) var position = 0
     /// Every token processed, in order.
@@ -21,15 +23,18 @@ public final class InferenceSession {
     public var chunkSize = 512
     private let state = ForwardState()
 
-    public init(model: LlamaModel, policy: KVPolicy) {
+    /// A session on `pool` (`Engine.session(policy:)` passes the engine's).
+    public init(model: LlamaModel, policy: KVPolicy, pool: ThreadPool? = nil) {
         self.model = model
         self.policy = policy
+        self.pool = pool
     }
 
     /// A session whose policy already holds `history` (filled by `PrefillSnapshot.replay`).
-    public init(model: LlamaModel, policy: KVPolicy, resumingAfter history: [Int]) {
+    public init(model: LlamaModel, policy: KVPolicy, resumingAfter history: [Int], pool: ThreadPool? = nil) {
         self.model = model
         self.policy = policy
+        self.pool = pool
         self.history = history
         position = history.count
     }
@@ -44,6 +49,10 @@ public final class InferenceSession {
                         progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [Float] {
         guard !tokens.isEmpty else { throw InferenceError("empty prompt") }
         try checkRoom(for: tokens.count, allowBeyondContext: allowBeyondContext)
+        return ThreadPool.install(pool) { prefillChunks(tokens, logits: logits, progress: progress) }
+    }
+
+    private func prefillChunks(_ tokens: [Int], logits: LlamaModel.Logits, progress: ((Int, Int) -> Void)?) -> [Float] {
         var result: [Float] = []
         var done = 0
         while done < tokens.count {
@@ -66,7 +75,7 @@ public final class InferenceSession {
     /// Feeds one token through the policy's decode path and returns the next-token logits.
     public func decode(_ token: Int, allowBeyondContext: Bool = false) throws -> UnsafeBufferPointer<Float> {
         try checkRoom(for: 1, allowBeyondContext: allowBeyondContext)
-        let out = model.forward([token], from: position, policy: policy, decode: true, logits: .last, state: state)
+        let out = ThreadPool.install(pool) { model.forward([token], from: position, policy: policy, decode: true, logits: .last, state: state) }
         position += 1
         history.append(token)
         return out

@@ -1,33 +1,135 @@
 import CKernels
+import Foundation
 
 /// Fork-join parallelism over a persistent pool of threads (see `Sources/CKernels/pool.c`).
-public enum ThreadPool {
-    /// Starts the pool with `threads` threads in all, the calling thread included. Only the first call counts.
-    public static func start(threads: Int) { rk_pool_start(Int32(max(1, threads))) }
+///
+/// Each pool owns its threads, so two engines (two sequences of a server, two tests) on different threads
+/// compute side by side without sharing anything. The kernels do not take a pool: they call the static
+/// members (`ThreadPool.run`, `ThreadPool.parallelFor`, `ThreadPool.threadCount`), which use the calling
+/// thread's *current* pool, as Rayon's `ThreadPool::install` does:
+/// - inside `pool.install { ... }` the current pool is `pool` (installs nest; the previous one comes back);
+/// - on a pool's worker threads it is that pool, so a job's own calls stay on it;
+/// - elsewhere it is `ThreadPool.global`, the fallback (like Rayon's global pool), created on first use.
+///
+/// A pool runs one job at a time. A job started while its pool is busy (by another thread that shares the
+/// pool, or nested inside one of its jobs) runs every partition on the calling thread instead: correct, not
+/// parallel. Give each concurrent user its own pool.
+public final class ThreadPool: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    /// A pool that splits jobs over `threads` threads in all: the caller of a job and `threads - 1` workers.
+    public init(threads: Int) {
+        handle = rk_pool_create(Int32(max(1, threads)))
+    }
+
+    /// Stops and joins the workers (a pool in use cannot be released: `install` and a job keep it alive).
+    deinit { rk_pool_destroy(handle) }
 
     /// Number of threads jobs are split over.
-    public static var threadCount: Int { Int(rk_pool_threads()) }
+    public var threadCount: Int { Int(rk_pool_threads(handle)) }
 
-    /// Runs `body(index, count)` once on every thread of the pool and waits for all of them.
-    public static func run(_ body: (_ index: Int, _ count: Int) -> Void) {
+    /// Runs `body` with this pool as the calling thread's current pool, then restores the previous one.
+    public func install<R>(_ body: () throws -> R) rethrows -> R { try Self.install(self, body) }
+
+    /// `pool.install(body)`, or just `body()` (on the current pool) when `pool` is nil.
+    static func install<R>(_ pool: ThreadPool?, _ body: () throws -> R) rethrows -> R {
+        guard let pool else { return try body() }
+        let previous = rk_pool_set_current(pool.handle)
+        defer { rk_pool_set_current(previous) }
+        return try withExtendedLifetime(pool) { try body() }
+    }
+
+    /// Runs `body(index, count)` once for every thread index of the pool and waits for all of them.
+    public func run(_ body: (_ index: Int, _ count: Int) -> Void) { Self.run(on: handle, body) }
+
+    /// Splits `0..<count` into one contiguous range per thread (sizes a multiple of `granularity`).
+    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
+        Self.parallelFor(on: handle, count, granularity: granularity, body)
+    }
+
+    /// Runs `groups` independent pipelines of phases on the pool: phase `p` of each group has `phases[p]` tasks,
+    /// and `body(group, phase, index)` runs every task once. A task of phase `p` of group `g` starts once every
+    /// task of the phases before `p` of group `g` has finished; groups never wait for each other.
+    ///
+    /// The threads claim tasks one by one in a single order: the tasks of phase 0 of every group (group by
+    /// group), then those of phase 1, and so on. So the work spreads evenly (no thread idles while an unclaimed
+    /// task could run), and a task waits only for tasks claimed before it, which are running or done.
+    public func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        Self.runPhases(on: handle, groups: groups, phases: phases, body)
+    }
+
+    // MARK: The current pool
+
+    /// The fallback pool, used by threads that have no pool installed: as many threads as active processors.
+    public static let global = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
+
+    /// The calling thread's current pool.
+    static var current: OpaquePointer { rk_pool_current() ?? global.handle }
+
+    /// Number of threads the current pool splits jobs over.
+    public static var threadCount: Int { Int(rk_pool_threads(current)) }
+
+    /// `run` on the current pool.
+    public static func run(_ body: (_ index: Int, _ count: Int) -> Void) { run(on: current, body) }
+
+    /// `parallelFor` on the current pool.
+    public static func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
+        parallelFor(on: current, count, granularity: granularity, body)
+    }
+
+    /// `runPhases` on the current pool.
+    public static func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        runPhases(on: current, groups: groups, phases: phases, body)
+    }
+
+    // MARK: Jobs on a pool
+
+    private static func run(on pool: OpaquePointer, _ body: (_ index: Int, _ count: Int) -> Void) {
         withoutActuallyEscaping(body) { escaping in
             var job = escaping
             withUnsafeMutablePointer(to: &job) { pointer in
-                rk_pool_run({ context, index, count in
+                rk_pool_run(pool, { context, index, count in
                     context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(index), Int(count))
                 }, pointer)
             }
         }
     }
 
-    /// Splits `0..<count` into one contiguous range per thread (sizes a multiple of `granularity`).
-    public static func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
-        if count <= granularity || threadCount == 1 { body(0..<count); return }
-        run { index, threads in
+    private static func parallelFor(on pool: OpaquePointer, _ count: Int, granularity: Int, _ body: (Range<Int>) -> Void) {
+        if count <= granularity || rk_pool_threads(pool) == 1 { body(0..<count); return }
+        run(on: pool) { index, threads in
             let units = (count + granularity - 1) / granularity
             let start = min(count, units * index / threads * granularity)
             let end = min(count, units * (index + 1) / threads * granularity)
             if start < end { body(start..<end) }
+        }
+    }
+
+    private static func runPhases(on pool: OpaquePointer, groups: Int, phases: [Int],
+                                  _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+        let tasks = groups * phases.reduce(0, +)
+        guard tasks > 0 else { return }
+        // [next task to claim][tasks finished in each group]
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 1 + groups) { counters in
+            let next = counters.baseAddress!, finished = next + 1
+            next.initialize(repeating: 0, count: 1 + groups)
+            run(on: pool) { _, _ in
+                while true {
+                    var task = Int(rk_counter_next(next))
+                    if task >= tasks { break }
+                    // Task numbers run phase by phase, group by group within a phase.
+                    var phase = 0, earlier = 0
+                    while task >= groups * phases[phase] {
+                        task -= groups * phases[phase]
+                        earlier += phases[phase]
+                        phase += 1
+                    }
+                    let group = task / phases[phase]
+                    rk_progress_wait(finished + group, Int32(earlier))
+                    body(group, phase, task % phases[phase])
+                    rk_progress_add(finished + group)
+                }
+            }
         }
     }
 }

@@ -236,26 +236,20 @@ final class HSAGroupStep {
     }
 }
 
-/// The HSA decode step of one layer for every KV group, as tasks the pool's threads claim in order so that the
-/// work spreads evenly (3 KV groups on 2 threads would leave one thread idle a third of the time): every
-/// group's `prepare`, `scorePages` of every part of every group, every head's `softmaxHead`, every group's
-/// `rank`, every head's `attendHead`. A task waits for the tasks of its group it needs, which were claimed
-/// before it.
+/// The HSA decode step of one layer for every KV group, as phased tasks the pool's threads claim in order so
+/// that the work spreads evenly (3 KV groups on 2 threads would leave one thread idle a third of the time):
+/// per group, `prepare`, then `scorePages` in parts, then every head's `softmaxHead`, then `rank`, then every
+/// head's `attendHead` (`ThreadPool.runPhases`).
 final class HSALayerStep {
     let shape: AttentionShape
     /// Page logits are computed in this many parts per group.
     let scoreParts = 2
     private let groups: [HSAGroupStep]
-    /// `[next task][progress of each group]`
-    private let counters: UnsafeMutablePointer<Int32>
 
     init(shape: AttentionShape) {
         self.shape = shape
         groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim) }
-        counters = .allocate(capacity: 1 + shape.kvHeads)
     }
-
-    deinit { counters.deallocate() }
 
     /// Runs the step for the layer's `streams` and `metadata`; `update(g)` brings group g's metadata up to date
     /// with the decode token first (in the group's first task, so the groups' updates run in parallel).
@@ -263,57 +257,24 @@ final class HSALayerStep {
     /// cache). Returns the bytes read.
     func run(_ input: AttentionInput, streams: [KVStream], metadata: [PageMetadata], slotMaps: [[Int32]]?, k1: Int, k2: Int,
              output: UnsafeMutablePointer<Float>, update: (Int) -> Void) -> Int {
-        let kv = shape.kvHeads, G = shape.groupSize, d = shape.headDim, parts = scoreParts
-        counters.initialize(repeating: 0, count: 1 + kv)
-        let progress = counters + 1
-        // Progress of a group: 1 once prepared, + parts once scored, + G once every head's softmax is done,
-        // + 1 once ranked.
-        let tasks = kv * (1 + parts + G + 1 + G)
-        func perform(_ task: Int) {
-            var t = task
-            if t < kv {
-                update(t)
-                groups[t].prepare(queries: input.queries + t * G * d, metadata: metadata[t], k1: k1)
-                rk_progress_add(progress + t)
-                return
-            }
-            t -= kv
-            if t < kv * parts {
-                let g = t / parts
-                rk_progress_wait(progress + g, 1)
-                groups[g].scorePages(part: t % parts, of: parts)
-                rk_progress_add(progress + g)
-                return
-            }
-            t -= kv * parts
-            if t < kv * G {
-                let g = t / G
-                rk_progress_wait(progress + g, Int32(1 + parts))
-                groups[g].softmaxHead(t % G)
-                rk_progress_add(progress + g)
-                return
-            }
-            t -= kv * G
-            if t < kv {
-                rk_progress_wait(progress + t, Int32(1 + parts + G))
-                if let map = slotMaps?[t] {
-                    map.withUnsafeBufferPointer { groups[t].rank(metadata: metadata[t], k2: k2, slotMap: $0.baseAddress, stream: streams[t]) }
+        let G = shape.groupSize, d = shape.headDim
+        ThreadPool.runPhases(groups: shape.kvHeads, phases: [1, scoreParts, G, 1, G]) { g, phase, index in
+            switch phase {
+            case 0:
+                update(g)
+                groups[g].prepare(queries: input.queries + g * G * d, metadata: metadata[g], k1: k1)
+            case 1:
+                groups[g].scorePages(part: index, of: scoreParts)
+            case 2:
+                groups[g].softmaxHead(index)
+            case 3:
+                if let map = slotMaps?[g] {
+                    map.withUnsafeBufferPointer { groups[g].rank(metadata: metadata[g], k2: k2, slotMap: $0.baseAddress, stream: streams[g]) }
                 } else {
-                    groups[t].rank(metadata: metadata[t], k2: k2, stream: streams[t])
+                    groups[g].rank(metadata: metadata[g], k2: k2, stream: streams[g])
                 }
-                rk_progress_add(progress + t)
-                return
-            }
-            t -= kv
-            let g = t / G
-            rk_progress_wait(progress + g, Int32(2 + parts + G))
-            groups[g].attendHead(t % G, queries: input.queries + g * G * d, scale: shape.scale, output: output + g * G * d)
-        }
-        ThreadPool.run { _, _ in
-            while true {
-                let task = Int(rk_counter_next(counters))
-                if task >= tasks { break }
-                perform(task)
+            default:
+                groups[g].attendHead(index, queries: input.queries + g * G * d, scale: shape.scale, output: output + g * G * d)
             }
         }
         return zip(groups, metadata).reduce(0) { $0 + $1.0.bytesRead(metadata: $1.1) }
