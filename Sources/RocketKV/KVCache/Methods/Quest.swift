@@ -38,28 +38,20 @@ public final class Quest: KVPolicy, KVStreamInspectable {
         bounds = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: pageSize, precision: .f16) } }
         lastPages = Array(repeating: Array(repeating: [], count: shape.kvHeads), count: shape.layers)
         lastScores = lastPages.map { $0.map { _ in [] } }
+        store.didAppend = { [unowned self] layer, g, _ in bounds[layer][g].extend(covering: store.streams[layer][g]) }
     }
 
     /// Project defaults (spec §16.7): `P_Q = max(1, round(2S/t))`, pages = `max(1, round(t/(2·P_Q)))`.
     public static func defaultPageSize(sequenceLength s: Int, budget t: Int) -> Int { max(1, roundHalfAway(2 * Double(s) / Double(t))) }
     public static func defaultPages(budget t: Int, pageSize: Int) -> Int { max(1, roundHalfAway(Double(t) / Double(2 * pageSize))) }
 
-    private func append(layer: Int, _ input: AttentionInput) -> Int {
-        let before = store.append(layer: layer, input)
-        for (g, stream) in store.streams[layer].enumerated() {
-            for s in before..<stream.count { bounds[layer][g].append(halfKey: stream.keys + s * shape.headDim) }
-        }
-        return before
-    }
-
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        let before = append(layer: layer, input)
-        store.attend(layer: layer, input, visibleBefore: before, output: output)
+        store.appendAndAttend(layer: layer, input, output: output)
     }
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
-        _ = append(layer: layer, input)
+        store.append(layer: layer, input)
         let d = shape.headDim, group = shape.groupSize
         var chosen = [[Int]](repeating: [], count: shape.kvHeads), scores = [[Float]](repeating: [], count: shape.kvHeads)
         for g in 0..<shape.kvHeads {

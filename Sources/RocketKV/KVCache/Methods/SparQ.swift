@@ -51,6 +51,7 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
         lastSlots = lastDims
         lastAlpha = Array(repeating: Array(repeating: 1, count: shape.queryHeads), count: shape.layers)
         lastApproximate = Array(repeating: Array(repeating: [], count: shape.queryHeads), count: shape.layers)
+        store.didAppend = { [unowned self] in didAppend(layer: $0, group: $1, slots: $2) }
     }
 
     /// Project defaults (spec §16.7): `r = clamp(round(d·t/S), 1, d)`, `k = ⌊t/2⌋`.
@@ -58,27 +59,24 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
         min(d, max(1, roundHalfAway(Double(d) * Double(t) / Double(s))))
     }
 
-    private func append(layer: Int, _ input: AttentionInput) -> Int {
-        let before = store.append(layer: layer, input), d = shape.headDim
-        for (g, stream) in store.streams[layer].enumerated() {
-            var v = [Float](repeating: 0, count: d)
-            for s in before..<stream.count {
-                transposed[layer][g].append(halfKey: stream.keys + s * d)
-                rk_f16_to_f32(stream.values + s * d, &v, Int32(d))
-                for i in 0..<d { valueSums[layer][g][i] += Double(v[i]) }
-            }
+    /// Extends the transposed keys and the value sums with the rows just appended.
+    private func didAppend(layer: Int, group g: Int, slots: Range<Int>) {
+        let stream = store.streams[layer][g], d = shape.headDim
+        var v = [Float](repeating: 0, count: d)
+        transposed[layer][g].extend(covering: stream)
+        for s in slots {
+            rk_f16_to_f32(stream.values + s * d, &v, Int32(d))
+            for i in 0..<d { valueSums[layer][g][i] += Double(v[i]) }
         }
-        return before
     }
 
     public func prefill(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        let before = append(layer: layer, input)
-        store.attend(layer: layer, input, visibleBefore: before, output: output)
+        store.appendAndAttend(layer: layer, input, output: output)
     }
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
         precondition(input.tokens == 1, "decode takes one token")
-        _ = append(layer: layer, input)
+        store.append(layer: layer, input)
         let d = shape.headDim, group = shape.groupSize, n = store.count(layer: layer)
         for g in 0..<shape.kvHeads {
             let heads = (g * group)..<((g + 1) * group)

@@ -22,7 +22,7 @@ final class PagedKV {
     func sync(layer: Int, group: Int, spare: Int = 0) {
         let stream = store.streams[layer][group], meta = metadata[layer][group]
         meta.reserve(tokens: stream.count + spare)
-        while meta.tokens < stream.count { meta.append(halfKey: stream.keys + meta.tokens * shape.headDim) }
+        meta.extend(covering: stream)
     }
 
     /// Appends the decode token, then attends with HSA (§2 step 3). `update(g)` brings group g's metadata up

@@ -11,6 +11,9 @@ public final class KVStore: KVStreamInspectable {
     public let copiesPerGroup: Int
     /// `streams[layer][stream]`
     public private(set) var streams: [[KVStream]]
+    /// Called after each append with the layer, stream and slots appended: how a method keeps its per-row
+    /// metadata (page bounds, a transposed key copy, value sums) beside the rows.
+    public var didAppend: ((_ layer: Int, _ stream: Int, _ slots: Range<Int>) -> Void)?
 
     public init(shape: AttentionShape, copiesPerGroup: Int = 1) {
         precondition(copiesPerGroup == 1 || copiesPerGroup == shape.groupSize, "one stream per KV group or per query head")
@@ -32,7 +35,10 @@ public final class KVStore: KVStreamInspectable {
     @discardableResult
     public func append(layer: Int, _ input: AttentionInput) -> Int {
         let before = count(layer: layer)
-        for (s, stream) in streams[layer].enumerated() { stream.append(input, head: s / copiesPerGroup, kvHeads: shape.kvHeads) }
+        for (s, stream) in streams[layer].enumerated() {
+            stream.append(input, head: s / copiesPerGroup, kvHeads: shape.kvHeads)
+            didAppend?(layer, s, before..<stream.count)
+        }
         return before
     }
 

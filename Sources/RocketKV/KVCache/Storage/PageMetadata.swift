@@ -126,6 +126,12 @@ public final class PageMetadata {
         tokens += 1
     }
 
+    /// Appends the rows of `stream` not covered yet (slots `tokens ..< stream.count`): the metadata of a stream
+    /// that only grows.
+    public func extend(covering stream: KVStream) {
+        while tokens < stream.count { append(halfKey: stream.keys + tokens * headDim) }
+    }
+
     /// Forgets every page (keeps the allocation).
     public func removeAll() { tokens = 0 }
 
