@@ -1,6 +1,7 @@
 // SIMD kernels with run-time dispatch: an AVX2/FMA/F16C path and a portable path.
 // Block formats follow GGML (ggml-common.h): all scales are IEEE half precision.
 #include "CKernels.h"
+#include <pthread.h>
 #include <math.h>
 #include <string.h>
 #include <stdlib.h>
@@ -851,6 +852,34 @@ RK_AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
 #endif
 
 void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swiglu_portable)(gate, up, n); }
+
+// ---- GELU-gated feed-forward (Gemma) ----
+// ggml's f32 GELU (GGML_GELU_FP16) rounds its input to f16 and reads f16(gelu(x)) from a table of every f16 x,
+// gelu(x) = 0.5x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))) as GCC compiles it (the inner 1 + a·x·x fused into one
+// FMA); inputs ≤ −10 give 0 and ≥ 10 give x.
+static uint16_t gelu_table[1 << 16];
+static pthread_once_t gelu_table_once = PTHREAD_ONCE_INIT;
+
+float rk_gelu_formula(float x) {
+#pragma clang fp contract(off)
+    const float inner = fmaf(0.044715f * x, x, 1.0f);
+    return (0.5f * x) * (1.0f + tanhf((0.79788456080286535587989211986876f * x) * inner));
+}
+
+static void fill_gelu_table(void) {
+    for (int i = 0; i < (1 << 16); i++) gelu_table[i] = float_to_half(rk_gelu_formula(half_to_float((uint16_t)i)));
+}
+
+void rk_geglu(float *gate, const float *up, int n) {
+#pragma clang fp contract(off)
+    pthread_once(&gelu_table_once, fill_gelu_table);
+    for (int i = 0; i < n; i++) {
+        const float x = gate[i];
+        if (x <= -10.0f) gate[i] = 0.0f;
+        else if (x >= 10.0f) gate[i] = x * up[i];
+        else gate[i] = half_to_float(gelu_table[float_to_half(x)]) * up[i];
+    }
+}
 
 // ---- memory bandwidth probe ----
 #if RK_X86

@@ -45,7 +45,7 @@ struct LoadedModel {
     let file: GGUFFile
     let tokenizer: Tokenizer
     let engine: Engine?
-    var model: LlamaModel? { engine?.model }
+    var model: LanguageModel? { engine?.model }
 }
 
 /// Sampling options shared by `generate` and `chat`.
@@ -148,7 +148,7 @@ struct KVOptions: ParsableArguments {
     func parsedOptions() throws -> [String: String] { try parseKVOptions(kvOptions) }
 
     /// Builds the policy for a sequence whose (first) prompt has `promptLength` tokens.
-    func makePolicy(model: LlamaModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {
+    func makePolicy(model: LanguageModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {
         if let budget, budget > model.config.contextLength {
             throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
         }

@@ -102,6 +102,10 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
 
 /// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).
 void rk_swiglu(float *gate, const float *up, int n);
+/// gate[i] = gelu(gate[i]) * up[i] in ggml's arithmetic (GELU through its f16 lookup table).
+void rk_geglu(float *gate, const float *up, int n);
+/// ggml's GELU formula in f32, as the table is built from it (the reference twin's building block).
+float rk_gelu_formula(float x);
 
 /// Reads `bytes` (a multiple of 256) as fast as possible and returns a checksum (bandwidth measurement).
 uint64_t rk_stream_read(const void *p, size_t bytes);

@@ -58,7 +58,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 public final class Evaluator {
     /// The model and the pool every prefill, replay and decode of the sweep runs on.
     public let engine: Engine
-    public var model: LlamaModel { engine.model }
+    public var model: LanguageModel { engine.model }
     public let tokenizer: Tokenizer
     public let settings: EvalSettings
     public let store: EvalStore

@@ -15,7 +15,7 @@ public final class PrefillSnapshot {
     public let pool: ThreadPool?
 
     /// Prefills `tokens` with the full cache and records what each layer's attention received.
-    public init(model: LlamaModel, tokens: [Int], chunkSize: Int = 512, pool: ThreadPool? = nil,
+    public init(model: LanguageModel, tokens: [Int], chunkSize: Int = 512, pool: ThreadPool? = nil,
                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws {
         let layers = model.config.layerAttention
         let recorder = RecordingPolicy(layers: layers,
@@ -48,7 +48,7 @@ public final class PrefillSnapshot {
     }
 
     /// A session over `policy` positioned after the prompt, for a policy that `replay` has filled.
-    public func session(model: LlamaModel, policy: KVPolicy) -> InferenceSession {
+    public func session(model: LanguageModel, policy: KVPolicy) -> InferenceSession {
         InferenceSession(model: model, policy: policy, resumingAfter: tokens, pool: pool)
     }
 }

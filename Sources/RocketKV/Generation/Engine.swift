@@ -5,18 +5,18 @@ import Foundation
 ///
 /// Sessions and prefill snapshots made by the engine run their prefill, decode and replay on its pool.
 public final class Engine: Sendable {
-    public let model: LlamaModel
+    public let model: LanguageModel
     public let pool: ThreadPool
 
     /// `model` run on a new pool of `threads` threads (default: one per active processor).
-    public init(model: LlamaModel, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public init(model: LanguageModel, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.model = model
         pool = ThreadPool(threads: threads)
     }
 
     /// Loads the model of an opened GGUF file.
     public convenience init(file: GGUFFile, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
-        self.init(model: try LlamaModel(file: file), threads: threads)
+        self.init(model: try loadModel(file: file), threads: threads)
     }
 
     /// Opens (memory-maps) the GGUF file at `path` and loads its model.

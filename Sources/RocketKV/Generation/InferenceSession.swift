@@ -11,7 +11,7 @@ public struct InferenceError: Error, CustomStringConvertible {
 /// Prompts (and, in a chat, every new turn) go through `prefill`; generated tokens through `decode`.
 /// The policy's memory is released when the session is deallocated.
 public final class InferenceSession {
-    public let model: LlamaModel
+    public let model: LanguageModel
     public let policy: KVPolicy
     /// The pool `prefill` and `decode` run on (installed around them); nil: the calling thread's current pool.
     public let pool: ThreadPool?
@@ -24,14 +24,14 @@ public final class InferenceSession {
     private let state = ForwardState()
 
     /// A session on `pool` (`Engine.session(policy:)` passes the engine's).
-    public init(model: LlamaModel, policy: KVPolicy, pool: ThreadPool? = nil) {
+    public init(model: LanguageModel, policy: KVPolicy, pool: ThreadPool? = nil) {
         self.model = model
         self.policy = policy
         self.pool = pool
     }
 
     /// A session whose policy already holds `history` (filled by `PrefillSnapshot.replay`).
-    public init(model: LlamaModel, policy: KVPolicy, resumingAfter history: [Int], pool: ThreadPool? = nil) {
+    public init(model: LanguageModel, policy: KVPolicy, resumingAfter history: [Int], pool: ThreadPool? = nil) {
         self.model = model
         self.policy = policy
         self.pool = pool
@@ -45,20 +45,20 @@ public final class InferenceSession {
     /// Processes prompt tokens in chunks with dense attention, then lets the policy compress
     /// (`finishPrefill`). Returns the logits of the last token (or of every token with `.all`).
     @discardableResult
-    public func prefill(_ tokens: [Int], logits: LlamaModel.Logits = .last, allowBeyondContext: Bool = false,
+    public func prefill(_ tokens: [Int], logits: Logits = .last, allowBeyondContext: Bool = false,
                         progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [Float] {
         guard !tokens.isEmpty else { throw InferenceError("empty prompt") }
         try checkRoom(for: tokens.count, allowBeyondContext: allowBeyondContext)
         return ThreadPool.install(pool) { prefillChunks(tokens, logits: logits, progress: progress) }
     }
 
-    private func prefillChunks(_ tokens: [Int], logits: LlamaModel.Logits, progress: ((Int, Int) -> Void)?) -> [Float] {
+    private func prefillChunks(_ tokens: [Int], logits: Logits, progress: ((Int, Int) -> Void)?) -> [Float] {
         var result: [Float] = []
         var done = 0
         while done < tokens.count {
             let chunk = Array(tokens[done..<min(tokens.count, done + chunkSize)])
             let isLast = done + chunk.count == tokens.count
-            let wanted: LlamaModel.Logits = logits == .all ? .all : (isLast ? logits : .none)
+            let wanted: Logits = logits == .all ? .all : (isLast ? logits : .none)
             let out = model.forward(chunk, from: position, policy: policy, logits: wanted, state: state)
             result.append(contentsOf: out)
             position += chunk.count

@@ -16,24 +16,41 @@ public enum Ops {
         for i in 0..<n { output[i] = (x[i] * scale) * weight[i] }
     }
 
-    /// Rotary position embedding, GGML "normal" mode (adjacent pairs), on `heads` heads of `headDim`
-    /// values at absolute `position`; only the first `ropeDims` dimensions of each head rotate.
-    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDims: Int,
-                            position: Int, base: Float) {
+    /// Rotary position embedding on `heads` heads of `headDim` values at absolute `position`, as ggml's
+    /// `rope_ext`: only the first `ropeDims` dimensions of each head rotate, in adjacent pairs (`.normal`) or
+    /// pairs `i, i + ropeDims/2` (`.neox`). Angle `i` is `position·base^(−2i/ropeDims)`, divided by
+    /// `frequencyFactors[i]` when given (Llama 3's `rope_freqs`) and multiplied by `frequencyScale` (linear scaling).
+    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, ropeDims: Int, position: Int, base: Float,
+                            style: ModelConfig.RopeStyle = .normal, frequencyScale: Float = 1,
+                            frequencyFactors: UnsafePointer<Float>? = nil) {
         // ggml builds the angles by repeated multiplication in Float; do the same for identical rounding.
         let thetaScale = powf(base, -2 / Float(ropeDims))
+        let half = ropeDims / 2
         var theta = Float(position)
         for i in stride(from: 0, to: ropeDims, by: 2) {
-            let c = cosf(theta), s = sinf(theta)
+            let angle = frequencyScale * (frequencyFactors.map { theta / $0[i / 2] } ?? theta)
+            let c = cosf(angle), s = sinf(angle)
+            let (first, second) = style == .normal ? (i, i + 1) : (i / 2, i / 2 + half)
             for h in 0..<heads {
-                let p = x + h * headDim + i
-                let x0 = p[0], x1 = p[1]
+                let p = x + h * headDim
+                let x0 = p[first], x1 = p[second]
                 // Fused as GCC fuses llama.cpp's `x0*c - x1*s` and `x0*s + x1*c` (bit-for-bit parity).
-                p[0] = (-(x1 * s)).addingProduct(x0, c)
-                p[1] = (x1 * c).addingProduct(x0, s)
+                p[first] = (-(x1 * s)).addingProduct(x0, c)
+                p[second] = (x1 * c).addingProduct(x0, s)
             }
             theta *= thetaScale
         }
+    }
+
+    /// `rmsNorm` of each of `rows` consecutive rows of `count` values, in place (per-head Q/K norms).
+    public static func rmsNormRows(_ x: UnsafeMutablePointer<Float>, rows: Int, weight: UnsafePointer<Float>, epsilon: Float, count n: Int) {
+        for r in 0..<rows { rmsNorm(x + r * n, weight: weight, epsilon: epsilon, count: n, output: x + r * n) }
+    }
+
+    /// `x[i] *= s` (ggml_scale).
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
+        for i in 0..<n { x[i] *= s }
     }
 
     /// `x[i] += y[i]`.

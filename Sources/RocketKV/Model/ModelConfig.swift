@@ -1,5 +1,9 @@
-/// Hyper-parameters of a model, read from GGUF metadata (`<architecture>.*` keys).
+/// Hyper-parameters of a model, read from GGUF metadata (`<architecture>.*` keys), with what llama.cpp
+/// assumes when a key is absent.
 public struct ModelConfig: Sendable, Equatable {
+    /// How RoPE pairs a head's dimensions: adjacent pairs (`normal`, Llama) or halves (`neox`, Qwen, Gemma).
+    public enum RopeStyle: String, Sendable { case normal, neox }
+
     public let architecture: String
     public let name: String
     public let layers: Int
@@ -12,44 +16,101 @@ public struct ModelConfig: Sendable, Equatable {
     public let vocabularySize: Int
     public let ropeBase: Float
     public let ropeDims: Int
+    public let ropeStyle: RopeStyle
+    /// Linear RoPE scaling: positions are multiplied by this (1 / `rope.scaling.factor`).
+    public let ropeFrequencyScale: Float
     public let rmsEpsilon: Float
+    /// Sliding-window layers: the window and RoPE base they use, and which layers they are.
+    public let slidingWindow: Int?
+    public let slidingRopeBase: Float
+    public let slidingLayers: [Bool]
+    /// The logit scale each layer's attention applies (llama.cpp's `kq_scale`); Gemma 3 scales the queries
+    /// instead (`queryScale`) and attends with 1.
+    public let attentionScale: Float
+    public let queryScale: Float?
+    /// Gemma: the embedding rows are multiplied by √embeddingLength.
+    public let embeddingScale: Float?
+    /// Gemma: `tanh(logit / c) · c` on the output logits.
+    public let finalLogitSoftcap: Float?
 
     /// Architectures the engine runs.
-    public static let supportedArchitectures = ["llama"]
+    public static let supportedArchitectures = ["llama", "qwen2", "qwen3", "gemma3"]
 
     public init(file: GGUFFile) throws {
         let arch = try file.string("general.architecture")
         guard Self.supportedArchitectures.contains(arch) else {
             throw GGUFError("unsupported model architecture '\(arch)' (supported: \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
+        func optionalInt(_ key: String) throws -> Int? { file.metadata[key] == nil ? nil : try file.int(key) }
+        func optionalFloat(_ key: String) throws -> Float? { file.metadata[key] == nil ? nil : Float(try file.double(key)) }
         architecture = arch
         name = file.metadata["general.name"]?.stringValue ?? "unnamed"
         layers = try file.int("\(arch).block_count")
         embeddingLength = try file.int("\(arch).embedding_length")
         feedForwardLength = try file.int("\(arch).feed_forward_length")
         queryHeads = try file.int("\(arch).attention.head_count")
-        kvHeads = file.metadata["\(arch).attention.head_count_kv"]?.intValue ?? queryHeads
-        headDim = file.metadata["\(arch).attention.key_length"]?.intValue ?? embeddingLength / max(1, queryHeads)
+        kvHeads = try optionalInt("\(arch).attention.head_count_kv") ?? queryHeads
+        headDim = try optionalInt("\(arch).attention.key_length") ?? embeddingLength / max(1, queryHeads)
         contextLength = try file.int("\(arch).context_length")
-        ropeBase = Float(file.metadata["\(arch).rope.freq_base"]?.doubleValue ?? 10_000)
-        ropeDims = file.metadata["\(arch).rope.dimension_count"]?.intValue ?? headDim
+        ropeBase = try optionalFloat("\(arch).rope.freq_base") ?? 10_000
+        ropeDims = try optionalInt("\(arch).rope.dimension_count") ?? headDim
+        ropeStyle = arch == "llama" ? .normal : .neox
+        let scalingType = file.metadata["\(arch).rope.scaling.type"]?.stringValue
+        let scalingFactor = try optionalFloat("\(arch).rope.scaling.factor")
+        ropeFrequencyScale = scalingType == "linear" ? 1 / (scalingFactor ?? 1) : 1
         rmsEpsilon = Float(try file.double("\(arch).attention.layer_norm_rms_epsilon"))
-        if let size = file.metadata["\(arch).vocab_size"]?.intValue {
+        if let size = try optionalInt("\(arch).vocab_size") {
             vocabularySize = size
         } else {
             vocabularySize = try file.array("tokenizer.ggml.tokens").count
         }
+        if arch == "gemma3" {
+            // llama.cpp: every 6th layer is global, the others slide over `sliding_window` tokens with RoPE base 10,000;
+            // queries are scaled by 1/√key_length before attending with scale 1.
+            slidingWindow = try file.int("gemma3.attention.sliding_window")
+            let pattern = try optionalInt("gemma3.attention.sliding_window_pattern") ?? 6
+            slidingLayers = (0..<layers).map { pattern == 0 || $0 % pattern < pattern - 1 }
+            slidingRopeBase = 10_000
+            queryScale = 1 / Float(headDim).squareRoot()
+            attentionScale = 1
+            embeddingScale = Float(embeddingLength).squareRoot()
+            finalLogitSoftcap = try optionalFloat("gemma3.final_logit_softcapping")
+        } else {
+            slidingWindow = nil
+            slidingLayers = Array(repeating: false, count: layers)
+            slidingRopeBase = ropeBase
+            queryScale = nil
+            attentionScale = 1 / Float(headDim).squareRoot()
+            embeddingScale = nil
+            finalLogitSoftcap = nil
+        }
 
         guard layers > 0, queryHeads > 0, kvHeads > 0, queryHeads % kvHeads == 0, headDim > 0, headDim % 2 == 0,
-              ropeDims <= headDim, ropeDims % 2 == 0, embeddingLength > 0, feedForwardLength > 0, contextLength > 0 else {
+              ropeDims <= headDim, ropeDims % 2 == 0, embeddingLength > 0, feedForwardLength > 0, contextLength > 0,
+              slidingWindow.map({ $0 > 0 }) ?? true else {
             throw GGUFError("inconsistent model hyper-parameters: \(layers) layers, \(queryHeads)/\(kvHeads) heads, head dim \(headDim)")
+        }
+        guard ropeBase.isFinite, ropeBase > 0, rmsEpsilon.isFinite, rmsEpsilon > 0, ropeFrequencyScale.isFinite, ropeFrequencyScale > 0 else {
+            throw GGUFError("inconsistent model hyper-parameters: RoPE base \(ropeBase), RMS epsilon \(rmsEpsilon), RoPE scale \(ropeFrequencyScale)")
         }
     }
 
+    /// The attention shape of every layer, when all layers are alike (the KV methods' unit tests use it).
     public var attentionShape: AttentionShape {
-        AttentionShape(layers: layers, queryHeads: queryHeads, kvHeads: kvHeads, headDim: headDim)
+        AttentionShape(layers: layers, queryHeads: queryHeads, kvHeads: kvHeads, headDim: headDim, scale: attentionScale)
     }
 
-    /// How each layer attends, for the KV seam (every layer of a Llama model attends globally).
-    public var layerAttention: [LayerAttention] { attentionShape.layerAttention }
+    /// How each layer attends, for the KV seam.
+    public var layerAttention: [LayerAttention] {
+        slidingLayers.map { sliding in
+            LayerAttention(kind: sliding ? .slidingWindow(slidingWindow ?? contextLength) : .global, queryHeads: queryHeads,
+                           kvHeads: kvHeads, headDim: headDim, scale: attentionScale)
+        }
+    }
+
+    /// The RoPE base of layer `l`.
+    public func ropeBase(layer l: Int) -> Float { slidingLayers[l] ? slidingRopeBase : ropeBase }
+
+    /// The linear RoPE scale of layer `l` (sliding layers are never scaled, as in llama.cpp).
+    public func ropeFrequencyScale(layer l: Int) -> Float { slidingLayers[l] ? 1 : ropeFrequencyScale }
 }

@@ -1,0 +1,105 @@
+import CKernels
+
+/// The Gemma 3 architecture (`gemma3`): the weights and the whole forward pass, as llama.cpp computes it.
+///
+/// Embedding rows scaled by √d_model. Per layer: RMSNorm → Q, K, V → per-head RMSNorm of Q and K → NeoX RoPE
+/// (base 10,000 on sliding-window layers, the file's base on global ones) → Q scaled by 1/√head_dim →
+/// attention with scale 1 through the `KVPolicy` (sliding-window layers see the last `sliding_window` tokens)
+/// → output projection → RMSNorm → residual; RMSNorm → GELU-gated feed-forward → RMSNorm → residual. Every
+/// sixth layer is global (`LayerAttention` tells the KV seam which). Norm weights are stored as 1 + w by the
+/// converter, so they multiply as they are.
+public final class Gemma3Model: LanguageModel, @unchecked Sendable {
+    public let config: ModelConfig
+    public let file: GGUFFile
+
+    struct Layer {
+        let attentionNorm: UnsafePointer<Float>
+        let query, key, value, attentionOutput: WeightMatrix
+        let queryNorm, keyNorm: UnsafePointer<Float>
+        let attentionPostNorm: UnsafePointer<Float>
+        let feedForwardNorm: UnsafePointer<Float>
+        let gate, up, down: WeightMatrix
+        let feedForwardPostNorm: UnsafePointer<Float>
+    }
+
+    let tokenEmbedding: WeightMatrix
+    let layers: [Layer]
+    let outputNorm: UnsafePointer<Float>
+    let output: WeightMatrix
+
+    init(file: GGUFFile, config c: ModelConfig) throws {
+        guard c.architecture == "gemma3" else { throw GGUFError("Gemma3Model cannot run architecture '\(c.architecture)'") }
+        config = c
+        self.file = file
+        let dim = c.embeddingLength, kvDim = c.kvHeads * c.headDim, qDim = c.queryHeads * c.headDim
+        var read = TensorReader(file: file)
+        tokenEmbedding = try read.matrix("token_embd.weight", rows: c.vocabularySize, columns: dim)
+        layers = try (0..<c.layers).map { i in
+            Layer(attentionNorm: try read.vector("blk.\(i).attn_norm.weight", count: dim),
+                  query: try read.matrix("blk.\(i).attn_q.weight", rows: qDim, columns: dim),
+                  key: try read.matrix("blk.\(i).attn_k.weight", rows: kvDim, columns: dim),
+                  value: try read.matrix("blk.\(i).attn_v.weight", rows: kvDim, columns: dim),
+                  attentionOutput: try read.matrix("blk.\(i).attn_output.weight", rows: dim, columns: qDim),
+                  queryNorm: try read.vector("blk.\(i).attn_q_norm.weight", count: c.headDim),
+                  keyNorm: try read.vector("blk.\(i).attn_k_norm.weight", count: c.headDim),
+                  attentionPostNorm: try read.vector("blk.\(i).post_attention_norm.weight", count: dim),
+                  feedForwardNorm: try read.vector("blk.\(i).ffn_norm.weight", count: dim),
+                  gate: try read.matrix("blk.\(i).ffn_gate.weight", rows: c.feedForwardLength, columns: dim),
+                  up: try read.matrix("blk.\(i).ffn_up.weight", rows: c.feedForwardLength, columns: dim),
+                  down: try read.matrix("blk.\(i).ffn_down.weight", rows: dim, columns: c.feedForwardLength),
+                  feedForwardPostNorm: try read.vector("blk.\(i).post_ffw_norm.weight", count: dim))
+        }
+        outputNorm = try read.vector("output_norm.weight", count: dim)
+        output = try read.output(embedding: tokenEmbedding, config: c)
+        try read.checkAllUsed(architecture: c.architecture)
+    }
+
+    public var weightBytesPerToken: Int {
+        weightBytes(perLayer: layers.map { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] },
+                    output: output, embedding: tokenEmbedding)
+    }
+
+    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
+                        state: ForwardState) -> UnsafeBufferPointer<Float> {
+        let n = tokens.count
+        let c = config
+        let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd, ff = c.feedForwardLength
+        precondition(n > 0 && (!decode || n == 1))
+        state.reserve(tokens: n, config: c)
+        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v, attention = state.attention
+        let hb = state.hb, hb2 = state.hb2, scratch = state.scratch
+
+        ForwardSteps.embed(tokens, embedding: tokenEmbedding, config: c, scale: c.embeddingScale, into: x)
+
+        for (l, layer) in layers.enumerated() {
+            // Attention block, normalised before and after.
+            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.attentionNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: scratch)
+            let base = c.ropeBase(layer: l), frequencyScale = c.ropeFrequencyScale(layer: l)
+            for t in 0..<n {
+                let qt = q + t * qDim, kt = k + t * kvDim
+                Ops.rmsNormRows(qt, rows: c.queryHeads, weight: layer.queryNorm, epsilon: c.rmsEpsilon, count: hd)
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: base,
+                         style: .neox, frequencyScale: frequencyScale)
+                Ops.rmsNormRows(kt, rows: c.kvHeads, weight: layer.keyNorm, epsilon: c.rmsEpsilon, count: hd)
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: base,
+                         style: .neox, frequencyScale: frequencyScale)
+                if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
+            }
+            let input = AttentionInput(queries: q, keys: k, values: v, tokens: n, firstPosition: position)
+            if decode { policy.decode(layer: l, input, output: attention) } else { policy.prefill(layer: l, input, output: attention) }
+            matmul(layer.attentionOutput, input: attention, tokens: n, output: xb, scratch: scratch)
+            for t in 0..<n { Ops.rmsNorm(xb + t * dim, weight: layer.attentionPostNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            Ops.add(x, xb, count: n * dim)
+
+            // Feed-forward block (GELU-gated), normalised before and after.
+            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.feedForwardNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            matmul([layer.gate, layer.up], input: xb, tokens: n, outputs: [hb, hb2], scratch: scratch)
+            rk_geglu(hb, hb2, Int32(n * ff))
+            matmul(layer.down, input: hb, tokens: n, output: xb, scratch: scratch)
+            for t in 0..<n { Ops.rmsNorm(xb + t * dim, weight: layer.feedForwardPostNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            Ops.add(x, xb, count: n * dim)
+        }
+        return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
+    }
+}

@@ -1,0 +1,162 @@
+import CKernels
+import Foundation
+
+/// Which positions of a forward pass need logits.
+public enum Logits: Sendable { case last, all, none }
+
+/// A decoder-only transformer the engine runs: one type per architecture, each holding its weights and its
+/// whole forward pass in one file. Sessions, generation, evaluation, the bench and the CLI use only this.
+public protocol LanguageModel: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    var file: GGUFFile { get }
+    /// Bytes of weights read for one decoded token.
+    var weightBytesPerToken: Int { get }
+
+    /// Runs `tokens` (absolute positions from `position`) through the model, with attention through `policy`.
+    ///
+    /// `decode` selects the policy's decode path (one token) instead of prefill. Returns the logits
+    /// (`[rows][vocabularySize]`, rows as requested) in a buffer of `state`, valid until its next use.
+    func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
+                 state: ForwardState) -> UnsafeBufferPointer<Float>
+}
+
+extension LanguageModel {
+    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, logits: Logits = .last,
+                        state: ForwardState) -> UnsafeBufferPointer<Float> {
+        forward(tokens, from: position, policy: policy, decode: false, logits: logits, state: state)
+    }
+}
+
+/// Loads the model of a GGUF file with the architecture its metadata names.
+public func loadModel(file: GGUFFile) throws -> LanguageModel {
+    let config = try ModelConfig(file: file)
+    switch config.architecture {
+    case "llama": return try LlamaModel(file: file, config: config)
+    case "qwen2", "qwen3": return try QwenModel(file: file, config: config)
+    case "gemma3": return try Gemma3Model(file: file, config: config)
+    default: throw GGUFError("unsupported model architecture '\(config.architecture)'")
+    }
+}
+
+/// Reads an architecture's tensors from a GGUF file, checking each one's type and shape, and remembers which
+/// it used (a file with tensors no architecture reads is reported, not silently half-used).
+struct TensorReader {
+    let file: GGUFFile
+    private(set) var used: Set<String> = []
+
+    init(file: GGUFFile) { self.file = file }
+
+    mutating func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+        guard let t = file.tensor(named: name) else { throw GGUFError("missing tensor '\(name)'") }
+        guard t.shape.count == 2, t.shape[0] == columns, t.shape[1] == rows else {
+            throw GGUFError("tensor '\(name)' has shape \(t.shape), expected [\(columns), \(rows)]")
+        }
+        used.insert(name)
+        return WeightMatrix(type: t.type, rows: rows, columns: columns, data: file.data(of: t))
+    }
+
+    mutating func vector(_ name: String, count: Int) throws -> UnsafePointer<Float> {
+        guard let t = file.tensor(named: name) else { throw GGUFError("missing tensor '\(name)'") }
+        guard t.type == .f32, t.elementCount == count else {
+            throw GGUFError("tensor '\(name)' must be F32 with \(count) elements (has \(t.type.name), \(t.elementCount))")
+        }
+        used.insert(name)
+        return file.data(of: t).assumingMemoryBound(to: Float.self)
+    }
+
+    /// A vector that only some files of the architecture have (biases, RoPE frequency factors).
+    mutating func optionalVector(_ name: String, count: Int) throws -> UnsafePointer<Float>? {
+        file.tensor(named: name) == nil ? nil : try vector(name, count: count)
+    }
+
+    /// The unembedding: `output.weight`, or the token embedding when the model ties them.
+    mutating func output(embedding: WeightMatrix, config c: ModelConfig) throws -> WeightMatrix {
+        file.tensor(named: "output.weight") == nil ? embedding : try matrix("output.weight", rows: c.vocabularySize, columns: c.embeddingLength)
+    }
+
+    /// Throws unless every tensor of the file was read.
+    func checkAllUsed(architecture: String) throws {
+        let unused = file.tensors.map(\.name).filter { !used.contains($0) }
+        guard unused.isEmpty else {
+            throw GGUFError("the file has \(unused.count) tensor(s) the \(architecture) architecture does not use (e.g. '\(unused.sorted()[0])')")
+        }
+    }
+}
+
+/// Weights read per decoded token by matrices applied once per token, plus one embedding row.
+func weightBytes(perLayer: [[WeightMatrix]], output: WeightMatrix, embedding: WeightMatrix) -> Int {
+    perLayer.reduce(0) { total, layer in total + layer.reduce(0) { $0 + $1.rows * $1.rowBytes } } + output.rows * output.rowBytes + embedding.rowBytes
+}
+
+/// Activation buffers of a forward pass, allocated once for the largest chunk and reused.
+public final class ForwardState {
+    private(set) var capacity = 0
+    private(set) var logitsCapacity = 0
+    var x, xb, q, k, v, attention, hb, hb2: UnsafeMutablePointer<Float>
+    private(set) var logits: UnsafeMutablePointer<Float>
+    let scratch = MatmulScratch()
+
+    public init() {
+        func placeholder() -> UnsafeMutablePointer<Float> { .allocate(capacity: 1) }
+        (x, xb, q, k, v) = (placeholder(), placeholder(), placeholder(), placeholder(), placeholder())
+        (attention, hb, hb2, logits) = (placeholder(), placeholder(), placeholder(), placeholder())
+    }
+
+    deinit {
+        for p in [x, xb, q, k, v, attention, hb, hb2, logits] { p.deallocate() }
+    }
+
+    func reserve(tokens n: Int, config c: ModelConfig) {
+        guard n > capacity else { return }
+        for p in [x, xb, q, k, v, attention, hb, hb2] { p.deallocate() }
+        let dim = c.embeddingLength, qDim = c.queryHeads * c.headDim, kvDim = c.kvHeads * c.headDim
+        x = .allocate(capacity: n * dim)
+        xb = .allocate(capacity: n * max(dim, qDim))
+        q = .allocate(capacity: n * qDim)
+        k = .allocate(capacity: n * kvDim)
+        v = .allocate(capacity: n * kvDim)
+        attention = .allocate(capacity: n * qDim)
+        hb = .allocate(capacity: n * c.feedForwardLength)
+        hb2 = .allocate(capacity: n * c.feedForwardLength)
+        capacity = n
+    }
+
+    func reserveLogits(rows: Int, vocabulary: Int) {
+        guard rows * vocabulary > logitsCapacity else { return }
+        logits.deallocate()
+        logits = .allocate(capacity: rows * vocabulary)
+        logitsCapacity = rows * vocabulary
+    }
+}
+
+/// The steps every architecture shares at the ends of its forward pass.
+enum ForwardSteps {
+    /// Token embedding rows into `x` (`[tokens][embeddingLength]`), each multiplied by `scale` when given.
+    static func embed(_ tokens: [Int], embedding: WeightMatrix, config c: ModelConfig, scale: Float?, into x: UnsafeMutablePointer<Float>) {
+        let dim = c.embeddingLength
+        for (t, token) in tokens.enumerated() {
+            precondition(token >= 0 && token < c.vocabularySize, "token id \(token) out of range")
+            dequantize(embedding.type, from: embedding.data + token * embedding.rowBytes, count: dim, into: x + t * dim)
+            if let scale { Ops.scale(x + t * dim, by: scale, count: dim) }
+        }
+    }
+
+    /// Final RMSNorm and unembedding of the requested rows of `x` (`n` tokens), optionally soft-capped.
+    static func logits(_ x: UnsafeMutablePointer<Float>, tokens n: Int, wanted: Logits, norm: UnsafePointer<Float>, output: WeightMatrix,
+                       config c: ModelConfig, state: ForwardState) -> UnsafeBufferPointer<Float> {
+        let dim = c.embeddingLength
+        let first: Int, rows: Int
+        switch wanted {
+        case .none: return UnsafeBufferPointer(start: state.logits, count: 0)
+        case .last: (first, rows) = (n - 1, 1)
+        case .all: (first, rows) = (0, n)
+        }
+        state.reserveLogits(rows: rows, vocabulary: c.vocabularySize)
+        for t in 0..<rows { Ops.rmsNorm(x + (first + t) * dim, weight: norm, epsilon: c.rmsEpsilon, count: dim, output: state.xb + t * dim) }
+        matmul(output, input: state.xb, tokens: rows, output: state.logits, scratch: state.scratch)
+        if let cap = c.finalLogitSoftcap {
+            for i in 0..<(rows * c.vocabularySize) { state.logits[i] = tanhf(state.logits[i] * (1 / cap)) * cap }
+        }
+        return UnsafeBufferPointer(start: state.logits, count: rows * c.vocabularySize)
+    }
+}

@@ -1,0 +1,105 @@
+import CKernels
+
+/// The Qwen 2/2.5 (`qwen2`) and Qwen 3 (`qwen3`) architectures: the weights and the whole forward pass.
+///
+/// Llama's block with three differences, each as llama.cpp applies it: Qwen 2 adds learned biases to Q, K and V
+/// after their projections; Qwen 3 has no biases but RMS-normalises each query and key head (`attn_q_norm`,
+/// `attn_k_norm`) before RoPE; both rotate dimension `i` with `i + d/2` (NeoX RoPE).
+public final class QwenModel: LanguageModel, @unchecked Sendable {
+    public let config: ModelConfig
+    public let file: GGUFFile
+
+    struct Layer {
+        let attentionNorm: UnsafePointer<Float>
+        let query, key, value, attentionOutput: WeightMatrix
+        /// Qwen 2's projection biases.
+        let queryBias, keyBias, valueBias: UnsafePointer<Float>?
+        /// Qwen 3's per-head norms (`headDim` weights each).
+        let queryNorm, keyNorm: UnsafePointer<Float>?
+        let feedForwardNorm: UnsafePointer<Float>
+        let gate, up, down: WeightMatrix
+    }
+
+    let tokenEmbedding: WeightMatrix
+    let layers: [Layer]
+    let outputNorm: UnsafePointer<Float>
+    let output: WeightMatrix
+
+    init(file: GGUFFile, config c: ModelConfig) throws {
+        guard c.architecture == "qwen2" || c.architecture == "qwen3" else {
+            throw GGUFError("QwenModel cannot run architecture '\(c.architecture)'")
+        }
+        config = c
+        self.file = file
+        let dim = c.embeddingLength, kvDim = c.kvHeads * c.headDim, qDim = c.queryHeads * c.headDim, qwen3 = c.architecture == "qwen3"
+        var read = TensorReader(file: file)
+        tokenEmbedding = try read.matrix("token_embd.weight", rows: c.vocabularySize, columns: dim)
+        layers = try (0..<c.layers).map { i in
+            Layer(attentionNorm: try read.vector("blk.\(i).attn_norm.weight", count: dim),
+                  query: try read.matrix("blk.\(i).attn_q.weight", rows: qDim, columns: dim),
+                  key: try read.matrix("blk.\(i).attn_k.weight", rows: kvDim, columns: dim),
+                  value: try read.matrix("blk.\(i).attn_v.weight", rows: kvDim, columns: dim),
+                  attentionOutput: try read.matrix("blk.\(i).attn_output.weight", rows: dim, columns: qDim),
+                  queryBias: try read.optionalVector("blk.\(i).attn_q.bias", count: qDim),
+                  keyBias: try read.optionalVector("blk.\(i).attn_k.bias", count: kvDim),
+                  valueBias: try read.optionalVector("blk.\(i).attn_v.bias", count: kvDim),
+                  queryNorm: qwen3 ? try read.vector("blk.\(i).attn_q_norm.weight", count: c.headDim) : nil,
+                  keyNorm: qwen3 ? try read.vector("blk.\(i).attn_k_norm.weight", count: c.headDim) : nil,
+                  feedForwardNorm: try read.vector("blk.\(i).ffn_norm.weight", count: dim),
+                  gate: try read.matrix("blk.\(i).ffn_gate.weight", rows: c.feedForwardLength, columns: dim),
+                  up: try read.matrix("blk.\(i).ffn_up.weight", rows: c.feedForwardLength, columns: dim),
+                  down: try read.matrix("blk.\(i).ffn_down.weight", rows: dim, columns: c.feedForwardLength))
+        }
+        outputNorm = try read.vector("output_norm.weight", count: dim)
+        output = try read.output(embedding: tokenEmbedding, config: c)
+        try read.checkAllUsed(architecture: c.architecture)
+    }
+
+    public var weightBytesPerToken: Int {
+        weightBytes(perLayer: layers.map { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] },
+                    output: output, embedding: tokenEmbedding)
+    }
+
+    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
+                        state: ForwardState) -> UnsafeBufferPointer<Float> {
+        let n = tokens.count
+        let c = config
+        let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd, ff = c.feedForwardLength
+        precondition(n > 0 && (!decode || n == 1))
+        state.reserve(tokens: n, config: c)
+        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v, attention = state.attention
+        let hb = state.hb, hb2 = state.hb2, scratch = state.scratch
+
+        ForwardSteps.embed(tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
+
+        for (l, layer) in layers.enumerated() {
+            // Attention block.
+            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.attentionNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: scratch)
+            for t in 0..<n {
+                let qt = q + t * qDim, kt = k + t * kvDim, vt = v + t * kvDim
+                if let b = layer.queryBias { Ops.add(qt, b, count: qDim) }
+                if let b = layer.keyBias { Ops.add(kt, b, count: kvDim) }
+                if let b = layer.valueBias { Ops.add(vt, b, count: kvDim) }
+                if let w = layer.queryNorm { Ops.rmsNormRows(qt, rows: c.queryHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
+                if let w = layer.keyNorm { Ops.rmsNormRows(kt, rows: c.kvHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
+                         style: .neox, frequencyScale: c.ropeFrequencyScale)
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
+                         style: .neox, frequencyScale: c.ropeFrequencyScale)
+            }
+            let input = AttentionInput(queries: q, keys: k, values: v, tokens: n, firstPosition: position)
+            if decode { policy.decode(layer: l, input, output: attention) } else { policy.prefill(layer: l, input, output: attention) }
+            matmul(layer.attentionOutput, input: attention, tokens: n, output: xb, scratch: scratch)
+            Ops.add(x, xb, count: n * dim)
+
+            // Feed-forward block (SwiGLU).
+            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.feedForwardNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
+            matmul([layer.gate, layer.up], input: xb, tokens: n, outputs: [hb, hb2], scratch: scratch)
+            rk_swiglu(hb, hb2, Int32(n * ff))
+            matmul(layer.down, input: hb, tokens: n, output: xb, scratch: scratch)
+            Ops.add(x, xb, count: n * dim)
+        }
+        return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
+    }
+}
