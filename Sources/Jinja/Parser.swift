@@ -1,4 +1,4 @@
-// Parser for the Jinja subset behind `ChatTemplate`; grammar and precedence follow jinja2/parser.py.
+// Parser for the Jinja subset this module implements; grammar and precedence follow jinja2/parser.py.
 
 indirect enum JinjaExpr: Sendable {
     case literal(JinjaValue)
@@ -124,8 +124,8 @@ struct JinjaParser {
         return false
     }
 
-    private func fail(_ message: String, _ token: JinjaToken? = nil) -> ChatTemplateError {
-        ChatTemplateError(.syntax, message, line: (token ?? current).line)
+    private func fail(_ message: String, _ token: JinjaToken? = nil) -> TemplateError {
+        TemplateError(.syntax, message, line: (token ?? current).line)
     }
 
     private mutating func expectOp(_ value: String) throws {
@@ -170,7 +170,7 @@ struct JinjaParser {
                 if endNames.isEmpty { return (nodes, nil) }
                 let expected = endNames.sorted().map { "'\($0)'" }.joined(separator: " or ")
                 let open = openBlocks.last.map { " The '\($0.name)' block opened on line \($0.line) is never closed." } ?? ""
-                throw ChatTemplateError(.syntax, "unexpected end of template, expected \(expected).\(open)",
+                throw TemplateError(.syntax, "unexpected end of template, expected \(expected).\(open)",
                                         line: openBlocks.last?.line ?? token.line)
             default:
                 throw fail("unexpected \(token)")
@@ -208,7 +208,7 @@ struct JinjaParser {
             try expectBlockEnd()
             return body
         case "extends", "include", "import", "from", "block", "call", "autoescape", "do", "trans", "pluralize":
-            throw ChatTemplateError(.unsupported, "the '\(token.text)' tag is not supported", line: line)
+            throw TemplateError(.unsupported, "the '\(token.text)' tag is not supported", line: line)
         default:
             if token.text.hasPrefix("end") || token.text == "else" || token.text == "elif" {
                 let open = openBlocks.last.map { "; the innermost open block is '\($0.name)' (line \($0.line))" } ?? ""
@@ -225,7 +225,7 @@ struct JinjaParser {
         var condition: JinjaExpr? = nil
         if skipName("if") { condition = try parseExpression() }
         if isName("recursive") {
-            throw ChatTemplateError(.unsupported, "recursive for loops are not supported", line: line)
+            throw TemplateError(.unsupported, "recursive for loops are not supported", line: line)
         }
         try expectBlockEnd()
         var (body, end) = try parseBody("for", line: line, until: ["endfor", "else"])
@@ -552,7 +552,7 @@ struct JinjaParser {
             let index = try parseExpression()
             if skipOp("]") { return .getitem(object, index) }
             if isOp(",") {
-                throw ChatTemplateError(.unsupported, "tuple subscripts are not supported", line: current.line)
+                throw TemplateError(.unsupported, "tuple subscripts are not supported", line: current.line)
             }
             start = index
         }
@@ -574,7 +574,7 @@ struct JinjaParser {
             if !arguments.positional.isEmpty || !arguments.keyword.isEmpty { try expectOp(",") }
             if isOp(")") { break }
             if isOp("*") || isOp("**") {
-                throw ChatTemplateError(.unsupported, "*args / **kwargs in calls are not supported", line: current.line)
+                throw TemplateError(.unsupported, "*args / **kwargs in calls are not supported", line: current.line)
             }
             if current.kind == .name && nextToken.kind == .op && nextToken.text == "=" {
                 let key = advance().text
@@ -647,14 +647,14 @@ struct JinjaParser {
 func jinjaCheckFilter(_ name: String, line: Int?) throws {
     if jinjaSupportedFilters.contains(name) { return }
     if jinjaUnsupportedFilters.contains(name) {
-        throw ChatTemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
+        throw TemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
     }
-    throw ChatTemplateError(.syntax, "unknown filter '\(name)'", line: line)
+    throw TemplateError(.syntax, "unknown filter '\(name)'", line: line)
 }
 
 func jinjaCheckTest(_ name: String, line: Int?) throws {
     if jinjaSupportedTests.contains(name) { return }
-    throw ChatTemplateError(.syntax, "unknown test '\(name)'", line: line)
+    throw TemplateError(.syntax, "unknown test '\(name)'", line: line)
 }
 
 /// Jinja's compiler rejects unknown filters and tests when it compiles the template, except

@@ -1,7 +1,7 @@
 import Foundation
 
-// Values of the Jinja interpreter behind `ChatTemplate`, with Python's semantics where Jinja
-// inherits them (truthiness, `==`, `str()` / `repr()` of lists and dicts, json.dumps).
+// Values of the interpreter, with Python's semantics where Jinja inherits them (truthiness,
+// `==`, `str()` / `repr()` of lists and dicts, json.dumps).
 
 /// A dict key: Python dicts take any hashable value; templates use strings and sometimes ints.
 enum JinjaKey: Hashable {
@@ -213,7 +213,7 @@ enum JinjaValue: @unchecked Sendable {
         case .dict(let d): return d.keys.map(\.value)
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         case .namespace(let ns): return ns.attributes.keys.map(\.value)
-        default: throw JinjaRenderError("'\(typeName)' object is not iterable")
+        default: throw TemplateError("'\(typeName)' object is not iterable")
         }
     }
 }
@@ -252,7 +252,7 @@ func jinjaCompare(_ a: JinjaValue, _ b: JinjaValue) throws -> Int {
     default:
         if let x = a.integer, let y = b.integer { return x == y ? 0 : (x < y ? -1 : 1) }
         if let x = a.number, let y = b.number { return x == y ? 0 : (x < y ? -1 : 1) }
-        throw JinjaRenderError("'<' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
+        throw TemplateError("'<' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
     }
 }
 
@@ -374,7 +374,7 @@ func pythonJSON(_ value: JinjaValue, _ options: JSONOptions, level: Int = 0) thr
                 + (try pythonJSON($0.1, options, level: level + 1))
         })
     case .namespace, .macro, .builtin, .undefined:
-        throw JinjaRenderError("Object of type \(value.typeName) is not JSON serializable")
+        throw TemplateError("Object of type \(value.typeName) is not JSON serializable")
     }
 }
 
@@ -404,14 +404,4 @@ private func jsonString(_ s: String, ensureASCII: Bool) -> String {
         }
     }
     return out + "\""
-}
-
-/// A render-time failure before it gets a line number.
-struct JinjaRenderError: Error {
-    var message: String
-    var kind: ChatTemplateError.Kind = .render
-    init(_ message: String, kind: ChatTemplateError.Kind = .render) {
-        self.message = message
-        self.kind = kind
-    }
 }

@@ -58,7 +58,7 @@ extension JinjaInterpreter {
             case .undefined: return .array([])
             case .dict(let dict): return .array(dict.items)
             case .namespace(let ns): return .array(ns.attributes.items)
-            default: throw JinjaRenderError("can only get item pairs from a mapping, not \(value.typeName)")
+            default: throw TemplateError("can only get item pairs from a mapping, not \(value.typeName)")
             }
         case "join":
             let a = try bind(["d", "attribute"])
@@ -67,7 +67,7 @@ extension JinjaInterpreter {
             return .string(items.map(\.str).joined(separator: a[0]?.str ?? ""))
         case "replace":
             let a = try bind(["old", "new", "count"])
-            guard let old = a[0], let new = a[1] else { throw JinjaRenderError("replace() needs old and new strings") }
+            guard let old = a[0], let new = a[1] else { throw TemplateError("replace() needs old and new strings") }
             let count = a[2].flatMap { $0.isNone ? nil : $0.integer } ?? -1
             return .string(pythonReplace(value.str, old.str, new.str, count: count))
         case "tojson":
@@ -81,7 +81,7 @@ extension JinjaInterpreter {
             }
             if let separators = a[2], !separators.isNone {
                 let parts = try separators.iterate()
-                guard parts.count == 2 else { throw JinjaRenderError("tojson separators must be a pair") }
+                guard parts.count == 2 else { throw TemplateError("tojson separators must be a pair") }
                 options.itemSeparator = parts[0].str
                 options.keySeparator = parts[1].str
             }
@@ -92,7 +92,7 @@ extension JinjaInterpreter {
             let caseSensitive = a[0]?.truthy ?? false
             let byValue = (a[1]?.str ?? "key") == "value"
             guard case .dict(let dict) = value else {
-                throw JinjaRenderError("dictsort() expects a mapping, got \(value.typeName)")
+                throw TemplateError("dictsort() expects a mapping, got \(value.typeName)")
             }
             var pairs = dict.items
             try sortValues(&pairs, reverse: a[2]?.truthy ?? false) { pair in
@@ -139,12 +139,12 @@ extension JinjaInterpreter {
         case "abs":
             if let i = value.integer { return .int(abs(i)) }
             if case .double(let d) = value { return .double(abs(d)) }
-            throw JinjaRenderError("bad operand type for abs(): '\(value.typeName)'")
+            throw TemplateError("bad operand type for abs(): '\(value.typeName)'")
         case "round":
             let a = try bind(["precision", "method"])
             let precision = a[0]?.integer ?? 0
             let method = a[1]?.str ?? "common"
-            guard let number = value.number else { throw JinjaRenderError("round() needs a number") }
+            guard let number = value.number else { throw TemplateError("round() needs a number") }
             let scale = pow(10.0, Double(precision))
             switch method {
             case "common":
@@ -152,7 +152,7 @@ extension JinjaInterpreter {
                 return .double((number * scale).rounded(.toNearestOrEven) / scale)
             case "ceil": return .double((number * scale).rounded(.up) / scale)
             case "floor": return .double((number * scale).rounded(.down) / scale)
-            default: throw JinjaRenderError("method must be common, ceil or floor")
+            default: throw TemplateError("method must be common, ceil or floor")
             }
         case "int":
             let a = try bind(["default", "base"])
@@ -222,10 +222,10 @@ extension JinjaInterpreter {
                     switch key {
                     case "attribute": attribute = argument
                     case "default": defaultValue = argument
-                    default: throw JinjaRenderError("map() got an unexpected keyword argument '\(key)'")
+                    default: throw TemplateError("map() got an unexpected keyword argument '\(key)'")
                     }
                 }
-                guard let attribute else { throw JinjaRenderError("map() needs a filter name or attribute=") }
+                guard let attribute else { throw TemplateError("map() needs a filter name or attribute=") }
                 return .array(try items.map { item in
                     let mapped = try attributePath(item, attribute)
                     if mapped.isUndefined, let defaultValue { return defaultValue }
@@ -242,7 +242,7 @@ extension JinjaInterpreter {
             var positional = arguments.positional
             var attribute: JinjaValue? = nil
             if byAttribute {
-                guard !positional.isEmpty else { throw JinjaRenderError("\(name)() needs an attribute name") }
+                guard !positional.isEmpty else { throw TemplateError("\(name)() needs an attribute name") }
                 attribute = positional.removeFirst()
             }
             let testName = positional.isEmpty ? nil : positional.removeFirst().str
@@ -254,7 +254,7 @@ extension JinjaInterpreter {
                 return passed == keep
             })
         default:
-            throw JinjaRenderError("unknown filter '\(name)'", kind: .syntax)
+            throw TemplateError("unknown filter '\(name)'", kind: .syntax)
         }
     }
 
@@ -269,14 +269,14 @@ extension JinjaInterpreter {
         case .string(let s): return s.unicodeScalars.count
         case .array(let a): return a.count
         case .dict(let d): return d.count
-        default: throw JinjaRenderError("object of type '\(value.typeName)' has no len()")
+        default: throw TemplateError("object of type '\(value.typeName)' has no len()")
         }
     }
 
     private func filterAdd(_ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
         if let x = a.integer, let y = b.integer { return .int(x + y) }
         if let x = a.number, let y = b.number { return .double(x + y) }
-        throw JinjaRenderError("unsupported operand type(s) for +: '\(a.typeName)' and '\(b.typeName)'")
+        throw TemplateError("unsupported operand type(s) for +: '\(a.typeName)' and '\(b.typeName)'")
     }
 
     /// Jinja's `attribute=` argument: a dotted path, integer parts indexing lists.
@@ -320,7 +320,7 @@ extension JinjaInterpreter {
     func applyTest(_ name: String, _ value: JinjaValue, _ arguments: Arguments) throws -> Bool {
         func argument() throws -> JinjaValue {
             guard let first = arguments.positional.first ?? arguments.keyword.first?.1 else {
-                throw JinjaRenderError("the '\(name)' test needs an argument")
+                throw TemplateError("the '\(name)' test needs an argument")
             }
             return first
         }
@@ -370,11 +370,11 @@ extension JinjaInterpreter {
             default: return false
             }
         case "odd", "even":
-            guard let i = value.integer else { throw JinjaRenderError("the '\(name)' test needs an integer") }
+            guard let i = value.integer else { throw TemplateError("the '\(name)' test needs an integer") }
             return (i % 2 != 0) == (name == "odd")
         case "divisibleby":
             guard let i = value.integer, let n = try argument().integer, n != 0 else {
-                throw JinjaRenderError("divisibleby needs integers")
+                throw TemplateError("divisibleby needs integers")
             }
             return i % n == 0
         case "eq", "equalto", "==": return jinjaEquals(value, try argument())
@@ -402,7 +402,7 @@ extension JinjaInterpreter {
         case "filter": return jinjaSupportedFilters.contains(value.str)
         case "test": return jinjaSupportedTests.contains(value.str)
         default:
-            throw JinjaRenderError("unknown test '\(name)'", kind: .syntax)
+            throw TemplateError("unknown test '\(name)'", kind: .syntax)
         }
     }
 
@@ -420,7 +420,7 @@ extension JinjaInterpreter {
             case "split", "rsplit":
                 let a = try bind(["sep", "maxsplit"])
                 let separator = try optionalString(a[0])
-                if separator == "" { throw JinjaRenderError("empty separator") }
+                if separator == "" { throw TemplateError("empty separator") }
                 let parts = pythonSplit(s, separator: separator, maxSplit: a[1]?.integer ?? -1, fromRight: name == "rsplit")
                 return .array(parts.map { .string($0) })
             case "splitlines":
@@ -431,12 +431,12 @@ extension JinjaInterpreter {
             case "capitalize": return .string(pythonCapitalize(s))
             case "startswith", "endswith":
                 let a = try bind(["prefix"])
-                guard let affix = a[0] else { throw JinjaRenderError("\(name)() takes at least 1 argument") }
+                guard let affix = a[0] else { throw TemplateError("\(name)() takes at least 1 argument") }
                 let candidates: [JinjaValue]
                 if case .array(let items) = affix { candidates = items } else { candidates = [affix] }
                 return .bool(try candidates.contains { candidate in
                     guard case .string(let c) = candidate else {
-                        throw JinjaRenderError("\(name) first arg must be str or a tuple of str")
+                        throw TemplateError("\(name) first arg must be str or a tuple of str")
                     }
                     let scalars = Array(s.unicodeScalars), affixScalars = Array(c.unicodeScalars)
                     return name == "startswith" ? scalars.starts(with: affixScalars)
@@ -444,11 +444,11 @@ extension JinjaInterpreter {
                 })
             case "replace":
                 let a = try bind(["old", "new", "count"])
-                guard let old = a[0], let new = a[1] else { throw JinjaRenderError("replace() takes at least 2 arguments") }
+                guard let old = a[0], let new = a[1] else { throw TemplateError("replace() takes at least 2 arguments") }
                 return .string(pythonReplace(s, old.str, new.str, count: a[2]?.integer ?? -1))
             case "find", "rfind", "count", "index", "rindex":
                 let a = try bind(["sub"])
-                guard case .string(let needle)? = a[0] else { throw JinjaRenderError("\(name)() needs a string") }
+                guard case .string(let needle)? = a[0] else { throw TemplateError("\(name)() needs a string") }
                 let hay = Array(s.unicodeScalars), sub = Array(needle.unicodeScalars)
                 var positions: [Int] = []
                 var i = 0
@@ -467,7 +467,7 @@ extension JinjaInterpreter {
                 case "rfind": return .int(positions.last ?? -1)
                 default:
                     guard let found = name == "index" ? positions.first : positions.last else {
-                        throw JinjaRenderError("substring not found")
+                        throw TemplateError("substring not found")
                     }
                     return .int(found)
                 }
@@ -476,7 +476,7 @@ extension JinjaInterpreter {
                 let items = try (a[0] ?? .array([])).iterate()
                 return .string(try items.map { item -> String in
                     guard case .string(let text) = item else {
-                        throw JinjaRenderError("sequence item: expected str instance, \(item.typeName) found")
+                        throw TemplateError("sequence item: expected str instance, \(item.typeName) found")
                     }
                     return text
                 }.joined(separator: s))
@@ -505,11 +505,11 @@ extension JinjaInterpreter {
                 guard let key = a[0].flatMap(JinjaKey.init) else { return a[1] ?? .null }
                 return dict[key] ?? a[1] ?? .null
             case "cycle" where dict["index0"] != nil && dict["revindex0"] != nil:
-                guard !arguments.positional.isEmpty else { throw JinjaRenderError("no items for cycling given") }
+                guard !arguments.positional.isEmpty else { throw TemplateError("no items for cycling given") }
                 let index = dict["index0"]!.integer!
                 return arguments.positional[index % arguments.positional.count]
             case "pop", "update", "setdefault", "clear", "popitem":
-                throw JinjaRenderError("the template tried to modify a dict with '\(name)', which the immutable "
+                throw TemplateError("the template tried to modify a dict with '\(name)', which the immutable "
                                        + "sandbox forbids", kind: .render)
             default: return nil
             }
@@ -518,14 +518,14 @@ extension JinjaInterpreter {
             case "index":
                 let a = try bind(["value"])
                 guard let found = items.firstIndex(where: { jinjaEquals($0, a[0] ?? .null) }) else {
-                    throw JinjaRenderError("value is not in list")
+                    throw TemplateError("value is not in list")
                 }
                 return .int(found)
             case "count":
                 let a = try bind(["value"])
                 return .int(items.filter { jinjaEquals($0, a[0] ?? .null) }.count)
             case "append", "pop", "extend", "insert", "remove", "sort", "reverse", "clear":
-                throw JinjaRenderError("the template tried to modify a list with '\(name)', which the immutable "
+                throw TemplateError("the template tried to modify a list with '\(name)', which the immutable "
                                        + "sandbox forbids", kind: .render)
             default: return nil
             }
@@ -691,7 +691,7 @@ func pythonFormat(_ format: String, _ arguments: JinjaInterpreter.Arguments) thr
     var autoIndex = 0
     while let c = chars.popFirst() {
         if c == "}" {
-            guard chars.first == "}" else { throw JinjaRenderError("Single '}' encountered in format string") }
+            guard chars.first == "}" else { throw TemplateError("Single '}' encountered in format string") }
             chars.removeFirst()
             out += "}"
             continue
@@ -708,19 +708,19 @@ func pythonFormat(_ format: String, _ arguments: JinjaInterpreter.Arguments) thr
         var field = ""
         while let d = chars.popFirst(), d != "}" { field.append(d) }
         if field.contains(":") || field.contains("!") {
-            throw JinjaRenderError("format specs in str.format are not supported", kind: .unsupported)
+            throw TemplateError("format specs in str.format are not supported", kind: .unsupported)
         }
         let value: JinjaValue
         if field.isEmpty {
-            guard autoIndex < arguments.positional.count else { throw JinjaRenderError("Replacement index out of range") }
+            guard autoIndex < arguments.positional.count else { throw TemplateError("Replacement index out of range") }
             value = arguments.positional[autoIndex]
             autoIndex += 1
         } else if let index = Int(field) {
-            guard index < arguments.positional.count else { throw JinjaRenderError("Replacement index out of range") }
+            guard index < arguments.positional.count else { throw TemplateError("Replacement index out of range") }
             value = arguments.positional[index]
         } else {
             guard let named = arguments.keyword.first(where: { $0.0 == field })?.1 else {
-                throw JinjaRenderError("KeyError: '\(field)'")
+                throw TemplateError("KeyError: '\(field)'")
             }
             value = named
         }

@@ -51,11 +51,7 @@ struct JinjaInterpreter {
         let root = JinjaFrame(parent: globals)
         root.variables = variables
         var out = ""
-        do {
-            try execute(nodes, root, &out)
-        } catch let error as JinjaRenderError {
-            throw ChatTemplateError(error.kind, error.message)
-        }
+        try execute(nodes, root, &out)
         return out
     }
 
@@ -69,9 +65,7 @@ struct JinjaInterpreter {
     private func execute(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
         do {
             try run(node, frame, &out)
-        } catch let error as JinjaRenderError {
-            throw ChatTemplateError(error.kind, error.message, line: node.line)
-        } catch var error as ChatTemplateError where error.line == nil {
+        } catch var error as TemplateError where error.line == nil {
             error.line = node.line
             throw error
         }
@@ -122,7 +116,7 @@ struct JinjaInterpreter {
                         _ body: [JinjaNode], _ otherwise: [JinjaNode], _ frame: JinjaFrame,
                         _ out: inout String) throws {
         let iterable = try eval(iterableExpr, frame)
-        if iterable.isNone { throw JinjaRenderError("'NoneType' object is not iterable") }
+        if iterable.isNone { throw TemplateError("'NoneType' object is not iterable") }
         var items = try iterable.iterate()
         if let condition {
             items = try items.filter { item in
@@ -165,14 +159,14 @@ struct JinjaInterpreter {
         case .tuple(let names):
             let items = try value.iterate()
             guard items.count == names.count else {
-                throw JinjaRenderError(items.count < names.count
+                throw TemplateError(items.count < names.count
                     ? "not enough values to unpack (expected \(names.count), got \(items.count))"
                     : "too many values to unpack (expected \(names.count))")
             }
             for (name, item) in zip(names, items) { frame.variables[name] = item }
         case .attribute(let objectName, let attribute):
             guard case .namespace(let namespace)? = frame.lookup(objectName) else {
-                throw JinjaRenderError("cannot assign attribute on non-namespace object '\(objectName)'")
+                throw TemplateError("cannot assign attribute on non-namespace object '\(objectName)'")
             }
             namespace.attributes[attribute] = value
         }
@@ -192,7 +186,7 @@ struct JinjaInterpreter {
             var dict = JinjaDict()
             for (keyExpr, valueExpr) in pairs {
                 let key = try eval(keyExpr, frame)
-                guard let hashable = JinjaKey(key) else { throw JinjaRenderError("unhashable type: '\(key.typeName)'") }
+                guard let hashable = JinjaKey(key) else { throw TemplateError("unhashable type: '\(key.typeName)'") }
                 dict[hashable] = try eval(valueExpr, frame)
             }
             return .dict(dict)
@@ -207,7 +201,7 @@ struct JinjaInterpreter {
                 let value = try eval(e, frame)
                 if value.isNone { return nil }
                 guard let i = value.integer else {
-                    throw JinjaRenderError("slice indices must be integers or None")
+                    throw TemplateError("slice indices must be integers or None")
                 }
                 return i
             }
@@ -232,13 +226,13 @@ struct JinjaInterpreter {
             try failIfUndefined(value)
             if let i = value.integer { return .int(-i) }
             if case .double(let d) = value { return .double(-d) }
-            throw JinjaRenderError("bad operand type for unary -: '\(value.typeName)'")
+            throw TemplateError("bad operand type for unary -: '\(value.typeName)'")
         case .plus(let valueExpr):
             let value = try eval(valueExpr, frame)
             try failIfUndefined(value)
             if let i = value.integer { return .int(i) }
             if case .double = value { return value }
-            throw JinjaRenderError("bad operand type for unary +: '\(value.typeName)'")
+            throw TemplateError("bad operand type for unary +: '\(value.typeName)'")
         case .binary(let op, let leftExpr, let rightExpr):
             return try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
         case .and(let leftExpr, let rightExpr):
@@ -269,15 +263,15 @@ struct JinjaInterpreter {
         /// Python-style binding of `parameters` (in order) from positional then keyword arguments.
         func bind(_ function: String, _ parameters: [String]) throws -> [JinjaValue?] {
             guard positional.count <= parameters.count else {
-                throw JinjaRenderError("\(function)() takes at most \(parameters.count) arguments (\(positional.count) given)")
+                throw TemplateError("\(function)() takes at most \(parameters.count) arguments (\(positional.count) given)")
             }
             var bound: [JinjaValue?] = positional.map { $0 } + Array(repeating: nil, count: parameters.count - positional.count)
             for (key, value) in keyword {
                 guard let index = parameters.firstIndex(of: key) else {
-                    throw JinjaRenderError("\(function)() got an unexpected keyword argument '\(key)'")
+                    throw TemplateError("\(function)() got an unexpected keyword argument '\(key)'")
                 }
                 if bound[index] != nil {
-                    throw JinjaRenderError("\(function)() got multiple values for argument '\(key)'")
+                    throw TemplateError("\(function)() got multiple values for argument '\(key)'")
                 }
                 bound[index] = value
             }
@@ -291,14 +285,14 @@ struct JinjaInterpreter {
     }
 
     func failIfUndefined(_ value: JinjaValue) throws {
-        if case .undefined(let message) = value { throw JinjaRenderError(message) }
+        if case .undefined(let message) = value { throw TemplateError(message) }
     }
 
     /// `object.name`: Jinja tries the attribute, then the item.
     func getAttribute(_ object: JinjaValue, _ name: String) throws -> JinjaValue {
         switch object {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .dict(let dict):
             return dict[name] ?? .undefined("'dict object' has no attribute '\(name)'")
         case .namespace(let namespace):
@@ -312,7 +306,7 @@ struct JinjaInterpreter {
     func getItem(_ object: JinjaValue, _ key: JinjaValue) throws -> JinjaValue {
         switch (object, key) {
         case (.undefined(let message), _):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case (.dict(let dict), _) where JinjaKey(key).map { dict[$0] != nil } ?? false:
             return dict[JinjaKey(key)!]!
         case (.array(let items), _) where key.integer != nil:
@@ -336,7 +330,7 @@ struct JinjaInterpreter {
     private func slice(_ object: JinjaValue, _ start: Int?, _ stop: Int?, _ step: Int?) throws -> JinjaValue {
         func indices(_ count: Int) throws -> [Int] {
             let step = step ?? 1
-            guard step != 0 else { throw JinjaRenderError("slice step cannot be zero") }
+            guard step != 0 else { throw TemplateError("slice step cannot be zero") }
             func clamp(_ value: Int?, _ defaultValue: Int, low: Int, high: Int) -> Int {
                 guard var v = value else { return defaultValue }
                 if v < 0 { v += count }
@@ -352,7 +346,7 @@ struct JinjaInterpreter {
         }
         switch object {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .array(let items):
             return .array(try indices(items.count).map { items[$0] })
         case .string(let text):
@@ -371,10 +365,10 @@ struct JinjaInterpreter {
         if op == "~" { return .string(left.str + right.str) }
         try failIfUndefined(left)
         try failIfUndefined(right)
-        func unsupported() -> JinjaRenderError {
-            JinjaRenderError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
+        func unsupported() -> TemplateError {
+            TemplateError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
         }
-        func overflow() -> JinjaRenderError { JinjaRenderError("integer overflow in '\(op)'") }
+        func overflow() -> TemplateError { TemplateError("integer overflow in '\(op)'") }
         switch op {
         case "+":
             switch (left, right) {
@@ -387,7 +381,7 @@ struct JinjaInterpreter {
                     return .int(sum)
                 }
                 if let a = left.number, let b = right.number { return .double(a + b) }
-                if case .string = left { throw JinjaRenderError("can only concatenate str (not \"\(right.typeName)\") to str") }
+                if case .string = left { throw TemplateError("can only concatenate str (not \"\(right.typeName)\") to str") }
                 throw unsupported()
             }
         case "-":
@@ -418,26 +412,26 @@ struct JinjaInterpreter {
             }
         case "/":
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("division by zero") }
+            guard b != 0 else { throw TemplateError("division by zero") }
             return .double(a / b)
         case "//":
             if let a = left.integer, let b = right.integer {
-                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
+                guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
                 let q = a / b
                 return .int((a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("float floor division by zero") }
+            guard b != 0 else { throw TemplateError("float floor division by zero") }
             return .double((a / b).rounded(.down))
         case "%":
             if case .string(let format) = left { return .string(try percentFormat(format, right)) }
             if let a = left.integer, let b = right.integer {
-                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
+                guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
                 let r = a % b
                 return .int((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("float modulo") }
+            guard b != 0 else { throw TemplateError("float modulo") }
             let r = a.truncatingRemainder(dividingBy: b)
             return .double((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
         case "**":
@@ -453,7 +447,7 @@ struct JinjaInterpreter {
             guard let a = left.number, let b = right.number else { throw unsupported() }
             return .double(pow(a, b))
         default:
-            throw JinjaRenderError("unknown operator '\(op)'")
+            throw TemplateError("unknown operator '\(op)'")
         }
     }
 
@@ -468,27 +462,27 @@ struct JinjaInterpreter {
                 out.append(c)
                 continue
             }
-            guard let conversion = chars.popFirst() else { throw JinjaRenderError("incomplete format") }
+            guard let conversion = chars.popFirst() else { throw TemplateError("incomplete format") }
             if conversion == "%" {
                 out += "%"
                 continue
             }
-            guard !arguments.isEmpty else { throw JinjaRenderError("not enough arguments for format string") }
+            guard !arguments.isEmpty else { throw TemplateError("not enough arguments for format string") }
             let argument = arguments.removeFirst()
             switch conversion {
             case "s": out += argument.str
             case "r": out += argument.repr
             case "d", "i":
-                guard let n = argument.number else { throw JinjaRenderError("%d format: a real number is required") }
+                guard let n = argument.number else { throw TemplateError("%d format: a real number is required") }
                 out += String(Int(n.rounded(.towardZero)))
             case "f":
-                guard let n = argument.number else { throw JinjaRenderError("%f format: a real number is required") }
+                guard let n = argument.number else { throw TemplateError("%f format: a real number is required") }
                 out += String(format: "%f", n)
             default:
-                throw JinjaRenderError("the '%\(conversion)' format is not supported", kind: .unsupported)
+                throw TemplateError("the '%\(conversion)' format is not supported", kind: .unsupported)
             }
         }
-        if !arguments.isEmpty { throw JinjaRenderError("not all arguments converted during string formatting") }
+        if !arguments.isEmpty { throw TemplateError("not all arguments converted during string formatting") }
         return out
     }
 
@@ -516,7 +510,7 @@ struct JinjaInterpreter {
         case .undefined: return false
         case .string(let text):
             guard case .string(let needle) = item else {
-                throw JinjaRenderError("'in <string>' requires string as left operand, not \(item.typeName)")
+                throw TemplateError("'in <string>' requires string as left operand, not \(item.typeName)")
             }
             return needle.isEmpty || text.contains(needle)
         case .array(let items): return items.contains { jinjaEquals($0, item) }
@@ -526,7 +520,7 @@ struct JinjaInterpreter {
             if case .string(let key) = item { return namespace.attributes[key] != nil }
             return false
         default:
-            throw JinjaRenderError("argument of type '\(container.typeName)' is not iterable")
+            throw TemplateError("argument of type '\(container.typeName)' is not iterable")
         }
     }
 
@@ -535,26 +529,26 @@ struct JinjaInterpreter {
     func call(_ callee: JinjaValue, _ arguments: Arguments) throws -> JinjaValue {
         switch callee {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .macro(let macro):
             return try callMacro(macro, arguments)
         case .builtin(let name):
             return try callBuiltin(name, arguments)
         default:
-            throw JinjaRenderError("'\(callee.typeName)' object is not callable")
+            throw TemplateError("'\(callee.typeName)' object is not callable")
         }
     }
 
     private func callMacro(_ macro: JinjaMacro, _ arguments: Arguments) throws -> JinjaValue {
         guard calls.depth < Self.maxMacroDepth else {
-            throw JinjaRenderError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
+            throw TemplateError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
         }
         calls.depth += 1
         defer { calls.depth -= 1 }
         let frame = JinjaFrame(parent: macro.closure)
         let names = macro.parameters.map(\.name)
         guard arguments.positional.count <= names.count else {
-            throw JinjaRenderError("macro '\(macro.name)' takes not more than \(names.count) argument(s)")
+            throw TemplateError("macro '\(macro.name)' takes not more than \(names.count) argument(s)")
         }
         let bound = try arguments.bind("macro '\(macro.name)'", names)
         for (parameter, value) in zip(macro.parameters, bound) {
@@ -575,28 +569,28 @@ struct JinjaInterpreter {
         switch name {
         case "raise_exception":
             let message = arguments.positional.first ?? arguments.keyword.first?.1 ?? .string("")
-            throw JinjaRenderError(message.str, kind: .raised)
+            throw TemplateError(message.str, kind: .raised)
         case "range":
             guard arguments.keyword.isEmpty, (1...3).contains(arguments.positional.count) else {
-                throw JinjaRenderError("range() expects 1 to 3 integer arguments")
+                throw TemplateError("range() expects 1 to 3 integer arguments")
             }
             let ints = try arguments.positional.map { value -> Int in
                 guard let i = value.integer else {
-                    throw JinjaRenderError("'\(value.typeName)' object cannot be interpreted as an integer")
+                    throw TemplateError("'\(value.typeName)' object cannot be interpreted as an integer")
                 }
                 return i
             }
             let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
-            guard step != 0 else { throw JinjaRenderError("range() arg 3 must not be zero") }
+            guard step != 0 else { throw TemplateError("range() arg 3 must not be zero") }
             if (step > 0 && start >= stop) || (step < 0 && start <= stop) { return .array([]) }
             let values = Array(stride(from: start, to: stop, by: step))
-            guard values.count <= 100_000 else { throw JinjaRenderError("range too big, maximum size is 100000") }
+            guard values.count <= 100_000 else { throw TemplateError("range too big, maximum size is 100000") }
             return .array(values.map { .int($0) })
         case "namespace", "dict":
             var attributes = JinjaDict()
             for value in arguments.positional {
                 guard case .dict(let dict) = value else {
-                    throw JinjaRenderError("\(name)() positional argument must be a dict")
+                    throw TemplateError("\(name)() positional argument must be a dict")
                 }
                 for (key, item) in dict.pairs { attributes[key] = item }
             }
@@ -604,11 +598,11 @@ struct JinjaInterpreter {
             return name == "dict" ? .dict(attributes) : .namespace(JinjaNamespace(attributes))
         case "strftime_now":
             guard case .string(let format)? = arguments.positional.first else {
-                throw JinjaRenderError("strftime_now() expects a format string")
+                throw TemplateError("strftime_now() expects a format string")
             }
             return .string(strftime(format))
         default:
-            throw JinjaRenderError("'\(name)' is undefined")
+            throw TemplateError("'\(name)' is undefined")
         }
     }
 
