@@ -45,9 +45,7 @@ struct JinjaInterpreter {
 
     func render(_ nodes: [JinjaNode], variables: [String: JinjaValue]) throws -> String {
         let globals = JinjaFrame(parent: nil)
-        for name in ["range", "namespace", "dict", "raise_exception", "strftime_now"] {
-            globals.variables[name] = .builtin(name)
-        }
+        for name in Self.globals.keys { globals.variables[name] = .builtin(name) }
         let root = JinjaFrame(parent: globals)
         root.variables = variables
         var out = ""
@@ -256,31 +254,8 @@ struct JinjaInterpreter {
         }
     }
 
-    struct Arguments {
-        var positional: [JinjaValue] = []
-        var keyword: [(String, JinjaValue)] = []
-
-        /// Python-style binding of `parameters` (in order) from positional then keyword arguments.
-        func bind(_ function: String, _ parameters: [String]) throws -> [JinjaValue?] {
-            guard positional.count <= parameters.count else {
-                throw TemplateError("\(function)() takes at most \(parameters.count) arguments (\(positional.count) given)")
-            }
-            var bound: [JinjaValue?] = positional.map { $0 } + Array(repeating: nil, count: parameters.count - positional.count)
-            for (key, value) in keyword {
-                guard let index = parameters.firstIndex(of: key) else {
-                    throw TemplateError("\(function)() got an unexpected keyword argument '\(key)'")
-                }
-                if bound[index] != nil {
-                    throw TemplateError("\(function)() got multiple values for argument '\(key)'")
-                }
-                bound[index] = value
-            }
-            return bound
-        }
-    }
-
-    private func evalArguments(_ arguments: JinjaArguments, _ frame: JinjaFrame) throws -> Arguments {
-        Arguments(positional: try arguments.positional.map { try eval($0, frame) },
+    func evalArguments(_ arguments: JinjaArguments, _ frame: JinjaFrame) throws -> JinjaCallArguments {
+        JinjaCallArguments(positional: try arguments.positional.map { try eval($0, frame) },
                   keyword: try arguments.keyword.map { ($0.0, try eval($0.1, frame)) })
     }
 
@@ -526,20 +501,21 @@ struct JinjaInterpreter {
 
     // MARK: - Calls
 
-    func call(_ callee: JinjaValue, _ arguments: Arguments) throws -> JinjaValue {
+    func call(_ callee: JinjaValue, _ arguments: JinjaCallArguments) throws -> JinjaValue {
         switch callee {
         case .undefined(let message):
             throw TemplateError(message)
         case .macro(let macro):
             return try callMacro(macro, arguments)
         case .builtin(let name):
-            return try callBuiltin(name, arguments)
+            guard let function = Self.globals[name] else { throw TemplateError("'\(name)' is undefined") }
+            return try function.call(self, name, (), arguments)
         default:
             throw TemplateError("'\(callee.typeName)' object is not callable")
         }
     }
 
-    private func callMacro(_ macro: JinjaMacro, _ arguments: Arguments) throws -> JinjaValue {
+    private func callMacro(_ macro: JinjaMacro, _ arguments: JinjaCallArguments) throws -> JinjaValue {
         guard calls.depth < Self.maxMacroDepth else {
             throw TemplateError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
         }
@@ -563,57 +539,6 @@ struct JinjaInterpreter {
         var out = ""
         try execute(macro.body, frame, &out)
         return .string(out)
-    }
-
-    private func callBuiltin(_ name: String, _ arguments: Arguments) throws -> JinjaValue {
-        switch name {
-        case "raise_exception":
-            let message = arguments.positional.first ?? arguments.keyword.first?.1 ?? .string("")
-            throw TemplateError(message.str, kind: .raised)
-        case "range":
-            guard arguments.keyword.isEmpty, (1...3).contains(arguments.positional.count) else {
-                throw TemplateError("range() expects 1 to 3 integer arguments")
-            }
-            let ints = try arguments.positional.map { value -> Int in
-                guard let i = value.integer else {
-                    throw TemplateError("'\(value.typeName)' object cannot be interpreted as an integer")
-                }
-                return i
-            }
-            let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
-            guard step != 0 else { throw TemplateError("range() arg 3 must not be zero") }
-            if (step > 0 && start >= stop) || (step < 0 && start <= stop) { return .array([]) }
-            let values = Array(stride(from: start, to: stop, by: step))
-            guard values.count <= 100_000 else { throw TemplateError("range too big, maximum size is 100000") }
-            return .array(values.map { .int($0) })
-        case "namespace", "dict":
-            var attributes = JinjaDict()
-            for value in arguments.positional {
-                guard case .dict(let dict) = value else {
-                    throw TemplateError("\(name)() positional argument must be a dict")
-                }
-                for (key, item) in dict.pairs { attributes[key] = item }
-            }
-            for (key, value) in arguments.keyword { attributes[key] = value }
-            return name == "dict" ? .dict(attributes) : .namespace(JinjaNamespace(attributes))
-        case "strftime_now":
-            guard case .string(let format)? = arguments.positional.first else {
-                throw TemplateError("strftime_now() expects a format string")
-            }
-            return .string(strftime(format))
-        default:
-            throw TemplateError("'\(name)' is undefined")
-        }
-    }
-
-    /// `datetime.now().strftime(format)` in the local time zone, at `now`.
-    private func strftime(_ format: String) -> String {
-        var seconds = time_t(now.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 512)
-        let count = Foundation.strftime(&buffer, buffer.count, format, &parts)
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

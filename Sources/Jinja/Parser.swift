@@ -58,24 +58,10 @@ indirect enum JinjaNode: Sendable {
     case continueLoop(line: Int)
 }
 
-/// Filters and tests that this interpreter implements (checked at parse time, as Jinja does).
-let jinjaSupportedFilters: Set<String> = [
-    "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float", "indent", "int",
-    "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace",
-    "reverse", "round", "safe", "select", "selectattr", "sort", "string", "sum", "title", "tojson", "trim", "unique",
-    "upper", "wordcount",
-]
-
 /// Jinja's other builtin filters: valid Jinja, but not implemented here.
 let jinjaUnsupportedFilters: Set<String> = [
     "batch", "center", "filesizeformat", "forceescape", "format", "groupby", "pprint", "random", "slice",
     "striptags", "truncate", "urlencode", "urlize", "wordwrap", "xmlattr",
-]
-
-let jinjaSupportedTests: Set<String> = [
-    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "even", "false", "filter", "float", "ge", "gt",
-    "greaterthan", "in", "integer", "iterable", "le", "lower", "lessthan", "lt", "mapping", "ne", "none", "number",
-    "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper", "==", "!=", "<", "<=", ">", ">=",
 ]
 
 struct JinjaParser {
@@ -645,7 +631,7 @@ struct JinjaParser {
 /// Throws the error Jinja gives for a filter or test this interpreter lacks: a syntax error
 /// for names Jinja does not know either, `.unsupported` for Jinja builtins left out here.
 func jinjaCheckFilter(_ name: String, line: Int?) throws {
-    if jinjaSupportedFilters.contains(name) { return }
+    if JinjaInterpreter.filters[name] != nil { return }
     if jinjaUnsupportedFilters.contains(name) {
         throw TemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
     }
@@ -653,7 +639,7 @@ func jinjaCheckFilter(_ name: String, line: Int?) throws {
 }
 
 func jinjaCheckTest(_ name: String, line: Int?) throws {
-    if jinjaSupportedTests.contains(name) { return }
+    if JinjaInterpreter.tests[name] != nil { return }
     throw TemplateError(.syntax, "unknown test '\(name)'", line: line)
 }
 
