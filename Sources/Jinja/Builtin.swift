@@ -38,10 +38,13 @@ struct BuiltinCall<Subject> {
     /// Parameter `index`, nil when not given.
     subscript(_ index: Int) -> JinjaValue? { bound[index] }
 
+    /// Python `str(value)`.
+    func str(_ value: JinjaValue) throws -> String { try interpreter.str(value) }
+
     /// Parameter `index` as a string; nil when not given or none.
-    func string(_ index: Int) -> String? {
+    func string(_ index: Int) throws -> String? {
         guard let value = bound[index], !value.isNone else { return nil }
-        return value.str
+        return try str(value)
     }
 
     /// Parameter `index` as a flag (false when not given).
@@ -68,11 +71,29 @@ struct Builtin<Subject, Result>: Sendable {
         self.body = body
     }
 
+    /// Calls the built-in, charging the render for the strings it reads and the value it builds.
     func call(_ interpreter: JinjaInterpreter, _ name: String, _ subject: Subject,
               _ arguments: JinjaCallArguments) throws -> Result {
+        let budget = interpreter.budget
+        let read: [Any] = [subject] + arguments.positional + arguments.keyword.map(\.1)
+        try budget.charge(read.reduce(0) { $0 + Self.readingCost($1) })
         let bound = try parameters.map { try arguments.bind(name, $0) } ?? []
-        return try body(BuiltinCall(interpreter: interpreter, name: name, subject: subject, arguments: arguments,
-                                    bound: bound))
+        try budget.enter()
+        defer { budget.leave() }
+        let result = try body(BuiltinCall(interpreter: interpreter, name: name, subject: subject, arguments: arguments,
+                                          bound: bound))
+        if let value = result as? JinjaValue { try budget.charge(building: value) }
+        return result
+    }
+
+    /// Steps for reading `value` when it is a string (built-ins may walk strings; lists and dicts
+    /// they walk are charged as they are compared or built).
+    private static func readingCost(_ value: Any) -> Int {
+        switch value {
+        case let text as String: return RenderBudget.cost(of: .string(text))
+        case let value as JinjaValue: if case .string = value { return RenderBudget.cost(of: value) } else { return 0 }
+        default: return 0
+        }
     }
 }
 

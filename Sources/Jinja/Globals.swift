@@ -9,7 +9,7 @@ extension JinjaInterpreter {
     static let globals: [String: JinjaGlobal] = [
         "raise_exception": JinjaGlobal { c in
             let message = c.arguments.positional.first ?? c.arguments.keyword.first?.1 ?? .string("")
-            throw TemplateError(message.str, kind: .raised)
+            throw TemplateError(try c.str(message), kind: .raised)
         },
         "range": JinjaGlobal { c in
             guard c.arguments.keyword.isEmpty, (1...3).contains(c.arguments.positional.count) else {
@@ -24,12 +24,23 @@ extension JinjaInterpreter {
             let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
             guard step != 0 else { throw TemplateError("range() arg 3 must not be zero") }
             if (step > 0 && start >= stop) || (step < 0 && start <= stop) { return .array([]) }
-            let values = Array(stride(from: start, to: stop, by: step))
-            guard values.count <= 100_000 else { throw TemplateError("range too big, maximum size is 100000") }
-            return .array(values.map { .int($0) })
+            // The length; a span that overflows Int is far too long anyway.
+            let (span, overflow) = step > 0 ? stop.subtractingReportingOverflow(start) : start.subtractingReportingOverflow(stop)
+            let length = overflow ? .max : (span.magnitude - 1) / step.magnitude + 1
+            let maximum = c.interpreter.budget.limits.maxListLength
+            guard length <= maximum else { throw TemplateError("range too big, maximum size is \(maximum)", kind: .limit) }
+            return .array(stride(from: start, to: stop, by: step).map { .int($0) })
         },
-        "namespace": JinjaGlobal { .namespace(JinjaNamespace(try mergedDict($0))) },
-        "dict": JinjaGlobal { .dict(try mergedDict($0)) },
+        "namespace": JinjaGlobal { c in
+            let namespace = JinjaNamespace(try mergedDict(c))
+            c.interpreter.budget.keep(namespace)
+            return .namespace(namespace)
+        },
+        "dict": JinjaGlobal { c in
+            let dict = try mergedDict(c)
+            try c.interpreter.budget.checkNesting(of: dict.values)
+            return .dict(dict)
+        },
         "strftime_now": JinjaGlobal { c in
             guard case .string(let format)? = c.arguments.positional.first else {
                 throw TemplateError("strftime_now() expects a format string")

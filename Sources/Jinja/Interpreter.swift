@@ -29,18 +29,12 @@ private enum JinjaLoopControl: Error {
 
 struct JinjaInterpreter {
     let now: Date
-    /// Macro call depth, shared by copies of the interpreter during one render.
-    private let calls = CallDepth()
+    /// What this render has used of its limits, shared by copies of the interpreter.
+    let budget: RenderBudget
 
-    /// Python stops runaway recursion (recursive macros) at about 1000 frames; so do we, sooner.
-    static let maxMacroDepth = 256
-
-    private final class CallDepth {
-        var depth = 0
-    }
-
-    init(now: Date) {
+    init(now: Date, limits: Limits) {
         self.now = now
+        self.budget = RenderBudget(limits)
     }
 
     func render(_ nodes: [JinjaNode], variables: [String: JinjaValue]) throws -> String {
@@ -48,6 +42,7 @@ struct JinjaInterpreter {
         for name in Self.globals.keys { globals.variables[name] = .builtin(name) }
         let root = JinjaFrame(parent: globals)
         root.variables = variables
+        defer { budget.finish() }
         var out = ""
         try execute(nodes, root, &out)
         return out
@@ -62,7 +57,11 @@ struct JinjaInterpreter {
     /// Runs one node, attaching its line to errors raised inside it that have none yet.
     private func execute(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
         do {
+            try budget.charge()
+            try budget.enter()
+            defer { budget.leave() }
             try run(node, frame, &out)
+            try budget.checkLength(of: out)
         } catch var error as TemplateError where error.line == nil {
             error.line = node.line
             throw error
@@ -74,7 +73,7 @@ struct JinjaInterpreter {
         case .text(let text):
             out += text
         case .output(let expr, _):
-            out += try eval(expr, frame).str
+            out += try str(try eval(expr, frame))
         case .ifChain(let branches, let otherwise, _):
             for (condition, body) in branches where try eval(condition, frame).truthy {
                 try execute(body, frame, &out)
@@ -92,6 +91,7 @@ struct JinjaInterpreter {
             for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
             try assign(target, value, frame)
         case .macro(let name, let parameters, let body):
+            budget.keep(macroFrame: frame)
             frame.variables[name] = .macro(JinjaMacro(name: name, parameters: parameters, body: body, closure: frame))
         case .with(let assignments, let body, _):
             let inner = JinjaFrame(parent: frame)
@@ -102,7 +102,7 @@ struct JinjaInterpreter {
             try execute(body, JinjaFrame(parent: frame), &captured)
             var value = JinjaValue.string(captured)
             for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
-            out += value.str
+            out += try str(value)
         case .breakLoop:
             throw JinjaLoopControl.breakLoop
         case .continueLoop:
@@ -139,6 +139,8 @@ struct JinjaInterpreter {
             ])
             if index > 0 { loop["previtem"] = items[index - 1] }
             if index + 1 < length { loop["nextitem"] = items[index + 1] }
+            try budget.checkNesting(of: loop.values)
+            try budget.charge(building: .dict(loop))
             iteration.variables["loop"] = .dict(loop)
             do {
                 try execute(body, iteration, &out)
@@ -173,13 +175,18 @@ struct JinjaInterpreter {
     // MARK: - Expressions
 
     func eval(_ expr: JinjaExpr, _ frame: JinjaFrame) throws -> JinjaValue {
+        try budget.charge()
+        try budget.enter()
+        defer { budget.leave() }
         switch expr {
         case .literal(let value):
             return value
         case .name(let name):
             return frame.lookup(name) ?? .undefined("'\(name)' is undefined")
         case .list(let items), .tuple(let items):
-            return .array(try items.map { try eval($0, frame) })
+            let values = try items.map { try eval($0, frame) }
+            try budget.checkNesting(of: values)
+            return .array(values)
         case .dict(let pairs):
             var dict = JinjaDict()
             for (keyExpr, valueExpr) in pairs {
@@ -187,6 +194,7 @@ struct JinjaInterpreter {
                 guard let hashable = JinjaKey(key) else { throw TemplateError("unhashable type: '\(key.typeName)'") }
                 dict[hashable] = try eval(valueExpr, frame)
             }
+            try budget.checkNesting(of: dict.values)
             return .dict(dict)
         case .getattr(let objectExpr, let name):
             return try getAttribute(try eval(objectExpr, frame), name)
@@ -203,7 +211,9 @@ struct JinjaInterpreter {
                 }
                 return i
             }
-            return try slice(object, try bound(startExpr), try bound(stopExpr), try bound(stepExpr))
+            let result = try slice(object, try bound(startExpr), try bound(stopExpr), try bound(stepExpr))
+            try budget.charge(building: result)
+            return result
         case .call(let callee, let argumentExprs):
             let arguments = try evalArguments(argumentExprs, frame)
             if case .getattr(let objectExpr, let name) = callee {
@@ -222,7 +232,11 @@ struct JinjaInterpreter {
         case .negate(let valueExpr):
             let value = try eval(valueExpr, frame)
             try failIfUndefined(value)
-            if let i = value.integer { return .int(-i) }
+            if let i = value.integer {
+                let (negated, overflow) = 0.subtractingReportingOverflow(i)
+                if overflow { throw TemplateError("integer overflow in unary -") }
+                return .int(negated)
+            }
             if case .double(let d) = value { return .double(-d) }
             throw TemplateError("bad operand type for unary -: '\(value.typeName)'")
         case .plus(let valueExpr):
@@ -232,7 +246,9 @@ struct JinjaInterpreter {
             if case .double = value { return value }
             throw TemplateError("bad operand type for unary +: '\(value.typeName)'")
         case .binary(let op, let leftExpr, let rightExpr):
-            return try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
+            let result = try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
+            try budget.charge(building: result)
+            return result
         case .and(let leftExpr, let rightExpr):
             let left = try eval(leftExpr, frame)
             return left.truthy ? try eval(rightExpr, frame) : left
@@ -290,6 +306,7 @@ struct JinjaInterpreter {
             guard items.indices.contains(index) else { return .undefined("'list object' has no element \(i)") }
             return items[index]
         case (.string(let text), _) where key.integer != nil:
+            try budget.charge(RenderBudget.cost(of: object))
             let scalars = Array(text.unicodeScalars)
             let i = key.integer!
             let index = i < 0 ? scalars.count + i : i
@@ -298,7 +315,7 @@ struct JinjaInterpreter {
         case (_, .string(let name)):
             return try getAttribute(object, name)
         default:
-            return .undefined("'\(object.typeName) object' has no element \(key.repr)")
+            return .undefined("'\(object.typeName) object' has no element \((try? repr(key)) ?? key.typeName)")
         }
     }
 
@@ -325,6 +342,7 @@ struct JinjaInterpreter {
         case .array(let items):
             return .array(try indices(items.count).map { items[$0] })
         case .string(let text):
+            try budget.charge(RenderBudget.cost(of: object))
             let scalars = Array(text.unicodeScalars)
             var out = String.UnicodeScalarView()
             for i in try indices(scalars.count) { out.append(scalars[i]) }
@@ -337,52 +355,51 @@ struct JinjaInterpreter {
     // MARK: - Operators
 
     private func binary(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> JinjaValue {
-        if op == "~" { return .string(left.str + right.str) }
+        if op == "~" {
+            var text = BoundedText(budget)
+            try text.append(str: left)
+            try text.append(str: right)
+            return .string(text.text)
+        }
         try failIfUndefined(left)
         try failIfUndefined(right)
         func unsupported() -> TemplateError {
             TemplateError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
         }
-        func overflow() -> TemplateError { TemplateError("integer overflow in '\(op)'") }
+        /// `op` on two ints, or nil when they are not both ints; throws when the result does not fit.
+        func checked(_ operation: (Int, Int) -> (partialValue: Int, overflow: Bool)) throws -> JinjaValue? {
+            guard let a = left.integer, let b = right.integer else { return nil }
+            let (result, overflow) = operation(a, b)
+            if overflow { throw TemplateError("integer overflow in '\(op)'") }
+            return .int(result)
+        }
         switch op {
         case "+":
             switch (left, right) {
-            case (.string(let a), .string(let b)): return .string(a + b)
-            case (.array(let a), .array(let b)): return .array(a + b)
+            case (.string(let a), .string(let b)):
+                try budget.checkBytes(a.utf8.count + b.utf8.count)
+                return .string(a + b)
+            case (.array(let a), .array(let b)):
+                try budget.checkLength(a.count + b.count)
+                return .array(a + b)
             default:
-                if let a = left.integer, let b = right.integer {
-                    let (sum, o) = a.addingReportingOverflow(b)
-                    if o { throw overflow() }
-                    return .int(sum)
-                }
+                if let sum = try checked({ $0.addingReportingOverflow($1) }) { return sum }
                 if let a = left.number, let b = right.number { return .double(a + b) }
                 if case .string = left { throw TemplateError("can only concatenate str (not \"\(right.typeName)\") to str") }
                 throw unsupported()
             }
         case "-":
-            if let a = left.integer, let b = right.integer {
-                let (difference, o) = a.subtractingReportingOverflow(b)
-                if o { throw overflow() }
-                return .int(difference)
-            }
+            if let difference = try checked({ $0.subtractingReportingOverflow($1) }) { return difference }
             if let a = left.number, let b = right.number { return .double(a - b) }
             throw unsupported()
         case "*":
-            if let a = left.integer, let b = right.integer {
-                let (product, o) = a.multipliedReportingOverflow(by: b)
-                if o { throw overflow() }
-                return .int(product)
-            }
+            if let product = try checked({ $0.multipliedReportingOverflow(by: $1) }) { return product }
             if let a = left.number, let b = right.number { return .double(a * b) }
             switch (left, right) {
-            case (.string(let s), _) where right.integer != nil:
-                return .string(String(repeating: s, count: max(0, right.integer!)))
-            case (_, .string(let s)) where left.integer != nil:
-                return .string(String(repeating: s, count: max(0, left.integer!)))
-            case (.array(let a), _) where right.integer != nil:
-                return .array(Array(repeating: a, count: max(0, right.integer!)).flatMap { $0 })
-            case (_, .array(let a)) where left.integer != nil:
-                return .array(Array(repeating: a, count: max(0, left.integer!)).flatMap { $0 })
+            case (.string(let s), _) where right.integer != nil: return .string(try repeated(s, right.integer!))
+            case (_, .string(let s)) where left.integer != nil: return .string(try repeated(s, left.integer!))
+            case (.array(let a), _) where right.integer != nil: return .array(try repeated(a, right.integer!))
+            case (_, .array(let a)) where left.integer != nil: return .array(try repeated(a, left.integer!))
             default: throw unsupported()
             }
         case "/":
@@ -392,7 +409,8 @@ struct JinjaInterpreter {
         case "//":
             if let a = left.integer, let b = right.integer {
                 guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
-                let q = a / b
+                let (q, overflow) = a.dividedReportingOverflow(by: b)
+                if overflow { throw TemplateError("integer overflow in '//'") }
                 return .int((a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
@@ -402,7 +420,8 @@ struct JinjaInterpreter {
             if case .string(let format) = left { return .string(try percentFormat(format, right)) }
             if let a = left.integer, let b = right.integer {
                 guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
-                let r = a % b
+                // Int.min % -1 overflows in Swift; in Python it is 0, as is the partial value.
+                let r = a.remainderReportingOverflow(dividingBy: b).partialValue
                 return .int((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
@@ -410,67 +429,103 @@ struct JinjaInterpreter {
             let r = a.truncatingRemainder(dividingBy: b)
             return .double((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
         case "**":
-            if let a = left.integer, let b = right.integer, b >= 0 {
-                var result = 1
-                for _ in 0..<b {
-                    let (p, o) = result.multipliedReportingOverflow(by: a)
-                    if o { throw overflow() }
-                    result = p
-                }
-                return .int(result)
-            }
+            if let a = left.integer, let b = right.integer, b >= 0 { return .int(try power(a, b)) }
             guard let a = left.number, let b = right.number else { throw unsupported() }
+            if a == 0 && b < 0 { throw TemplateError("0.0 cannot be raised to a negative power") }
             return .double(pow(a, b))
         default:
             throw TemplateError("unknown operator '\(op)'")
         }
     }
 
+    /// `base ** exponent` by repeated squaring; throws when it does not fit an Int.
+    private func power(_ base: Int, _ exponent: Int) throws -> Int {
+        var result = 1, factor = base, rest = exponent
+        while rest > 0 {
+            if rest & 1 == 1 {
+                let (product, overflow) = result.multipliedReportingOverflow(by: factor)
+                if overflow { throw TemplateError("integer overflow in '**'") }
+                result = product
+            }
+            rest >>= 1
+            if rest > 0 {
+                let (square, overflow) = factor.multipliedReportingOverflow(by: factor)
+                if overflow { throw TemplateError("integer overflow in '**'") }
+                factor = square
+            }
+        }
+        return result
+    }
+
+    /// `s * count` (empty for count <= 0), within the string limit.
+    private func repeated(_ s: String, _ count: Int) throws -> String {
+        guard count > 0 else { return "" }
+        let (bytes, overflow) = s.utf8.count.multipliedReportingOverflow(by: count)
+        try budget.checkBytes(overflow ? .max : bytes)
+        return String(repeating: s, count: count)
+    }
+
+    /// `items * count` (empty for count <= 0), within the list limit.
+    private func repeated(_ items: [JinjaValue], _ count: Int) throws -> [JinjaValue] {
+        guard count > 0 else { return [] }
+        let (length, overflow) = items.count.multipliedReportingOverflow(by: count)
+        try budget.checkLength(overflow ? .max : length)
+        return Array(Array(repeating: items, count: count).joined())
+    }
+
     /// Python's `format % values` for the common conversions (%s %r %d %i %f %%).
     private func percentFormat(_ format: String, _ values: JinjaValue) throws -> String {
         var arguments: [JinjaValue]
         if case .array(let items) = values { arguments = items } else { arguments = [values] }
-        var out = ""
+        var out = BoundedText(budget)
         var chars = Array(format)[...]
         while let c = chars.popFirst() {
             guard c == "%" else {
-                out.append(c)
+                try out.append(String(c))
                 continue
             }
             guard let conversion = chars.popFirst() else { throw TemplateError("incomplete format") }
             if conversion == "%" {
-                out += "%"
+                try out.append("%")
                 continue
             }
             guard !arguments.isEmpty else { throw TemplateError("not enough arguments for format string") }
             let argument = arguments.removeFirst()
             switch conversion {
-            case "s": out += argument.str
-            case "r": out += argument.repr
+            case "s": try out.append(str: argument)
+            case "r": try out.append(repr: argument)
             case "d", "i":
                 guard let n = argument.number else { throw TemplateError("%d format: a real number is required") }
-                out += String(Int(n.rounded(.towardZero)))
+                try out.append(try integerText(n))
             case "f":
                 guard let n = argument.number else { throw TemplateError("%f format: a real number is required") }
-                out += String(format: "%f", n)
+                try out.append(String(format: "%f", n))
             default:
                 throw TemplateError("the '%\(conversion)' format is not supported", kind: .unsupported)
             }
         }
         if !arguments.isEmpty { throw TemplateError("not all arguments converted during string formatting") }
-        return out
+        return out.text
+    }
+
+    /// `%d` of `n`: its integer part in full, as Python prints it (1e300 has 301 digits).
+    private func integerText(_ n: Double) throws -> String {
+        if n.isNaN { throw TemplateError("cannot convert float NaN to integer") }
+        if n.isInfinite { throw TemplateError("cannot convert float infinity to integer") }
+        if let i = Int(exactly: n.rounded(.towardZero)) { return String(i) }
+        return String(format: "%.0f", n.rounded(.towardZero))
     }
 
     private func compare(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> Bool {
         switch op {
-        case "==": return jinjaEquals(left, right)
-        case "!=": return !jinjaEquals(left, right)
+        case "==": return try equals(left, right)
+        case "!=": return !(try equals(left, right))
         case "in": return try contains(right, left)
         case "notin": return !(try contains(right, left))
         default:
             try failIfUndefined(left)
             try failIfUndefined(right)
-            let order = try jinjaCompare(left, right)
+            let order = try compare(left, right)
             switch op {
             case "<": return order < 0
             case "<=": return order <= 0
@@ -487,8 +542,9 @@ struct JinjaInterpreter {
             guard case .string(let needle) = item else {
                 throw TemplateError("'in <string>' requires string as left operand, not \(item.typeName)")
             }
+            try budget.charge(RenderBudget.cost(of: container))
             return needle.isEmpty || text.contains(needle)
-        case .array(let items): return items.contains { jinjaEquals($0, item) }
+        case .array(let items): return try items.contains { try equals($0, item) }
         case .dict(let dict):
             return JinjaKey(item).map { dict[$0] != nil } ?? false
         case .namespace(let namespace):
@@ -516,11 +572,6 @@ struct JinjaInterpreter {
     }
 
     private func callMacro(_ macro: JinjaMacro, _ arguments: JinjaCallArguments) throws -> JinjaValue {
-        guard calls.depth < Self.maxMacroDepth else {
-            throw TemplateError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
-        }
-        calls.depth += 1
-        defer { calls.depth -= 1 }
         let frame = JinjaFrame(parent: macro.closure)
         let names = macro.parameters.map(\.name)
         guard arguments.positional.count <= names.count else {
@@ -538,6 +589,7 @@ struct JinjaInterpreter {
         }
         var out = ""
         try execute(macro.body, frame, &out)
+        try budget.charge(building: .string(out))
         return .string(out)
     }
 }

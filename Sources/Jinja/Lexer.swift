@@ -38,12 +38,15 @@ struct JinjaToken: CustomStringConvertible {
 
 struct JinjaLexer {
     private let s: [Unicode.Scalar]
+    /// How deep brackets may nest (`Limits.maxNestingDepth`).
+    private let maxDepth: Int
     private var pos = 0
     private var line = 1
     private var lineStarting = true
     private var tokens: [JinjaToken] = []
 
-    init(source: String) {
+    init(source: String, maxDepth: Int) {
+        self.maxDepth = maxDepth
         // Normalise newlines like Jinja and drop one trailing newline (keep_trailing_newline=False).
         var scalars: [Unicode.Scalar] = []
         scalars.reserveCapacity(source.unicodeScalars.count)
@@ -278,9 +281,11 @@ struct JinjaLexer {
                     throw TemplateError(.syntax, "unexpected character '\(c)' in tag", line: line)
                 }
                 switch op {
-                case "(": brackets.append(")")
-                case "[": brackets.append("]")
-                case "{": brackets.append("}")
+                case "(", "[", "{":
+                    guard brackets.count < maxDepth else {
+                        throw TemplateError(.limit, "brackets nest deeper than \(maxDepth) levels", line: line)
+                    }
+                    brackets.append(op == "(" ? ")" : op == "[" ? "]" : "}")
                 case ")", "]", "}":
                     guard let expected = brackets.popLast() else {
                         throw TemplateError(.syntax, "unexpected '\(op)'", line: line)
@@ -301,7 +306,7 @@ struct JinjaLexer {
     /// Digits with Python-style `_` separators between them.
     private func digitsEnd(from start: Int) -> Int {
         var j = start
-        while isDigit(j) || (s[j] == "_" && j > start && isDigit(j + 1)) { j += 1 }
+        while isDigit(j) || (j < s.count && s[j] == "_" && j > start && isDigit(j + 1)) { j += 1 }
         return j
     }
 

@@ -30,7 +30,7 @@ extension JinjaInterpreter {
         "endswith": affix { $0.reversed().starts(with: $1.reversed()) },
         "replace": JinjaMethod(["old", "new", "count"]) { c in
             guard let old = c[0], let new = c[1] else { throw TemplateError("replace() takes at least 2 arguments") }
-            return .string(pythonReplace(c.subject, old.str, new.str, count: c[2]?.integer ?? -1))
+            return .string(try c.interpreter.replace(c.subject, try c.str(old), try c.str(new), count: c[2]?.integer ?? -1))
         },
         "find": search { .int($0.first ?? -1) },
         "rfind": search { .int($0.last ?? -1) },
@@ -38,15 +38,17 @@ extension JinjaInterpreter {
         "index": search { try found($0.first) },
         "rindex": search { try found($0.last) },
         "join": JinjaMethod(["iterable"]) { c in
-            let items = try (c[0] ?? .array([])).iterate()
-            return .string(try items.map { item -> String in
-                guard case .string(let text) = item else {
-                    throw TemplateError("sequence item: expected str instance, \(item.typeName) found")
+            var text = BoundedText(c.interpreter.budget)
+            for (index, item) in try (c[0] ?? .array([])).iterate().enumerated() {
+                guard case .string(let piece) = item else {
+                    throw TemplateError("sequence item \(index): expected str instance, \(item.typeName) found")
                 }
-                return text
-            }.joined(separator: c.subject))
+                if index > 0 { try text.append(c.subject) }
+                try text.append(piece)
+            }
+            return .string(text.text)
         },
-        "format": JinjaMethod { .string(try pythonFormat($0.subject, $0.arguments)) },
+        "format": JinjaMethod { .string(try pythonFormat($0.subject, $0.arguments, budget: $0.interpreter.budget)) },
         "isdigit": characters { $0.isNumber },
         "isalpha": characters { $0.isLetter },
         "isalnum": characters { $0.isLetter || $0.isNumber },
@@ -57,27 +59,30 @@ extension JinjaInterpreter {
 
     static let listMethods: [String: JinjaMethod<[JinjaValue]>] = [
         "index": JinjaMethod(["value"]) { c in
-            guard let found = c.subject.firstIndex(where: { jinjaEquals($0, c[0] ?? .null) }) else {
+            guard let found = try c.subject.firstIndex(where: { try c.interpreter.equals($0, c[0] ?? .null) }) else {
                 throw TemplateError("value is not in list")
             }
             return .int(found)
         },
-        "count": JinjaMethod(["value"]) { c in .int(c.subject.filter { jinjaEquals($0, c[0] ?? .null) }.count) },
+        "count": JinjaMethod(["value"]) { c in .int(try c.subject.filter { try c.interpreter.equals($0, c[0] ?? .null) }.count) },
     ].merging(forbidden("list", ["append", "pop", "extend", "insert", "remove", "sort", "reverse", "clear"])) { $1 }
 
     static let dictMethods: [String: JinjaMethod<JinjaDict>] = [
-        "items": JinjaMethod { .array($0.subject.items) },
+        "items": JinjaMethod { .array(try $0.interpreter.items($0.subject)) },
         "keys": JinjaMethod { .array($0.subject.keys.map(\.value)) },
         "values": JinjaMethod { .array($0.subject.values) },
         "get": JinjaMethod(["key", "default"]) { c in
             guard let key = c[0].flatMap(JinjaKey.init) else { return c[1] ?? .null }
             return c.subject[key] ?? c[1] ?? .null
         },
-        // `loop.cycle(a, b, ...)`; `callMethod` offers it on loop objects only.
+        // `loop.cycle(a, b, ...)`; `callMethod` offers it on loop objects only, which a template
+        // can imitate with a dict of its own.
         "cycle": JinjaMethod { c in
-            guard !c.arguments.positional.isEmpty else { throw TemplateError("no items for cycling given") }
-            let index = c.subject["index0"]!.integer!
-            return c.arguments.positional[index % c.arguments.positional.count]
+            let items = c.arguments.positional
+            guard !items.isEmpty else { throw TemplateError("no items for cycling given") }
+            guard let index = c.subject["index0"]?.integer else { throw TemplateError("loop.index0 is not an integer") }
+            let position = index % items.count
+            return items[position < 0 ? position + items.count : position]
         },
     ].merging(forbidden("dict", ["pop", "update", "setdefault", "clear", "popitem"])) { $1 }
 
@@ -92,12 +97,12 @@ extension JinjaInterpreter {
     }
 
     private static func strip(left: Bool, right: Bool) -> JinjaMethod<String> {
-        JinjaMethod(["chars"]) { .string(pythonStrip($0.subject, chars: $0.string(0), left: left, right: right)) }
+        JinjaMethod(["chars"]) { .string(pythonStrip($0.subject, chars: try $0.string(0), left: left, right: right)) }
     }
 
     private static func split(fromRight: Bool) -> JinjaMethod<String> {
         JinjaMethod(["sep", "maxsplit"]) { c in
-            let separator = c.string(0)
+            let separator = try c.string(0)
             if separator == "" { throw TemplateError("empty separator") }
             let parts = pythonSplit(c.subject, separator: separator, maxSplit: c[1]?.integer ?? -1, fromRight: fromRight)
             return .array(parts.map { .string($0) })

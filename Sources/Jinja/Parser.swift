@@ -69,9 +69,15 @@ struct JinjaParser {
     private var index = 0
     /// Block tags currently open, innermost last, for "never closed" messages.
     private var openBlocks: [(name: String, line: Int)] = []
+    /// How deep the node being parsed sits in the tree: blocks, brackets, and each link of a chain
+    /// such as `a + b + c` or `x|f|g` count a level. The validator and the interpreter recurse
+    /// that deep, so parsing stops at `maxDepth` (`Limits.maxNestingDepth`).
+    private var depth = 0
+    private let maxDepth: Int
 
-    init(tokens: [JinjaToken]) {
+    init(tokens: [JinjaToken], maxDepth: Int) {
         self.tokens = tokens
+        self.maxDepth = maxDepth
     }
 
     mutating func parseTemplate() throws -> [JinjaNode] {
@@ -108,6 +114,14 @@ struct JinjaParser {
             return true
         }
         return false
+    }
+
+    /// Goes one level deeper; the caller puts `depth` back when it returns.
+    private mutating func descend() throws {
+        depth += 1
+        if depth > maxDepth {
+            throw TemplateError(.limit, "the template nests deeper than \(maxDepth) levels", line: current.line)
+        }
     }
 
     private func fail(_ message: String, _ token: JinjaToken? = nil) -> TemplateError {
@@ -166,7 +180,12 @@ struct JinjaParser {
 
     private mutating func parseBody(_ name: String, line: Int, until endNames: Set<String>) throws -> ([JinjaNode], String) {
         openBlocks.append((name, line))
-        defer { openBlocks.removeLast() }
+        let outer = depth
+        defer {
+            openBlocks.removeLast()
+            depth = outer
+        }
+        try descend()
         let (nodes, end) = try parseStatements(until: endNames)
         return (nodes, end!)
     }
@@ -364,8 +383,11 @@ struct JinjaParser {
     }
 
     private mutating func parseExpression() throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = try parseOr()
         while skipName("if") {
+            try descend()
             let condition = try parseOr()
             var otherwise: JinjaExpr? = nil
             if skipName("else") { otherwise = try parseExpression() }
@@ -374,79 +396,90 @@ struct JinjaParser {
         return expr
     }
 
-    private mutating func parseOr() throws -> JinjaExpr {
-        var left = try parseAnd()
-        while skipName("or") { left = .or(left, try parseAnd()) }
+    /// A left-associative chain `operand (operator operand)*`: `operand` parses one, `takeOperator`
+    /// consumes an operator and names it (nil when the chain ends), `combine` builds the node.
+    private mutating func parseChain(_ operand: (inout JinjaParser) throws -> JinjaExpr,
+                                     _ takeOperator: (inout JinjaParser) -> String?,
+                                     _ combine: (String, JinjaExpr, JinjaExpr) -> JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
+        var left = try operand(&self)
+        while let op = takeOperator(&self) {
+            try descend()
+            left = combine(op, left, try operand(&self))
+        }
         return left
+    }
+
+    /// Consumes the current token when it is one of the operators `ops`, and returns it.
+    private mutating func takeOp(_ ops: Set<String>) -> String? {
+        current.kind == .op && ops.contains(current.text) ? advance().text : nil
+    }
+
+    private mutating func parseOr() throws -> JinjaExpr {
+        try parseChain({ try $0.parseAnd() }, { $0.skipName("or") ? "or" : nil }) { .or($1, $2) }
     }
 
     private mutating func parseAnd() throws -> JinjaExpr {
-        var left = try parseNot()
-        while skipName("and") { left = .and(left, try parseNot()) }
-        return left
+        try parseChain({ try $0.parseNot() }, { $0.skipName("and") ? "and" : nil }) { .and($1, $2) }
     }
 
     private mutating func parseNot() throws -> JinjaExpr {
-        if skipName("not") { return .not(try parseNot()) }
-        return try parseCompare()
+        guard skipName("not") else { return try parseCompare() }
+        let outer = depth
+        defer { depth = outer }
+        try descend()
+        return .not(try parseNot())
     }
 
     private mutating func parseCompare() throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         let first = try parseMath1()
         var rest: [(String, JinjaExpr)] = []
         while true {
-            if current.kind == .op, ["==", "!=", "<", "<=", ">", ">="].contains(current.text) {
-                let op = advance().text
-                rest.append((op, try parseMath1()))
+            let op: String
+            if let comparison = takeOp(["==", "!=", "<", "<=", ">", ">="]) {
+                op = comparison
             } else if skipName("in") {
-                rest.append(("in", try parseMath1()))
+                op = "in"
             } else if isName("not") && nextToken.kind == .name && nextToken.text == "in" {
                 _ = advance()
                 _ = advance()
-                rest.append(("notin", try parseMath1()))
+                op = "notin"
             } else {
                 break
             }
+            if rest.isEmpty { try descend() }
+            rest.append((op, try parseMath1()))
         }
         return rest.isEmpty ? first : .compare(first, rest)
     }
 
     private mutating func parseMath1() throws -> JinjaExpr {
-        var left = try parseConcat()
-        while current.kind == .op && (current.text == "+" || current.text == "-") {
-            let op = advance().text
-            left = .binary(op, left, try parseConcat())
-        }
-        return left
+        try parseChain({ try $0.parseConcat() }, { $0.takeOp(["+", "-"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseConcat() throws -> JinjaExpr {
-        var left = try parseMath2()
-        while skipOp("~") { left = .binary("~", left, try parseMath2()) }
-        return left
+        try parseChain({ try $0.parseMath2() }, { $0.takeOp(["~"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseMath2() throws -> JinjaExpr {
-        var left = try parsePow()
-        while current.kind == .op && ["*", "/", "//", "%"].contains(current.text) {
-            let op = advance().text
-            left = .binary(op, left, try parsePow())
-        }
-        return left
+        try parseChain({ try $0.parsePow() }, { $0.takeOp(["*", "/", "//", "%"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parsePow() throws -> JinjaExpr {
-        var left = try parseUnary()
-        while skipOp("**") { left = .binary("**", left, try parseUnary()) }
-        return left
+        try parseChain({ try $0.parseUnary() }, { $0.takeOp(["**"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr: JinjaExpr
-        if skipOp("-") {
-            expr = .negate(try parseUnary(withFilter: false))
-        } else if skipOp("+") {
-            expr = .plus(try parseUnary(withFilter: false))
+        if let sign = takeOp(["-", "+"]) {
+            try descend()
+            let operand = try parseUnary(withFilter: false)
+            expr = sign == "-" ? .negate(operand) : .plus(operand)
         } else {
             expr = try parsePrimary()
         }
@@ -457,6 +490,9 @@ struct JinjaParser {
 
     private mutating func parsePrimary() throws -> JinjaExpr {
         let token = current
+        let outer = depth
+        defer { depth = outer }
+        if token.kind == .op && ["(", "[", "{"].contains(token.text) { try descend() }
         switch token.kind {
         case .name:
             _ = advance()
@@ -509,8 +545,11 @@ struct JinjaParser {
     }
 
     private mutating func parsePostfix(_ start: JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = start
         while true {
+            if isOp(".") || isOp("[") || isOp("(") { try descend() }
             if skipOp(".") {
                 let token = current
                 if token.kind == .name {
@@ -576,8 +615,11 @@ struct JinjaParser {
     }
 
     private mutating func parseFilterExpr(_ start: JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = start
         while true {
+            if isOp("|") || isName("is") || isOp("(") { try descend() }
             if skipOp("|") {
                 let call = try parseFilterCall()
                 expr = .filter(expr, call.name, call.arguments, line: call.line)
@@ -646,7 +688,8 @@ func jinjaCheckTest(_ name: String, line: Int?) throws {
 /// Jinja's compiler rejects unknown filters and tests when it compiles the template, except
 /// inside `if` statements and `a if b else c` expressions ("soft" frames), where the error
 /// waits until the filter is actually used. Loop, macro, `with` and block-`set` bodies start
-/// hard frames again.
+/// hard frames again. It recurses as deep as the tree, which the parser keeps within
+/// `Limits.maxNestingDepth`.
 enum JinjaValidator {
     static func check(_ nodes: [JinjaNode], soft: Bool) throws {
         for node in nodes { try check(node, soft: soft) }

@@ -148,26 +148,27 @@ func jinjaTitle(_ s: String) -> String {
     return out
 }
 
-/// `str.format(*args, **kwargs)` with `{}`, `{0}`, `{name}`, `{name.attr}`-less fields and `{{` / `}}`;
-/// format specs and conversions are not supported.
-func pythonFormat(_ format: String, _ arguments: JinjaCallArguments) throws -> String {
-    var out = ""
+/// `str.format(*args, **kwargs)` with `{}`, `{0}`, `{name}`, `{name.attr}`-less fields and `{{` / `}}`,
+/// within the string limit; format specs and conversions are not supported. As in Python, a field that
+/// is not all digits (`{-1}`) names a keyword argument.
+func pythonFormat(_ format: String, _ arguments: JinjaCallArguments, budget: RenderBudget) throws -> String {
+    var out = BoundedText(budget)
     var chars = Array(format)[...]
     var autoIndex = 0
     while let c = chars.popFirst() {
         if c == "}" {
             guard chars.first == "}" else { throw TemplateError("Single '}' encountered in format string") }
             chars.removeFirst()
-            out += "}"
+            try out.append("}")
             continue
         }
         guard c == "{" else {
-            out.append(c)
+            try out.append(String(c))
             continue
         }
         if chars.first == "{" {
             chars.removeFirst()
-            out += "{"
+            try out.append("{")
             continue
         }
         var field = ""
@@ -180,8 +181,10 @@ func pythonFormat(_ format: String, _ arguments: JinjaCallArguments) throws -> S
             guard autoIndex < arguments.positional.count else { throw TemplateError("Replacement index out of range") }
             value = arguments.positional[autoIndex]
             autoIndex += 1
-        } else if let index = Int(field) {
-            guard index < arguments.positional.count else { throw TemplateError("Replacement index out of range") }
+        } else if field.allSatisfy({ ("0"..."9").contains($0) }) {
+            guard let index = Int(field), index < arguments.positional.count else {
+                throw TemplateError("Replacement index \(field) out of range")
+            }
             value = arguments.positional[index]
         } else {
             guard let named = arguments.keyword.first(where: { $0.0 == field })?.1 else {
@@ -189,7 +192,7 @@ func pythonFormat(_ format: String, _ arguments: JinjaCallArguments) throws -> S
             }
             value = named
         }
-        out += value.str
+        try out.append(str: value)
     }
-    return out
+    return out.text
 }

@@ -5,21 +5,26 @@ import Foundation
 /// a `tojson` that does not escape HTML and keeps key order, and the globals `raise_exception`
 /// and `strftime_now`.
 ///
-/// Parse once with `init(_:)`, then `render` as often as needed, from any thread.
+/// Parse once with `init(_:limits:)`, then `render` as often as needed, from any thread.
 public struct Template: Sendable {
+    /// The bounds that parsing and every render of this template stay within.
+    public let limits: Limits
     let body: [JinjaNode]
 
-    /// Parses `source`. Throws `TemplateError` (`.syntax` or `.unsupported`) with the line.
-    public init(_ source: String) throws {
-        var lexer = JinjaLexer(source: source)
-        var parser = JinjaParser(tokens: try lexer.tokenize())
+    /// Parses `source`. Throws `TemplateError` (`.syntax`, `.unsupported`, or `.limit` when it
+    /// nests deeper than `limits.maxNestingDepth`) with the line.
+    public init(_ source: String, limits: Limits = Limits()) throws {
+        self.limits = limits
+        var lexer = JinjaLexer(source: source, maxDepth: limits.maxNestingDepth)
+        var parser = JinjaParser(tokens: try lexer.tokenize(), maxDepth: limits.maxNestingDepth)
         self.body = try parser.parseTemplate()
     }
 
     /// Renders the template with `context` as its variables. `now` is the local time that
-    /// `strftime_now(format)` formats. Throws `TemplateError`.
+    /// `strftime_now(format)` formats. Throws `TemplateError`, of kind `.limit` when the render
+    /// would pass one of `limits`.
     public func render(_ context: [String: Value], now: Date = Date()) throws -> String {
-        try JinjaInterpreter(now: now).render(body, variables: context.mapValues(JinjaValue.init))
+        try JinjaInterpreter(now: now, limits: limits).render(body, variables: context.mapValues(JinjaValue.init))
     }
 }
 
@@ -71,6 +76,8 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
         case render
         /// The template itself called `raise_exception(message)`; `message` is the template's text.
         case raised
+        /// The template went past one of its `Limits`: too deep, too long, or too much work.
+        case limit
     }
 
     public var kind: Kind
@@ -96,6 +103,7 @@ public struct TemplateError: Error, Sendable, Equatable, CustomStringConvertible
         case .unsupported: return "template uses unsupported Jinja\(at): \(message)"
         case .render: return "template render error\(at): \(message)"
         case .raised: return "template raised an exception: \(message)"
+        case .limit: return "template exceeded a limit\(at): \(message)"
         }
     }
 }

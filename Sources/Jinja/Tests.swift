@@ -31,19 +31,19 @@ extension JinjaInterpreter {
             }
             return i % n == 0
         },
-        "eq": JinjaTest { jinjaEquals($0.subject, try $0.argument()) },
-        "ne": JinjaTest { !jinjaEquals($0.subject, try $0.argument()) },
+        "eq": JinjaTest { try $0.interpreter.equals($0.subject, try $0.argument()) },
+        "ne": JinjaTest { try !$0.interpreter.equals($0.subject, try $0.argument()) },
         "lt": ordering { $0 < 0 },
         "le": ordering { $0 <= 0 },
         "gt": ordering { $0 > 0 },
         "ge": ordering { $0 >= 0 },
         "in": JinjaTest { try $0.interpreter.contains(try $0.argument(), $0.subject) },
         "lower": JinjaTest { c in
-            let s = c.subject.str
+            let s = try c.str(c.subject)
             return s.contains { $0.isCased } && s == s.lowercased()
         },
         "upper": JinjaTest { c in
-            let s = c.subject.str
+            let s = try c.str(c.subject)
             return s.contains { $0.isCased } && s == s.uppercased()
         },
         "sameas": JinjaTest { c in
@@ -55,8 +55,8 @@ extension JinjaInterpreter {
             default: return false
             }
         },
-        "filter": JinjaTest { filters[$0.subject.str] != nil },
-        "test": JinjaTest { tests[$0.subject.str] != nil },
+        "filter": JinjaTest { filters[try $0.str($0.subject)] != nil },
+        "test": JinjaTest { tests[try $0.str($0.subject)] != nil },
     ], ["equalto": "eq", "==": "eq", "!=": "ne", "lessthan": "lt", "<": "lt", "<=": "le", "greaterthan": "gt",
         ">": "gt", ">=": "ge"])
 
@@ -81,6 +81,6 @@ extension JinjaInterpreter {
 
     /// `lt`, `le`, `gt`, `ge`: Python ordering of the value against the argument.
     private static func ordering(_ holds: @escaping @Sendable (Int) -> Bool) -> JinjaTest {
-        JinjaTest { holds(try jinjaCompare($0.subject, try $0.argument())) }
+        JinjaTest { holds(try $0.interpreter.compare($0.subject, try $0.argument())) }
     }
 }

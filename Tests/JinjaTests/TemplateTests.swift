@@ -70,7 +70,7 @@ final class TemplateTests: XCTestCase {
     }
 
     func testRunawayMacroRecursionIsAnError() {
-        assertError(.render, containing: "recursion depth") {
+        assertError(.limit, containing: "recursion depth") {
             _ = try render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}")
         }
     }

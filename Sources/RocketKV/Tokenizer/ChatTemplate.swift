@@ -98,7 +98,7 @@ extension ChatTemplateError {
         switch error.kind {
         case .syntax: kind = .syntax
         case .unsupported: kind = .unsupported
-        case .render: kind = .render
+        case .render, .limit: kind = .render
         case .raised: kind = .raised
         }
         self.init(kind, error.message, line: error.line)
