@@ -5,7 +5,7 @@
 public struct Limits: Sendable, Equatable {
     /// Work per render. One step is a statement run, an expression evaluated or a loop iteration;
     /// building, comparing or printing values costs a step per list/dict element and per 256
-    /// bytes of string handled. Default 1,000,000 (well under a second in a debug build).
+    /// bytes of string handled. Default 1,000,000 (about a second in a debug build).
     public var maxSteps = 1_000_000
     /// UTF-8 bytes of the rendered text, and of any one string built while rendering. Default 1 MiB.
     public var maxOutputBytes = 1 << 20
@@ -13,12 +13,14 @@ public struct Limits: Sendable, Equatable {
     public var maxListLength = 100_000
     /// How deep the template may nest: brackets, blocks, and chains such as `not not x`, `a + b + c`
     /// or `x|f|g` count a level each. Also bounds how deep the lists and dicts a render builds may
-    /// nest, and how deep printing a value goes. Default 200.
+    /// nest, and how deep printing a value goes. Parsing takes up to about 9 KiB of stack a level
+    /// in a debug build, 2 KiB in release. Default 200.
     public var maxNestingDepth = 200
     /// How deep rendering may recurse: a statement inside a statement, an expression inside an
-    /// expression, a macro call inside a macro call each count a level. Bounds stack use: a level
-    /// takes up to about 7 KiB of stack in a debug build, so the default fits an 8 MiB thread
-    /// (the main thread's) with room to spare. Runaway macro recursion stops here. Default 500.
+    /// expression, a macro call inside a macro call each count a level. Runaway macro recursion
+    /// stops here. A level takes up to about 7 KiB of stack in a debug build, 2 KiB in release:
+    /// the defaults fit an 8 MiB stack (the main thread's) in a debug build and 1 MiB in release;
+    /// lower both for threads with smaller stacks. Default 500.
     public var maxRecursionDepth = 500
 
     public init() {}

@@ -19,7 +19,8 @@ public struct ChatTemplateError: Error, Sendable, Equatable, CustomStringConvert
         case syntax
         /// Valid Jinja that this interpreter does not implement (`extends`, `recursive` loops...).
         case unsupported
-        /// An error while rendering (undefined variable used where Jinja fails, bad operand types...).
+        /// An error while rendering (undefined variable used where Jinja fails, bad operand types...),
+        /// or a template going past the interpreter's limits (`Jinja.Limits`).
         case render
         /// The template itself called `raise_exception(message)`; `message` is the template's text.
         case raised
