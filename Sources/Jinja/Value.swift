@@ -7,7 +7,9 @@ import Foundation
 enum JinjaKey: Hashable {
     case string(String)
     case int(Int)
-    case double(Double)
+    /// A float that is not a whole number, by its bits: a NaN key can then be found again (Python
+    /// finds it by identity), where Double's `==` never would.
+    case float(bits: UInt64)
     case null
 
     /// The key for `value`, or nil when `value` is not hashable. As in Python, `True` is the
@@ -18,7 +20,7 @@ enum JinjaKey: Hashable {
         case .int(let i): self = .int(i)
         case .bool(let b): self = .int(b ? 1 : 0)
         case .double(let d):
-            if d == d.rounded(), abs(d) < 9.0e18 { self = .int(Int(d)) } else { self = .double(d) }
+            if d == d.rounded(), abs(d) < 9.0e18 { self = .int(Int(d)) } else { self = .float(bits: d.bitPattern) }
         case .null: self = .null
         default: return nil
         }
@@ -28,7 +30,7 @@ enum JinjaKey: Hashable {
         switch self {
         case .string(let s): return .string(s)
         case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
+        case .float(let bits): return .double(Double(bitPattern: bits))
         case .null: return .null
         }
     }
@@ -38,7 +40,7 @@ enum JinjaKey: Hashable {
         switch self {
         case .string(let s): return s
         case .int(let i): return String(i)
-        case .double(let d): return pythonFloatRepr(d)
+        case .float(let bits): return pythonFloatRepr(Double(bitPattern: bits))
         case .null: return "null"
         }
     }

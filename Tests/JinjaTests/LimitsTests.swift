@@ -218,6 +218,12 @@ final class LimitsTests: XCTestCase {
         XCTAssertEqual(try render("{% for x in 'abc' %}{{ loop.cycle('o', 'e') }}{% endfor %}"), "oeo")
     }
 
+    /// Found while checking for traps: a NaN dict key was stored but could never be found again.
+    func testNaNDictKeys() throws {
+        XCTAssertEqual(try render("{% set n = 'nan'|float %}{{ {n: 1} }} {{ {n: 1, n: 2}|length }} {{ {n: 1}[n] }}"),
+                       "{nan: 1} 1 1")
+    }
+
     func testLimitErrorsCarryTheLine() {
         do {
             _ = try Template("a\n{{ 'x' * 10000000 }}").render([:])
