@@ -14,11 +14,14 @@ let package = Package(
     targets: [
         // SIMD kernels (AVX2/FMA/F16C with run-time dispatch and a portable fallback) and the thread pool.
         .target(name: "CKernels"),
-        .target(name: "RocketKV", dependencies: ["CKernels"]),
+        // The Jinja2 interpreter behind chat templates; templates come from model files, so it is bounded.
+        .target(name: "Jinja", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "RocketKV", dependencies: ["CKernels", "Jinja"]),
         .executableTarget(
             name: "rocketkv",
             dependencies: ["RocketKV", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Fast unit tests: no model file needed.
+        .testTarget(name: "JinjaTests", dependencies: ["Jinja"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels"]),
         // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
         .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),

@@ -1,4 +1,5 @@
 import Foundation
+import Jinja
 
 /// One turn of a chat: `role` is usually "system", "user" or "assistant".
 public struct ChatMessage: Sendable, Equatable {
@@ -18,7 +19,8 @@ public struct ChatTemplateError: Error, Sendable, Equatable, CustomStringConvert
         case syntax
         /// Valid Jinja that this interpreter does not implement (`extends`, `recursive` loops...).
         case unsupported
-        /// An error while rendering (undefined variable used where Jinja fails, bad operand types...).
+        /// An error while rendering (undefined variable used where Jinja fails, bad operand types...),
+        /// or a template going past the interpreter's limits (`Jinja.Limits`).
         case render
         /// The template itself called `raise_exception(message)`; `message` is the template's text.
         case raised
@@ -49,22 +51,22 @@ public struct ChatTemplateError: Error, Sendable, Equatable, CustomStringConvert
 }
 
 /// A model's chat template (`tokenizer.chat_template` in GGUF metadata, a Jinja2 template),
-/// rendered the way Hugging Face transformers renders it: Jinja2 with `trim_blocks=True`,
-/// `lstrip_blocks=True`, the `loopcontrols` extension (`break`/`continue`), a `tojson` that
-/// does not escape HTML and keeps key order, and the globals `raise_exception` and `strftime_now`.
+/// rendered the way Hugging Face transformers renders it (see `Jinja.Template`).
 ///
 /// The template is parsed once by `init(source:)`; `render` can be called many times.
 public struct ChatTemplate: Sendable {
     /// The template text as given.
     public let source: String
-    let body: [JinjaNode]
+    private let template: Template
 
     /// Parses `source`. Throws `ChatTemplateError` (`.syntax` or `.unsupported`) with the line.
     public init(source: String) throws {
         self.source = source
-        var lexer = JinjaLexer(source: source)
-        var parser = JinjaParser(tokens: try lexer.tokenize())
-        self.body = try parser.parseTemplate()
+        do {
+            template = try Template(source)
+        } catch let error as TemplateError {
+            throw ChatTemplateError(error)
+        }
     }
 
     /// Renders `messages` into the prompt text.
@@ -75,18 +77,31 @@ public struct ChatTemplate: Sendable {
     /// `strftime_now(...)` formats (local time zone), for templates that print today's date.
     public func render(messages: [ChatMessage], addGenerationPrompt: Bool, bosToken: String, eosToken: String,
                        now: Date = Date()) throws -> String {
-        let messageValues: [JinjaValue] = messages.map { message in
-            .dict(JinjaDict([("role", .string(message.role)), ("content", .string(message.content))]))
-        }
-        let variables: [String: JinjaValue] = [
-            "messages": .array(messageValues),
+        let context: [String: Value] = [
+            "messages": .array(messages.map { ["role": .string($0.role), "content": .string($0.content)] }),
             "add_generation_prompt": .bool(addGenerationPrompt),
             "bos_token": .string(bosToken),
             "eos_token": .string(eosToken),
             "tools": .null,
             "documents": .null,
         ]
-        let interpreter = JinjaInterpreter(now: now)
-        return try interpreter.render(body, variables: variables)
+        do {
+            return try template.render(context, now: now)
+        } catch let error as TemplateError {
+            throw ChatTemplateError(error)
+        }
+    }
+}
+
+extension ChatTemplateError {
+    init(_ error: TemplateError) {
+        let kind: Kind
+        switch error.kind {
+        case .syntax: kind = .syntax
+        case .unsupported: kind = .unsupported
+        case .render, .limit: kind = .render
+        case .raised: kind = .raised
+        }
+        self.init(kind, error.message, line: error.line)
     }
 }

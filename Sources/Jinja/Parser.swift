@@ -1,4 +1,4 @@
-// Parser for the Jinja subset behind `ChatTemplate`; grammar and precedence follow jinja2/parser.py.
+// Parser for the Jinja subset this module implements; grammar and precedence follow jinja2/parser.py.
 
 indirect enum JinjaExpr: Sendable {
     case literal(JinjaValue)
@@ -58,24 +58,10 @@ indirect enum JinjaNode: Sendable {
     case continueLoop(line: Int)
 }
 
-/// Filters and tests that this interpreter implements (checked at parse time, as Jinja does).
-let jinjaSupportedFilters: Set<String> = [
-    "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float", "indent", "int",
-    "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace",
-    "reverse", "round", "safe", "select", "selectattr", "sort", "string", "sum", "title", "tojson", "trim", "unique",
-    "upper", "wordcount",
-]
-
 /// Jinja's other builtin filters: valid Jinja, but not implemented here.
 let jinjaUnsupportedFilters: Set<String> = [
     "batch", "center", "filesizeformat", "forceescape", "format", "groupby", "pprint", "random", "slice",
     "striptags", "truncate", "urlencode", "urlize", "wordwrap", "xmlattr",
-]
-
-let jinjaSupportedTests: Set<String> = [
-    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "even", "false", "filter", "float", "ge", "gt",
-    "greaterthan", "in", "integer", "iterable", "le", "lower", "lessthan", "lt", "mapping", "ne", "none", "number",
-    "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper", "==", "!=", "<", "<=", ">", ">=",
 ]
 
 struct JinjaParser {
@@ -83,9 +69,15 @@ struct JinjaParser {
     private var index = 0
     /// Block tags currently open, innermost last, for "never closed" messages.
     private var openBlocks: [(name: String, line: Int)] = []
+    /// How deep the node being parsed sits in the tree: blocks, brackets, and each link of a chain
+    /// such as `a + b + c` or `x|f|g` count a level. The validator and the interpreter recurse
+    /// that deep, so parsing stops at `maxDepth` (`Limits.maxNestingDepth`).
+    private var depth = 0
+    private let maxDepth: Int
 
-    init(tokens: [JinjaToken]) {
+    init(tokens: [JinjaToken], maxDepth: Int) {
         self.tokens = tokens
+        self.maxDepth = maxDepth
     }
 
     mutating func parseTemplate() throws -> [JinjaNode] {
@@ -124,8 +116,16 @@ struct JinjaParser {
         return false
     }
 
-    private func fail(_ message: String, _ token: JinjaToken? = nil) -> ChatTemplateError {
-        ChatTemplateError(.syntax, message, line: (token ?? current).line)
+    /// Goes one level deeper; the caller puts `depth` back when it returns.
+    private mutating func descend() throws {
+        depth += 1
+        if depth > maxDepth {
+            throw TemplateError(.limit, "the template nests deeper than \(maxDepth) levels", line: current.line)
+        }
+    }
+
+    private func fail(_ message: String, _ token: JinjaToken? = nil) -> TemplateError {
+        TemplateError(.syntax, message, line: (token ?? current).line)
     }
 
     private mutating func expectOp(_ value: String) throws {
@@ -170,7 +170,7 @@ struct JinjaParser {
                 if endNames.isEmpty { return (nodes, nil) }
                 let expected = endNames.sorted().map { "'\($0)'" }.joined(separator: " or ")
                 let open = openBlocks.last.map { " The '\($0.name)' block opened on line \($0.line) is never closed." } ?? ""
-                throw ChatTemplateError(.syntax, "unexpected end of template, expected \(expected).\(open)",
+                throw TemplateError(.syntax, "unexpected end of template, expected \(expected).\(open)",
                                         line: openBlocks.last?.line ?? token.line)
             default:
                 throw fail("unexpected \(token)")
@@ -180,7 +180,12 @@ struct JinjaParser {
 
     private mutating func parseBody(_ name: String, line: Int, until endNames: Set<String>) throws -> ([JinjaNode], String) {
         openBlocks.append((name, line))
-        defer { openBlocks.removeLast() }
+        let outer = depth
+        defer {
+            openBlocks.removeLast()
+            depth = outer
+        }
+        try descend()
         let (nodes, end) = try parseStatements(until: endNames)
         return (nodes, end!)
     }
@@ -208,7 +213,7 @@ struct JinjaParser {
             try expectBlockEnd()
             return body
         case "extends", "include", "import", "from", "block", "call", "autoescape", "do", "trans", "pluralize":
-            throw ChatTemplateError(.unsupported, "the '\(token.text)' tag is not supported", line: line)
+            throw TemplateError(.unsupported, "the '\(token.text)' tag is not supported", line: line)
         default:
             if token.text.hasPrefix("end") || token.text == "else" || token.text == "elif" {
                 let open = openBlocks.last.map { "; the innermost open block is '\($0.name)' (line \($0.line))" } ?? ""
@@ -225,7 +230,7 @@ struct JinjaParser {
         var condition: JinjaExpr? = nil
         if skipName("if") { condition = try parseExpression() }
         if isName("recursive") {
-            throw ChatTemplateError(.unsupported, "recursive for loops are not supported", line: line)
+            throw TemplateError(.unsupported, "recursive for loops are not supported", line: line)
         }
         try expectBlockEnd()
         var (body, end) = try parseBody("for", line: line, until: ["endfor", "else"])
@@ -378,8 +383,11 @@ struct JinjaParser {
     }
 
     private mutating func parseExpression() throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = try parseOr()
         while skipName("if") {
+            try descend()
             let condition = try parseOr()
             var otherwise: JinjaExpr? = nil
             if skipName("else") { otherwise = try parseExpression() }
@@ -388,79 +396,90 @@ struct JinjaParser {
         return expr
     }
 
-    private mutating func parseOr() throws -> JinjaExpr {
-        var left = try parseAnd()
-        while skipName("or") { left = .or(left, try parseAnd()) }
+    /// A left-associative chain `operand (operator operand)*`: `operand` parses one, `takeOperator`
+    /// consumes an operator and names it (nil when the chain ends), `combine` builds the node.
+    private mutating func parseChain(_ operand: (inout JinjaParser) throws -> JinjaExpr,
+                                     _ takeOperator: (inout JinjaParser) -> String?,
+                                     _ combine: (String, JinjaExpr, JinjaExpr) -> JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
+        var left = try operand(&self)
+        while let op = takeOperator(&self) {
+            try descend()
+            left = combine(op, left, try operand(&self))
+        }
         return left
+    }
+
+    /// Consumes the current token when it is one of the operators `ops`, and returns it.
+    private mutating func takeOp(_ ops: Set<String>) -> String? {
+        current.kind == .op && ops.contains(current.text) ? advance().text : nil
+    }
+
+    private mutating func parseOr() throws -> JinjaExpr {
+        try parseChain({ try $0.parseAnd() }, { $0.skipName("or") ? "or" : nil }) { .or($1, $2) }
     }
 
     private mutating func parseAnd() throws -> JinjaExpr {
-        var left = try parseNot()
-        while skipName("and") { left = .and(left, try parseNot()) }
-        return left
+        try parseChain({ try $0.parseNot() }, { $0.skipName("and") ? "and" : nil }) { .and($1, $2) }
     }
 
     private mutating func parseNot() throws -> JinjaExpr {
-        if skipName("not") { return .not(try parseNot()) }
-        return try parseCompare()
+        guard skipName("not") else { return try parseCompare() }
+        let outer = depth
+        defer { depth = outer }
+        try descend()
+        return .not(try parseNot())
     }
 
     private mutating func parseCompare() throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         let first = try parseMath1()
         var rest: [(String, JinjaExpr)] = []
         while true {
-            if current.kind == .op, ["==", "!=", "<", "<=", ">", ">="].contains(current.text) {
-                let op = advance().text
-                rest.append((op, try parseMath1()))
+            let op: String
+            if let comparison = takeOp(["==", "!=", "<", "<=", ">", ">="]) {
+                op = comparison
             } else if skipName("in") {
-                rest.append(("in", try parseMath1()))
+                op = "in"
             } else if isName("not") && nextToken.kind == .name && nextToken.text == "in" {
                 _ = advance()
                 _ = advance()
-                rest.append(("notin", try parseMath1()))
+                op = "notin"
             } else {
                 break
             }
+            if rest.isEmpty { try descend() }
+            rest.append((op, try parseMath1()))
         }
         return rest.isEmpty ? first : .compare(first, rest)
     }
 
     private mutating func parseMath1() throws -> JinjaExpr {
-        var left = try parseConcat()
-        while current.kind == .op && (current.text == "+" || current.text == "-") {
-            let op = advance().text
-            left = .binary(op, left, try parseConcat())
-        }
-        return left
+        try parseChain({ try $0.parseConcat() }, { $0.takeOp(["+", "-"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseConcat() throws -> JinjaExpr {
-        var left = try parseMath2()
-        while skipOp("~") { left = .binary("~", left, try parseMath2()) }
-        return left
+        try parseChain({ try $0.parseMath2() }, { $0.takeOp(["~"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseMath2() throws -> JinjaExpr {
-        var left = try parsePow()
-        while current.kind == .op && ["*", "/", "//", "%"].contains(current.text) {
-            let op = advance().text
-            left = .binary(op, left, try parsePow())
-        }
-        return left
+        try parseChain({ try $0.parsePow() }, { $0.takeOp(["*", "/", "//", "%"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parsePow() throws -> JinjaExpr {
-        var left = try parseUnary()
-        while skipOp("**") { left = .binary("**", left, try parseUnary()) }
-        return left
+        try parseChain({ try $0.parseUnary() }, { $0.takeOp(["**"]) }) { .binary($0, $1, $2) }
     }
 
     private mutating func parseUnary(withFilter: Bool = true) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr: JinjaExpr
-        if skipOp("-") {
-            expr = .negate(try parseUnary(withFilter: false))
-        } else if skipOp("+") {
-            expr = .plus(try parseUnary(withFilter: false))
+        if let sign = takeOp(["-", "+"]) {
+            try descend()
+            let operand = try parseUnary(withFilter: false)
+            expr = sign == "-" ? .negate(operand) : .plus(operand)
         } else {
             expr = try parsePrimary()
         }
@@ -471,6 +490,9 @@ struct JinjaParser {
 
     private mutating func parsePrimary() throws -> JinjaExpr {
         let token = current
+        let outer = depth
+        defer { depth = outer }
+        if token.kind == .op && ["(", "[", "{"].contains(token.text) { try descend() }
         switch token.kind {
         case .name:
             _ = advance()
@@ -523,8 +545,11 @@ struct JinjaParser {
     }
 
     private mutating func parsePostfix(_ start: JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = start
         while true {
+            if isOp(".") || isOp("[") || isOp("(") { try descend() }
             if skipOp(".") {
                 let token = current
                 if token.kind == .name {
@@ -552,7 +577,7 @@ struct JinjaParser {
             let index = try parseExpression()
             if skipOp("]") { return .getitem(object, index) }
             if isOp(",") {
-                throw ChatTemplateError(.unsupported, "tuple subscripts are not supported", line: current.line)
+                throw TemplateError(.unsupported, "tuple subscripts are not supported", line: current.line)
             }
             start = index
         }
@@ -574,7 +599,7 @@ struct JinjaParser {
             if !arguments.positional.isEmpty || !arguments.keyword.isEmpty { try expectOp(",") }
             if isOp(")") { break }
             if isOp("*") || isOp("**") {
-                throw ChatTemplateError(.unsupported, "*args / **kwargs in calls are not supported", line: current.line)
+                throw TemplateError(.unsupported, "*args / **kwargs in calls are not supported", line: current.line)
             }
             if current.kind == .name && nextToken.kind == .op && nextToken.text == "=" {
                 let key = advance().text
@@ -590,8 +615,11 @@ struct JinjaParser {
     }
 
     private mutating func parseFilterExpr(_ start: JinjaExpr) throws -> JinjaExpr {
+        let outer = depth
+        defer { depth = outer }
         var expr = start
         while true {
+            if isOp("|") || isName("is") || isOp("(") { try descend() }
             if skipOp("|") {
                 let call = try parseFilterCall()
                 expr = .filter(expr, call.name, call.arguments, line: call.line)
@@ -645,22 +673,23 @@ struct JinjaParser {
 /// Throws the error Jinja gives for a filter or test this interpreter lacks: a syntax error
 /// for names Jinja does not know either, `.unsupported` for Jinja builtins left out here.
 func jinjaCheckFilter(_ name: String, line: Int?) throws {
-    if jinjaSupportedFilters.contains(name) { return }
+    if JinjaInterpreter.filters[name] != nil { return }
     if jinjaUnsupportedFilters.contains(name) {
-        throw ChatTemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
+        throw TemplateError(.unsupported, "the '\(name)' filter is not supported", line: line)
     }
-    throw ChatTemplateError(.syntax, "unknown filter '\(name)'", line: line)
+    throw TemplateError(.syntax, "unknown filter '\(name)'", line: line)
 }
 
 func jinjaCheckTest(_ name: String, line: Int?) throws {
-    if jinjaSupportedTests.contains(name) { return }
-    throw ChatTemplateError(.syntax, "unknown test '\(name)'", line: line)
+    if JinjaInterpreter.tests[name] != nil { return }
+    throw TemplateError(.syntax, "unknown test '\(name)'", line: line)
 }
 
 /// Jinja's compiler rejects unknown filters and tests when it compiles the template, except
 /// inside `if` statements and `a if b else c` expressions ("soft" frames), where the error
 /// waits until the filter is actually used. Loop, macro, `with` and block-`set` bodies start
-/// hard frames again.
+/// hard frames again. It recurses as deep as the tree, which the parser keeps within
+/// `Limits.maxNestingDepth`.
 enum JinjaValidator {
     static func check(_ nodes: [JinjaNode], soft: Bool) throws {
         for node in nodes { try check(node, soft: soft) }

@@ -29,33 +29,22 @@ private enum JinjaLoopControl: Error {
 
 struct JinjaInterpreter {
     let now: Date
-    /// Macro call depth, shared by copies of the interpreter during one render.
-    private let calls = CallDepth()
+    /// What this render has used of its limits, shared by copies of the interpreter.
+    let budget: RenderBudget
 
-    /// Python stops runaway recursion (recursive macros) at about 1000 frames; so do we, sooner.
-    static let maxMacroDepth = 256
-
-    private final class CallDepth {
-        var depth = 0
-    }
-
-    init(now: Date) {
+    init(now: Date, limits: Limits) {
         self.now = now
+        self.budget = RenderBudget(limits)
     }
 
     func render(_ nodes: [JinjaNode], variables: [String: JinjaValue]) throws -> String {
         let globals = JinjaFrame(parent: nil)
-        for name in ["range", "namespace", "dict", "raise_exception", "strftime_now"] {
-            globals.variables[name] = .builtin(name)
-        }
+        for name in Self.globals.keys { globals.variables[name] = .builtin(name) }
         let root = JinjaFrame(parent: globals)
         root.variables = variables
+        defer { budget.finish() }
         var out = ""
-        do {
-            try execute(nodes, root, &out)
-        } catch let error as JinjaRenderError {
-            throw ChatTemplateError(error.kind, error.message)
-        }
+        try execute(nodes, root, &out)
         return out
     }
 
@@ -68,10 +57,12 @@ struct JinjaInterpreter {
     /// Runs one node, attaching its line to errors raised inside it that have none yet.
     private func execute(_ node: JinjaNode, _ frame: JinjaFrame, _ out: inout String) throws {
         do {
+            try budget.charge()
+            try budget.enter()
+            defer { budget.leave() }
             try run(node, frame, &out)
-        } catch let error as JinjaRenderError {
-            throw ChatTemplateError(error.kind, error.message, line: node.line)
-        } catch var error as ChatTemplateError where error.line == nil {
+            try budget.checkLength(of: out)
+        } catch var error as TemplateError where error.line == nil {
             error.line = node.line
             throw error
         }
@@ -82,7 +73,7 @@ struct JinjaInterpreter {
         case .text(let text):
             out += text
         case .output(let expr, _):
-            out += try eval(expr, frame).str
+            out += try str(try eval(expr, frame))
         case .ifChain(let branches, let otherwise, _):
             for (condition, body) in branches where try eval(condition, frame).truthy {
                 try execute(body, frame, &out)
@@ -100,6 +91,7 @@ struct JinjaInterpreter {
             for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
             try assign(target, value, frame)
         case .macro(let name, let parameters, let body):
+            budget.keep(macroFrame: frame)
             frame.variables[name] = .macro(JinjaMacro(name: name, parameters: parameters, body: body, closure: frame))
         case .with(let assignments, let body, _):
             let inner = JinjaFrame(parent: frame)
@@ -110,7 +102,7 @@ struct JinjaInterpreter {
             try execute(body, JinjaFrame(parent: frame), &captured)
             var value = JinjaValue.string(captured)
             for filter in filters { value = try applyFilter(filter.name, value, filter.arguments, frame, line: filter.line) }
-            out += value.str
+            out += try str(value)
         case .breakLoop:
             throw JinjaLoopControl.breakLoop
         case .continueLoop:
@@ -122,7 +114,7 @@ struct JinjaInterpreter {
                         _ body: [JinjaNode], _ otherwise: [JinjaNode], _ frame: JinjaFrame,
                         _ out: inout String) throws {
         let iterable = try eval(iterableExpr, frame)
-        if iterable.isNone { throw JinjaRenderError("'NoneType' object is not iterable") }
+        if iterable.isNone { throw TemplateError("'NoneType' object is not iterable") }
         var items = try iterable.iterate()
         if let condition {
             items = try items.filter { item in
@@ -147,6 +139,8 @@ struct JinjaInterpreter {
             ])
             if index > 0 { loop["previtem"] = items[index - 1] }
             if index + 1 < length { loop["nextitem"] = items[index + 1] }
+            try budget.checkNesting(of: loop.values)
+            try budget.charge(building: .dict(loop))
             iteration.variables["loop"] = .dict(loop)
             do {
                 try execute(body, iteration, &out)
@@ -165,14 +159,14 @@ struct JinjaInterpreter {
         case .tuple(let names):
             let items = try value.iterate()
             guard items.count == names.count else {
-                throw JinjaRenderError(items.count < names.count
+                throw TemplateError(items.count < names.count
                     ? "not enough values to unpack (expected \(names.count), got \(items.count))"
                     : "too many values to unpack (expected \(names.count))")
             }
             for (name, item) in zip(names, items) { frame.variables[name] = item }
         case .attribute(let objectName, let attribute):
             guard case .namespace(let namespace)? = frame.lookup(objectName) else {
-                throw JinjaRenderError("cannot assign attribute on non-namespace object '\(objectName)'")
+                throw TemplateError("cannot assign attribute on non-namespace object '\(objectName)'")
             }
             namespace.attributes[attribute] = value
         }
@@ -181,20 +175,26 @@ struct JinjaInterpreter {
     // MARK: - Expressions
 
     func eval(_ expr: JinjaExpr, _ frame: JinjaFrame) throws -> JinjaValue {
+        try budget.charge()
+        try budget.enter()
+        defer { budget.leave() }
         switch expr {
         case .literal(let value):
             return value
         case .name(let name):
             return frame.lookup(name) ?? .undefined("'\(name)' is undefined")
         case .list(let items), .tuple(let items):
-            return .array(try items.map { try eval($0, frame) })
+            let values = try items.map { try eval($0, frame) }
+            try budget.checkNesting(of: values)
+            return .array(values)
         case .dict(let pairs):
             var dict = JinjaDict()
             for (keyExpr, valueExpr) in pairs {
                 let key = try eval(keyExpr, frame)
-                guard let hashable = JinjaKey(key) else { throw JinjaRenderError("unhashable type: '\(key.typeName)'") }
+                guard let hashable = JinjaKey(key) else { throw TemplateError("unhashable type: '\(key.typeName)'") }
                 dict[hashable] = try eval(valueExpr, frame)
             }
+            try budget.checkNesting(of: dict.values)
             return .dict(dict)
         case .getattr(let objectExpr, let name):
             return try getAttribute(try eval(objectExpr, frame), name)
@@ -207,11 +207,13 @@ struct JinjaInterpreter {
                 let value = try eval(e, frame)
                 if value.isNone { return nil }
                 guard let i = value.integer else {
-                    throw JinjaRenderError("slice indices must be integers or None")
+                    throw TemplateError("slice indices must be integers or None")
                 }
                 return i
             }
-            return try slice(object, try bound(startExpr), try bound(stopExpr), try bound(stepExpr))
+            let result = try slice(object, try bound(startExpr), try bound(stopExpr), try bound(stepExpr))
+            try budget.charge(building: result)
+            return result
         case .call(let callee, let argumentExprs):
             let arguments = try evalArguments(argumentExprs, frame)
             if case .getattr(let objectExpr, let name) = callee {
@@ -230,17 +232,23 @@ struct JinjaInterpreter {
         case .negate(let valueExpr):
             let value = try eval(valueExpr, frame)
             try failIfUndefined(value)
-            if let i = value.integer { return .int(-i) }
+            if let i = value.integer {
+                let (negated, overflow) = 0.subtractingReportingOverflow(i)
+                if overflow { throw TemplateError("integer overflow in unary -") }
+                return .int(negated)
+            }
             if case .double(let d) = value { return .double(-d) }
-            throw JinjaRenderError("bad operand type for unary -: '\(value.typeName)'")
+            throw TemplateError("bad operand type for unary -: '\(value.typeName)'")
         case .plus(let valueExpr):
             let value = try eval(valueExpr, frame)
             try failIfUndefined(value)
             if let i = value.integer { return .int(i) }
             if case .double = value { return value }
-            throw JinjaRenderError("bad operand type for unary +: '\(value.typeName)'")
+            throw TemplateError("bad operand type for unary +: '\(value.typeName)'")
         case .binary(let op, let leftExpr, let rightExpr):
-            return try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
+            let result = try binary(op, try eval(leftExpr, frame), try eval(rightExpr, frame))
+            try budget.charge(building: result)
+            return result
         case .and(let leftExpr, let rightExpr):
             let left = try eval(leftExpr, frame)
             return left.truthy ? try eval(rightExpr, frame) : left
@@ -262,43 +270,20 @@ struct JinjaInterpreter {
         }
     }
 
-    struct Arguments {
-        var positional: [JinjaValue] = []
-        var keyword: [(String, JinjaValue)] = []
-
-        /// Python-style binding of `parameters` (in order) from positional then keyword arguments.
-        func bind(_ function: String, _ parameters: [String]) throws -> [JinjaValue?] {
-            guard positional.count <= parameters.count else {
-                throw JinjaRenderError("\(function)() takes at most \(parameters.count) arguments (\(positional.count) given)")
-            }
-            var bound: [JinjaValue?] = positional.map { $0 } + Array(repeating: nil, count: parameters.count - positional.count)
-            for (key, value) in keyword {
-                guard let index = parameters.firstIndex(of: key) else {
-                    throw JinjaRenderError("\(function)() got an unexpected keyword argument '\(key)'")
-                }
-                if bound[index] != nil {
-                    throw JinjaRenderError("\(function)() got multiple values for argument '\(key)'")
-                }
-                bound[index] = value
-            }
-            return bound
-        }
-    }
-
-    private func evalArguments(_ arguments: JinjaArguments, _ frame: JinjaFrame) throws -> Arguments {
-        Arguments(positional: try arguments.positional.map { try eval($0, frame) },
+    func evalArguments(_ arguments: JinjaArguments, _ frame: JinjaFrame) throws -> JinjaCallArguments {
+        JinjaCallArguments(positional: try arguments.positional.map { try eval($0, frame) },
                   keyword: try arguments.keyword.map { ($0.0, try eval($0.1, frame)) })
     }
 
     func failIfUndefined(_ value: JinjaValue) throws {
-        if case .undefined(let message) = value { throw JinjaRenderError(message) }
+        if case .undefined(let message) = value { throw TemplateError(message) }
     }
 
     /// `object.name`: Jinja tries the attribute, then the item.
     func getAttribute(_ object: JinjaValue, _ name: String) throws -> JinjaValue {
         switch object {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .dict(let dict):
             return dict[name] ?? .undefined("'dict object' has no attribute '\(name)'")
         case .namespace(let namespace):
@@ -312,7 +297,7 @@ struct JinjaInterpreter {
     func getItem(_ object: JinjaValue, _ key: JinjaValue) throws -> JinjaValue {
         switch (object, key) {
         case (.undefined(let message), _):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case (.dict(let dict), _) where JinjaKey(key).map { dict[$0] != nil } ?? false:
             return dict[JinjaKey(key)!]!
         case (.array(let items), _) where key.integer != nil:
@@ -321,6 +306,7 @@ struct JinjaInterpreter {
             guard items.indices.contains(index) else { return .undefined("'list object' has no element \(i)") }
             return items[index]
         case (.string(let text), _) where key.integer != nil:
+            try budget.charge(RenderBudget.cost(of: object))
             let scalars = Array(text.unicodeScalars)
             let i = key.integer!
             let index = i < 0 ? scalars.count + i : i
@@ -329,14 +315,14 @@ struct JinjaInterpreter {
         case (_, .string(let name)):
             return try getAttribute(object, name)
         default:
-            return .undefined("'\(object.typeName) object' has no element \(key.repr)")
+            return .undefined("'\(object.typeName) object' has no element \((try? repr(key)) ?? key.typeName)")
         }
     }
 
     private func slice(_ object: JinjaValue, _ start: Int?, _ stop: Int?, _ step: Int?) throws -> JinjaValue {
         func indices(_ count: Int) throws -> [Int] {
             let step = step ?? 1
-            guard step != 0 else { throw JinjaRenderError("slice step cannot be zero") }
+            guard step != 0 else { throw TemplateError("slice step cannot be zero") }
             func clamp(_ value: Int?, _ defaultValue: Int, low: Int, high: Int) -> Int {
                 guard var v = value else { return defaultValue }
                 if v < 0 { v += count }
@@ -352,10 +338,11 @@ struct JinjaInterpreter {
         }
         switch object {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .array(let items):
             return .array(try indices(items.count).map { items[$0] })
         case .string(let text):
+            try budget.charge(RenderBudget.cost(of: object))
             let scalars = Array(text.unicodeScalars)
             var out = String.UnicodeScalarView()
             for i in try indices(scalars.count) { out.append(scalars[i]) }
@@ -368,140 +355,177 @@ struct JinjaInterpreter {
     // MARK: - Operators
 
     private func binary(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> JinjaValue {
-        if op == "~" { return .string(left.str + right.str) }
+        if op == "~" {
+            var text = BoundedText(budget)
+            try text.append(str: left)
+            try text.append(str: right)
+            return .string(text.text)
+        }
         try failIfUndefined(left)
         try failIfUndefined(right)
-        func unsupported() -> JinjaRenderError {
-            JinjaRenderError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
+        func unsupported() -> TemplateError {
+            TemplateError("unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
         }
-        func overflow() -> JinjaRenderError { JinjaRenderError("integer overflow in '\(op)'") }
+        /// `op` on two ints, or nil when they are not both ints; throws when the result does not fit.
+        func checked(_ operation: (Int, Int) -> (partialValue: Int, overflow: Bool)) throws -> JinjaValue? {
+            guard let a = left.integer, let b = right.integer else { return nil }
+            let (result, overflow) = operation(a, b)
+            if overflow { throw TemplateError("integer overflow in '\(op)'") }
+            return .int(result)
+        }
         switch op {
         case "+":
             switch (left, right) {
-            case (.string(let a), .string(let b)): return .string(a + b)
-            case (.array(let a), .array(let b)): return .array(a + b)
+            case (.string(let a), .string(let b)):
+                try budget.checkBytes(a.utf8.count + b.utf8.count)
+                return .string(a + b)
+            case (.array(let a), .array(let b)):
+                try budget.checkLength(a.count + b.count)
+                return .array(a + b)
             default:
-                if let a = left.integer, let b = right.integer {
-                    let (sum, o) = a.addingReportingOverflow(b)
-                    if o { throw overflow() }
-                    return .int(sum)
-                }
+                if let sum = try checked({ $0.addingReportingOverflow($1) }) { return sum }
                 if let a = left.number, let b = right.number { return .double(a + b) }
-                if case .string = left { throw JinjaRenderError("can only concatenate str (not \"\(right.typeName)\") to str") }
+                if case .string = left { throw TemplateError("can only concatenate str (not \"\(right.typeName)\") to str") }
                 throw unsupported()
             }
         case "-":
-            if let a = left.integer, let b = right.integer {
-                let (difference, o) = a.subtractingReportingOverflow(b)
-                if o { throw overflow() }
-                return .int(difference)
-            }
+            if let difference = try checked({ $0.subtractingReportingOverflow($1) }) { return difference }
             if let a = left.number, let b = right.number { return .double(a - b) }
             throw unsupported()
         case "*":
-            if let a = left.integer, let b = right.integer {
-                let (product, o) = a.multipliedReportingOverflow(by: b)
-                if o { throw overflow() }
-                return .int(product)
-            }
+            if let product = try checked({ $0.multipliedReportingOverflow(by: $1) }) { return product }
             if let a = left.number, let b = right.number { return .double(a * b) }
             switch (left, right) {
-            case (.string(let s), _) where right.integer != nil:
-                return .string(String(repeating: s, count: max(0, right.integer!)))
-            case (_, .string(let s)) where left.integer != nil:
-                return .string(String(repeating: s, count: max(0, left.integer!)))
-            case (.array(let a), _) where right.integer != nil:
-                return .array(Array(repeating: a, count: max(0, right.integer!)).flatMap { $0 })
-            case (_, .array(let a)) where left.integer != nil:
-                return .array(Array(repeating: a, count: max(0, left.integer!)).flatMap { $0 })
+            case (.string(let s), _) where right.integer != nil: return .string(try repeated(s, right.integer!))
+            case (_, .string(let s)) where left.integer != nil: return .string(try repeated(s, left.integer!))
+            case (.array(let a), _) where right.integer != nil: return .array(try repeated(a, right.integer!))
+            case (_, .array(let a)) where left.integer != nil: return .array(try repeated(a, left.integer!))
             default: throw unsupported()
             }
         case "/":
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("division by zero") }
+            guard b != 0 else { throw TemplateError("division by zero") }
             return .double(a / b)
         case "//":
             if let a = left.integer, let b = right.integer {
-                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
-                let q = a / b
+                guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
+                let (q, overflow) = a.dividedReportingOverflow(by: b)
+                if overflow { throw TemplateError("integer overflow in '//'") }
                 return .int((a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("float floor division by zero") }
+            guard b != 0 else { throw TemplateError("float floor division by zero") }
             return .double((a / b).rounded(.down))
         case "%":
             if case .string(let format) = left { return .string(try percentFormat(format, right)) }
             if let a = left.integer, let b = right.integer {
-                guard b != 0 else { throw JinjaRenderError("integer division or modulo by zero") }
-                let r = a % b
+                guard b != 0 else { throw TemplateError("integer division or modulo by zero") }
+                // Int.min % -1 overflows in Swift; in Python it is 0, as is the partial value.
+                let r = a.remainderReportingOverflow(dividingBy: b).partialValue
                 return .int((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
             }
             guard let a = left.number, let b = right.number else { throw unsupported() }
-            guard b != 0 else { throw JinjaRenderError("float modulo") }
+            guard b != 0 else { throw TemplateError("float modulo") }
             let r = a.truncatingRemainder(dividingBy: b)
             return .double((r != 0 && (r < 0) != (b < 0)) ? r + b : r)
         case "**":
-            if let a = left.integer, let b = right.integer, b >= 0 {
-                var result = 1
-                for _ in 0..<b {
-                    let (p, o) = result.multipliedReportingOverflow(by: a)
-                    if o { throw overflow() }
-                    result = p
-                }
-                return .int(result)
-            }
+            if let a = left.integer, let b = right.integer, b >= 0 { return .int(try power(a, b)) }
             guard let a = left.number, let b = right.number else { throw unsupported() }
+            if a == 0 && b < 0 { throw TemplateError("0.0 cannot be raised to a negative power") }
             return .double(pow(a, b))
         default:
-            throw JinjaRenderError("unknown operator '\(op)'")
+            throw TemplateError("unknown operator '\(op)'")
         }
+    }
+
+    /// `base ** exponent` by repeated squaring; throws when it does not fit an Int.
+    private func power(_ base: Int, _ exponent: Int) throws -> Int {
+        var result = 1, factor = base, rest = exponent
+        while rest > 0 {
+            if rest & 1 == 1 {
+                let (product, overflow) = result.multipliedReportingOverflow(by: factor)
+                if overflow { throw TemplateError("integer overflow in '**'") }
+                result = product
+            }
+            rest >>= 1
+            if rest > 0 {
+                let (square, overflow) = factor.multipliedReportingOverflow(by: factor)
+                if overflow { throw TemplateError("integer overflow in '**'") }
+                factor = square
+            }
+        }
+        return result
+    }
+
+    /// `s * count` (empty for count <= 0), within the string limit.
+    private func repeated(_ s: String, _ count: Int) throws -> String {
+        guard count > 0 else { return "" }
+        let (bytes, overflow) = s.utf8.count.multipliedReportingOverflow(by: count)
+        try budget.checkBytes(overflow ? .max : bytes)
+        return String(repeating: s, count: count)
+    }
+
+    /// `items * count` (empty for count <= 0), within the list limit.
+    private func repeated(_ items: [JinjaValue], _ count: Int) throws -> [JinjaValue] {
+        guard count > 0 else { return [] }
+        let (length, overflow) = items.count.multipliedReportingOverflow(by: count)
+        try budget.checkLength(overflow ? .max : length)
+        return Array(Array(repeating: items, count: count).joined())
     }
 
     /// Python's `format % values` for the common conversions (%s %r %d %i %f %%).
     private func percentFormat(_ format: String, _ values: JinjaValue) throws -> String {
         var arguments: [JinjaValue]
         if case .array(let items) = values { arguments = items } else { arguments = [values] }
-        var out = ""
+        var out = BoundedText(budget)
         var chars = Array(format)[...]
         while let c = chars.popFirst() {
             guard c == "%" else {
-                out.append(c)
+                try out.append(String(c))
                 continue
             }
-            guard let conversion = chars.popFirst() else { throw JinjaRenderError("incomplete format") }
+            guard let conversion = chars.popFirst() else { throw TemplateError("incomplete format") }
             if conversion == "%" {
-                out += "%"
+                try out.append("%")
                 continue
             }
-            guard !arguments.isEmpty else { throw JinjaRenderError("not enough arguments for format string") }
+            guard !arguments.isEmpty else { throw TemplateError("not enough arguments for format string") }
             let argument = arguments.removeFirst()
             switch conversion {
-            case "s": out += argument.str
-            case "r": out += argument.repr
+            case "s": try out.append(str: argument)
+            case "r": try out.append(repr: argument)
             case "d", "i":
-                guard let n = argument.number else { throw JinjaRenderError("%d format: a real number is required") }
-                out += String(Int(n.rounded(.towardZero)))
+                guard let n = argument.number else { throw TemplateError("%d format: a real number is required") }
+                try out.append(try integerText(n))
             case "f":
-                guard let n = argument.number else { throw JinjaRenderError("%f format: a real number is required") }
-                out += String(format: "%f", n)
+                guard let n = argument.number else { throw TemplateError("%f format: a real number is required") }
+                try out.append(String(format: "%f", n))
             default:
-                throw JinjaRenderError("the '%\(conversion)' format is not supported", kind: .unsupported)
+                throw TemplateError("the '%\(conversion)' format is not supported", kind: .unsupported)
             }
         }
-        if !arguments.isEmpty { throw JinjaRenderError("not all arguments converted during string formatting") }
-        return out
+        if !arguments.isEmpty { throw TemplateError("not all arguments converted during string formatting") }
+        return out.text
+    }
+
+    /// `%d` of `n`: its integer part in full, as Python prints it (1e300 has 301 digits).
+    private func integerText(_ n: Double) throws -> String {
+        if n.isNaN { throw TemplateError("cannot convert float NaN to integer") }
+        if n.isInfinite { throw TemplateError("cannot convert float infinity to integer") }
+        if let i = Int(exactly: n.rounded(.towardZero)) { return String(i) }
+        return String(format: "%.0f", n.rounded(.towardZero))
     }
 
     private func compare(_ op: String, _ left: JinjaValue, _ right: JinjaValue) throws -> Bool {
         switch op {
-        case "==": return jinjaEquals(left, right)
-        case "!=": return !jinjaEquals(left, right)
+        case "==": return try equals(left, right)
+        case "!=": return !(try equals(left, right))
         case "in": return try contains(right, left)
         case "notin": return !(try contains(right, left))
         default:
             try failIfUndefined(left)
             try failIfUndefined(right)
-            let order = try jinjaCompare(left, right)
+            let order = try compare(left, right)
             switch op {
             case "<": return order < 0
             case "<=": return order <= 0
@@ -516,45 +540,42 @@ struct JinjaInterpreter {
         case .undefined: return false
         case .string(let text):
             guard case .string(let needle) = item else {
-                throw JinjaRenderError("'in <string>' requires string as left operand, not \(item.typeName)")
+                throw TemplateError("'in <string>' requires string as left operand, not \(item.typeName)")
             }
+            try budget.charge(RenderBudget.cost(of: container))
             return needle.isEmpty || text.contains(needle)
-        case .array(let items): return items.contains { jinjaEquals($0, item) }
+        case .array(let items): return try items.contains { try equals($0, item) }
         case .dict(let dict):
             return JinjaKey(item).map { dict[$0] != nil } ?? false
         case .namespace(let namespace):
             if case .string(let key) = item { return namespace.attributes[key] != nil }
             return false
         default:
-            throw JinjaRenderError("argument of type '\(container.typeName)' is not iterable")
+            throw TemplateError("argument of type '\(container.typeName)' is not iterable")
         }
     }
 
     // MARK: - Calls
 
-    func call(_ callee: JinjaValue, _ arguments: Arguments) throws -> JinjaValue {
+    func call(_ callee: JinjaValue, _ arguments: JinjaCallArguments) throws -> JinjaValue {
         switch callee {
         case .undefined(let message):
-            throw JinjaRenderError(message)
+            throw TemplateError(message)
         case .macro(let macro):
             return try callMacro(macro, arguments)
         case .builtin(let name):
-            return try callBuiltin(name, arguments)
+            guard let function = Self.globals[name] else { throw TemplateError("'\(name)' is undefined") }
+            return try function.call(self, name, (), arguments)
         default:
-            throw JinjaRenderError("'\(callee.typeName)' object is not callable")
+            throw TemplateError("'\(callee.typeName)' object is not callable")
         }
     }
 
-    private func callMacro(_ macro: JinjaMacro, _ arguments: Arguments) throws -> JinjaValue {
-        guard calls.depth < Self.maxMacroDepth else {
-            throw JinjaRenderError("maximum macro recursion depth (\(Self.maxMacroDepth)) exceeded in '\(macro.name)'")
-        }
-        calls.depth += 1
-        defer { calls.depth -= 1 }
+    private func callMacro(_ macro: JinjaMacro, _ arguments: JinjaCallArguments) throws -> JinjaValue {
         let frame = JinjaFrame(parent: macro.closure)
         let names = macro.parameters.map(\.name)
         guard arguments.positional.count <= names.count else {
-            throw JinjaRenderError("macro '\(macro.name)' takes not more than \(names.count) argument(s)")
+            throw TemplateError("macro '\(macro.name)' takes not more than \(names.count) argument(s)")
         }
         let bound = try arguments.bind("macro '\(macro.name)'", names)
         for (parameter, value) in zip(macro.parameters, bound) {
@@ -568,58 +589,8 @@ struct JinjaInterpreter {
         }
         var out = ""
         try execute(macro.body, frame, &out)
+        try budget.charge(building: .string(out))
         return .string(out)
-    }
-
-    private func callBuiltin(_ name: String, _ arguments: Arguments) throws -> JinjaValue {
-        switch name {
-        case "raise_exception":
-            let message = arguments.positional.first ?? arguments.keyword.first?.1 ?? .string("")
-            throw JinjaRenderError(message.str, kind: .raised)
-        case "range":
-            guard arguments.keyword.isEmpty, (1...3).contains(arguments.positional.count) else {
-                throw JinjaRenderError("range() expects 1 to 3 integer arguments")
-            }
-            let ints = try arguments.positional.map { value -> Int in
-                guard let i = value.integer else {
-                    throw JinjaRenderError("'\(value.typeName)' object cannot be interpreted as an integer")
-                }
-                return i
-            }
-            let (start, stop, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
-            guard step != 0 else { throw JinjaRenderError("range() arg 3 must not be zero") }
-            if (step > 0 && start >= stop) || (step < 0 && start <= stop) { return .array([]) }
-            let values = Array(stride(from: start, to: stop, by: step))
-            guard values.count <= 100_000 else { throw JinjaRenderError("range too big, maximum size is 100000") }
-            return .array(values.map { .int($0) })
-        case "namespace", "dict":
-            var attributes = JinjaDict()
-            for value in arguments.positional {
-                guard case .dict(let dict) = value else {
-                    throw JinjaRenderError("\(name)() positional argument must be a dict")
-                }
-                for (key, item) in dict.pairs { attributes[key] = item }
-            }
-            for (key, value) in arguments.keyword { attributes[key] = value }
-            return name == "dict" ? .dict(attributes) : .namespace(JinjaNamespace(attributes))
-        case "strftime_now":
-            guard case .string(let format)? = arguments.positional.first else {
-                throw JinjaRenderError("strftime_now() expects a format string")
-            }
-            return .string(strftime(format))
-        default:
-            throw JinjaRenderError("'\(name)' is undefined")
-        }
-    }
-
-    /// `datetime.now().strftime(format)` in the local time zone, at `now`.
-    private func strftime(_ format: String) -> String {
-        var seconds = time_t(now.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 512)
-        let count = Foundation.strftime(&buffer, buffer.count, format, &parts)
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

@@ -1,4 +1,4 @@
-// Tokenizer for the Jinja subset behind `ChatTemplate`, following jinja2/lexer.py with
+// Tokenizer for the Jinja subset this module implements, following jinja2/lexer.py with
 // trim_blocks=True and lstrip_blocks=True (the settings transformers uses):
 //  - `{%-` / `{{-` / `{#-` strip all whitespace before the tag, `-%}` / `-}}` / `-#}` after it;
 //  - trim_blocks: a block or comment tag eats one newline right after it (`+%}` keeps it);
@@ -38,12 +38,15 @@ struct JinjaToken: CustomStringConvertible {
 
 struct JinjaLexer {
     private let s: [Unicode.Scalar]
+    /// How deep brackets may nest (`Limits.maxNestingDepth`).
+    private let maxDepth: Int
     private var pos = 0
     private var line = 1
     private var lineStarting = true
     private var tokens: [JinjaToken] = []
 
-    init(source: String) {
+    init(source: String, maxDepth: Int) {
+        self.maxDepth = maxDepth
         // Normalise newlines like Jinja and drop one trailing newline (keep_trailing_newline=False).
         var scalars: [Unicode.Scalar] = []
         scalars.reserveCapacity(source.unicodeScalars.count)
@@ -175,7 +178,7 @@ struct JinjaLexer {
             }
             i += 1
         }
-        throw ChatTemplateError(.syntax, "missing end of comment tag '#}'", line: startLine)
+        throw TemplateError(.syntax, "missing end of comment tag '#}'", line: startLine)
     }
 
     /// `{% raw %}...{% endraw %}`: the body is data, untouched. Returns false when the block
@@ -233,7 +236,7 @@ struct JinjaLexer {
             }
             j += 1
         }
-        throw ChatTemplateError(.syntax, "missing '{% endraw %}' for '{% raw %}'", line: startLine)
+        throw TemplateError(.syntax, "missing '{% endraw %}' for '{% raw %}'", line: startLine)
     }
 
     /// Tokens inside `{{ ... }}` or `{% ... %}` up to and including the end tag.
@@ -247,7 +250,7 @@ struct JinjaLexer {
                 pos += 1
             }
             guard pos < s.count else {
-                throw ChatTemplateError(
+                throw TemplateError(
                     .syntax, "unexpected end of template: '\(block ? "{%" : "{{")' tag opened here is never closed "
                         + "with '\(closer)'", line: startLine)
             }
@@ -275,18 +278,20 @@ struct JinjaLexer {
                            "+", "-", "/", "*", "%", "~", "[", "]", "(", ")", "{", "}", ">", "<", "=", ".", ":", "|",
                            ",", ";"]
                 guard let op = ops.first(where: { matches($0, at: pos) }) else {
-                    throw ChatTemplateError(.syntax, "unexpected character '\(c)' in tag", line: line)
+                    throw TemplateError(.syntax, "unexpected character '\(c)' in tag", line: line)
                 }
                 switch op {
-                case "(": brackets.append(")")
-                case "[": brackets.append("]")
-                case "{": brackets.append("}")
+                case "(", "[", "{":
+                    guard brackets.count < maxDepth else {
+                        throw TemplateError(.limit, "brackets nest deeper than \(maxDepth) levels", line: line)
+                    }
+                    brackets.append(op == "(" ? ")" : op == "[" ? "]" : "}")
                 case ")", "]", "}":
                     guard let expected = brackets.popLast() else {
-                        throw ChatTemplateError(.syntax, "unexpected '\(op)'", line: line)
+                        throw TemplateError(.syntax, "unexpected '\(op)'", line: line)
                     }
                     if String(expected) != op {
-                        throw ChatTemplateError(.syntax, "unexpected '\(op)', expected '\(expected)'", line: line)
+                        throw TemplateError(.syntax, "unexpected '\(op)', expected '\(expected)'", line: line)
                     }
                 default: break
                 }
@@ -301,7 +306,7 @@ struct JinjaLexer {
     /// Digits with Python-style `_` separators between them.
     private func digitsEnd(from start: Int) -> Int {
         var j = start
-        while isDigit(j) || (s[j] == "_" && j > start && isDigit(j + 1)) { j += 1 }
+        while isDigit(j) || (j < s.count && s[j] == "_" && j > start && isDigit(j + 1)) { j += 1 }
         return j
     }
 
@@ -341,7 +346,7 @@ struct JinjaLexer {
         var out = String.UnicodeScalarView()
         while true {
             guard j < s.count else {
-                throw ChatTemplateError(.syntax, "unterminated string literal", line: startLine)
+                throw TemplateError(.syntax, "unterminated string literal", line: startLine)
             }
             let c = s[j]
             if c == quote { break }
@@ -352,7 +357,7 @@ struct JinjaLexer {
                 continue
             }
             guard j + 1 < s.count else {
-                throw ChatTemplateError(.syntax, "unterminated string literal", line: startLine)
+                throw TemplateError(.syntax, "unterminated string literal", line: startLine)
             }
             let e = s[j + 1]
             j += 2
@@ -374,7 +379,7 @@ struct JinjaLexer {
                       let value = UInt32(String(String.UnicodeScalarView(s[j..<j + width])), radix: 16),
                       let scalar = Unicode.Scalar(value)
                 else {
-                    throw ChatTemplateError(.syntax, "bad \\\(e) escape in string literal", line: line)
+                    throw TemplateError(.syntax, "bad \\\(e) escape in string literal", line: line)
                 }
                 out.append(scalar)
                 j += width

@@ -1,13 +1,15 @@
 import Foundation
 
-// Values of the Jinja interpreter behind `ChatTemplate`, with Python's semantics where Jinja
-// inherits them (truthiness, `==`, `str()` / `repr()` of lists and dicts, json.dumps).
+// Values of the interpreter, with Python's semantics where Jinja inherits them (truthiness,
+// `==`, `str()` / `repr()` of lists and dicts, json.dumps).
 
 /// A dict key: Python dicts take any hashable value; templates use strings and sometimes ints.
 enum JinjaKey: Hashable {
     case string(String)
     case int(Int)
-    case double(Double)
+    /// A float that is not a whole number, by its bits: a NaN key can then be found again (Python
+    /// finds it by identity), where Double's `==` never would.
+    case float(bits: UInt64)
     case null
 
     /// The key for `value`, or nil when `value` is not hashable. As in Python, `True` is the
@@ -18,7 +20,7 @@ enum JinjaKey: Hashable {
         case .int(let i): self = .int(i)
         case .bool(let b): self = .int(b ? 1 : 0)
         case .double(let d):
-            if d == d.rounded(), abs(d) < 9.0e18 { self = .int(Int(d)) } else { self = .double(d) }
+            if d == d.rounded(), abs(d) < 9.0e18 { self = .int(Int(d)) } else { self = .float(bits: d.bitPattern) }
         case .null: self = .null
         default: return nil
         }
@@ -28,7 +30,7 @@ enum JinjaKey: Hashable {
         switch self {
         case .string(let s): return .string(s)
         case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
+        case .float(let bits): return .double(Double(bitPattern: bits))
         case .null: return .null
         }
     }
@@ -38,7 +40,7 @@ enum JinjaKey: Hashable {
         switch self {
         case .string(let s): return s
         case .int(let i): return String(i)
-        case .double(let d): return pythonFloatRepr(d)
+        case .float(let bits): return pythonFloatRepr(Double(bitPattern: bits))
         case .null: return "null"
         }
     }
@@ -177,34 +179,6 @@ enum JinjaValue: @unchecked Sendable {
         }
     }
 
-    /// Python `str(value)`, which is what `{{ value }}` prints. Undefined prints as "".
-    var str: String {
-        switch self {
-        case .undefined: return ""
-        case .string(let s): return s
-        default: return repr
-        }
-    }
-
-    /// Python `repr(value)`.
-    var repr: String {
-        switch self {
-        case .undefined: return ""
-        case .null: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .int(let i): return String(i)
-        case .double(let d): return pythonFloatRepr(d)
-        case .string(let s): return pythonStringRepr(s)
-        case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
-        case .dict(let d):
-            return "{" + d.pairs.map { $0.0.value.repr + ": " + $0.1.repr }.joined(separator: ", ") + "}"
-        case .namespace(let ns):
-            return "<Namespace " + JinjaValue.dict(ns.attributes).repr + ">"
-        case .macro(let m): return "<Macro '\(m.name)'>"
-        case .builtin(let name): return "<function \(name)>"
-        }
-    }
-
     /// The elements `for` iterates over: list items, dict keys, string characters.
     func iterate() throws -> [JinjaValue] {
         switch self {
@@ -213,46 +187,8 @@ enum JinjaValue: @unchecked Sendable {
         case .dict(let d): return d.keys.map(\.value)
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         case .namespace(let ns): return ns.attributes.keys.map(\.value)
-        default: throw JinjaRenderError("'\(typeName)' object is not iterable")
+        default: throw TemplateError("'\(typeName)' object is not iterable")
         }
-    }
-}
-
-/// Python `==`.
-func jinjaEquals(_ a: JinjaValue, _ b: JinjaValue) -> Bool {
-    switch (a, b) {
-    case (.undefined, .undefined), (.null, .null): return true
-    case (.string(let x), .string(let y)): return x == y
-    case (.array(let x), .array(let y)):
-        return x.count == y.count && zip(x, y).allSatisfy { jinjaEquals($0, $1) }
-    case (.dict(let x), .dict(let y)):
-        guard x.count == y.count else { return false }
-        return x.pairs.allSatisfy { key, value in y[key].map { jinjaEquals(value, $0) } ?? false }
-    case (.namespace(let x), .namespace(let y)): return x === y
-    case (.macro(let x), .macro(let y)): return x === y
-    case (.builtin(let x), .builtin(let y)): return x == y
-    default:
-        if let x = a.integer, let y = b.integer { return x == y }
-        if let x = a.number, let y = b.number { return x == y }
-        return false
-    }
-}
-
-/// Python ordering for `<`, `sort`, `min`... Throws for types Python cannot order.
-func jinjaCompare(_ a: JinjaValue, _ b: JinjaValue) throws -> Int {
-    switch (a, b) {
-    case (.string(let x), .string(let y)):
-        // Python compares strings by code point.
-        let xs = Array(x.unicodeScalars), ys = Array(y.unicodeScalars)
-        for (p, q) in zip(xs, ys) where p != q { return p.value < q.value ? -1 : 1 }
-        return xs.count == ys.count ? 0 : (xs.count < ys.count ? -1 : 1)
-    case (.array(let x), .array(let y)):
-        for (p, q) in zip(x, y) where !jinjaEquals(p, q) { return try jinjaCompare(p, q) }
-        return x.count == y.count ? 0 : (x.count < y.count ? -1 : 1)
-    default:
-        if let x = a.integer, let y = b.integer { return x == y ? 0 : (x < y ? -1 : 1) }
-        if let x = a.number, let y = b.number { return x == y ? 0 : (x < y ? -1 : 1) }
-        throw JinjaRenderError("'<' not supported between instances of '\(a.typeName)' and '\(b.typeName)'")
     }
 }
 
@@ -345,40 +281,7 @@ struct JSONOptions {
     var ensureASCII = false
 }
 
-/// Python `json.dumps(value, ...)`.
-func pythonJSON(_ value: JinjaValue, _ options: JSONOptions, level: Int = 0) throws -> String {
-    let itemSeparator = options.itemSeparator ?? (options.indent == nil ? ", " : ",")
-    func open(_ bracket: String, _ close: String, _ items: [String]) -> String {
-        if items.isEmpty { return bracket + close }
-        guard let indent = options.indent else { return bracket + items.joined(separator: itemSeparator) + close }
-        let inner = "\n" + String(repeating: indent, count: level + 1)
-        let outer = "\n" + String(repeating: indent, count: level)
-        return bracket + inner + items.joined(separator: itemSeparator + inner) + outer + close
-    }
-    switch value {
-    case .null: return "null"
-    case .bool(let b): return b ? "true" : "false"
-    case .int(let i): return String(i)
-    case .double(let d):
-        if d.isNaN { return "NaN" }
-        if d.isInfinite { return d < 0 ? "-Infinity" : "Infinity" }
-        return pythonFloatRepr(d)
-    case .string(let s): return jsonString(s, ensureASCII: options.ensureASCII)
-    case .array(let a):
-        return open("[", "]", try a.map { try pythonJSON($0, options, level: level + 1) })
-    case .dict(let d):
-        var pairs = d.pairs
-        if options.sortKeys { pairs.sort { ((try? jinjaCompare($0.0.value, $1.0.value)) ?? 0) < 0 } }
-        return open("{", "}", try pairs.map {
-            jsonString($0.0.jsonName, ensureASCII: options.ensureASCII) + options.keySeparator
-                + (try pythonJSON($0.1, options, level: level + 1))
-        })
-    case .namespace, .macro, .builtin, .undefined:
-        throw JinjaRenderError("Object of type \(value.typeName) is not JSON serializable")
-    }
-}
-
-private func jsonString(_ s: String, ensureASCII: Bool) -> String {
+func jsonString(_ s: String, ensureASCII: Bool) -> String {
     var out = "\""
     for scalar in s.unicodeScalars {
         switch scalar {
@@ -404,14 +307,4 @@ private func jsonString(_ s: String, ensureASCII: Bool) -> String {
         }
     }
     return out + "\""
-}
-
-/// A render-time failure before it gets a line number.
-struct JinjaRenderError: Error {
-    var message: String
-    var kind: ChatTemplateError.Kind = .render
-    init(_ message: String, kind: ChatTemplateError.Kind = .render) {
-        self.message = message
-        self.kind = kind
-    }
 }
