@@ -53,7 +53,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
         // Fetch what the children need once, before timing anything.
-        let modelPath = try model ?? ModelStore.defaultModelPath(log: { printError($0) })
+        let modelPath = try ModelStore.resolve(model, log: { printError($0) })
         _ = try Haystack.paulGraham(log: { printError($0) })
         try KVMethods.checkOptions(try parseKVOptions(kvOption), usedBy: methods)
 

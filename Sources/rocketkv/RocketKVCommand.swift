@@ -7,14 +7,14 @@ struct RocketKVCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
-        subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, EvalCommand.self, MethodsCommand.self, TokenizeCommand.self,
+        subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, EvalCommand.self, MethodsCommand.self, ModelsCommand.self, TokenizeCommand.self,
                       InspectCommand.self, BenchChildCommand.self],
         defaultSubcommand: nil)
 }
 
 /// Options shared by every command that loads a model.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Path to a GGUF model (default: SmolLM2-135M-Instruct Q4_1, fetched on first use).")
+    @Option(name: .long, help: "A catalog model name (`rocketkv models`; fetched and verified on first use) or a path to a GGUF file (default: smollm2-135m).")
     var model: String?
 
     @Option(name: .long, help: "Worker threads (default: all cores).")
@@ -29,7 +29,7 @@ struct ModelOptions: ParsableArguments {
 
     /// Opens the model file (fetching the default model if needed) and builds the engine objects.
     func load(needsModel: Bool = true) throws -> LoadedModel {
-        let path = try model ?? ModelStore.defaultModelPath(log: { printError($0) })
+        let path = try ModelStore.resolve(model, log: { printError($0) })
         let file = try GGUFFile(path: path)
         let tokenizer = try Tokenizer(gguf: file)
         let engine = needsModel ? try Engine(file: file, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) : nil
