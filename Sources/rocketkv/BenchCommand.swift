@@ -113,7 +113,7 @@ struct BenchCommand: ParsableCommand {
         process.standardError = stderrPipe
         try process.run()
         // Drain stderr concurrently (a full pipe would block the child).
-        final class Box: @unchecked Sendable { var data = Data() }
+        final class Box: @unchecked Sendable { var data = Data() }   // written by the reader thread, read once it has finished
         let errorBox = Box()
         let errorReader = Thread { errorBox.data = stderrPipe.fileHandleForReading.readDataToEndOfFile() }
         errorReader.start()
