@@ -39,11 +39,12 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let d = shape.headDim, spare = plan.maxNewTokens + 1
+        let shape = shape, cache = cache, window = window, plan = plan
         // One element per (layer, group): tasks writing elements of one shared inner array would race (its
         // copy on write, its buffer).
         var result = [[Int32]](repeating: [], count: shape.layers * shape.kvHeads)
         result.withUnsafeMutableBufferPointer { out in
-            let out = out.baseAddress!
+            nonisolated(unsafe) let out = out.baseAddress!   // each unit writes its own element
             ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
                 for unit in units {
                     let l = unit / shape.kvHeads, g = unit % shape.kvHeads
