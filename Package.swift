@@ -25,6 +25,5 @@ let package = Package(
         .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels"]),
         // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
         .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),
-    ],
-    swiftLanguageModes: [.v5]
+    ]
 )

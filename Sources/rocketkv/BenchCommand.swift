@@ -93,7 +93,7 @@ struct BenchCommand: ParsableCommand {
                 printTableRow(row)
             }
         }
-        fflush(stdout)
+        fflush(nil)  // every output stream, stdout included (the C global `stdout` is not concurrency-safe in Swift 6)
         if !json {
             print(String(format: "read bandwidth %.1f GB/s (%d threads), %@ kernels; bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
                          bandwidth / 1e9, threadCount, Ops.kernelLevel, repetitions))
@@ -113,7 +113,7 @@ struct BenchCommand: ParsableCommand {
         process.standardError = stderrPipe
         try process.run()
         // Drain stderr concurrently (a full pipe would block the child).
-        final class Box: @unchecked Sendable { var data = Data() }
+        final class Box: @unchecked Sendable { var data = Data() }   // written by the reader thread, read once it has finished
         let errorBox = Box()
         let errorReader = Thread { errorBox.data = stderrPipe.fileHandleForReading.readDataToEndOfFile() }
         errorReader.start()

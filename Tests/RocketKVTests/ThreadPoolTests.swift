@@ -32,7 +32,7 @@ final class ThreadPoolTests: XCTestCase {
             XCTAssertEqual(ThreadPool.threadCount, 2)
         }
         XCTAssertEqual(ThreadPool.threadCount, ThreadPool.global.threadCount)
-        let seen = UnsafeMutablePointer<Int>.allocate(capacity: 3)
+        nonisolated(unsafe) let seen = UnsafeMutablePointer<Int>.allocate(capacity: 3)   // an element per task
         defer { seen.deallocate() }
         three.install { ThreadPool.run { index, _ in seen[index] = ThreadPool.threadCount } }
         XCTAssertEqual(Array(UnsafeBufferPointer(start: seen, count: 3)), [3, 3, 3])
@@ -41,7 +41,7 @@ final class ThreadPoolTests: XCTestCase {
     /// A job started inside a job of the same pool (busy) runs all its partitions on the calling thread.
     func testNestedJobRunsEveryPartition() {
         let pool = ThreadPool(threads: 3)
-        let hits = UnsafeMutablePointer<Int32>.allocate(capacity: 9)
+        nonisolated(unsafe) let hits = UnsafeMutablePointer<Int32>.allocate(capacity: 9)   // atomic adds only
         defer { hits.deallocate() }
         hits.initialize(repeating: 0, count: 9)
         pool.install {
@@ -94,7 +94,7 @@ final class ThreadPoolTests: XCTestCase {
             for (groups, phases) in shapes {
                 for repetition in 0..<(threads == 1 ? 3 : 150) {
                     let log = PhaseLog(groups: groups, phases: phases)
-                    let task = { (group: Int, phase: Int, index: Int) in
+                    let task = { @Sendable (group: Int, phase: Int, index: Int) in
                         log.started(group, phase, index)
                         if Int.random(in: 0..<3) == 0 { usleep(UInt32.random(in: 1...40)) }
                         log.finished(group, phase)
@@ -195,8 +195,9 @@ class TwoThreadTestCase: XCTestCase {
 }
 
 /// Whether `split(body)` hands `body` ranges that cover `0..<count` exactly once.
-func everyIndexOnce(_ count: Int, _ split: (_ body: (Range<Int>) -> Void) -> Void) -> Bool {
-    let hits = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
+func everyIndexOnce(_ count: Int, _ split: (_ body: @Sendable (Range<Int>) -> Void) -> Void) -> Bool {
+    // Disjoint ranges write disjoint elements (overlapping ones are what the test catches).
+    nonisolated(unsafe) let hits = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
     defer { hits.deallocate() }
     hits.initialize(repeating: 0, count: max(count, 1))
     split { range in for i in range { hits[i] += 1 } }

@@ -61,6 +61,7 @@ public struct GGUFError: Error, CustomStringConvertible, Equatable {
 /// A memory-mapped GGUF file (versions 2 and 3): metadata, tensor descriptors and raw tensor data.
 ///
 /// Tensor data stays in the mapping in its stored (quantized) format; nothing is copied.
+// @unchecked: every property is a `let`; `base` is a read-only mapping, unmapped only when the file is released.
 public final class GGUFFile: @unchecked Sendable {
     public let path: String
     public let version: Int

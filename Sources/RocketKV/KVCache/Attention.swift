@@ -22,7 +22,7 @@ public enum Attention {
                               output: UnsafeMutablePointer<Float>, window: Int? = nil) {
         let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
         guard input.outputNeeded else { return }
-        func firstVisible(_ visible: Int) -> Int { window.map { max(0, visible - $0) } ?? 0 }
+        @Sendable func firstVisible(_ visible: Int) -> Int { window.map { max(0, visible - $0) } ?? 0 }
         if n == 1 {
             let first = firstVisible(visibleBefore + 1)
             decode(query: input.queries, streams: streams, first: first, count: visibleBefore + 1 - first, shape: shape, output: output)
@@ -33,6 +33,7 @@ public enum Attention {
         let blocks = (n + tokenBlock - 1) / tokenBlock
         let units = shape.kvHeads * blocks
         // Later tokens see more keys: deal units out round-robin so every thread gets a fair share.
+        nonisolated(unsafe) let output = output   // each unit writes its own (token, head) rows
         ThreadPool.run { index, threads in
             let rows = tokenBlock * g
             withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * rows * d) { buffer in
@@ -73,8 +74,10 @@ public enum Attention {
     private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, shape: AttentionShape,
                                output: UnsafeMutablePointer<Float>) {
         let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads
-        func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].keys + first * d) }
-        func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].values + first * d) }
+        // Read only, or written in disjoint parts by the tasks of each job (rows of heads, lanes).
+        nonisolated(unsafe) let query = query, output = output
+        @Sendable func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].keys + first * d) }
+        @Sendable func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].values + first * d) }
         if count < 256 || d % 64 != 0 {
             ThreadPool.parallelFor(kvHeads) { range in
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
@@ -90,7 +93,7 @@ public enum Attention {
         let pstride = (count + 63) / 64 * 64
         let heads = shape.queryHeads
         withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * pstride) { buffer in
-            let scores = buffer.baseAddress!
+            nonisolated(unsafe) let scores = buffer.baseAddress!   // rows of heads, each written by one task
             let ranges = 4 * ThreadPool.threadCount
             let keysPerRange = (count + ranges - 1) / ranges
             ThreadPool.parallelFor(kvHeads * ranges) { units in
@@ -112,7 +115,7 @@ public enum Attention {
             let threads = ThreadPool.threadCount, lanes = 32 * kvHeads
             let accumulatorsPerGroup = g * d * 32
             withUnsafeTemporaryAllocation(of: Float.self, capacity: kvHeads * accumulatorsPerGroup) { accumulators in
-                let acc = accumulators.baseAddress!
+                nonisolated(unsafe) let acc = accumulators.baseAddress!   // lanes, each written by one task
                 ThreadPool.run { thread, _ in
                     var lane = thread * lanes / threads
                     let end = (thread + 1) * lanes / threads

@@ -60,7 +60,9 @@ public struct AttentionShape: Sendable, Equatable {
 }
 
 /// Queries, keys and values of one layer for consecutive tokens, after RoPE.
-public struct AttentionInput {
+// @unchecked: read-only views of the caller's buffers, valid and unchanged for the layer call that hands them
+// out; the pool's tasks of that call only read them.
+public struct AttentionInput: @unchecked Sendable {
     /// `[tokens][queryHeads][headDim]`
     public let queries: UnsafePointer<Float>
     /// `[tokens][kvHeads][headDim]`

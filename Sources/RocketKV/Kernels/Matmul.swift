@@ -1,6 +1,7 @@
 import CKernels
 
 /// A 2-D weight tensor in its stored (possibly quantized) format: `rows` rows of `columns` elements.
+// @unchecked: `data` points into a model's read-only mapping (or a test's buffer), never written through.
 public struct WeightMatrix: @unchecked Sendable {
     public let type: GGMLType
     public let rows: Int
@@ -61,13 +62,15 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
                    outputs: [UnsafeMutablePointer<Float>], outputStrides: [Int]? = nil, scratch: MatmulScratch) {
     let n = weights[0].columns
     let strides = outputStrides ?? weights.map(\.rows)
+    // The pool's tasks read `input` and write disjoint parts of the outputs (the entries of their weight rows).
+    nonisolated(unsafe) let input = input, outputs = outputs
     // Rows per work unit: keeps each thread's share of the rows contiguous and cache-line aligned in y.
     let granularity = 16
     let shared = weights.allSatisfy { $0.columns == n && $0.activationType != nil && $0.activationType == weights[0].activationType }
     if shared, let activationType = weights[0].activationType {
         let xstride = activationType.byteCount(elements: n)
-        let quantized = scratch.reserve(xstride * tokens)
-        let quantize = { (range: Range<Int>) in
+        nonisolated(unsafe) let quantized = scratch.reserve(xstride * tokens)   // a row per token, each written by one task
+        let quantize = { @Sendable (range: Range<Int>) in
             for t in range {
                 let x = input + t * n, y = quantized + t * xstride
                 if activationType == .q8_1 { rk_quantize_row_q8_1(x, y, Int32(n)) } else { rk_quantize_row_q8_0(x, y, Int32(n)) }
@@ -77,7 +80,7 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
         // Each matrix's rows rounded up to the granularity, laid end to end.
         var starts: [Int] = [], total = 0
         for w in weights { starts.append(total); total += (w.rows + granularity - 1) / granularity * granularity }
-        ThreadPool.parallelFor(total, granularity: granularity) { range in
+        ThreadPool.parallelFor(total, granularity: granularity) { [starts] range in
             for (i, w) in weights.enumerated() {
                 let lo = max(range.lowerBound - starts[i], 0), hi = min(range.upperBound - starts[i], w.rows)
                 if lo < hi {
@@ -89,7 +92,8 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
         return
     }
     for (i, weight) in weights.enumerated() {
-        let output = outputs[i], ystride = strides[i], n = weight.columns
+        nonisolated(unsafe) let output = outputs[i]
+        let ystride = strides[i], n = weight.columns
         if weight.activationType != nil {
             matmul([weight], input: input, tokens: tokens, outputs: [output], outputStrides: [ystride], scratch: scratch)
         } else if weight.type == .f32 || weight.type == .f16 {

@@ -14,6 +14,11 @@ import Foundation
 /// A pool runs one job at a time. A job started while its pool is busy (by another thread that shares the
 /// pool, or nested inside one of its jobs) runs every partition on the calling thread instead: correct, not
 /// parallel. Give each concurrent user its own pool.
+///
+/// A job's body runs on several threads at once, and every call returns once all of them are done: the body is
+/// `@Sendable` (so the compiler checks what it captures) but need not escape. Buffers it writes are captured as
+/// pointers (`nonisolated(unsafe)` where the compiler cannot see that the tasks write disjoint parts of them).
+// @unchecked: `handle` is a `let`, and the C pool takes jobs from any thread (a busy pool runs them on the caller).
 public final class ThreadPool: @unchecked Sendable {
     let handle: OpaquePointer
 
@@ -40,10 +45,10 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     /// Runs `body(index, count)` once for every thread index of the pool and waits for all of them.
-    public func run(_ body: (_ index: Int, _ count: Int) -> Void) { Self.run(on: handle, body) }
+    public func run(_ body: @Sendable (_ index: Int, _ count: Int) -> Void) { Self.run(on: handle, body) }
 
     /// Splits `0..<count` into one contiguous range per thread (sizes a multiple of `granularity`).
-    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
+    public func parallelFor(_ count: Int, granularity: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
         Self.parallelFor(on: handle, count, granularity: granularity, body)
     }
 
@@ -54,7 +59,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// The threads claim tasks one by one in a single order: the tasks of phase 0 of every group (group by
     /// group), then those of phase 1, and so on. So the work spreads evenly (no thread idles while an unclaimed
     /// task could run), and a task waits only for tasks claimed before it, which are running or done.
-    public func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+    public func runPhases(groups: Int, phases: [Int], _ body: @Sendable (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
         Self.runPhases(on: handle, groups: groups, phases: phases, body)
     }
 
@@ -70,32 +75,32 @@ public final class ThreadPool: @unchecked Sendable {
     public static var threadCount: Int { Int(rk_pool_threads(current)) }
 
     /// `run` on the current pool.
-    public static func run(_ body: (_ index: Int, _ count: Int) -> Void) { run(on: current, body) }
+    public static func run(_ body: @Sendable (_ index: Int, _ count: Int) -> Void) { run(on: current, body) }
 
     /// `parallelFor` on the current pool.
-    public static func parallelFor(_ count: Int, granularity: Int = 1, _ body: (Range<Int>) -> Void) {
+    public static func parallelFor(_ count: Int, granularity: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
         parallelFor(on: current, count, granularity: granularity, body)
     }
 
     /// `runPhases` on the current pool.
-    public static func runPhases(groups: Int, phases: [Int], _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+    public static func runPhases(groups: Int, phases: [Int], _ body: @Sendable (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
         runPhases(on: current, groups: groups, phases: phases, body)
     }
 
     // MARK: Jobs on a pool
 
-    private static func run(on pool: OpaquePointer, _ body: (_ index: Int, _ count: Int) -> Void) {
+    private static func run(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) {
         withoutActuallyEscaping(body) { escaping in
             var job = escaping
             withUnsafeMutablePointer(to: &job) { pointer in
                 rk_pool_run(pool, { context, index, count in
-                    context!.assumingMemoryBound(to: ((Int, Int) -> Void).self).pointee(Int(index), Int(count))
+                    context!.assumingMemoryBound(to: (@Sendable (Int, Int) -> Void).self).pointee(Int(index), Int(count))
                 }, pointer)
             }
         }
     }
 
-    private static func parallelFor(on pool: OpaquePointer, _ count: Int, granularity: Int, _ body: (Range<Int>) -> Void) {
+    private static func parallelFor(on pool: OpaquePointer, _ count: Int, granularity: Int, _ body: @Sendable (Range<Int>) -> Void) {
         if count <= granularity || rk_pool_threads(pool) == 1 { body(0..<count); return }
         run(on: pool) { index, threads in
             let units = (count + granularity - 1) / granularity
@@ -106,12 +111,13 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     private static func runPhases(on pool: OpaquePointer, groups: Int, phases: [Int],
-                                  _ body: (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
+                                  _ body: @Sendable (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
         let tasks = groups * phases.reduce(0, +)
         guard tasks > 0 else { return }
         // [next task to claim][tasks finished in each group]
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: 1 + groups) { counters in
-            let next = counters.baseAddress!, finished = next + 1
+            // Shared by the tasks through atomic C operations only (rk_counter_next, rk_progress_*).
+            nonisolated(unsafe) let next = counters.baseAddress!, finished = next + 1
             next.initialize(repeating: 0, count: 1 + groups)
             run(on: pool) { _, _ in
                 while true {

@@ -8,6 +8,7 @@ import CKernels
 /// → output projection → RMSNorm → residual; RMSNorm → GELU-gated feed-forward → RMSNorm → residual. Every
 /// sixth layer is global (`LayerAttention` tells the KV seam which). Norm weights are stored as 1 + w by the
 /// converter, so they multiply as they are.
+// @unchecked: every property is a `let`; the pointers are into the read-only mapping of `file`, which it keeps alive.
 public final class Gemma3Model: LanguageModel, @unchecked Sendable {
     public let config: ModelConfig
     public let file: GGUFFile

@@ -6,6 +6,7 @@ import CKernels
 /// factors from `rope_freqs.weight` when the file has them) → attention through the `KVPolicy` → output
 /// projection → residual; RMSNorm → SwiGLU feed-forward → residual. Weights stay in their quantized blocks in
 /// the memory-mapped file.
+// @unchecked: every property is a `let`; the pointers are into the read-only mapping of `file`, which it keeps alive.
 public final class LlamaModel: LanguageModel, @unchecked Sendable {
     public let config: ModelConfig
     public let file: GGUFFile

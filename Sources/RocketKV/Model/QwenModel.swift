@@ -5,6 +5,7 @@ import CKernels
 /// Llama's block with three differences, each as llama.cpp applies it: Qwen 2 adds learned biases to Q, K and V
 /// after their projections; Qwen 3 has no biases but RMS-normalises each query and key head (`attn_q_norm`,
 /// `attn_k_norm`) before RoPE; both rotate dimension `i` with `i + d/2` (NeoX RoPE).
+// @unchecked: every property is a `let`; the pointers are into the read-only mapping of `file`, which it keeps alive.
 public final class QwenModel: LanguageModel, @unchecked Sendable {
     public let config: ModelConfig
     public let file: GGUFFile

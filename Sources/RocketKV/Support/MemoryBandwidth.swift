@@ -14,11 +14,12 @@ public enum MemoryBandwidth {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: page)
         defer { buffer.deallocate() }
         memset(buffer, 1, bytes)
+        nonisolated(unsafe) let memory = buffer   // only read by the tasks
         var best = 0.0
         for _ in 0..<4 {
             let start = DispatchTime.now().uptimeNanoseconds
             ThreadPool.parallelFor(bytes / page) { pages in
-                _ = rk_stream_read(buffer + pages.lowerBound * page, pages.count * page)
+                _ = rk_stream_read(memory + pages.lowerBound * page, pages.count * page)
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             best = max(best, Double(bytes) / seconds)

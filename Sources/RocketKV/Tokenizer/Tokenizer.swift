@@ -46,7 +46,7 @@ public struct SpecialTokenIDs: Sendable, Equatable {
 /// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` whenever the vocabulary has a
 /// token for every byte of `s`. A byte without one is dropped, as llama.cpp does (SmolLM2 has no
 /// token for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, nor for 0xF1/0xF2, the lead bytes of U+40000...U+BFFFF).
-public final class Tokenizer: @unchecked Sendable {
+public final class Tokenizer: Sendable {
     /// Token types as stored in `tokenizer.ggml.token_type`.
     public enum TokenType: Int, Sendable {
         case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6

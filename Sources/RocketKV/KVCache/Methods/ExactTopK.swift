@@ -33,8 +33,11 @@ public final class ExactTopK: KVPolicy, KVStreamInspectable {
         store.append(layer: layer, input)
         let layerStreams = store.streams[layer]
         let d = shape.headDim, n = store.count(layer: layer)
+        let shape = shape, budget = budget
+        nonisolated(unsafe) let output = output   // each head writes its own row
         var selections = [[Int32]](repeating: [], count: shape.queryHeads)
         selections.withUnsafeMutableBufferPointer { selected in
+            nonisolated(unsafe) let selected = selected   // each head writes its own element
             ThreadPool.parallelFor(shape.queryHeads) { heads in
                 var scores = [Float](repeating: 0, count: n)
                 for h in heads {

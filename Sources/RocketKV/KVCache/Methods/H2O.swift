@@ -79,9 +79,12 @@ public final class H2O: KVPolicy, KVStreamInspectable {
     /// Dense causal attention of the chunk, adding each token's probabilities to the group's scores.
     private func attend(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
         let d = shape.headDim, heads = shape.queryHeads, n = visibleBefore + input.tokens
+        let shape = shape
         let layerStreams = store.streams[layer]
+        nonisolated(unsafe) let output = output   // each head writes its own rows
         var perHead = [Float](repeating: 0, count: heads * n)
         perHead.withUnsafeMutableBufferPointer { sums in
+            nonisolated(unsafe) let sums = sums   // each head writes its own row
             ThreadPool.parallelFor(heads) { range in
                 var probabilities = [Float](repeating: 0, count: n)
                 for h in range {

@@ -64,7 +64,9 @@ public final class Quest: KVPolicy, KVStreamInspectable {
         lastPages[layer] = chosen
         lastScores[layer] = scores
         let n = store.count(layer: layer), layerStreams = store.streams[layer]
-        ThreadPool.parallelFor(shape.queryHeads) { heads in
+        let pageSize = pageSize, shape = shape
+        nonisolated(unsafe) let output = output   // each head writes its own row
+        ThreadPool.parallelFor(shape.queryHeads) { [chosen] heads in
             for h in heads {
                 let g = h / group
                 var slots = [Int32]()

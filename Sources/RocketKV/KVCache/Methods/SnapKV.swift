@@ -54,14 +54,17 @@ public final class SnapKV: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let perStream = store.copiesPerGroup == 1 ? shape.groupSize : 1
+        let shape = shape, queries = queries, perHeadBudget = perHeadBudget, kernel = kernel
         var kept = [[[Int]]](repeating: [[Int]](repeating: [], count: shape.queryHeads), count: shape.layers)
         for layer in 0..<shape.layers {
             var pooled = [[Float]](repeating: [], count: shape.queryHeads)
+            let layerStreams = store.streams[layer]
             kept[layer].withUnsafeMutableBufferPointer { keptSlots in
                 pooled.withUnsafeMutableBufferPointer { pooledScores in
+                    nonisolated(unsafe) let keptSlots = keptSlots, pooledScores = pooledScores   // each head writes its own elements
                     ThreadPool.parallelFor(shape.queryHeads) { heads in
                         for h in heads {
-                            let stream = store.streams[layer][h / perStream]
+                            let stream = layerStreams[h / perStream]
                             (keptSlots[h], pooledScores[h]) = queries.keptSlots(layer: layer, heads: h..<(h + 1), stream: stream, scale: shape.scale,
                                                                                 promptBudget: perHeadBudget, kernel: kernel)
                                 ?? (Array(0..<stream.count), [])

@@ -67,7 +67,9 @@ public enum HSA {
 /// step): `prepare` (dimensions, signs, temperatures), `scorePages` per part of the pages (page logits),
 /// `softmaxHead` per query head (page probabilities), `rank` (group mean, top pages, the selected rows
 /// gathered), `attendHead` per query head.
-final class HSAGroupStep {
+// @unchecked: unsynchronized; `HSALayerStep.run` orders the steps (runPhases) so that the tasks running at
+// the same time on one group write disjoint parts of its buffers (a part of the page scores, a head's rows).
+final class HSAGroupStep: @unchecked Sendable {
     let groupSize: Int
     let headDim: Int
     private(set) var dimCount = 0
@@ -256,8 +258,10 @@ final class HSALayerStep {
     /// `slotMaps[g]`, when given, maps metadata slots to stream slots (RocketKV-MT's index list into the full
     /// cache). Returns the bytes read.
     func run(_ input: AttentionInput, streams: [KVStream], metadata: [PageMetadata], slotMaps: [[Int32]]?, k1: Int, k2: Int,
-             output: UnsafeMutablePointer<Float>, update: (Int) -> Void) -> Int {
+             output: UnsafeMutablePointer<Float>, update: @Sendable (Int) -> Void) -> Int {
         let G = shape.groupSize, d = shape.headDim
+        let shape = shape, scoreParts = scoreParts, groups = groups
+        nonisolated(unsafe) let output = output   // each head's task writes its own row
         ThreadPool.runPhases(groups: shape.kvHeads, phases: [1, scoreParts, G, 1, G]) { g, phase, index in
             switch phase {
             case 0:

@@ -1,6 +1,8 @@
 /// A `KVStore` plus HSA page metadata over each group's slots, and the HSA decode step: the storage the
 /// `hsa`, `rocket` and `rocket-mt` policies compose.
-final class PagedKV {
+// @unchecked: unsynchronized; inside pool jobs its tasks only read it and `sync` distinct (layer, group)s,
+// which mutates that group's stream and metadata, not the PagedKV.
+final class PagedKV: @unchecked Sendable {
     let store: KVStore
     /// `metadata[layer][kvHead]`: over the slots of the matching stream, or (RocketKV-MT) over a list of them.
     let metadata: [[PageMetadata]]
@@ -28,7 +30,7 @@ final class PagedKV {
     /// Appends the decode token, then attends with HSA (§2 step 3). `update(g)` brings group g's metadata up
     /// to date with the token first; `slotMaps[g]`, when given, maps metadata slots to stream slots.
     func decode(layer: Int, _ input: AttentionInput, k1: Int, k2: Int, slotMaps: [[Int32]]? = nil, output: UnsafeMutablePointer<Float>,
-                update: (Int) -> Void) {
+                update: @Sendable (Int) -> Void) {
         precondition(input.tokens == 1, "decode takes one token")
         store.append(layer: layer, input)
         bytesRead[layer] = hsa.run(input, streams: store.streams[layer], metadata: metadata[layer], slotMaps: slotMaps, k1: k1, k2: k2,

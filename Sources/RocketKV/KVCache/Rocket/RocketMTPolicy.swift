@@ -39,9 +39,12 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let d = shape.headDim, spare = plan.maxNewTokens + 1
-        var result = filtered
+        let shape = shape, cache = cache, window = window, plan = plan
+        // One element per (layer, group): tasks writing elements of one shared inner array would race (its
+        // copy on write, its buffer).
+        var result = [[Int32]](repeating: [], count: shape.layers * shape.kvHeads)
         result.withUnsafeMutableBufferPointer { out in
-            let out = out.baseAddress!
+            nonisolated(unsafe) let out = out.baseAddress!   // each unit writes its own element
             ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
                 for unit in units {
                     let l = unit / shape.kvHeads, g = unit % shape.kvHeads
@@ -52,7 +55,7 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
                     var slots = [Int32]()
                     slots.reserveCapacity(kept.count + spare)
                     slots.append(contentsOf: kept.map { Int32($0) })
-                    (out + l).pointee[g] = slots
+                    out[unit] = slots
                     let meta = cache.metadata[l][g]
                     meta.release()
                     meta.reserve(tokens: kept.count + spare)
@@ -60,7 +63,7 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
                 }
             }
         }
-        filtered = result
+        filtered = (0..<shape.layers).map { l in Array(result[(l * shape.kvHeads)..<((l + 1) * shape.kvHeads)]) }
         window.reset()
     }
 

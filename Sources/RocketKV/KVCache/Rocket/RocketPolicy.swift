@@ -31,6 +31,7 @@ public final class RocketPolicy: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let spare = plan.maxNewTokens + 1
+        let shape = shape, cache = cache, window = window, plan = plan
         ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
             for unit in units {
                 let l = unit / shape.kvHeads, g = unit % shape.kvHeads

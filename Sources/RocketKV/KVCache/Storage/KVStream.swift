@@ -10,7 +10,9 @@ import CKernels
 ///
 /// Slots are physical; positions are logical. Eviction (`retain`) compacts the slots and gives the freed
 /// memory back, so a method that keeps fewer tokens really holds less memory.
-public final class KVStream {
+// @unchecked: unsynchronized. Used by the thread that runs its sequence, and inside that thread's pool jobs,
+// whose tasks read streams and mutate only a stream no other task of the job touches.
+public final class KVStream: @unchecked Sendable {
     public let headDim: Int
     public private(set) var count = 0
     public private(set) var capacity = 0

@@ -12,7 +12,8 @@ import CKernels
 /// Precision: the policies use `.f16`. The keys they bound are the f16 keys of the cache, and the minimum or
 /// maximum of f16 values is one of them, so f16 metadata is exact (true bounds, no rounding) at 2 bytes per
 /// value. `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
-public final class PageMetadata {
+// @unchecked: unsynchronized, used as `KVStream` is: pool tasks mutate only metadata no other task of the job touches.
+public final class PageMetadata: @unchecked Sendable {
     public enum Precision: Sendable { case f16, f32 }
 
     public let headDim: Int

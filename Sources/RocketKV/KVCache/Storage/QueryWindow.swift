@@ -1,7 +1,8 @@
 /// The last `w` query rows (post-RoPE, all query heads) of the current prompt, per layer, kept across prefill
 /// chunks for SnapKV's scoring at the end of the prompt (§14; RocketKV stage 1 and the SnapKV baseline).
 /// Reset after each turn's eviction.
-final class QueryWindow {
+// @unchecked: unsynchronized; pool tasks only read it (`keptSlots`), `record` and `reset` run outside jobs.
+final class QueryWindow: @unchecked Sendable {
     let window: Int, rowSize: Int
     private var rows: [[Float]]
     /// Rows written this turn, per layer.
