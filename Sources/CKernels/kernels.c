@@ -23,6 +23,17 @@ _Static_assert(sizeof(block_q8_0) == 34, "q8_0 size");
 _Static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
+// K-quants: 256-element super-blocks of eight 32-element sub-blocks (Q6_K: sixteen of 16), activations in Q8_K.
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } block_q8_K;
+typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;
+typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } block_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } block_q6_K;
+_Static_assert(sizeof(block_q5_0) == 22, "q5_0 size");
+_Static_assert(sizeof(block_q8_K) == 292, "q8_K size");
+_Static_assert(sizeof(block_q4_K) == 144, "q4_K size");
+_Static_assert(sizeof(block_q5_K) == 176, "q5_K size");
+_Static_assert(sizeof(block_q6_K) == 210, "q6_K size");
 
 // ---- half precision, bit exact (round to nearest even) ----
 
@@ -149,6 +160,26 @@ static float dot_q4_0_q8_0_portable(int n, const block_q4_0 *w, const block_q8_0
     return sum;
 }
 
+static inline float hsum8_batched(const float a[8]);
+
+// The twin of ggml's AVX2 ggml_vec_dot_q5_0_q8_0 (and tinyBLAS's Q5_0 tiles): per block one FMA of d_w·d_x into
+// 8 lanes (lane k = Σ of the products of elements 4k…4k+3), the lanes summed as hsum_float_8 does.
+static float dot_q5_0_q8_0_portable(int n, const block_q5_0 *w, const block_q8_0 *x) {
+    float acc[8] = {0};
+    for (int b = 0; b < n / 32; b++) {
+        uint32_t qh;
+        memcpy(&qh, w[b].qh, 4);
+        int32_t lane[8] = {0};
+        for (int e = 0; e < 32; e++) {
+            const int q = ((w[b].qs[e % 16] >> (4 * (e / 16))) & 15) | (int)((qh >> e) & 1) << 4;
+            lane[e / 4] += (q - 16) * x[b].qs[e];
+        }
+        const float d = half_to_float(w[b].d) * half_to_float(x[b].d);
+        for (int k = 0; k < 8; k++) acc[k] = fmaf(d, (float)lane[k], acc[k]);
+    }
+    return hsum8_batched(acc);
+}
+
 static float dot_f32_portable(const float *a, const float *b, int n) {
     float s = 0;
     for (int i = 0; i < n; i++) s += a[i] * b[i];
@@ -245,31 +276,6 @@ RK_AVX2 static float dot_q4_1_q8_1_avx2(int n, const block_q4_1 *w, const block_
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx), mul_sum_us8_ps(qw, qx), acc);
     }
     return hsum_ps(acc) + summs;
-}
-
-RK_AVX2 static float dot_q8_0_q8_0_avx2(int n, const block_q8_0 *w, const block_q8_0 *x) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < n / 32; b++) {
-        const float d = half_to_float_avx(w[b].d) * half_to_float_avx(x[b].d);
-        __m256i qw = _mm256_loadu_si256((const __m256i *)w[b].qs);
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        // maddubs needs one unsigned operand: move the sign of w onto x
-        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8_ps(aw, sx), acc);
-    }
-    return hsum_ps(acc);
-}
-
-RK_AVX2 static float dot_q4_0_q8_0_avx2(int n, const block_q4_0 *w, const block_q8_0 *x) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < n / 32; b++) {
-        const float d = half_to_float_avx(w[b].d) * half_to_float_avx(x[b].d);
-        __m256i qw = _mm256_sub_epi8(unpack_nibbles(w[b].qs), _mm256_set1_epi8(8));
-        __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        __m256i aw = _mm256_sign_epi8(qw, qw), sx = _mm256_sign_epi8(qx, qw);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), mul_sum_us8_ps(aw, sx), acc);
-    }
-    return hsum_ps(acc);
 }
 
 RK_AVX2 static float dot_f32_avx2(const float *a, const float *b, int n) {
@@ -405,6 +411,31 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
 RK_AVX2 static inline __m256i loadw_q4_1(const block_q4_1 *b) { return unpack_nibbles(b->qs); }
 RK_AVX2 static inline __m256i loadw_q4_0(const block_q4_0 *b) { return _mm256_sub_epi8(unpack_nibbles(b->qs), _mm256_set1_epi8(8)); }
 RK_AVX2 static inline __m256i loadw_q8_0(const block_q8_0 *b) { return _mm256_loadu_si256((const __m256i *)b->qs); }
+// Q5_0: the nibbles with the fifth bits from qh (bit e for element e), less 16, as ggml's bytes_from_bits_32 forms them.
+RK_AVX2 static inline __m256i loadw_q5_0(const block_q5_0 *b) {
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                               _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+    return _mm256_or_si256(unpack_nibbles(b->qs), _mm256_andnot_si256(set, _mm256_set1_epi8((char)0xF0)));
+}
+
+// Row dots of the signed formats against Q8_0 (ggml_vec_dot_q{4,5,8}_0_q8_0 on AVX2): one FMA of d_w·d_x and the
+// block's 8 lanes of int8 products per block, hsum at the end.
+#define RK_SIGNED_ROW_DOT(NAME, WBLOCK, LOADW)                                                                    \
+RK_AVX2 static float NAME(int n, const WBLOCK *w, const block_q8_0 *x) {                                          \
+    __m256 acc = _mm256_setzero_ps();                                                                             \
+    for (int b = 0; b < n / 32; b++) {                                                                            \
+        const float d = half_to_float_avx(w[b].d) * half_to_float_avx(x[b].d);                                    \
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[b].qs);                                          \
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), pair_signed(LOADW(&w[b]), qx), acc);                             \
+    }                                                                                                             \
+    return hsum_ps(acc);                                                                                          \
+}
+RK_SIGNED_ROW_DOT(dot_q8_0_q8_0_avx2, block_q8_0, loadw_q8_0)
+RK_SIGNED_ROW_DOT(dot_q4_0_q8_0_avx2, block_q4_0, loadw_q4_0)
+RK_SIGNED_ROW_DOT(dot_q5_0_q8_0_avx2, block_q5_0, loadw_q5_0)
 
 RK_TILE_KERNEL(tile_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
 RK_TILE_KERNEL(tile_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
@@ -412,6 +443,8 @@ RK_TILE_KERNEL(tile_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw_q4_0, pair_sig
 RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
 RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
 RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q5_0_2x4, 2, 4, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0)
 
 // AVX-512 tiles: a pair of weight rows shares one 512-bit register (row 2p in lanes 0–7, row 2p+1 in lanes
 // 8–15) against the activation block in both halves, and VNNI's vpdpbusd forms each int32 lane (four byte
@@ -489,6 +522,11 @@ RK_TILE512_KERNEL(tile512_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw2_q4_0, 1
 RK_TILE512_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw2_q4_0, 1, 0)
 RK_TILE512_KERNEL(tile512_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
 RK_TILE512_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
+RK_AVX512 static inline __m512i loadw2_q5_0(const block_q5_0 *a, const block_q5_0 *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(loadw_q5_0(a)), loadw_q5_0(b), 1);
+}
+RK_TILE512_KERNEL(tile512_q5_0_2x4, 2, 4, block_q5_0, block_q8_0, loadw2_q5_0, 1, 0)
+RK_TILE512_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw2_q5_0, 1, 0)
 
 typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const float *, int, float *, size_t);
 
@@ -501,6 +539,7 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     switch (type) {
     case 2: big = wide ? tile512_q4_0_2x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; break;
     case 3: big = wide ? tile512_q4_1_2x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; break;
+    case 6: big = wide ? tile512_q5_0_2x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; break;
     default: big = wide ? tile512_q8_0_2x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; break;
     }
     const int nb = n / 32;
@@ -555,6 +594,164 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
 }
 #endif
 
+// ---- K-quants against Q8_K activations (Q4_K, Q5_K, Q6_K) ----
+// llama.cpp quantizes activations per 256-block with quantize_row_q8_K_ref (its x86 quantize_row_q8_K) and takes
+// each output as one ggml_vec_dot_q{4,5,6}_K_q8_K. Its AVX2 kernels sum the integer products of a super-block in
+// 8 int32 lanes (lane l holds the elements e with e % 32 / 4 == l, each product times its sub-block scale), then:
+//   acc[l] = fma(d_x·d_w, float(lane l), acc[l]) for every super-block, result = hsum_float_8(acc) plus
+//   Q4_K: 4 lanes accm[k] = fma(−d_x·dmin_w, float(m[2k]·Σx(2k) + m[2k+1]·Σx(2k+1)), accm[k]), added as
+//         (accm0 + accm2) + (accm1 + accm3) (Σx(s): the activations' sum over sub-block s, from bsums);
+//   Q5_K: one scalar summs = fma(−d_x·dmin_w, float(Σ_s m[s]·Σx(s)), summs) (GCC contracts `summs += dmin * i`);
+//   Q6_K: nothing (its −32 offset is inside the lanes).
+// The integer lanes are exact whatever the order, so the portable path gives the same bits with plain loops.
+
+// ggml's nearest_int: round to nearest, ties to even, through the mantissa of x + 1.5·2^23 (|x| < 2^22).
+static inline int nearest_int(float x) {
+    const float v = x + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+void rk_quantize_row_q8_K(const float *x, void *vy, int n) {
+#pragma clang fp contract(off)
+    block_q8_K *y = (block_q8_K *)vy;
+    for (int b = 0; b < n / 256; b++, x += 256) {
+        float max = 0, amax = 0;   // the first element of the largest magnitude, with its sign
+        for (int j = 0; j < 256; j++) {
+            const float ax = fabsf(x[j]);
+            if (ax > amax) { amax = ax; max = x[j]; }
+        }
+        memset(y[b].bsums, 0, sizeof y[b].bsums);
+        if (amax == 0) {
+            y[b].d = 0;
+            memset(y[b].qs, 0, 256);
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < 256; j++) {
+            const float v = iscale * x[j];
+            const int q = nearest_int(v);
+            y[b].qs[j] = (int8_t)(q < 127 ? q : 127);
+            y[b].bsums[j / 16] += y[b].qs[j];
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+// The 6-bit scales (bytes 0–7) and mins (bytes 8–15) of Q4_K/Q5_K's eight sub-blocks (ggml's get_scale_min_k4).
+static inline void scales_mins_k4(const uint8_t *q, uint8_t sm[16]) {
+    for (int j = 0; j < 4; j++) {
+        sm[j] = q[j] & 63;
+        sm[8 + j] = q[j + 4] & 63;
+        sm[4 + j] = (q[j + 8] & 15) | (q[j] >> 6) << 4;
+        sm[12 + j] = (q[j + 8] >> 4) | (q[j + 4] >> 6) << 4;
+    }
+}
+
+// Q4_K/Q5_K's min terms as _mm_madd_epi16 pairs them: out[k] = m[2k]·Σx(2k) + m[2k+1]·Σx(2k+1).
+static inline void min_pairs(const uint8_t sm[16], const int16_t bsums[16], int32_t out[4]) {
+    for (int k = 0; k < 4; k++)
+        out[k] = sm[8 + 2 * k] * (bsums[4 * k] + bsums[4 * k + 1]) + sm[9 + 2 * k] * (bsums[4 * k + 2] + bsums[4 * k + 3]);
+}
+
+// One super-block's 8 integer lanes. Q4_K and Q5_K share a layout (qh NULL for Q4_K): sub-block s is nibble s % 2
+// of qs[32·(s / 2) + e % 32], Q5_K's fifth bit is bit s of qh[e % 32].
+static void lanes_k4_portable(const uint8_t sm[16], const uint8_t *qs, const uint8_t *qh, const int8_t *q8, int32_t lane[8]) {
+    for (int l = 0; l < 8; l++) lane[l] = 0;
+    for (int e = 0; e < 256; e++) {
+        const int s = e / 32, i = e % 32;
+        const int q = ((qs[32 * (s / 2) + i] >> (4 * (s % 2))) & 15) | (qh ? ((qh[i] >> s) & 1) << 4 : 0);
+        lane[i / 4] += sm[s] * q * q8[e];
+    }
+}
+
+// Q6_K: element e = 128g + r has low bits nibble r / 64 of ql[64g + r % 64], high bits 2·(r / 32) of qh[32g + r % 32],
+// value q − 32, scale scales[e / 16].
+static void lanes_q6_K_portable(const block_q6_K *w, const int8_t *q8, int32_t lane[8]) {
+    for (int l = 0; l < 8; l++) lane[l] = 0;
+    for (int e = 0; e < 256; e++) {
+        const int g = e / 128, r = e % 128;
+        const int q = ((w->ql[64 * g + r % 64] >> (4 * (r / 64))) & 15) | ((w->qh[32 * g + r % 32] >> (2 * (r / 32))) & 3) << 4;
+        lane[e % 32 / 4] += w->scales[e / 16] * (q - 32) * q8[e];
+    }
+}
+
+#if RK_X86
+// The same lanes with ggml's AVX2 integer steps (maddubs then madd with the sub-block scale; no step saturates:
+// pairs of products stay below 2^15 for these formats and |q8| ≤ 127).
+RK_AVX2 static void lanes_k4_avx2(const uint8_t sm[16], const uint8_t *qs, const uint8_t *qh, const int8_t *q8, int32_t lane[8]) {
+    const __m256i m4 = _mm256_set1_epi8(15), hbits = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; j++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+        __m256i q[2] = {_mm256_and_si256(bits, m4), _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4)};
+        for (int h = 0; h < 2; h++) {
+            const __m256i bit = _mm256_set1_epi8((char)(1 << (2 * j + h)));
+            if (qh) q[h] = _mm256_or_si256(q[h], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), _mm256_set1_epi8(16)));
+            const __m256i p16 = _mm256_maddubs_epi16(q[h], _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32 * h)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * j + h]), p16));
+        }
+    }
+    _mm256_storeu_si256((__m256i *)lane, sumi);
+}
+
+RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, int32_t lane[8]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int g = 0; g < 2; g++) {
+        const __m256i low[2] = {_mm256_loadu_si256((const __m256i *)(w->ql + 64 * g)), _mm256_loadu_si256((const __m256i *)(w->ql + 64 * g + 32))};
+        const __m256i high = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * g));
+        for (int k = 0; k < 4; k++) {
+            const __m256i lo = _mm256_and_si256(k < 2 ? low[k] : _mm256_srli_epi16(low[k - 2], 4), m4);
+            const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * k)), m3), 4);
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(q8 + 128 * g + 32 * k));
+            const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x), _mm256_maddubs_epi16(m32, x));
+            const int8_t *sc = w->scales + 8 * g + 2 * k;   // elements 0–15 of the 32, then 16–31
+            const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
+        }
+    }
+    _mm256_storeu_si256((__m256i *)lane, sumi);
+}
+#endif
+
+// The float steps of the K-quant dots (kind 4, 5, 6), around each level's integer lanes.
+#define RK_K_DOT(NAME, ATTRIBUTES, TO_FLOAT, LANES_K4, LANES_Q6)                                                   \
+ATTRIBUTES static float NAME(int kind, int n, const void *w, const void *vx) {                                    \
+    _Pragma("clang fp contract(off)")                                                                             \
+    const block_q8_K *x = (const block_q8_K *)vx;                                                                 \
+    float acc[8] = {0}, accm[4] = {0}, summs = 0;                                                                 \
+    for (int b = 0; b < n / 256; b++) {                                                                           \
+        int32_t lane[8], mins[4];                                                                                 \
+        float d, dmin = 0;                                                                                        \
+        if (kind == 6) {                                                                                          \
+            const block_q6_K *wb = (const block_q6_K *)w + b;                                                     \
+            LANES_Q6(wb, x[b].qs, lane);                                                                          \
+            d = x[b].d * TO_FLOAT(wb->d);                                                                         \
+        } else {                                                                                                  \
+            const block_q4_K *w4 = (const block_q4_K *)w + b;                                                     \
+            const block_q5_K *w5 = (const block_q5_K *)w + b;                                                     \
+            if (kind == 5) w4 = (const block_q4_K *)w5;   /* Q5_K's d, dmin and scales lie as Q4_K's */           \
+            uint8_t sm[16];                                                                                       \
+            scales_mins_k4(w4->scales, sm);                                                                       \
+            if (kind == 4) LANES_K4(sm, w4->qs, NULL, x[b].qs, lane); else LANES_K4(sm, w5->qs, w5->qh, x[b].qs, lane); \
+            min_pairs(sm, x[b].bsums, mins);                                                                      \
+            d = x[b].d * TO_FLOAT(w4->d);                                                                         \
+            dmin = -x[b].d * TO_FLOAT(w4->dmin);                                                                  \
+        }                                                                                                         \
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);                                     \
+        if (kind == 4) for (int k = 0; k < 4; k++) accm[k] = fmaf(dmin, (float)mins[k], accm[k]);                 \
+        if (kind == 5) summs = fmaf(dmin, (float)((mins[0] + mins[1]) + (mins[2] + mins[3])), summs);             \
+    }                                                                                                             \
+    const float s = hsum8_batched(acc);                                                                           \
+    return kind == 4 ? s + ((accm[0] + accm[2]) + (accm[1] + accm[3])) : kind == 5 ? s + summs : s;               \
+}
+RK_K_DOT(dot_k_portable, , half_to_float, lanes_k4_portable, lanes_q6_K_portable)
+#if RK_X86
+RK_K_DOT(dot_k_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6_K_avx2)
+#endif
+
 // ---- public entry points ----
 
 #if RK_X86
@@ -568,6 +765,10 @@ void rk_quantize_row_q8_1(const float *x, void *y, int n) { DISPATCH(quantize_q8
 float rk_vec_dot_q4_1_q8_1(int n, const void *w, const void *x) { return DISPATCH(dot_q4_1_q8_1_avx2, dot_q4_1_q8_1_portable)(n, w, x); }
 float rk_vec_dot_q8_0_q8_0(int n, const void *w, const void *x) { return DISPATCH(dot_q8_0_q8_0_avx2, dot_q8_0_q8_0_portable)(n, w, x); }
 float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x) { return DISPATCH(dot_q4_0_q8_0_avx2, dot_q4_0_q8_0_portable)(n, w, x); }
+float rk_vec_dot_q5_0_q8_0(int n, const void *w, const void *x) { return DISPATCH(dot_q5_0_q8_0_avx2, dot_q5_0_q8_0_portable)(n, w, x); }
+float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(4, n, w, x); }
+float rk_vec_dot_q5_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(5, n, w, x); }
+float rk_vec_dot_q6_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(6, n, w, x); }
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
@@ -598,34 +799,43 @@ void rk_f16_to_f32(const uint16_t *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = half_to_float(x[i]);
 }
 
+// The row-dot for weights of GGML type `type` (NULL for a type without an integer kernel).
+static quant_dot_fn quant_dot(int type) {
+    switch (type) {
+    case 2: return rk_vec_dot_q4_0_q8_0;
+    case 3: return rk_vec_dot_q4_1_q8_1;
+    case 6: return rk_vec_dot_q5_0_q8_0;
+    case 8: return rk_vec_dot_q8_0_q8_0;
+    case 12: return rk_vec_dot_q4_K_q8_K;
+    case 13: return rk_vec_dot_q5_K_q8_K;
+    case 14: return rk_vec_dot_q6_K_q8_K;
+    default: return NULL;
+    }
+}
+
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
-    quant_dot_fn dot;
-    switch (type) {
-    case 2: dot = rk_vec_dot_q4_0_q8_0; break;
-    case 3: dot = rk_vec_dot_q4_1_q8_1; break;
-    case 8: dot = rk_vec_dot_q8_0_q8_0; break;
-    default: return -1;
-    }
+    const quant_dot_fn dot = quant_dot(type);
+    if (!dot) return -1;
 #if RK_X86
-    if (rk_simd_level()) {
+    if (rk_simd_level() && type < 12) {
         matmul_quant_tiled(type, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, y, ystride, n, dot);
         return 0;
     }
 #endif
-    return rk_matmul_quant_reference(type, w, wstride, r0, r1, x, xstride, ntok, y, ystride, n);
+    // K-quants (and the portable level): row-dots over token blocks of 32, whose activations stay in L2 while
+    // every row of the range passes over them.
+    for (int t0 = 0; t0 < ntok; t0 += 32)
+        rk_matmul_quant_reference(type, w, wstride, r0, r1, (const char *)x + (size_t)t0 * xstride, xstride,
+                                  ntok - t0 < 32 ? ntok - t0 : 32, y + (size_t)t0 * ystride, ystride, n);
+    return 0;
 }
 
 // The plain reference: one row-dot per output (tests compare the tiled kernels with it bit for bit).
 int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
                               const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
-    quant_dot_fn dot;
-    switch (type) {
-    case 2: dot = rk_vec_dot_q4_0_q8_0; break;
-    case 3: dot = rk_vec_dot_q4_1_q8_1; break;
-    case 8: dot = rk_vec_dot_q8_0_q8_0; break;
-    default: return -1;
-    }
+    const quant_dot_fn dot = quant_dot(type);
+    if (!dot) return -1;
     const char *wb = (const char *)w, *xb = (const char *)x;
     for (int r = r0; r < r1; r++) {
         const void *row = wb + (size_t)r * wstride;

@@ -137,13 +137,14 @@ final class KernelTests: TwoThreadTestCase {
     /// exactly the row-dot's bits.
     func testTiledMatmulIsBitExactWithRowDots() {
         forEachPath { path in
-            for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34)] {
+            for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34), (6, 22, 34)] {
                 for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (6, 5, 3), (3, 2, 2)] {
                     var w: [UInt8] = []
                     for _ in 0..<(rows * blocks) {
                         switch type {
                         case 3: w += randomQ4_1Row(blocks: 1)
                         case 8: w += randomQ8_0Row(blocks: 1)
+                        case 6: w += randomRow(.q5_0, blocks: 1)
                         default: w += Array(randomQ4_1Row(blocks: 1).dropFirst(2))
                         }
                     }

@@ -22,10 +22,22 @@ float rk_vec_dot_q4_1_q8_1(int n, const void *w, const void *x);
 float rk_vec_dot_q8_0_q8_0(int n, const void *w, const void *x);
 /// Dot product of one Q4_0 weight row with Q8_0 activations.
 float rk_vec_dot_q4_0_q8_0(int n, const void *w, const void *x);
+/// Dot product of one Q5_0 weight row with Q8_0 activations, in ggml's AVX2 order at every level.
+float rk_vec_dot_q5_0_q8_0(int n, const void *w, const void *x);
+
+/// Quantizes `n` floats (multiple of 256) to Q8_K blocks (292 bytes: f32 d, 256 q, 16 int16 sums of 16 q) as
+/// llama.cpp's quantize_row_q8_K_ref does (scale −max/127 from the first element of the largest magnitude).
+void rk_quantize_row_q8_K(const float *x, void *y, int n);
+/// Dot products of one Q4_K / Q5_K / Q6_K weight row with Q8_K activations (`n` a multiple of 256): the bits of
+/// ggml_vec_dot_q{4,5,6}_K_q8_K's AVX2 kernels at every level.
+float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x);
+float rk_vec_dot_q5_K_q8_K(int n, const void *w, const void *x);
+float rk_vec_dot_q6_K_q8_K(int n, const void *w, const void *x);
 
 /// y[t*ystride + r] = dot(row r of W, activation row t) for r in [r0, r1), t in [0, ntok).
-/// `type` is the GGML type id of W (2 = Q4_0, 3 = Q4_1, 8 = Q8_0); activations are quantized to the
-/// matching Q8 format with row stride `xstride` bytes. Returns 0, or -1 for an unsupported type.
+/// `type` is the GGML type id of W (2 = Q4_0, 3 = Q4_1, 6 = Q5_0, 8 = Q8_0, 12 = Q4_K, 13 = Q5_K, 14 = Q6_K);
+/// activations are quantized to the matching Q8 format (Q8_1 for Q4_1, Q8_K for the K-quants, else Q8_0) with
+/// row stride `xstride` bytes. Returns 0, or -1 for an unsupported type.
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
 

@@ -17,13 +17,14 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 
     /// Types with integer (Q8 activation) kernels; other supported types take the dequantize-and-dot path.
-    public static let integerKernelTypes: Set<GGMLType> = [.q4_0, .q4_1, .q8_0]
+    public static let integerKernelTypes: Set<GGMLType> = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q5_K, .q6_K]
 
     /// The block format activations are quantized to before the integer dot product (as llama.cpp's `vec_dot_type`).
     var activationType: GGMLType? {
         switch type {
-        case .q4_0, .q8_0: return .q8_0
+        case .q4_0, .q5_0, .q8_0: return .q8_0
         case .q4_1: return .q8_1
+        case .q4_K, .q5_K, .q6_K: return .q8_K
         default: return nil
         }
     }
@@ -49,8 +50,8 @@ public final class MatmulScratch {
 
 /// `output[t][r] = Σ_c weight[r][c] · input[t][c]` for `tokens` input rows, split across the thread pool.
 ///
-/// Quantized weights take llama.cpp's path: activations are quantized to Q8_0/Q8_1 per 32-block and the
-/// dot products run on integers. `output` rows have stride `outputStride` (≥ `weight.rows`).
+/// Quantized weights take llama.cpp's path: activations are quantized to Q8_0/Q8_1 per 32-block (Q8_K per
+/// 256-block for the K-quants) and the dot products run on integers. `output` rows have stride `outputStride` (≥ `weight.rows`).
 public func matmul(_ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: Int,
                    output: UnsafeMutablePointer<Float>, outputStride: Int? = nil, scratch: MatmulScratch) {
     matmul([weight], input: input, tokens: tokens, outputs: [output], outputStrides: [outputStride ?? weight.rows], scratch: scratch)
@@ -73,7 +74,11 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
         let quantize = { @Sendable (range: Range<Int>) in
             for t in range {
                 let x = input + t * n, y = quantized + t * xstride
-                if activationType == .q8_1 { rk_quantize_row_q8_1(x, y, Int32(n)) } else { rk_quantize_row_q8_0(x, y, Int32(n)) }
+                switch activationType {
+                case .q8_1: rk_quantize_row_q8_1(x, y, Int32(n))
+                case .q8_K: rk_quantize_row_q8_K(x, y, Int32(n))
+                default: rk_quantize_row_q8_0(x, y, Int32(n))
+                }
             }
         }
         if tokens < 8 { quantize(0..<tokens) } else { ThreadPool.parallelFor(tokens, quantize) }

@@ -1,0 +1,220 @@
+import CKernels
+import Foundation
+import RocketKV
+import XCTest
+
+/// Plain Swift references for the K-quant and Q5_0 kernels. The weights' integers come from the library's
+/// `dequantize` (checked against gguf-py's vectors) of each block with its float scales set to 1 or 0, the
+/// activations from a plain transcription of ggml's quantize_row_q8_K_ref; the float steps are those of ggml's AVX2
+/// ggml_vec_dot_* kernels: 8 lanes (lane l holds the elements e with e % 32 / 4 == l), each step spelled out.
+extension ReferenceKernels {
+    static func half(_ bytes: [UInt8], _ offset: Int) -> Float {
+        Float(Float16(bitPattern: UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8))
+    }
+
+    static func setHalf(_ bytes: inout [UInt8], _ offset: Int, _ value: Float16) {
+        bytes[offset] = UInt8(value.bitPattern & 0xff)
+        bytes[offset + 1] = UInt8(value.bitPattern >> 8)
+    }
+
+    static func dequantized(_ type: GGMLType, _ block: [UInt8], count: Int) -> [Float] {
+        block.withUnsafeBytes { dequantize(type, from: $0.baseAddress!, count: count) }
+    }
+
+    /// ggml's hsum_float_8: high half plus low half, then movehl, then movehdup.
+    static func hsum8(_ a: [Float]) -> Float { ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7])) }
+
+    /// quantize_row_q8_K_ref on one 256-block: the scale from the first element of the largest magnitude, with its
+    /// sign (iscale = −127/max), values rounded half to even and capped at 127, d = 1/iscale, sums of 16 values.
+    static func quantizeQ8_K(_ x: ArraySlice<Float>) -> (d: Float, q: [Int8], sums: [Int16]) {
+        var max: Float = 0, amax: Float = 0
+        for v in x where abs(v) > amax { amax = abs(v); max = v }
+        if amax == 0 { return (0, [Int8](repeating: 0, count: 256), [Int16](repeating: 0, count: 16)) }
+        let iscale = -127 / max
+        let q = x.map { Int8(Swift.min(127, (iscale * $0).rounded(.toNearestOrEven))) }
+        let sums = (0..<16).map { g in Int16(q[(16 * g)..<(16 * g + 16)].reduce(0) { $0 + Int($1) }) }
+        return (1 / iscale, q, sums)
+    }
+
+    /// A Q4_K, Q5_K or Q6_K row with f32 activations quantized to Q8_K (ggml_vec_dot_q{4,5,6}_K_q8_K on AVX2).
+    static func dotK(_ type: GGMLType, _ w: [UInt8], _ x: [Float]) -> Float {
+        let size = type.bytesPerBlock, dOffset = type == .q6_K ? 208 : 0
+        var acc = [Float](repeating: 0, count: 8), accm = [Float](repeating: 0, count: 4), summs: Float = 0
+        for b in 0..<(x.count / 256) {
+            var block = Array(w[(b * size)..<((b + 1) * size)])
+            let (dx, q8, _) = quantizeQ8_K(x[(256 * b)..<(256 * b + 256)])
+            // scale·q (Q6_K: scale·(q − 32)) with d = 1, dmin = 0.
+            let d = half(block, dOffset)
+            setHalf(&block, dOffset, 1)
+            if type != .q6_K { setHalf(&block, 2, 0) }
+            let products = dequantized(type, block, count: 256)
+            var lanes = [Int](repeating: 0, count: 8)
+            for e in 0..<256 { lanes[e % 32 / 4] += Int(products[e]) * Int(q8[e]) }
+            for l in 0..<8 { acc[l].addProduct(dx * d, Float(lanes[l])) }
+            guard type != .q6_K else { continue }
+            // −min per element with d = 0, dmin = 1; term s = min of sub-block s times its activations' sum.
+            let dmin = half(Array(w[(b * size)..<((b + 1) * size)]), 2)
+            setHalf(&block, 0, 0)
+            setHalf(&block, 2, 1)
+            let negativeMins = dequantized(type, block, count: 256)
+            let terms = (0..<8).map { s in -Int(negativeMins[32 * s]) * q8[(32 * s)..<(32 * s + 32)].reduce(0) { $0 + Int($1) } }
+            if type == .q4_K {
+                for k in 0..<4 { accm[k].addProduct(-dx * dmin, Float(terms[2 * k] + terms[2 * k + 1])) }
+            } else {
+                summs.addProduct(-dx * dmin, Float(terms.reduce(0, +)))
+            }
+        }
+        switch type {
+        case .q4_K: return hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]))
+        case .q5_K: return hsum8(acc) + summs
+        default: return hsum8(acc)
+        }
+    }
+
+    /// A Q5_0 row with f32 activations quantized to Q8_0 (ggml_vec_dot_q5_0_q8_0 on AVX2).
+    static func dotQ5_0(_ w: [UInt8], _ x: [Float]) -> Float {
+        var acc = [Float](repeating: 0, count: 8)
+        for b in 0..<(x.count / 32) {
+            var block = Array(w[(b * 22)..<(b * 22 + 22)])
+            let dw = half(block, 0)
+            setHalf(&block, 0, 1)
+            let q = dequantized(.q5_0, block, count: 32)   // q − 16
+            let (dx, qx) = quantizeBlock(x[(b * 32)..<(b * 32 + 32)])
+            var lanes = [Int](repeating: 0, count: 8)
+            for e in 0..<32 { lanes[e / 4] += Int(q[e]) * Int(qx[e]) }
+            for l in 0..<8 { acc[l].addProduct(dw * half(dx), Float(lanes[l])) }
+        }
+        return hsum8(acc)
+    }
+}
+
+extension KernelTests {
+    static let kQuantTypes: [GGMLType] = [.q4_K, .q5_K, .q6_K]
+
+    /// Random blocks of `type` (K-quants or Q5_0) with finite scales of either sign.
+    func randomRow(_ type: GGMLType, blocks: Int) -> [UInt8] {
+        let halves = type == .q6_K ? [208] : type == .q5_0 ? [0] : [0, 2]
+        var bytes: [UInt8] = []
+        for _ in 0..<blocks {
+            var block = (0..<type.bytesPerBlock).map { _ in UInt8.random(in: 0...255) }
+            for offset in halves { ReferenceKernels.setHalf(&block, offset, Float16(Float.random(in: -0.1...0.1))) }
+            bytes += block
+        }
+        return bytes
+    }
+
+    /// `x` quantized by the C kernel to the weight type's activation format (Q8_K or Q8_0).
+    func quantizedActivations(_ type: GGMLType, _ x: [Float]) -> [UInt8] {
+        let activation: GGMLType = type == .q5_0 ? .q8_0 : .q8_K
+        var q = [UInt8](repeating: 0, count: activation.byteCount(elements: x.count))
+        if activation == .q8_K { rk_quantize_row_q8_K(x, &q, Int32(x.count)) } else { rk_quantize_row_q8_0(x, &q, Int32(x.count)) }
+        return q
+    }
+
+    func vecDot(_ type: GGMLType, _ w: [UInt8], _ q: [UInt8], n: Int) -> Float {
+        switch type {
+        case .q4_K: return rk_vec_dot_q4_K_q8_K(Int32(n), w, q)
+        case .q5_K: return rk_vec_dot_q5_K_q8_K(Int32(n), w, q)
+        case .q6_K: return rk_vec_dot_q6_K_q8_K(Int32(n), w, q)
+        default: return rk_vec_dot_q5_0_q8_0(Int32(n), w, q)
+        }
+    }
+
+    func testQ8KQuantizationMatchesReference() {
+        var x = randomFloats(256 * 5, scale: 3) + [Float](repeating: 0, count: 256)   // an all-zero block
+        x[256 + 9] = -7; x[256 + 200] = 7                                               // a tie: the first sets the sign
+        for i in 512..<768 { x[i] *= 1e-30 }                                            // a tiny scale
+        for i in 768..<1024 { x[i] = Float(i % 254) - 126.5 }                           // iscale 1: ties to even
+        x[800] = -127
+        forEachPath { path in
+            var q = [UInt8](repeating: 0xEE, count: 292 * 6)
+            rk_quantize_row_q8_K(x, &q, Int32(x.count))
+            for b in 0..<6 {
+                let (d, values, sums) = ReferenceKernels.quantizeQ8_K(x[(256 * b)..<(256 * b + 256)])
+                var expected = withUnsafeBytes(of: d.bitPattern.littleEndian) { Array($0) }
+                expected += values.map { UInt8(bitPattern: $0) }
+                for s in sums { expected += [UInt8(UInt16(bitPattern: s) & 0xff), UInt8(UInt16(bitPattern: s) >> 8)] }
+                XCTAssertEqual(Array(q[(292 * b)..<(292 * b + 292)]), expected, "\(path) block \(b)")
+            }
+        }
+    }
+
+    /// Kernels against the plain references, bit for bit, at every level.
+    func testKQuantAndQ5_0DotsAreBitExactWithReference() {
+        for type in Self.kQuantTypes + [.q5_0] {
+            for blocks in [1, 3, 8] {
+                for _ in 0..<10 {
+                    let n = blocks * type.blockSize
+                    let w = randomRow(type, blocks: blocks), x = randomFloats(n, scale: 2)
+                    let expected = type == .q5_0 ? ReferenceKernels.dotQ5_0(w, x) : ReferenceKernels.dotK(type, w, x)
+                    forEachPath { path in
+                        let got = vecDot(type, w, quantizedActivations(type, x), n: n)
+                        XCTAssertEqual(got.bitPattern, expected.bitPattern, "\(path) \(type) × \(blocks) blocks: \(got) vs \(expected)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The kernels read gguf-py's blocks (ReferenceVectors.known) as gguf-py's dequantizer does: the dot with
+    /// quantized activations equals Σ dequantized weight · dequantized activation up to float rounding.
+    func testKQuantKernelsAgreeWithGGUFPyDequantization() {
+        for vector in ReferenceVectors.known where (Self.kQuantTypes + [.q5_0]).contains(vector.type) {
+            let w = bytes(hex: vector.blocks), weights = floats(hex: vector.expected)
+            let x = randomFloats(vector.count, scale: 2), q = quantizedActivations(vector.type, x)
+            var exact = 0.0, magnitude = 0.0
+            for i in 0..<vector.count {
+                let activation: Double
+                if vector.type == .q5_0 {
+                    let block = i / 32
+                    activation = Double(ReferenceKernels.half(q, 34 * block)) * Double(Int8(bitPattern: q[34 * block + 2 + i % 32]))
+                } else {
+                    let block = i / 256
+                    let d = Float(bitPattern: UInt32(q[292 * block]) | UInt32(q[292 * block + 1]) << 8 | UInt32(q[292 * block + 2]) << 16 | UInt32(q[292 * block + 3]) << 24)
+                    activation = Double(d) * Double(Int8(bitPattern: q[292 * block + 4 + i % 256]))
+                }
+                exact += Double(weights[i]) * activation
+                magnitude += abs(Double(weights[i]) * activation)
+            }
+            forEachPath { path in
+                let got = Double(vecDot(vector.type, w, q, n: vector.count))
+                XCTAssertEqual(got, exact, accuracy: 1e-5 * magnitude + 1e-6, "\(path) \(vector.type)")
+            }
+        }
+    }
+
+    /// `matmul` quantizes activations to the weight's format and takes the integer kernels: its outputs are the
+    /// row dots' bits, for one matrix, matrices sharing Q8_K activations, and a mix of Q8_K and Q8_0 ones.
+    func testMatmulTakesKQuantAndQ5_0Kernels() {
+        let types: [GGMLType] = Self.kQuantTypes + [.q5_0]
+        XCTAssertTrue(Set(types).isSubset(of: WeightMatrix.integerKernelTypes))
+        let rows = 11, columns = 512
+        let weights = types.map { randomRow($0, blocks: rows * columns / $0.blockSize) }
+        for tokens in [1, 3, 37] {
+            let x = randomFloats(tokens * columns, scale: 2)
+            var expected: [[Float]] = []
+            for (type, w) in zip(types, weights) {
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                for t in 0..<tokens {
+                    let q = quantizedActivations(type, Array(x[(t * columns)..<((t + 1) * columns)]))
+                    for r in 0..<rows {
+                        let row = Array(w[(r * type.byteCount(elements: columns))..<((r + 1) * type.byteCount(elements: columns))])
+                        y[t * rows + r] = vecDot(type, row, q, n: columns)
+                    }
+                }
+                expected.append(y)
+            }
+            for group in [[0], [1], [2], [3], [0, 1, 2], [0, 3, 2]] {
+                let data = group.map { i in UnsafeMutableRawBufferPointer.allocate(byteCount: weights[i].count, alignment: 64) }
+                let outputs = group.map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: tokens * rows) }
+                defer { data.forEach { $0.deallocate() }; outputs.forEach { $0.deallocate() } }
+                for (k, i) in group.enumerated() { data[k].copyBytes(from: weights[i]); outputs[k].initialize(repeating: .nan) }
+                let matrices = group.enumerated().map { k, i in WeightMatrix(type: types[i], rows: rows, columns: columns, data: data[k].baseAddress!) }
+                matmul(matrices, input: x, tokens: tokens, outputs: outputs.map { $0.baseAddress! }, scratch: MatmulScratch())
+                for (k, i) in group.enumerated() {
+                    XCTAssertEqual(outputs[k].map(\.bitPattern), expected[i].map(\.bitPattern), "\(types[i]) in \(group.map { types[$0] }), \(tokens) tokens")
+                }
+            }
+        }
+    }
+}
