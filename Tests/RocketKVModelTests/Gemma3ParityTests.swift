@@ -1,0 +1,36 @@
+import Foundation
+import RocketKV
+import XCTest
+
+/// Gemma 3 270M against llama.cpp (fixtures from scripts/make_fixtures.py on the same file): every position of
+/// each prompt, one of them longer than the 512-token sliding window, with the full cache (sliding layers keep
+/// their window, global layers everything).
+final class Gemma3ParityTests: XCTestCase {
+    /// Largest |Δlogit| accepted on the compared logits (the 32 largest and the probes of each position).
+    static let bound = 1e-4
+
+    func testLogitsMatchLlamaCppAtEveryPosition() throws {
+        let engine = Engine(model: try loadModel(file: TestModel.gemmaFile))
+        let model = engine.model, vocabulary = model.config.vocabularySize
+        let names = TestModel.fixtureNames(in: "gemma3", prefix: "logits_")
+        XCTAssertGreaterThanOrEqual(names.count, 3)
+        XCTAssert(try names.contains { try TestModel.fixture($0, as: LogitsFixture.self).tokens.count > 512 }, "no prompt exercises the window")
+        for name in names {
+            let fixture = try TestModel.fixture(name, as: LogitsFixture.self)
+            let full = try KVMethods.make("full", context: KVMethodContext(layers: model.config.layerAttention, budget: nil,
+                                                                        promptLength: fixture.tokens.count, maxNewTokens: 0))
+            let logits = try engine.session(policy: full).prefill(fixture.tokens, logits: .all)
+            var maxDiff = 0.0, argmaxMisses = 0
+            for (t, reference) in fixture.positions.enumerated() {
+                let base = t * vocabulary
+                for pair in reference.top { maxDiff = max(maxDiff, abs(Double(logits[base + Int(pair[0])]) - pair[1])) }
+                for (id, value) in zip(fixture.probe_ids, reference.probe) { maxDiff = max(maxDiff, abs(Double(logits[base + id]) - value)) }
+                let ours = (base..<(base + vocabulary)).max { logits[$0] < logits[$1] }! - base
+                if ours != Int(reference.top[0][0]) { argmaxMisses += 1 }
+            }
+            print(String(format: "gemma3 parity %@: %d positions, max |Δlogit| %.6f, argmax differs at %d", name, fixture.positions.count, maxDiff, argmaxMisses))
+            XCTAssertEqual(argmaxMisses, 0, name)
+            XCTAssertLessThanOrEqual(maxDiff, Self.bound, name)
+        }
+    }
+}
