@@ -13,22 +13,6 @@
 /// whole vocabulary). llama.cpp also records the pair each merge came from to "resegment" a final
 /// symbol that is not a token, but a merged symbol always is one, so that path never runs.
 extension Tokenizer {
-    /// A candidate merge: the symbols at `left` and `right` (its next neighbour) make `token`.
-    struct Bigram: MergeCandidate {
-        var score: Float
-        var left: Int32
-        var right: Int32
-        /// Bytes of both symbols when queued: the candidate is stale once either has changed.
-        var size: Int32
-        var token: Int32
-
-        /// Highest score first, then leftmost (llama.cpp's `llm_bigram_spm::comparator`).
-        @inline(__always)
-        static func precedes(_ a: Self, _ b: Self) -> Bool {
-            a.score != b.score ? a.score > b.score : a.left < b.left
-        }
-    }
-
     /// Reusable buffers: the escaped text and its symbols as a linked list of byte ranges.
     struct SentencePieceScratch {
         var text: [UInt8] = []
@@ -37,7 +21,7 @@ extension Tokenizer {
         var prev: [Int32] = []
         var next: [Int32] = []
         var token: [Int32] = []   // token of a merged symbol; -1 until looked up
-        var queue = MergeQueue<Bigram>()
+        var queue = MergeQueue()
     }
 
     /// The SentencePiece token ids of one text fragment.
@@ -70,18 +54,19 @@ extension Tokenizer {
         }
 
         s.text.withUnsafeBufferPointer { text in
-            for k in 1..<Int32(s.start.count) { queueBigram(k - 1, k, text, &s) }
-            while let bigram = s.queue.pop() {
-                let l = Int(bigram.left), r = Int(bigram.right)
-                guard s.length[l] > 0, s.length[r] > 0, s.length[l] + s.length[r] == bigram.size else { continue }
+            for k in 1..<Int32(s.start.count) { queuePair(k - 1, k, text, &s) }
+            while let pair = s.queue.pop() {
+                let l = Int(pair.left), r = Int(pair.right)
+                // Stale once either symbol changed (llama.cpp compares the summed length; symbols only grow).
+                guard s.length[l] == pair.leftCheck, s.length[r] == pair.rightCheck else { continue }
                 s.length[l] += s.length[r]
                 s.length[r] = 0
-                s.token[l] = bigram.token
+                s.token[l] = pair.result
                 let after = s.next[r]
                 s.next[l] = after
-                if after >= 0 { s.prev[Int(after)] = bigram.left }
-                queueBigram(s.prev[l], bigram.left, text, &s)
-                queueBigram(bigram.left, after, text, &s)
+                if after >= 0 { s.prev[Int(after)] = pair.left }
+                queuePair(s.prev[l], pair.left, text, &s)
+                queuePair(pair.left, after, text, &s)
             }
 
             var k = 0
@@ -101,15 +86,18 @@ extension Tokenizer {
         }
     }
 
-    /// Queues the merge of the symbols at `left` and `right` if their text is a token.
+    /// Queues the merge of the symbols at `left` and `right` if their text is a token: the highest
+    /// score first, ties to the leftmost (llama.cpp's `llm_bigram_spm::comparator`).
     @inline(__always)
-    private func queueBigram(_ left: Int32, _ right: Int32, _ text: UnsafeBufferPointer<UInt8>,
-                             _ s: inout SentencePieceScratch) {
+    private func queuePair(_ left: Int32, _ right: Int32, _ text: UnsafeBufferPointer<UInt8>,
+                           _ s: inout SentencePieceScratch) {
         guard left >= 0, right >= 0 else { return }
         let lo = Int(s.start[Int(left)])
-        let size = s.length[Int(left)] + s.length[Int(right)]
-        guard let token = table.id(of: UnsafeBufferPointer(rebasing: text[lo..<lo + Int(size)])) else { return }
-        s.queue.push(Bigram(score: scores[Int(token)], left: left, right: right, size: size, token: token))
+        let (leftLength, rightLength) = (s.length[Int(left)], s.length[Int(right)])
+        let symbols = UnsafeBufferPointer(rebasing: text[lo..<lo + Int(leftLength + rightLength)])
+        guard let token = table.id(of: symbols) else { return }
+        s.queue.push(MergeCandidate(priority: -Double(scores[Int(token)]), left: left, right: right,
+                                    leftCheck: leftLength, rightCheck: rightLength, result: token))
     }
 
     /// Length of a UTF-8 sequence from its first byte, as llama.cpp's `unicode_len_utf8` (a stray

@@ -633,7 +633,7 @@ public final class Tokenizer: @unchecked Sendable {
         var symbols: [Int32] = []
         var prev: [Int32] = []
         var next: [Int32] = []
-        var queue = MergeQueue<PairQueueEntry>()
+        var queue = MergeQueue()
         var sentencePiece = SentencePieceScratch()
     }
 
@@ -701,7 +701,7 @@ public final class Tokenizer: @unchecked Sendable {
         while let pair = scratch.queue.pop() {
             let l = Int(pair.left), r = Int(pair.right)
             // Skip pairs whose symbols have changed since they were queued.
-            guard scratch.symbols[l] == pair.leftSymbol, scratch.symbols[r] == pair.rightSymbol else { continue }
+            guard scratch.symbols[l] == pair.leftCheck, scratch.symbols[r] == pair.rightCheck else { continue }
             scratch.symbols[l] = pair.result
             scratch.symbols[r] = -2  // merged away
             let after = scratch.next[r]
@@ -723,8 +723,8 @@ public final class Tokenizer: @unchecked Sendable {
     private func queuePair(_ left: Int32, _ right: Int32, _ scratch: inout Scratch) {
         let a = scratch.symbols[Int(left)], b = scratch.symbols[Int(right)]
         guard a >= 0, b >= 0, let merge = merges[UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))] else { return }
-        scratch.queue.push(PairQueueEntry(rank: merge.rank, left: left, right: right,
-                                          leftSymbol: a, rightSymbol: b, result: merge.result))
+        scratch.queue.push(MergeCandidate(priority: Double(merge.rank), left: left, right: right,
+                                          leftCheck: a, rightCheck: b, result: merge.result))
     }
 
     /// Emits a final BPE symbol: its token, or (llama.cpp's fallback) the one-character tokens of its ASCII bytes.
@@ -743,45 +743,43 @@ public final class Tokenizer: @unchecked Sendable {
     }
 }
 
-/// A candidate merge of two neighbouring symbols in a merge queue.
-protocol MergeCandidate {
-    /// Whether `a` is merged before `b`.
-    static func precedes(_ a: Self, _ b: Self) -> Bool
-}
-
-/// BPE candidate, ordered by (rank, left position) as llama.cpp's work queue.
-struct PairQueueEntry: MergeCandidate {
-    var rank: Int32
+/// A candidate merge of the neighbouring symbols at `left` and `right` into `result`. It records what
+/// the two symbols were when queued (`leftCheck`, `rightCheck`: BPE symbol ids, SentencePiece byte
+/// lengths), so a candidate gone stale by an earlier merge is skipped.
+struct MergeCandidate {
+    /// Lower merges first: the BPE merge rank, or the negated SentencePiece score.
+    var priority: Double
     var left: Int32
     var right: Int32
-    var leftSymbol: Int32
-    var rightSymbol: Int32
+    var leftCheck: Int32
+    var rightCheck: Int32
     var result: Int32
 
+    /// Lowest priority first, then leftmost, as llama.cpp's work queues.
     @inline(__always)
     static func precedes(_ a: Self, _ b: Self) -> Bool {
-        a.rank != b.rank ? a.rank < b.rank : a.left < b.left
+        a.priority != b.priority ? a.priority < b.priority : a.left < b.left
     }
 }
 
 /// Binary heap of candidate merges; `pop` returns the one that `precedes` all others.
-struct MergeQueue<Entry: MergeCandidate> {
-    private var heap: [Entry] = []
+struct MergeQueue {
+    private var heap: [MergeCandidate] = []
 
     mutating func removeAll() { heap.removeAll(keepingCapacity: true) }
 
-    mutating func push(_ e: Entry) {
+    mutating func push(_ e: MergeCandidate) {
         heap.append(e)
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard Entry.precedes(heap[i], heap[parent]) else { break }
+            guard MergeCandidate.precedes(heap[i], heap[parent]) else { break }
             heap.swapAt(i, parent)
             i = parent
         }
     }
 
-    mutating func pop() -> Entry? {
+    mutating func pop() -> MergeCandidate? {
         guard let top = heap.first else { return nil }
         let last = heap.removeLast()
         if !heap.isEmpty {
@@ -791,8 +789,8 @@ struct MergeQueue<Entry: MergeCandidate> {
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var best = i
-                if l < n && Entry.precedes(heap[l], heap[best]) { best = l }
-                if r < n && Entry.precedes(heap[r], heap[best]) { best = r }
+                if l < n && MergeCandidate.precedes(heap[l], heap[best]) { best = l }
+                if r < n && MergeCandidate.precedes(heap[r], heap[best]) { best = r }
                 if best == i { break }
                 heap.swapAt(i, best)
                 i = best
