@@ -181,6 +181,27 @@ final class TokenizerTests: XCTestCase {
         assertSplit("smollm", "日本語のテキスト、한국어", ["日本語のテキスト", "、", "한국어"])
     }
 
+    /// The `llama-bpe` (Llama 3) and `qwen2` regexes on strings where their alternatives compete.
+    func testLlama3AndQwen2TrickyStrings() {
+        // A space takes the apostrophe as punctuation, so "'Re" after it is no contraction; a
+        // non-contraction apostrophe leads the letters after it; contractions ignore ASCII case.
+        let quotes = ["He", "'S", " '", "Re", " o", "'clock", "'d", " x", "'LL", "'vE"]
+        assertSplit("llama-bpe", "He'S 'Re o'clock'd x'LL'vE", quotes)
+        assertSplit("qwen2", "He'S 'Re o'clock'd x'LL'vE", quotes)
+        // Numbers: runs of 1-3 (Llama 3) or single digits (Qwen2), any script, never with a space.
+        assertSplit("llama-bpe", "12345 ١٢٣٤٥ x1y22", ["123", "45", " ", "١٢٣", "٤٥", " x", "1", "y", "22"])
+        assertSplit("qwen2", "12345 x22", ["1", "2", "3", "4", "5", " x", "2", "2"])
+        // Marks are neither letters nor digits: each leads the letters after it.
+        assertSplit("llama-bpe", "nai\u{308}ve", ["nai", "\u{308}ve"])
+        assertSplit("gpt-2", "nai\u{308}ve", ["nai", "\u{308}", "ve"])
+        assertSplit("qwen2", "हिन्दी", ["ह", "िन", "्द", "ी"])
+        // Newlines: whitespace up to the last newline of a run, then a space for the next word.
+        assertSplit("llama-bpe", "a\n\n  b\r\n\r\nc  \n\t\n", ["a", "\n\n", " ", " b", "\r\n\r\n", "c", "  \n\t\n"])
+        assertSplit("qwen2", "x \n \ny", ["x", " \n \n", "y"])
+        // Punctuation takes the newlines after it (not the spaces).
+        assertSplit("qwen2", "ok?!\n\n next", ["ok", "?!\n\n", " next"])
+    }
+
     func testUnicodeWhitespace() {
         let s = "a\u{A0}b\u{3000}\u{3000}c"
         assertSplit("gpt-2", s, ["a", "\u{A0}", "b", "\u{3000}", "\u{3000}", "c"])
