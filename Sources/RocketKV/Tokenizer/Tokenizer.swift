@@ -501,6 +501,11 @@ public final class Tokenizer: @unchecked Sendable {
         attributes.indices.contains(id) && attributes[id].contains(.control)
     }
 
+    /// Whether the token is user-defined: matched in any text before encoding, even without `parseSpecial`.
+    public func isUserDefined(_ id: Int) -> Bool {
+        attributes.indices.contains(id) && attributes[id].contains(.userDefined)
+    }
+
     public func isEndOfGeneration(_ id: Int) -> Bool { endOfGenerationIDs.contains(id) }
 
     /// The bytes a token decodes to (llama.cpp's `token_to_piece`); empty for ids outside the vocabulary.
