@@ -13,7 +13,7 @@ import Darwin
 struct TokenTable {
     /// The texts of all tokens, concatenated; token `i` is `bytes[start[i]..<start[i + 1]]`.
     private let bytes: [UInt8]
-    private let start: [Int32]
+    private let start: [Int]
     /// Token id per slot, -1 for an empty slot; the count is a power of two.
     private let slots: [Int32]
     /// Length in bytes of the longest token text.
@@ -23,11 +23,11 @@ struct TokenTable {
     /// and the first is kept.
     init(_ texts: [String], duplicate: (Int, Int) throws -> Void) rethrows {
         var bytes: [UInt8] = []
-        var start: [Int32] = [0]
+        var start: [Int] = [0]
         start.reserveCapacity(texts.count + 1)
         for text in texts {
             bytes.append(contentsOf: text.utf8)
-            start.append(Int32(bytes.count))
+            start.append(bytes.count)
         }
         var capacity = 16
         while capacity < 2 * texts.count { capacity <<= 1 }
@@ -35,13 +35,13 @@ struct TokenTable {
         var maxLength = 0
         try bytes.withUnsafeBufferPointer { all in
             for id in texts.indices {
-                let lo = Int(start[id]), hi = Int(start[id + 1])
+                let lo = start[id], hi = start[id + 1]
                 maxLength = max(maxLength, hi - lo)
                 let text = UnsafeBufferPointer(rebasing: all[lo..<hi])
                 var slot = Self.hash(text) & (capacity - 1)
                 while slots[slot] >= 0 {
                     let other = Int(slots[slot])
-                    if Self.equal(text, UnsafeBufferPointer(rebasing: all[Int(start[other])..<Int(start[other + 1])])) {
+                    if Self.equal(text, UnsafeBufferPointer(rebasing: all[start[other]..<start[other + 1]])) {
                         try duplicate(other, id)
                         break
                     }
@@ -65,7 +65,7 @@ struct TokenTable {
             while true {
                 let id = slots[slot]
                 if id < 0 { return nil }
-                if Self.equal(text, UnsafeBufferPointer(rebasing: all[Int(start[Int(id)])..<Int(start[Int(id) + 1])])) {
+                if Self.equal(text, UnsafeBufferPointer(rebasing: all[start[Int(id)]..<start[Int(id) + 1]])) {
                     return id
                 }
                 slot = (slot + 1) & mask
