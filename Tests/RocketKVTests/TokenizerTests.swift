@@ -181,6 +181,27 @@ final class TokenizerTests: XCTestCase {
         assertSplit("smollm", "日本語のテキスト、한국어", ["日本語のテキスト", "、", "한국어"])
     }
 
+    /// The `llama-bpe` (Llama 3) and `qwen2` regexes on strings where their alternatives compete.
+    func testLlama3AndQwen2TrickyStrings() {
+        // A space takes the apostrophe as punctuation, so "'Re" after it is no contraction; a
+        // non-contraction apostrophe leads the letters after it; contractions ignore ASCII case.
+        let quotes = ["He", "'S", " '", "Re", " o", "'clock", "'d", " x", "'LL", "'vE"]
+        assertSplit("llama-bpe", "He'S 'Re o'clock'd x'LL'vE", quotes)
+        assertSplit("qwen2", "He'S 'Re o'clock'd x'LL'vE", quotes)
+        // Numbers: runs of 1-3 (Llama 3) or single digits (Qwen2), any script, never with a space.
+        assertSplit("llama-bpe", "12345 ١٢٣٤٥ x1y22", ["123", "45", " ", "١٢٣", "٤٥", " x", "1", "y", "22"])
+        assertSplit("qwen2", "12345 x22", ["1", "2", "3", "4", "5", " x", "2", "2"])
+        // Marks are neither letters nor digits: each leads the letters after it.
+        assertSplit("llama-bpe", "nai\u{308}ve", ["nai", "\u{308}ve"])
+        assertSplit("gpt-2", "nai\u{308}ve", ["nai", "\u{308}", "ve"])
+        assertSplit("qwen2", "हिन्दी", ["ह", "िन", "्द", "ी"])
+        // Newlines: whitespace up to the last newline of a run, then a space for the next word.
+        assertSplit("llama-bpe", "a\n\n  b\r\n\r\nc  \n\t\n", ["a", "\n\n", " ", " b", "\r\n\r\n", "c", "  \n\t\n"])
+        assertSplit("qwen2", "x \n \ny", ["x", " \n \n", "y"])
+        // Punctuation takes the newlines after it (not the spaces).
+        assertSplit("qwen2", "ok?!\n\n next", ["ok", "?!\n\n", " next"])
+    }
+
     func testUnicodeWhitespace() {
         let s = "a\u{A0}b\u{3000}\u{3000}c"
         assertSplit("gpt-2", s, ["a", "\u{A0}", "b", "\u{3000}", "\u{3000}", "c"])
@@ -365,6 +386,143 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    // MARK: - SentencePiece
+
+    /// A SentencePiece vocabulary: 0 `<unk>`, 1 `<s>`, 2 `</s>`, then (unless left out) the 256 byte
+    /// tokens `<0x00>`... (id = 3 + byte), then `pieces` (normal, with their scores), then `extra`.
+    static func spm(_ pieces: [(String, Float)], byteTokens: Bool = true, extra: [(String, Tokenizer.TokenType)] = [],
+                    unknown: Int? = 0, addBOS: Bool = false, addEOS: Bool = false,
+                    addSpacePrefix: Bool = false) throws -> Tokenizer {
+        var tokens = ["<unk>", "<s>", "</s>"]
+        var types: [Tokenizer.TokenType] = [.unknown, .control, .control]
+        if byteTokens {
+            for b in 0..<256 {
+                tokens.append("<0x" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true) + ">")
+                types.append(.byte)
+            }
+        }
+        var scores = [Float](repeating: 0, count: tokens.count)
+        for (text, score) in pieces { tokens.append(text); types.append(.normal); scores.append(score) }
+        for (text, type) in extra { tokens.append(text); types.append(type); scores.append(0) }
+        return try Tokenizer(sentencePieceTokens: tokens, scores: scores, tokenTypes: types.map(\.rawValue),
+                             bosID: 1, eosID: 2, unknownID: unknown, addBOS: addBOS, addEOS: addEOS,
+                             addSpacePrefix: addSpacePrefix)
+    }
+
+    /// Vocabulary texts of the tokens of `ids`.
+    static func texts(_ t: Tokenizer, _ ids: [Int]) -> [String] { ids.map { t.tokenText($0)! } }
+
+    func testSentencePieceMergesHighestScoreFirst() throws {
+        let letters: [(String, Float)] = [("a", -10), ("b", -10), ("c", -10)]
+        // "ab" outscores "bc": a+b first, then ab+c (any two symbols whose text is a token merge).
+        var t = try Self.spm(letters + [("ab", -1), ("bc", -2), ("abc", -3)])
+        XCTAssertEqual(Self.texts(t, t.encode("abc")), ["abc"])
+        t = try Self.spm(letters + [("ab", -1), ("bc", -2)])
+        XCTAssertEqual(Self.texts(t, t.encode("abc")), ["ab", "c"])
+        t = try Self.spm(letters + [("ab", -2), ("bc", -1)])
+        XCTAssertEqual(Self.texts(t, t.encode("abc")), ["a", "bc"])
+        // "abc" is reachable from "a"+"bc" too; a merged token's own score does not matter once queued.
+        t = try Self.spm(letters + [("ab", -2), ("bc", -1), ("abc", -100)])
+        XCTAssertEqual(Self.texts(t, t.encode("abc")), ["abc"])
+        // No pair is a token: single characters.
+        XCTAssertEqual(Self.texts(t, t.encode("cba")), ["c", "b", "a"])
+        XCTAssertEqual(t.encode(""), [])
+    }
+
+    func testSentencePieceTiesGoLeftmostFirst() throws {
+        var t = try Self.spm([("a", -10), ("aa", -1)])
+        XCTAssertEqual(Self.texts(t, t.encode("aaa")), ["aa", "a"])
+        XCTAssertEqual(Self.texts(t, t.encode("aaaaa")), ["aa", "aa", "a"])
+        t = try Self.spm([("a", -10), ("aa", -1), ("aaaa", -2)])
+        XCTAssertEqual(Self.texts(t, t.encode("aaaaa")), ["aaaa", "a"])
+        // Different pairs with equal scores: the left one merges, taking the shared "b".
+        t = try Self.spm([("a", -10), ("b", -10), ("c", -10), ("ab", -1), ("bc", -1)])
+        XCTAssertEqual(Self.texts(t, t.encode("abc")), ["ab", "c"])
+        XCTAssertEqual(Self.texts(t, t.encode("bcab")), ["bc", "ab"])
+    }
+
+    func testSentencePieceSpacesAndPrefix() throws {
+        let pieces: [(String, Float)] = [("▁", -5), ("a", -10), ("b", -10), ("▁a", -1), ("▁b", -1), ("▁▁", -2)]
+        let extra: [(String, Tokenizer.TokenType)] = [("<tool>", .userDefined)]
+        let plain = try Self.spm(pieces, extra: extra)
+        XCTAssertEqual(Self.texts(plain, plain.encode("a b")), ["a", "▁b"])
+        XCTAssertEqual(Self.texts(plain, plain.encode("a   b")), ["a", "▁▁", "▁b"])
+        XCTAssertEqual(Self.texts(plain, plain.encode(" a")), ["▁a"])
+        let prefixed = try Self.spm(pieces, extra: extra, addSpacePrefix: true)
+        XCTAssertTrue(prefixed.addsSpacePrefix)
+        XCTAssertEqual(Self.texts(prefixed, prefixed.encode("a b")), ["▁a", "▁b"])
+        XCTAssertEqual(Self.texts(prefixed, prefixed.encode(" a")), ["▁", "▁a"])
+        // The prefix goes before the first text and after every special token, not after text.
+        XCTAssertEqual(Self.texts(prefixed, prefixed.encode("a</s>b<tool>a")), ["▁a", "</s>", "▁b", "<tool>", "▁a"])
+        XCTAssertEqual(Self.texts(plain, plain.encode("a</s>b<tool>a")), ["a", "</s>", "b", "<tool>", "a"])
+        // Only the special token itself: no text fragment, so no prefix.
+        XCTAssertEqual(Self.texts(prefixed, prefixed.encode("</s>")), ["</s>"])
+        // Without parseSpecial the control text is plain text (here: byte fallback); user-defined still matches.
+        XCTAssertFalse(prefixed.encode("a</s>", parseSpecial: false).contains(2))
+        XCTAssertEqual(Self.texts(prefixed, prefixed.encode("<tool>a", parseSpecial: false)), ["<tool>", "▁a"])
+    }
+
+    func testSentencePieceByteFallbackAndUnknown() throws {
+        let t = try Self.spm([("a", -1), ("é", -1)])
+        func byte(_ b: UInt8) -> Int { 3 + Int(b) }
+        XCTAssertEqual(t.encode("aé"), [t.id(of: "a")!, t.id(of: "é")!])
+        // Characters that are no token become the byte tokens of their UTF-8 bytes.
+        XCTAssertEqual(t.encode("ü"), [byte(0xC3), byte(0xBC)])
+        XCTAssertEqual(t.encode("a😀"), [t.id(of: "a")!] + Array("😀".utf8).map(byte))
+        XCTAssertEqual(t.encode("\u{0}\n"), [byte(0), byte(0x0A)])
+        XCTAssertEqual(t.decode(t.encode("aü😀\u{0}\né")), "aü😀\u{0}\né")
+        // With no "▁" token a space falls back to the bytes of "▁", which decode as "▁" (llama.cpp does the same).
+        XCTAssertEqual(t.decode(t.encode("a a")), "a▁a")
+        // Without byte tokens a byte falls back to the unknown token (llama.cpp aborts there), or to nothing.
+        let noBytes = try Self.spm([("a", -1)], byteTokens: false)
+        XCTAssertEqual(noBytes.encode("aü"), [noBytes.id(of: "a")!, 0, 0])
+        let noUnknown = try Self.spm([("a", -1)], byteTokens: false, unknown: nil)
+        XCTAssertEqual(noUnknown.encode("aü"), [noUnknown.id(of: "a")!])
+    }
+
+    func testSentencePieceComparesTokenTextsByBytes() throws {
+        // "é" precomposed and decomposed are equal Swift Strings but distinct tokens, as in llama.cpp.
+        let t = try Self.spm([("e", -10), ("\u{301}", -10), ("\u{E9}", -1), ("e\u{301}", -2)])
+        let composed = t.id(of: "\u{E9}")!, decomposed = t.id(of: "e\u{301}")!
+        XCTAssertNotEqual(composed, decomposed)
+        XCTAssertEqual(t.encode("\u{E9}"), [composed])
+        XCTAssertEqual(t.encode("e\u{301}"), [decomposed])
+        XCTAssertThrowsError(try Self.spm([("x", 0), ("x", 0)])) { error in
+            XCTAssertTrue("\(error)".contains("duplicate token"), "\(error)")
+        }
+    }
+
+    func testSentencePieceDecode() throws {
+        let pieces: [(String, Float)] = [("▁", -5), ("a", -10), ("▁a", -1), ("b▁▁c", -1)]
+        let t = try Self.spm(pieces, addBOS: true, addEOS: true, addSpacePrefix: true)
+        let a = t.id(of: "▁a")!
+        XCTAssertEqual(t.bytes(of: a), Array(" a".utf8))
+        XCTAssertEqual(t.bytes(of: t.id(of: "b▁▁c")!), Array("b  c".utf8))
+        XCTAssertEqual(t.bytes(of: 3 + 0x41), [0x41])
+        XCTAssertEqual(t.bytes(of: 1), Array("<s>".utf8))
+        XCTAssertEqual(t.bytes(of: 1, special: false), [])
+        // The first piece loses one leading space (the encoded prefix); later pieces keep theirs.
+        XCTAssertEqual(t.decode([a, a]), "a a")
+        XCTAssertEqual(t.decode([t.id(of: "▁")!, a]), " a")
+        // After BOS nothing is stripped: llama.cpp strips the first token's piece only.
+        XCTAssertEqual(t.encode("a a"), [1, a, a, 2])
+        XCTAssertEqual(t.decode(t.encode("a a")), "<s> a a</s>")
+        XCTAssertEqual(t.decode(t.encode("a a"), special: false), " a a")
+        for text in ["a", " a", "  a  ", "a\u{0}ü😀\r\n\t", ""] {
+            XCTAssertEqual(t.decode(t.encode(text, addSpecial: false)), text)
+            var start = StreamingDecoder(tokenizer: t, startOfText: true)
+            var streamed = t.encode(text, addSpecial: false).map { start.append($0) }.joined()
+            streamed += start.finish()
+            XCTAssertEqual(streamed, text)
+        }
+        // A stream that continues a prompt keeps the first token's space.
+        var continuing = StreamingDecoder(tokenizer: t)
+        XCTAssertEqual(continuing.append(a) + continuing.append(a), " a a")
+        // Split UTF-8 from byte tokens is held back until complete.
+        var bytes = StreamingDecoder(tokenizer: t)
+        XCTAssertEqual(Array("😀".utf8).map { bytes.append(3 + Int($0)) }, ["", "", "", "😀"])
+    }
+
     // MARK: - GGUF loading
 
     func testLoadsFromGGUFWithLlamaCppDefaults() throws {
@@ -380,9 +538,9 @@ final class TokenizerTests: XCTestCase {
 
     func testGGUFErrors() throws {
         var kv = Self.tinyTokenizerKV()
-        kv["tokenizer.ggml.model"] = .string("llama")
+        kv["tokenizer.ggml.model"] = .string("bert")
         XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
-            XCTAssertTrue("\(error)".contains("unsupported tokenizer model 'llama'"), "\(error)")
+            XCTAssertTrue("\(error)".contains("unsupported tokenizer model 'bert' in tokenizer.ggml.model"), "\(error)")
         }
         kv = Self.tinyTokenizerKV()
         kv["tokenizer.ggml.pre"] = .string("martian")
@@ -401,7 +559,91 @@ final class TokenizerTests: XCTestCase {
                                            bosID: nil, eosID: nil, addBOS: false, addEOS: false))
     }
 
-    enum Value { case string(String), strings([String]), ints([Int32]), u32(UInt32), bool(Bool) }
+    func testLoadsSentencePieceFromGGUFWithLlamaCppDefaults() throws {
+        var kv = Self.tinySentencePieceKV()
+        var t = try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))
+        XCTAssertEqual(t.algorithm, .sentencePiece)
+        // llama defaults: BOS 1, EOS 2, unknown 0, BOS added, space prefix added.
+        XCTAssertEqual([t.bosID, t.eosID, t.unknownID], [1, 2, 0])
+        XCTAssertTrue(t.addBOS)
+        XCTAssertFalse(t.addEOS)
+        XCTAssertTrue(t.addsSpacePrefix)
+        let (ab, a, b) = (t.id(of: "▁ab")!, t.id(of: "▁a")!, t.id(of: "▁b")!)
+        XCTAssertEqual(t.encode("ab"), [1, ab])  // "▁" + "a", then "▁a" + "b"
+        XCTAssertEqual(t.encode("a b", addSpecial: false), [a, b])
+        XCTAssertEqual(t.encode("bé", addSpecial: false), [b, 3 + 0xC3, 3 + 0xA9])
+        XCTAssertEqual(t.decode(t.encode("ab a", addSpecial: false)), "ab a")
+        XCTAssertTrue(t.isEndOfGeneration(2))
+        // Gemma 3 style: no space prefix, explicit ids and flags; integer scores are accepted too.
+        kv["tokenizer.ggml.add_space_prefix"] = .bool(false)
+        kv["tokenizer.ggml.add_bos_token"] = .bool(false)
+        kv["tokenizer.ggml.add_eos_token"] = .bool(true)
+        kv["tokenizer.ggml.bos_token_id"] = .u32(2)
+        kv["tokenizer.ggml.eos_token_id"] = .u32(1)
+        kv["tokenizer.ggml.unknown_token_id"] = .u32(99999)  // out of range: the default 0
+        kv["tokenizer.ggml.scores"] = .ints([Int32](repeating: 0, count: Self.tinySentencePieceTokens.count))
+        kv["tokenizer.ggml.pre"] = .string("martian")  // ignored for SentencePiece, as llama.cpp
+        t = try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))
+        XCTAssertFalse(t.addsSpacePrefix)
+        XCTAssertEqual([t.bosID, t.eosID, t.unknownID], [2, 1, 0])
+        XCTAssertEqual(t.encode("a b"), [t.id(of: "a")!, t.id(of: "▁b")!, 1])
+    }
+
+    func testSentencePieceGGUFErrorsNameTheKey() throws {
+        let n = Self.tinySentencePieceTokens.count
+        let cases: [(String, Value, String)] = [
+            ("tokenizer.ggml.scores", .floats([0, 1]), "'tokenizer.ggml.scores' has 2 values for \(n) tokens"),
+            ("tokenizer.ggml.scores", .strings(["x"]), "'tokenizer.ggml.scores' is not an array of float32 or int32"),
+            ("tokenizer.ggml.scores", .u32(1), "'tokenizer.ggml.scores' is not an array"),
+            ("tokenizer.ggml.token_type", .ints([1, 1]), "'tokenizer.ggml.token_type' has 2 values for \(n) tokens"),
+            ("tokenizer.ggml.add_space_prefix", .u32(1), "'tokenizer.ggml.add_space_prefix' is not a boolean"),
+            ("tokenizer.ggml.tokens", .ints([1]), "'tokenizer.ggml.tokens' is not an array of strings"),
+        ]
+        for (key, value, message) in cases {
+            var kv = Self.tinySentencePieceKV()
+            kv[key] = value
+            XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv))), key) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+        }
+        // A BYTE token must be written <0xNN>.
+        var kv = Self.tinySentencePieceKV()
+        var tokens = Self.tinySentencePieceTokens
+        tokens[3] = "<0x0>"
+        kv["tokenizer.ggml.tokens"] = .strings(tokens)
+        XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer.ggml.token_type"), "\(error)")
+        }
+        // EOS asked for but missing (two tokens: the default EOS id 2 is out of range).
+        kv = Self.tinySentencePieceKV()
+        kv["tokenizer.ggml.tokens"] = .strings(["<unk>", "<s>"])
+        kv["tokenizer.ggml.token_type"] = .ints([2, 3])
+        kv["tokenizer.ggml.scores"] = .floats([0, 0])
+        kv["tokenizer.ggml.add_eos_token"] = .bool(true)
+        XCTAssertThrowsError(try Tokenizer(gguf: GGUFFile(bytes: Self.gguf(kv)))) { error in
+            XCTAssertTrue("\(error)".contains("'tokenizer.ggml.eos_token_id' is not set"), "\(error)")
+        }
+    }
+
+    /// `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then a few pieces.
+    static let tinySentencePieceTokens: [String] = ["<unk>", "<s>", "</s>"]
+        + (0..<256).map { "<0x" + ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) + ">" }
+        + ["▁", "a", "b", "▁a", "▁b", "▁ab"]
+
+    static func tinySentencePieceKV() -> [String: Value] {
+        let tokens = tinySentencePieceTokens
+        let types: [Int32] = [2, 3, 3] + [Int32](repeating: 6, count: 256) + [Int32](repeating: 1, count: 6)
+        let scores: [Float] = [Float](repeating: 0, count: 259) + [-5, -10, -10, -2, -2, -1]
+        return [
+            "general.architecture": .string("gemma3"),
+            "tokenizer.ggml.model": .string("llama"),
+            "tokenizer.ggml.tokens": .strings(tokens),
+            "tokenizer.ggml.token_type": .ints(types),
+            "tokenizer.ggml.scores": .floats(scores),
+        ]
+    }
+
+    enum Value { case string(String), strings([String]), ints([Int32]), floats([Float]), u32(UInt32), bool(Bool) }
 
     static func tinyTokenizerKV() -> [String: Value] {
         var tokens = (0..<256).map { String(Unicode.Scalar(ByteLevel.scalarForByte[$0])!) }
@@ -433,6 +675,7 @@ final class TokenizerTests: XCTestCase {
             case .string(let s): u32(8); str(s)
             case .strings(let a): u32(9); u32(8); u64(UInt64(a.count)); a.forEach(str)
             case .ints(let a): u32(9); u32(5); u64(UInt64(a.count)); a.forEach { u32(UInt32(bitPattern: $0)) }
+            case .floats(let a): u32(9); u32(6); u64(UInt64(a.count)); a.forEach { u32($0.bitPattern) }
             case .u32(let v): u32(4); u32(v)
             case .bool(let b): u32(7); out.append(b ? 1 : 0)
             }

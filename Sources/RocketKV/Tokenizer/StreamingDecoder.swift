@@ -4,21 +4,29 @@
 /// characters over several tokens), so the bytes of an incomplete trailing character are held back
 /// until the tokens that complete it arrive. Bytes that can never become valid UTF-8 are replaced by
 /// U+FFFD (one per maximal ill-formed subpart, like Swift's `String(decoding:as:)`), so the
-/// concatenation of everything returned equals `tokenizer.decode(allIDs, special: special)`.
+/// concatenation of everything returned equals `tokenizer.decode(allIDs, special: special)` when the
+/// stream starts the text (`startOfText`) or the vocabulary adds no space prefix.
 public struct StreamingDecoder {
     public let tokenizer: Tokenizer
     /// Whether control tokens appear as their text (see `Tokenizer.bytes(of:special:)`).
     public let special: Bool
     private var pending: [UInt8] = []
+    /// Whether the next token's leading space is dropped (the first token of a text, as `decode`).
+    private var stripsNextLeadingSpace: Bool
 
-    public init(tokenizer: Tokenizer, special: Bool = true) {
+    /// - Parameter startOfText: the tokens begin a text, so the first one loses its leading space as
+    ///   in `Tokenizer.decode` when the vocabulary adds a space prefix (SentencePiece). Leave it false
+    ///   for tokens that continue a prompt, such as generated ones: llama.cpp prints their pieces whole.
+    public init(tokenizer: Tokenizer, special: Bool = true, startOfText: Bool = false) {
         self.tokenizer = tokenizer
         self.special = special
+        self.stripsNextLeadingSpace = startOfText && tokenizer.addsSpacePrefix
     }
 
     /// Adds a token; returns the text it completes (possibly empty).
     public mutating func append(_ id: Int) -> String {
-        tokenizer.appendBytes(of: id, special: special, to: &pending)
+        tokenizer.appendBytes(of: id, special: special, stripLeadingSpace: stripsNextLeadingSpace, to: &pending)
+        stripsNextLeadingSpace = false
         let ready = StreamingDecoder.completePrefixLength(pending)
         guard ready > 0 else { return "" }
         let text = String(decoding: pending[..<ready], as: UTF8.self)

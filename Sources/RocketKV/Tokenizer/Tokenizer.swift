@@ -31,25 +31,40 @@ public struct SpecialTokenIDs: Sendable, Equatable {
     }
 }
 
-/// Byte-level BPE tokenizer (GGUF `tokenizer.ggml.model` = `gpt2`) that reproduces llama.cpp's
-/// `llama_tokenize` / `llama_token_to_piece`.
+/// Tokenizer that reproduces llama.cpp's `llama_tokenize` / `llama_token_to_piece` for the two
+/// vocabulary families of GGUF files (`tokenizer.ggml.model`):
+/// - `gpt2`, byte-level BPE: every fragment is split into words by the pre-tokenizer, each word's
+///   UTF-8 bytes are mapped to the GPT-2 byte alphabet and merged by BPE (lowest merge rank first,
+///   leftmost first on ties). A final symbol missing from the vocabulary falls back to the
+///   single-character tokens of its ASCII bytes.
+/// - `llama`, SentencePiece (Llama 2, Gemma 3, ...): no pre-tokenizer; spaces become `▁`, the
+///   characters of each fragment are merged pairwise by the highest token score (see SentencePiece.swift),
+///   and a character that is no token falls back to its `<0xNN>` byte tokens.
 ///
-/// Encoding: special tokens are cut out of the text first (control and user-defined token texts,
-/// longest first; with `parseSpecial: false` only user-defined ones, as llama.cpp), every remaining
-/// fragment is split into words by the pre-tokenizer, each word's UTF-8 bytes are mapped to the
-/// GPT-2 byte alphabet and merged by BPE (lowest merge rank first, leftmost first on ties). A final
-/// symbol missing from the vocabulary falls back to the single-character tokens of its ASCII bytes.
+/// In both, special tokens are cut out of the text first (control and user-defined token texts,
+/// longest first; with `parseSpecial: false` only user-defined ones, as llama.cpp).
 ///
-/// Decoding: a normal token decodes to the bytes its alphabet characters stand for; control,
+/// Decoding: a normal token decodes to the bytes its alphabet characters stand for (BPE) or to its
+/// text with `▁` as a space (SentencePiece); byte tokens `<0xNN>` decode to their byte; control,
 /// user-defined and unknown tokens decode to their text (llama.cpp's `token_to_piece` with
-/// `special = true`); unused/undefined tokens decode to nothing. `decode` simply concatenates pieces
-/// (no space clean-up, nothing stripped), so `decode(encode(s)) == s` whenever the vocabulary has a
-/// token for every byte of `s`. A byte without one is dropped, as llama.cpp does (SmolLM2 has no
-/// token for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, nor for 0xF1/0xF2, the lead bytes of U+40000...U+BFFFF).
+/// `special = true`); unused/undefined tokens decode to nothing. `decode` concatenates pieces like
+/// llama.cpp's `llama_detokenize` without its space clean-up: the only change is that a vocabulary
+/// that adds a space prefix loses one leading space of the first piece. So `decode(encode(s)) == s`
+/// whenever the vocabulary has a token for every byte of `s`. A byte without one is dropped, as
+/// llama.cpp does (SmolLM2 has no token for 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, nor for 0xF1/0xF2,
+/// the lead bytes of U+40000...U+BFFFF).
 public final class Tokenizer: Sendable {
     /// Token types as stored in `tokenizer.ggml.token_type`.
     public enum TokenType: Int, Sendable {
         case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    }
+
+    /// The encoding algorithm, named after its `tokenizer.ggml.model` value.
+    public enum Algorithm: String, Sendable {
+        /// `gpt2`: byte-level BPE over pre-tokenized words, with ranked merges.
+        case byteLevelBPE = "gpt2"
+        /// `llama`: SentencePiece BPE over whole fragments, with token scores and byte fallback.
+        case sentencePiece = "llama"
     }
 
     /// llama.cpp's token attribute bits.
@@ -82,20 +97,35 @@ public final class Tokenizer: Sendable {
         var result: Int32
     }
 
+    public let algorithm: Algorithm
+    /// The word splitter of byte-level BPE; SentencePiece does not use one (llama.cpp sets `default`).
     public let preTokenizer: PreTokenizer
     public let bosID: Int?
     public let eosID: Int?
+    /// The id SentencePiece emits for a byte that has no byte token (`tokenizer.ggml.unknown_token_id`).
+    public let unknownID: Int?
     /// Whether `encode(addSpecial: true)` prepends BOS / appends EOS.
     public let addBOS: Bool
     public let addEOS: Bool
+    /// llama.cpp's `add_space_prefix`: SentencePiece encodes a space before the text and after every
+    /// special token, and `decode` drops one leading space of the first piece.
+    public let addsSpacePrefix: Bool
     /// Tokens that end generation (llama.cpp's `is_eog`): EOS, EOT, EOM, FIM pad/repo/separator and the
     /// well-known end-of-turn texts present in the vocabulary (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`,
     /// `<|endoftext|>`, ...).
     public let endOfGenerationIDs: Set<Int>
 
     let texts: [String]
-    let tokenToID: [String: Int32]
+    /// Token ids by the exact bytes of their text.
+    let table: TokenTable
     let attributes: [Attributes]
+    /// Control / user-defined / unknown tokens in matching order (longest text first).
+    let specialTokens: [(id: Int, bytes: [UInt8], attributes: Attributes)]
+    /// Decoded bytes of every token, concatenated; token `i` is `pieceBytes[pieceStart[i]..<pieceStart[i+1]]`.
+    let pieceBytes: [UInt8]
+    let pieceStart: [Int]
+
+    // Byte-level BPE only (empty for SentencePiece).
     /// BPE merges keyed by `left << 32 | right` over interned symbol ids.
     let merges: [UInt64: Merge]
     /// Interned id of the alphabet character of each byte (-1: in neither vocabulary nor merges).
@@ -104,94 +134,104 @@ public final class Tokenizer: Sendable {
     let asciiToken: [Int32]
     /// Texts of interned symbols that are not vocabulary tokens (ids from `texts.count` on).
     let extraSymbolTexts: [String]
-    /// Control / user-defined / unknown tokens in matching order (longest text first).
-    let specialTokens: [(id: Int, bytes: [UInt8], attributes: Attributes)]
-    /// Decoded bytes of every token, concatenated; token `i` is `pieceBytes[pieceStart[i]..<pieceStart[i+1]]`.
-    let pieceBytes: [UInt8]
-    let pieceStart: [Int]
+
+    // SentencePiece only (empty for byte-level BPE).
+    /// `tokenizer.ggml.scores`: a merge whose result has the higher score goes first.
+    let scores: [Float]
+    /// The token each byte falls back to (`<0xNN>`, else the one-byte text), -1 if none.
+    let byteToken: [Int32]
 
     public var vocabularySize: Int { texts.count }
 
     // MARK: - Construction
 
-    /// Builds a tokenizer from the contents of the `tokenizer.ggml.*` keys.
+    /// Builds a byte-level BPE tokenizer from the contents of the `tokenizer.ggml.*` keys.
     ///
     /// - Parameters:
     ///   - tokens: token texts (byte-level alphabet for normal tokens).
     ///   - merges: `"left right"` pairs, highest priority first.
     ///   - tokenTypes: one `TokenType` raw value per token, or empty (all normal).
     ///   - preTokenizer: a `tokenizer.ggml.pre` name (`""` = llama.cpp's default).
-    public init(tokens: [String], merges: [String], tokenTypes: [Int], preTokenizer: String,
-                bosID: Int?, eosID: Int?, addBOS: Bool, addEOS: Bool,
-                specialIDs: SpecialTokenIDs = SpecialTokenIDs()) throws {
+    public convenience init(tokens: [String], merges: [String], tokenTypes: [Int], preTokenizer: String,
+                            bosID: Int?, eosID: Int?, addBOS: Bool, addEOS: Bool,
+                            specialIDs: SpecialTokenIDs = SpecialTokenIDs()) throws {
+        try self.init(algorithm: .byteLevelBPE, tokens: tokens, tokenTypes: tokenTypes, merges: merges, scores: [],
+                      preTokenizer: try PreTokenizer(name: preTokenizer), bosID: bosID, eosID: eosID, unknownID: nil,
+                      addBOS: addBOS, addEOS: addEOS, addsSpacePrefix: false, specialIDs: specialIDs)
+    }
+
+    /// Builds a SentencePiece tokenizer (`tokenizer.ggml.model` = `llama`).
+    ///
+    /// - Parameters:
+    ///   - tokens: token texts, with `▁` for a space and `<0xNN>` for byte tokens.
+    ///   - scores: one score per token (higher merges first), or empty (all 0, as llama.cpp).
+    ///   - tokenTypes: one `TokenType` raw value per token, or empty (all normal).
+    ///   - addSpacePrefix: `tokenizer.ggml.add_space_prefix` (llama.cpp's default is true; Gemma 3 sets false).
+    public convenience init(sentencePieceTokens tokens: [String], scores: [Float], tokenTypes: [Int],
+                            bosID: Int?, eosID: Int?, unknownID: Int? = nil, addBOS: Bool, addEOS: Bool,
+                            addSpacePrefix: Bool, specialIDs: SpecialTokenIDs = SpecialTokenIDs()) throws {
+        try self.init(algorithm: .sentencePiece, tokens: tokens, tokenTypes: tokenTypes, merges: [], scores: scores,
+                      preTokenizer: PreTokenizer(kind: .default), bosID: bosID, eosID: eosID, unknownID: unknownID,
+                      addBOS: addBOS, addEOS: addEOS, addsSpacePrefix: addSpacePrefix, specialIDs: specialIDs)
+    }
+
+    private init(algorithm: Algorithm, tokens: [String], tokenTypes: [Int], merges: [String], scores: [Float],
+                 preTokenizer: PreTokenizer, bosID: Int?, eosID: Int?, unknownID: Int?,
+                 addBOS: Bool, addEOS: Bool, addsSpacePrefix: Bool, specialIDs: SpecialTokenIDs) throws {
         let n = tokens.count
         guard n > 0 else { throw TokenizerError("the vocabulary is empty") }
         guard n < Int(Int32.max) / 2 else { throw TokenizerError("the vocabulary is too large (\(n) tokens)") }
         guard tokenTypes.isEmpty || tokenTypes.count >= n else {
             throw TokenizerError("token type count \(tokenTypes.count) is less than the token count \(n)")
         }
-        for (name, id) in [("BOS", bosID), ("EOS", eosID)] {
+        guard scores.isEmpty || scores.count >= n else {
+            throw TokenizerError("score count \(scores.count) is less than the token count \(n)")
+        }
+        for (name, id) in [("BOS", bosID), ("EOS", eosID), ("unknown", unknownID)] {
             if let id, !(0..<n).contains(id) { throw TokenizerError("\(name) token id \(id) is outside the vocabulary (0..<\(n))") }
         }
         if addBOS && bosID == nil { throw TokenizerError("the model asks for BOS but has no BOS token") }
         if addEOS && eosID == nil { throw TokenizerError("the model asks for EOS but has no EOS token") }
 
-        self.preTokenizer = try PreTokenizer(name: preTokenizer)
+        self.algorithm = algorithm
+        self.preTokenizer = preTokenizer
         self.bosID = bosID
         self.eosID = eosID
+        self.unknownID = unknownID
         self.addBOS = addBOS
         self.addEOS = addEOS
+        self.addsSpacePrefix = addsSpacePrefix
 
-        // Vocabulary (llama.cpp renames empty tokens and rejects duplicates).
+        // Vocabulary (llama.cpp renames empty tokens and rejects duplicates, comparing bytes).
         var texts = tokens
-        var tokenToID: [String: Int32] = [:]
-        tokenToID.reserveCapacity(n)
-        for i in 0..<n {
-            if texts[i].isEmpty { texts[i] = "[EMPTY_\(i)]" }
-            if let other = tokenToID.updateValue(Int32(i), forKey: texts[i]) {
-                throw TokenizerError("duplicate token in vocabulary: '\(texts[i])' has ids \(other) and \(i)")
-            }
+        for i in 0..<n where texts[i].isEmpty { texts[i] = "[EMPTY_\(i)]" }
+        let table = try TokenTable(texts) { first, second in
+            throw TokenizerError("duplicate token in vocabulary: '\(texts[second])' has ids \(first) and \(second)")
         }
         var attributes = tokenTypes.isEmpty
             ? [Attributes](repeating: .normal, count: n)
             : tokenTypes.prefix(n).map { Attributes(type: $0) }
 
-        // Merges over interned symbols: vocabulary ids first, then strings that only merges mention.
-        var symbols = tokenToID
-        var extraSymbolTexts: [String] = []
-        func intern(_ s: String) -> Int32 {
-            if let id = symbols[s] { return id }
-            let id = Int32(n + extraSymbolTexts.count)
-            symbols[s] = id
-            extraSymbolTexts.append(s)
-            return id
-        }
-        var mergeTable: [UInt64: Merge] = [:]
-        mergeTable.reserveCapacity(merges.count)
-        for (rank, line) in merges.enumerated() {
-            // As llama.cpp: split at the first space after the first byte.
-            let utf8 = line.utf8
-            guard !utf8.isEmpty, let space = utf8[utf8.index(after: utf8.startIndex)...].firstIndex(of: 0x20) else { continue }
-            let left = String(line[..<space])
-            let right = String(line[line.index(after: space)...])
-            guard !left.isEmpty, !right.isEmpty else { continue }  // can never match a symbol
-            let key = UInt64(UInt32(intern(left))) << 32 | UInt64(UInt32(intern(right)))
-            if mergeTable[key] == nil {
-                mergeTable[key] = Merge(rank: Int32(rank), result: intern(left + right))
+        switch algorithm {
+        case .byteLevelBPE:
+            (self.merges, self.byteSymbol, self.extraSymbolTexts) = Tokenizer.internMerges(merges, texts: texts)
+            self.asciiToken = (0..<128).map { b in table.id(of: String(Unicode.Scalar(UInt8(b)))) ?? -1 }
+            self.scores = []
+            self.byteToken = []
+        case .sentencePiece:
+            for id in 0..<n where attributes[id].contains(.byte) && Tokenizer.byteValue(ofByteToken: texts[id]) == nil {
+                throw TokenizerError("token \(id) '\(texts[id])' has type BYTE (tokenizer.ggml.token_type) but is not written <0xNN>")
             }
+            (self.merges, self.byteSymbol, self.asciiToken, self.extraSymbolTexts) = ([:], [], [], [])
+            self.scores = scores.isEmpty ? [Float](repeating: 0, count: n) : Array(scores.prefix(n))
+            self.byteToken = Tokenizer.sentencePieceByteTokens(table)
         }
-        self.merges = mergeTable
-        self.extraSymbolTexts = extraSymbolTexts
-        self.byteSymbol = (0..<256).map { b in
-            symbols[String(Unicode.Scalar(ByteLevel.scalarForByte[b])!)] ?? -1
-        }
-        self.asciiToken = (0..<128).map { b in tokenToID[String(Unicode.Scalar(UInt8(b)))] ?? -1 }
 
         // Special tokens, as llama.cpp's vocabulary loader detects them by text.
         var eog = Set<Int>()
         func markControl(_ id: Int) { attributes[id].insert(.control) }
         func firstID(among candidates: [String]) -> Int? {
-            candidates.compactMap { tokenToID[$0].map(Int.init) }.min()
+            candidates.compactMap { table.id(of: $0).map(Int.init) }.min()
         }
         var ids = specialIDs
         for (name, id) in [("EOT", ids.endOfTurn), ("EOM", ids.endOfMessage), ("FIM prefix", ids.fimPrefix),
@@ -219,14 +259,14 @@ public final class Tokenizer: Sendable {
         detect(&ids.fimSeparator, ["<|file_sep|>"])
         for id in [ids.fimPad, ids.fimRepository, ids.fimSeparator] { if let id { eog.insert(id) } }
         for text in Tokenizer.endOfGenerationTexts {
-            if let id = tokenToID[text].map(Int.init) {
+            if let id = table.id(of: text).map(Int.init) {
                 eog.insert(id)
                 markControl(id)
             }
         }
         // gpt-oss: these always render, as user-defined tokens.
         for text in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
-            if let id = tokenToID[text] { attributes[Int(id)] = .userDefined }
+            if let id = table.id(of: text) { attributes[Int(id)] = .userDefined }
         }
         for id in [eosID, ids.endOfTurn, ids.endOfMessage] { if let id { eog.insert(id) } }
         // o200k_harmony / solar-open: "<|end|>" does not end generation there.
@@ -234,12 +274,12 @@ public final class Tokenizer: Sendable {
         if eogTexts.contains("<|end|>"),
            (eogTexts.contains("<|return|>") && eogTexts.contains("<|call|>"))
             || (eogTexts.contains("<|calls|>") && eogTexts.contains("<|flush|>")),
-           let end = tokenToID["<|end|>"].map(Int.init) {
+           let end = table.id(of: "<|end|>").map(Int.init) {
             eog.remove(end)
             attributes[end] = .userDefined
         }
         // gemma4 / paddleocr: "</s>" is not an end-of-generation token next to "<|tool_response>".
-        if eogTexts.contains("<|tool_response>"), let s = tokenToID["</s>"].map(Int.init), eog.contains(s) {
+        if eogTexts.contains("<|tool_response>"), let s = table.id(of: "</s>").map(Int.init), eog.contains(s) {
             eog.remove(s)
             attributes[s] = .normal
         }
@@ -257,39 +297,70 @@ public final class Tokenizer: Sendable {
         var pieceStart: [Int] = [0]
         pieceStart.reserveCapacity(n + 1)
         for id in 0..<n {
-            Tokenizer.appendPiece(text: texts[id], attributes: attributes[id], to: &pieceBytes)
+            Tokenizer.appendPiece(text: texts[id], attributes: attributes[id], algorithm: algorithm, to: &pieceBytes)
             pieceStart.append(pieceBytes.count)
         }
         self.pieceBytes = pieceBytes
         self.pieceStart = pieceStart
 
         self.texts = texts
-        self.tokenToID = tokenToID
+        self.table = table
         self.attributes = attributes
+    }
+
+    /// BPE merges over interned symbols: vocabulary ids first, then strings that only merges mention.
+    private static func internMerges(_ merges: [String], texts: [String])
+        -> (merges: [UInt64: Merge], byteSymbol: [Int32], extraSymbolTexts: [String]) {
+        let n = texts.count
+        // Byte-level texts use no combining characters, so String keys (canonical equivalence) are exact here.
+        var symbols: [String: Int32] = [:]
+        symbols.reserveCapacity(n + merges.count)
+        for (id, text) in texts.enumerated() where symbols[text] == nil { symbols[text] = Int32(id) }
+        var extraSymbolTexts: [String] = []
+        func intern(_ s: String) -> Int32 {
+            if let id = symbols[s] { return id }
+            let id = Int32(n + extraSymbolTexts.count)
+            symbols[s] = id
+            extraSymbolTexts.append(s)
+            return id
+        }
+        var mergeTable: [UInt64: Merge] = [:]
+        mergeTable.reserveCapacity(merges.count)
+        for (rank, line) in merges.enumerated() {
+            // As llama.cpp: split at the first space after the first byte.
+            let utf8 = line.utf8
+            guard !utf8.isEmpty, let space = utf8[utf8.index(after: utf8.startIndex)...].firstIndex(of: 0x20) else { continue }
+            let left = String(line[..<space])
+            let right = String(line[line.index(after: space)...])
+            guard !left.isEmpty, !right.isEmpty else { continue }  // can never match a symbol
+            let key = UInt64(UInt32(intern(left))) << 32 | UInt64(UInt32(intern(right)))
+            if mergeTable[key] == nil {
+                mergeTable[key] = Merge(rank: Int32(rank), result: intern(left + right))
+            }
+        }
+        let byteSymbol: [Int32] = (0..<256).map { b in
+            symbols[String(Unicode.Scalar(ByteLevel.scalarForByte[b])!)] ?? -1
+        }
+        return (mergeTable, byteSymbol, extraSymbolTexts)
     }
 
     /// Builds the tokenizer of a GGUF model from its `tokenizer.ggml.*` metadata, with llama.cpp's
     /// defaults for missing optional keys.
     public convenience init(gguf: GGUFFile) throws {
         let model = try gguf.string("tokenizer.ggml.model")
-        guard model == "gpt2" else {
-            throw TokenizerError("unsupported tokenizer model '\(model)' (only byte-level BPE, 'gpt2', is supported)")
+        guard let algorithm = Algorithm(rawValue: model) else {
+            throw TokenizerError("unsupported tokenizer model '\(model)' in tokenizer.ggml.model "
+                                 + "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece)")
         }
-        let pre: String
-        if let value = gguf.metadata["tokenizer.ggml.pre"] {
-            guard let s = value.stringValue else { throw GGUFError("metadata key 'tokenizer.ggml.pre' is not a string") }
-            pre = s
-        } else {
-            pre = ""
-        }
-        let preTokenizer = try PreTokenizer(name: pre)
         let tokens = try gguf.stringArray("tokenizer.ggml.tokens")
-        let merges = try gguf.stringArray("tokenizer.ggml.merges")
         var types: [Int] = []
         if gguf.metadata["tokenizer.ggml.token_type"] != nil {
             types = try gguf.array("tokenizer.ggml.token_type").map { value in
                 guard let t = value.intValue else { throw GGUFError("metadata key 'tokenizer.ggml.token_type' is not an array of integers") }
                 return t
+            }
+            guard types.count >= tokens.count else {
+                throw GGUFError("metadata key 'tokenizer.ggml.token_type' has \(types.count) values for \(tokens.count) tokens")
             }
         }
         func optionalID(_ key: String) throws -> Int? {
@@ -302,12 +373,8 @@ public final class Tokenizer: Sendable {
             guard let b = value.boolValue else { throw GGUFError("metadata key '\(key)' is not a boolean") }
             return b
         }
-        // llama.cpp's defaults for a gpt2 vocabulary: BOS = EOS = 11 (when that is a token).
-        let defaultID: Int? = tokens.count > 11 ? 11 : nil
-        let bos = try optionalID("tokenizer.ggml.bos_token_id") ?? defaultID
-        let eos = try optionalID("tokenizer.ggml.eos_token_id") ?? defaultID
-        let addBOS = try optionalBool("tokenizer.ggml.add_bos_token") ?? preTokenizer.addsBOSByDefault
-        let addEOS = try optionalBool("tokenizer.ggml.add_eos_token") ?? false
+        // llama.cpp's default ids (used when the key is missing or out of range, and in range themselves).
+        func defaultID(_ id: Int?) -> Int? { id.flatMap { $0 < tokens.count ? $0 : nil } }
         let ids = SpecialTokenIDs(
             endOfTurn: try optionalID("tokenizer.ggml.eot_token_id"),
             endOfMessage: try optionalID("tokenizer.ggml.eom_token_id"),
@@ -317,8 +384,58 @@ public final class Tokenizer: Sendable {
             fimPad: try optionalID("tokenizer.ggml.fim_pad_token_id"),
             fimRepository: try optionalID("tokenizer.ggml.fim_rep_token_id"),
             fimSeparator: try optionalID("tokenizer.ggml.fim_sep_token_id"))
-        try self.init(tokens: tokens, merges: merges, tokenTypes: types, preTokenizer: pre,
-                      bosID: bos, eosID: eos, addBOS: addBOS, addEOS: addEOS, specialIDs: ids)
+        let bos: Int?, eos: Int?, unknown: Int?, addBOS: Bool, addSpacePrefix: Bool
+        let preTokenizer: PreTokenizer
+        var merges: [String] = []
+        var scores: [Float] = []
+        switch algorithm {
+        case .byteLevelBPE:
+            var pre = ""
+            if let value = gguf.metadata["tokenizer.ggml.pre"] {
+                guard let s = value.stringValue else { throw GGUFError("metadata key 'tokenizer.ggml.pre' is not a string") }
+                pre = s
+            }
+            preTokenizer = try PreTokenizer(name: pre)
+            merges = try gguf.stringArray("tokenizer.ggml.merges")
+            // gpt2 defaults: BOS = EOS = 11, no unknown token, no space prefix.
+            bos = try optionalID("tokenizer.ggml.bos_token_id") ?? defaultID(11)
+            eos = try optionalID("tokenizer.ggml.eos_token_id") ?? defaultID(11)
+            unknown = try optionalID("tokenizer.ggml.unknown_token_id")
+            addBOS = try optionalBool("tokenizer.ggml.add_bos_token") ?? preTokenizer.addsBOSByDefault
+            addSpacePrefix = try optionalBool("tokenizer.ggml.add_space_prefix") ?? false
+        case .sentencePiece:
+            // llama.cpp ignores tokenizer.ggml.pre for SentencePiece.
+            preTokenizer = PreTokenizer(kind: .default)
+            if let value = gguf.metadata["tokenizer.ggml.scores"] {
+                guard let array = value.arrayValue else { throw GGUFError("metadata key 'tokenizer.ggml.scores' is not an array") }
+                scores = try array.map { value in
+                    switch value {
+                    case .float32(let f): return f
+                    case .int32(let i): return Float(i)
+                    default: throw GGUFError("metadata key 'tokenizer.ggml.scores' is not an array of float32 or int32")
+                    }
+                }
+                guard scores.count >= tokens.count else {
+                    throw GGUFError("metadata key 'tokenizer.ggml.scores' has \(scores.count) values for \(tokens.count) tokens")
+                }
+            }
+            // llama defaults: BOS 1, EOS 2, unknown 0, BOS added, space prefix added.
+            bos = try optionalID("tokenizer.ggml.bos_token_id") ?? defaultID(1)
+            eos = try optionalID("tokenizer.ggml.eos_token_id") ?? defaultID(2)
+            unknown = try optionalID("tokenizer.ggml.unknown_token_id") ?? defaultID(0)
+            addBOS = try optionalBool("tokenizer.ggml.add_bos_token") ?? true
+            addSpacePrefix = try optionalBool("tokenizer.ggml.add_space_prefix") ?? true
+        }
+        let addEOS = try optionalBool("tokenizer.ggml.add_eos_token") ?? false
+        if addBOS && bos == nil {
+            throw GGUFError("metadata key 'tokenizer.ggml.add_bos_token' is true, but 'tokenizer.ggml.bos_token_id' is not set")
+        }
+        if addEOS && eos == nil {
+            throw GGUFError("metadata key 'tokenizer.ggml.add_eos_token' is true, but 'tokenizer.ggml.eos_token_id' is not set")
+        }
+        try self.init(algorithm: algorithm, tokens: tokens, tokenTypes: types, merges: merges, scores: scores,
+                      preTokenizer: preTokenizer, bosID: bos, eosID: eos, unknownID: unknown, addBOS: addBOS,
+                      addEOS: addEOS, addsSpacePrefix: addSpacePrefix, specialIDs: ids)
     }
 
     /// Texts llama.cpp treats as end of generation wherever they are in the vocabulary.
@@ -329,48 +446,64 @@ public final class Tokenizer: Sendable {
         "<｜end▁of▁sentence｜>", "[e~[",
     ]
 
-    /// llama.cpp's `token_to_piece(special: true)` for a byte-level BPE vocabulary.
-    private static func appendPiece(text: String, attributes: Attributes, to bytes: inout [UInt8]) {
+    /// The byte of a byte token written `<0xNN>` (either case of hex digit), or nil.
+    static func byteValue(ofByteToken text: String) -> UInt8? {
+        let u = Array(text.utf8)
+        guard u.count == 6, u[0] == UInt8(ascii: "<"), u[1] == UInt8(ascii: "0"), u[2] == UInt8(ascii: "x"),
+              u[5] == UInt8(ascii: ">") else { return nil }
+        return UInt8(String(decoding: u[3..<5], as: UTF8.self), radix: 16)
+    }
+
+    /// llama.cpp's `token_to_piece(special: true)`.
+    private static func appendPiece(text: String, attributes: Attributes, algorithm: Algorithm, to bytes: inout [UInt8]) {
         if !attributes.isDisjoint(with: [.unknown, .control, .userDefined]) {
             bytes.append(contentsOf: text.utf8)
         } else if attributes.contains(.normal) {
-            for scalar in text.unicodeScalars {
-                if let b = ByteLevel.byte(for: scalar.value) {
-                    bytes.append(b)
-                } else {
-                    // llama.cpp's marker for a character outside the byte alphabet.
-                    bytes.append(contentsOf: "[UNK_BYTE_0x".utf8)
-                    for u in String(scalar).utf8 {
-                        let hex = Array("0123456789abcdef".utf8)
-                        bytes.append(hex[Int(u >> 4)])
-                        bytes.append(hex[Int(u & 15)])
-                    }
-                    bytes.append(contentsOf: text.utf8)
-                    bytes.append(UInt8(ascii: "]"))
-                }
+            switch algorithm {
+            case .sentencePiece: appendUnescapingSpaces(text, to: &bytes)
+            case .byteLevelBPE: appendByteLevelDecoded(text, to: &bytes)
             }
         } else if attributes.contains(.byte) {
-            // Byte tokens written as <0xXX>.
-            let u = Array(text.utf8)
-            if u.count == 6, u[0] == UInt8(ascii: "<"), u[1] == UInt8(ascii: "0"), u[2] == UInt8(ascii: "x"),
-               u[5] == UInt8(ascii: ">"), let b = UInt8(String(decoding: u[3..<5], as: UTF8.self), radix: 16) {
-                bytes.append(b)
-            }
+            if let b = byteValue(ofByteToken: text) { bytes.append(b) }
         }
         // unused / undefined: nothing
+    }
+
+    /// The bytes a byte-level BPE token stands for.
+    private static func appendByteLevelDecoded(_ text: String, to bytes: inout [UInt8]) {
+        for scalar in text.unicodeScalars {
+            if let b = ByteLevel.byte(for: scalar.value) {
+                bytes.append(b)
+            } else {
+                // llama.cpp's marker for a character outside the byte alphabet.
+                bytes.append(contentsOf: "[UNK_BYTE_0x".utf8)
+                for u in String(scalar).utf8 {
+                    let hex = Array("0123456789abcdef".utf8)
+                    bytes.append(hex[Int(u >> 4)])
+                    bytes.append(hex[Int(u & 15)])
+                }
+                bytes.append(contentsOf: text.utf8)
+                bytes.append(UInt8(ascii: "]"))
+            }
+        }
     }
 
     // MARK: - Queries
 
     /// The id of the token whose vocabulary text is exactly `tokenText`.
-    public func id(of tokenText: String) -> Int? { tokenToID[tokenText].map(Int.init) }
+    public func id(of tokenText: String) -> Int? { table.id(of: tokenText).map(Int.init) }
 
-    /// The vocabulary text of a token (byte-level alphabet for normal tokens).
+    /// The vocabulary text of a token (byte-level alphabet or `▁` for spaces in normal tokens).
     public func tokenText(_ id: Int) -> String? { texts.indices.contains(id) ? texts[id] : nil }
 
     /// Whether the token is a control token (after llama.cpp's detection of end-of-turn texts).
     public func isControl(_ id: Int) -> Bool {
         attributes.indices.contains(id) && attributes[id].contains(.control)
+    }
+
+    /// Whether the token is user-defined: matched in any text before encoding, even without `parseSpecial`.
+    public func isUserDefined(_ id: Int) -> Bool {
+        attributes.indices.contains(id) && attributes[id].contains(.userDefined)
     }
 
     public func isEndOfGeneration(_ id: Int) -> Bool { endOfGenerationIDs.contains(id) }
@@ -384,18 +517,26 @@ public final class Tokenizer: Sendable {
         return out
     }
 
-    func appendBytes(of id: Int, special: Bool = true, to out: inout [UInt8]) {
+    /// Appends a token's piece; `stripLeadingSpace` drops one leading space (llama.cpp's `lstrip`).
+    func appendBytes(of id: Int, special: Bool = true, stripLeadingSpace: Bool = false, to out: inout [UInt8]) {
         guard id >= 0 && id < texts.count else { return }
         if !special && !attributes[id].isDisjoint(with: [.control, .unknown]) { return }
-        out.append(contentsOf: pieceBytes[pieceStart[id]..<pieceStart[id + 1]])
+        var start = pieceStart[id]
+        let end = pieceStart[id + 1]
+        if stripLeadingSpace && start < end && pieceBytes[start] == 0x20 { start += 1 }
+        out.append(contentsOf: pieceBytes[start..<end])
     }
 
-    /// The text of a token sequence: pieces concatenated, invalid UTF-8 replaced by U+FFFD at the end.
+    /// The text of a token sequence (llama.cpp's `llama_detokenize` without its space clean-up): pieces
+    /// concatenated, the first one without its leading space if the vocabulary adds a space prefix,
+    /// invalid UTF-8 replaced by U+FFFD at the end.
     /// - Parameter special: as in `bytes(of:special:)`.
     public func decode(_ ids: [Int], special: Bool = true) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(ids.count * 4)
-        for id in ids { appendBytes(of: id, special: special, to: &bytes) }
+        for (i, id) in ids.enumerated() {
+            appendBytes(of: id, special: special, stripLeadingSpace: i == 0 && addsSpacePrefix, to: &bytes)
+        }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -412,10 +553,23 @@ public final class Tokenizer: Sendable {
         let bytes = Array(text.utf8)
         var scratch = Scratch()
         bytes.withUnsafeBufferPointer { buffer in
+            // SentencePiece: llama.cpp puts the space prefix before the first text and after every special token.
+            var afterSpecial = true
             for fragment in partition(buffer, parseSpecial: parseSpecial) {
                 switch fragment {
-                case .token(let id): output.append(id)
-                case .text(let lo, let hi): encodeFragment(buffer, lo, hi, into: &output, scratch: &scratch)
+                case .token(let id):
+                    output.append(id)
+                    afterSpecial = true
+                case .text(let lo, let hi):
+                    switch algorithm {
+                    case .byteLevelBPE:
+                        encodeFragment(buffer, lo, hi, into: &output, scratch: &scratch)
+                    case .sentencePiece:
+                        encodeSentencePiece(UnsafeBufferPointer(rebasing: buffer[lo..<hi]),
+                                            spacePrefix: addsSpacePrefix && afterSpecial, into: &output,
+                                            scratch: &scratch.sentencePiece)
+                    }
+                    afterSpecial = false
                 }
             }
         }
@@ -484,7 +638,8 @@ public final class Tokenizer: Sendable {
         var symbols: [Int32] = []
         var prev: [Int32] = []
         var next: [Int32] = []
-        var queue = PairQueue()
+        var queue = MergeQueue()
+        var sentencePiece = SentencePieceScratch()
     }
 
     private func encodeFragment(_ bytes: UnsafeBufferPointer<UInt8>, _ lo: Int, _ hi: Int,
@@ -529,7 +684,7 @@ public final class Tokenizer: Sendable {
                             into output: inout [Int], scratch: inout Scratch) {
         let count = hi - lo
         if preTokenizer.ignoresMerges && count > 1,
-           let id = tokenToID[ByteLevel.encode(UnsafeBufferPointer(rebasing: bytes[lo..<hi]))] {
+           let id = table.id(of: ByteLevel.encode(UnsafeBufferPointer(rebasing: bytes[lo..<hi]))) {
             output.append(Int(id))
             return
         }
@@ -551,7 +706,7 @@ public final class Tokenizer: Sendable {
         while let pair = scratch.queue.pop() {
             let l = Int(pair.left), r = Int(pair.right)
             // Skip pairs whose symbols have changed since they were queued.
-            guard scratch.symbols[l] == pair.leftSymbol, scratch.symbols[r] == pair.rightSymbol else { continue }
+            guard scratch.symbols[l] == pair.leftCheck, scratch.symbols[r] == pair.rightCheck else { continue }
             scratch.symbols[l] = pair.result
             scratch.symbols[r] = -2  // merged away
             let after = scratch.next[r]
@@ -573,8 +728,8 @@ public final class Tokenizer: Sendable {
     private func queuePair(_ left: Int32, _ right: Int32, _ scratch: inout Scratch) {
         let a = scratch.symbols[Int(left)], b = scratch.symbols[Int(right)]
         guard a >= 0, b >= 0, let merge = merges[UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))] else { return }
-        scratch.queue.push(PairQueue.Entry(rank: merge.rank, left: left, right: right,
-                                           leftSymbol: a, rightSymbol: b, result: merge.result))
+        scratch.queue.push(MergeCandidate(priority: Double(merge.rank), left: left, right: right,
+                                          leftCheck: a, rightCheck: b, result: merge.result))
     }
 
     /// Emits a final BPE symbol: its token, or (llama.cpp's fallback) the one-character tokens of its ASCII bytes.
@@ -593,38 +748,43 @@ public final class Tokenizer: Sendable {
     }
 }
 
-/// Min-heap of candidate merges ordered by (rank, left position), as llama.cpp's work queue.
-struct PairQueue {
-    struct Entry {
-        var rank: Int32
-        var left: Int32
-        var right: Int32
-        var leftSymbol: Int32
-        var rightSymbol: Int32
-        var result: Int32
+/// A candidate merge of the neighbouring symbols at `left` and `right` into `result`. It records what
+/// the two symbols were when queued (`leftCheck`, `rightCheck`: BPE symbol ids, SentencePiece byte
+/// lengths), so a candidate gone stale by an earlier merge is skipped.
+struct MergeCandidate {
+    /// Lower merges first: the BPE merge rank, or the negated SentencePiece score.
+    var priority: Double
+    var left: Int32
+    var right: Int32
+    var leftCheck: Int32
+    var rightCheck: Int32
+    var result: Int32
 
-        @inline(__always)
-        static func precedes(_ a: Entry, _ b: Entry) -> Bool {
-            a.rank != b.rank ? a.rank < b.rank : a.left < b.left
-        }
+    /// Lowest priority first, then leftmost, as llama.cpp's work queues.
+    @inline(__always)
+    static func precedes(_ a: Self, _ b: Self) -> Bool {
+        a.priority != b.priority ? a.priority < b.priority : a.left < b.left
     }
+}
 
-    private var heap: [Entry] = []
+/// Binary heap of candidate merges; `pop` returns the one that `precedes` all others.
+struct MergeQueue {
+    private var heap: [MergeCandidate] = []
 
     mutating func removeAll() { heap.removeAll(keepingCapacity: true) }
 
-    mutating func push(_ e: Entry) {
+    mutating func push(_ e: MergeCandidate) {
         heap.append(e)
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard Entry.precedes(heap[i], heap[parent]) else { break }
+            guard MergeCandidate.precedes(heap[i], heap[parent]) else { break }
             heap.swapAt(i, parent)
             i = parent
         }
     }
 
-    mutating func pop() -> Entry? {
+    mutating func pop() -> MergeCandidate? {
         guard let top = heap.first else { return nil }
         let last = heap.removeLast()
         if !heap.isEmpty {
@@ -634,8 +794,8 @@ struct PairQueue {
             while true {
                 let l = 2 * i + 1, r = l + 1
                 var best = i
-                if l < n && Entry.precedes(heap[l], heap[best]) { best = l }
-                if r < n && Entry.precedes(heap[r], heap[best]) { best = r }
+                if l < n && MergeCandidate.precedes(heap[l], heap[best]) { best = l }
+                if r < n && MergeCandidate.precedes(heap[r], heap[best]) { best = r }
                 if best == i { break }
                 heap.swapAt(i, best)
                 i = best
