@@ -82,7 +82,7 @@ struct ChatConversation {
             throw ValidationError("the chat template re-rendered earlier turns differently; cannot continue the cached conversation")
         }
         let delta = String(rendered.dropFirst(processedText.count))
-        let tokens = tokenizer.encode(delta, addSpecial: processedText.isEmpty, parseSpecial: true)
+        let tokens = tokenizer.encode(delta, addSpecial: false, parseSpecial: true)   // the template writes the BOS
         let session = try self.session ?? engine.session(policy: makePolicy(tokens.count))
         self.session = session
         guard tokens.count < session.remainingContext else {

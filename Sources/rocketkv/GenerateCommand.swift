@@ -41,7 +41,8 @@ struct GenerateCommand: ParsableCommand {
             messages.append(ChatMessage(role: "user", content: text))
             promptText = try renderChat(messages, file: loaded.file, tokenizer: loaded.tokenizer)
         }
-        let tokens = loaded.tokenizer.encode(promptText, addSpecial: true, parseSpecial: true)
+        // A chat template writes the BOS itself (`bos_token`), as transformers' apply_chat_template expects.
+        let tokens = loaded.tokenizer.encode(promptText, addSpecial: raw, parseSpecial: true)
         guard !tokens.isEmpty else { throw ValidationError("the prompt is empty") }
         guard tokens.count < model.config.contextLength else {
             throw ValidationError("the prompt has \(tokens.count) tokens; the model's context is \(model.config.contextLength)")
@@ -65,7 +66,8 @@ struct GenerateCommand: ParsableCommand {
 
 /// Renders messages with the model's own chat template.
 func renderChat(_ messages: [ChatMessage], file: GGUFFile, tokenizer: Tokenizer, addGenerationPrompt: Bool = true) throws -> String {
-    guard let source = file.metadata["tokenizer.chat_template"]?.stringValue else {
+    let architecture = file.metadata["general.architecture"]?.stringValue ?? ""
+    guard let source = file.metadata["tokenizer.chat_template"]?.stringValue ?? ChatTemplate.builtInSource(forArchitecture: architecture) else {
         throw ValidationError("the model has no chat template (tokenizer.chat_template); use --raw to feed the prompt as-is")
     }
     let template: ChatTemplate
