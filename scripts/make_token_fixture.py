@@ -11,6 +11,10 @@ Needs llama-cpp-python (dev only; RocketKV never uses it at runtime).
     # ROCKETKV_TOKEN_CASES=/tmp/cases.json (and ROCKETKV_TOKEN_MODEL=model.gguf) are set
     python scripts/make_token_fixture.py --adhoc 2000 --out /tmp/cases.json [--model other.gguf]
 
+    # the same for another model profile (fixture_common.PROFILES): its model, and its own chat
+    # special tokens in place of SmolLM2's ChatML ones (<start_of_turn>... for gemma3)
+    python scripts/make_token_fixture.py --prefix gemma3 --adhoc 2000 --out /tmp/gemma3_cases.json
+
 Format: {"model": NAME, "cases": [{"text", "add_special", "parse_special", "ids"}]}; the ad-hoc
 file adds "pieces" (bytes of token_to_piece(special=True) per id), "eog" and "control".
 """
@@ -20,9 +24,13 @@ import json
 import os
 import random
 
+import sys
+
 import llama_cpp
 
-DEFAULT_MODEL = os.path.expanduser("~/.cache/rocketkv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_common import PROFILES, with_markup  # noqa: E402
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "Tests", "RocketKVModelTests", "Fixtures", "tokens.json")
 
 # (text, add_special, parse_special)
@@ -136,11 +144,21 @@ def adhoc_cases(n: int, seed: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--out", default=FIXTURE)
+    ap.add_argument("--prefix", default="", choices=sorted(PROFILES),
+                    help="model profile: its model by default, and its chat special tokens")
+    ap.add_argument("--model", help="GGUF (default: the profile's model)")
+    ap.add_argument("--out", help="output file (default: Fixtures/tokens.json; required with --prefix)")
     ap.add_argument("--adhoc", type=int, default=0, help="write N+ varied strings, pieces, eog and control ids")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
+    if args.prefix and not args.out:
+        ap.error("--prefix needs --out (Fixtures/PREFIX/tokens.json is make_fixtures.py's)")
+    args.out = args.out or FIXTURE
+    args.model = args.model or PROFILES[args.prefix]["model"]
+    markup = PROFILES[args.prefix]["markup"]
+    if markup:
+        POOL[:] = [with_markup(p, markup) for p in POOL]
+        CASES[:] = [(with_markup(t, markup), a, p) for t, a, p in CASES]
 
     llm = llama_cpp.Llama(model_path=args.model, vocab_only=True, verbose=False)
     cases = adhoc_cases(args.adhoc, args.seed) if args.adhoc else CASES
