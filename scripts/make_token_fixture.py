@@ -6,17 +6,16 @@ Needs llama-cpp-python (dev only; RocketKV never uses it at runtime).
     # the committed fixture (Tests/RocketKVModelTests/Fixtures/tokens.json)
     python scripts/make_token_fixture.py
 
-    # the Gemma 3 fixture (Tests/RocketKVModelTests/Fixtures/gemma3/tokens.json): the same cases plus
-    # Gemma's turn markup, whitespace runs and HTML
-    python scripts/make_token_fixture.py --model ~/.cache/rocketkv/models/gemma-3-270m-q4_k_m.gguf \
-        --extra gemma3 --out Tests/RocketKVModelTests/Fixtures/gemma3/tokens.json
-
     # a large ad-hoc comparison set (prose, code, random Unicode), plus every token's piece,
     # the end-of-generation and control ids; checked by TokenizerFixtureTests when
     # ROCKETKV_TOKEN_CASES=/tmp/cases.json (and ROCKETKV_TOKEN_MODEL=model.gguf) are set
-    python scripts/make_token_fixture.py --adhoc 2000 --out /tmp/cases.json [--model other.gguf] [--extra gemma3]
+    python scripts/make_token_fixture.py --adhoc 2000 --out /tmp/cases.json [--model other.gguf]
 
-Format: {"model": NAME, "llama_cpp_python": VERSION, "cases": [{"text", "add_special", "parse_special", "ids"}]}; the ad-hoc
+    # the same for another model profile (fixture_common.PROFILES): its model, and its own chat
+    # special tokens in place of SmolLM2's ChatML ones (<start_of_turn>... for gemma3)
+    python scripts/make_token_fixture.py --prefix gemma3 --adhoc 2000 --out /tmp/gemma3_cases.json
+
+Format: {"model": NAME, "cases": [{"text", "add_special", "parse_special", "ids"}]}; the ad-hoc
 file adds "pieces" (bytes of token_to_piece(special=True) per id), "eog" and "control".
 """
 import argparse
@@ -25,9 +24,13 @@ import json
 import os
 import random
 
+import sys
+
 import llama_cpp
 
-DEFAULT_MODEL = os.path.expanduser("~/.cache/rocketkv/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_common import PROFILES, with_markup  # noqa: E402
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "..", "Tests", "RocketKVModelTests", "Fixtures", "tokens.json")
 
 # (text, add_special, parse_special)
@@ -64,29 +67,6 @@ CASES = [
     ("\n", False, True),
     ("'s 'S 'll 'LL 're 'Re 've 'd 'm 't'", False, True),
 ]
-
-# Cases for one model family, added with --extra (and their markup added to the random pool).
-EXTRA = {
-    "gemma3": [
-        ("<start_of_turn>user\nWhat is the capital of France?<end_of_turn>\n<start_of_turn>model\n", False, True),
-        ("<start_of_turn>user\nliteral markup, not special<end_of_turn>", False, False),
-        ("<start_of_turn>user\nwith add_special<end_of_turn>", True, True),
-        ("<bos><start_of_turn>system\nBe brief.<end_of_turn>\n<start_of_turn>user\n  Hi  there <end_of_turn>", False, True),
-        ("broken <start_of_turn markup <end_of_turn <eos", False, True),
-        ("<eos><pad><unk><mask>[@BOS@]<start_of_image><end_of_image><unused0>", False, True),
-        ("<start_of_turn>model\n<end_of_turn><end_of_turn>x<start_of_turn>", False, True),
-        ("a\n\n\nb\n\n\n\n\n\n\nc", False, True),
-        ("    four spaces, then eight:        and a tab run:\t\t\t\tend", False, True),
-        ("x" + " " * 40 + "y" + "\t" * 20 + "z" + "\n" * 33, False, True),
-        ("<h1>Title</h1>\n<p class=\"lead\">Text <b>bold</b> <i>it</i></p>\n<br/><table><tr><td>1</td></tr></table>", False, True),
-        ("12345678901234567890 3.14159265358979 -0.001 1e-9 ٠١٢٣ ๑๒๓", False, True),
-        ("line one\r\nline two\r\n\r\nline four\rCR only", False, True),
-        ("▁ already escaped ▁▁ spaces ▁", False, True),
-        ("\u00e9 e\u0301 \u00c5 A\u030a \uac00 \u1100\u1161 \ufb01 \u2126 \u212b", False, True),
-        ("Control: \x00\x01\x1f\x7f and private use \ue000 \U000F0000 and noncharacter \ufffe", False, True),
-        (" leading and trailing ", True, True),
-    ],
-}
 
 PROSE = [
     "The most important thing about a startup is not the idea but the people. Ideas are cheap; "
@@ -139,19 +119,13 @@ POOL = (
 )
 
 
-EXTRA_POOL = {
-    "gemma3": ["<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>", "<start_of", "_turn>", "<h1>", "</p>",
-               "▁", "▁▁", "\n\n\n", "\t\t\t", " " * 9],
-}
+def random_text(rng: random.Random) -> str:
+    return "".join(rng.choice(POOL) for _ in range(rng.randint(1, 60)))
 
 
-def random_text(rng: random.Random, pool: list) -> str:
-    return "".join(rng.choice(pool) for _ in range(rng.randint(1, 60)))
-
-
-def adhoc_cases(n: int, seed: int, extra: list, pool: list):
+def adhoc_cases(n: int, seed: int):
     rng = random.Random(seed)
-    texts = [c[0] for c in CASES + extra] + PROSE + CODE + ["\n\n".join(PROSE), "\n".join(CODE)]
+    texts = [c[0] for c in CASES] + PROSE + CODE + ["\n\n".join(PROSE), "\n".join(CODE)]
     for p in PROSE:  # prose with light corruption
         for _ in range(5):
             words = p.split(" ")
@@ -159,7 +133,7 @@ def adhoc_cases(n: int, seed: int, extra: list, pool: list):
             words[i] = words[i] + rng.choice(POOL)
             texts.append(rng.choice(["", " ", "\n", "  "]) + " ".join(words) + rng.choice(["", " ", "\n", "   ", "\r\n"]))
     while len(texts) < n:
-        texts.append(random_text(rng, pool))
+        texts.append(random_text(rng))
     cases = []
     for t in texts:
         cases.append((t, False, True))
@@ -170,17 +144,24 @@ def adhoc_cases(n: int, seed: int, extra: list, pool: list):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--out", default=FIXTURE)
+    ap.add_argument("--prefix", default="", choices=sorted(PROFILES),
+                    help="model profile: its model by default, and its chat special tokens")
+    ap.add_argument("--model", help="GGUF (default: the profile's model)")
+    ap.add_argument("--out", help="output file (default: Fixtures/tokens.json; required with --prefix)")
     ap.add_argument("--adhoc", type=int, default=0, help="write N+ varied strings, pieces, eog and control ids")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--extra", choices=sorted(EXTRA), help="add the cases of a model family")
     args = ap.parse_args()
+    if args.prefix and not args.out:
+        ap.error("--prefix needs --out (Fixtures/PREFIX/tokens.json is make_fixtures.py's)")
+    args.out = args.out or FIXTURE
+    args.model = args.model or PROFILES[args.prefix]["model"]
+    markup = PROFILES[args.prefix]["markup"]
+    if markup:
+        POOL[:] = [with_markup(p, markup) for p in POOL]
+        CASES[:] = [(with_markup(t, markup), a, p) for t, a, p in CASES]
 
     llm = llama_cpp.Llama(model_path=args.model, vocab_only=True, verbose=False)
-    extra = EXTRA[args.extra] if args.extra else []
-    pool = POOL + (EXTRA_POOL[args.extra] if args.extra else [])
-    cases = adhoc_cases(args.adhoc, args.seed, extra, pool) if args.adhoc else CASES + extra
+    cases = adhoc_cases(args.adhoc, args.seed) if args.adhoc else CASES
     out = {"model": os.path.basename(args.model), "cases": []}
     for text, add_special, parse_special in cases:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
@@ -199,10 +180,8 @@ def main():
         out["eog"] = [i for i in range(n) if llama_cpp.llama_vocab_is_eog(vocab, i)]
         out["control"] = [i for i in range(n) if llama_cpp.llama_vocab_is_control(vocab, i)]
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:  # one case per line
-        f.write("{\"model\": %s, \"llama_cpp_python\": %s,\n \"cases\": [\n"
-                % (json.dumps(out["model"]), json.dumps(llama_cpp.__version__)))
+        f.write("{\"model\": %s,\n \"cases\": [\n" % json.dumps(out["model"]))
         f.write(",\n".join("  " + json.dumps(c, ensure_ascii=False) for c in out["cases"]))
         f.write("\n ]")
         for key in ("pieces", "eog", "control"):
