@@ -59,13 +59,8 @@ final class TokenizerFixtureTests: XCTestCase {
     }
 
     /// Gemma 3 270M (SentencePiece without space prefix) against llama.cpp: Fixtures/gemma3/tokens.json.
-    /// Skipped when the model is not in the cache.
     func testGemma3FixtureMatchesLlamaCpp() throws {
-        let path = ModelStore.home.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("Gemma 3 270M is not in the model cache (\(path))")
-        }
-        let tokenizer = try Tokenizer(gguf: GGUFFile(path: path))
+        let tokenizer = try Tokenizer(gguf: TestModel.gemmaFile)
         XCTAssertEqual(tokenizer.algorithm, .sentencePiece)
         XCTAssertFalse(tokenizer.addsSpacePrefix)
         XCTAssertTrue(tokenizer.addBOS)
