@@ -30,18 +30,23 @@ def main() -> int:
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rocketkv", default=os.path.join(ROOT, ".build", "release", "rocketkv"))
+    ap.add_argument("--model", default=None,
+                    help="GGUF path for both engines (default: each one's default model, SmolLM2), e.g. "
+                         "~/.cache/rocketkv/models/gemma-3-270m-q4_k_m.gguf")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    model = ["--model", os.path.expanduser(args.model)] if args.model else []
 
     rows = []
     for context in [int(c) for c in args.context.split(",")]:
         common = ["--context", str(context), "--gen", str(args.gen), "--repetitions", str(args.repetitions),
                   "--threads", str(args.threads), "--json"]
         print(f"context {context}: llama.cpp ...", file=sys.stderr)
-        ref = run_json([sys.executable, os.path.join(ROOT, "scripts", "llamacpp_bench.py")] + common)[0]
+        ref = run_json([sys.executable, os.path.join(ROOT, "scripts", "llamacpp_bench.py")] + common + model)[0]
         print(f"context {context}: rocketkv ...", file=sys.stderr)
-        ours = run_json([args.rocketkv, "bench", "--kv", "full"] + common)[0]
+        ours = run_json([args.rocketkv, "bench", "--kv", "full"] + common + model)[0]
         row = {
+            "model": os.path.basename(args.model) if args.model else "default",
             "context": context,
             "prefill_tok_s": ours["prefill_tok_s"], "llamacpp_prefill_tok_s": ref["prefill_tok_s"],
             "prefill_ratio": ours["prefill_tok_s"] / ref["prefill_tok_s"],
