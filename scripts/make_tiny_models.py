@@ -43,7 +43,6 @@ per-prompt copy of settings and probe_ids.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -55,6 +54,8 @@ import zipfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from fixture_common import sha256_file  # noqa: E402  (standard library only)
 REPO = os.path.dirname(HERE)
 ROCKETKV_HOME = os.environ.get("ROCKETKV_HOME") or os.path.expanduser("~/.cache/rocketkv")
 TINY_DIR = os.path.join(ROCKETKV_HOME, "tiny")
@@ -96,12 +97,6 @@ BLOCK_GAIN = 4.0
 
 # --------------------------------------------------------------------------- helpers
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenizer_model_path() -> str:
@@ -246,7 +241,7 @@ def write_models(names: list[str]) -> dict[str, str]:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        shas[name] = sha256(path)
+        shas[name] = sha256_file(path)
         print(f"{shas[name]}  {os.path.getsize(path):>9,d}  {path}")
     return shas
 

@@ -128,13 +128,3 @@ final class KVSeamTests: XCTestCase {
         XCTAssertEqual(layered.statistics, alone.statistics + window.statistics)
     }
 }
-
-extension KVStatistics {
-    static func + (a: KVStatistics, b: KVStatistics) -> KVStatistics {
-        var s = a
-        s.storedTokens += b.storedTokens
-        s.storedBytes += b.storedBytes
-        s.bytesReadLastStep += b.bytesReadLastStep
-        return s
-    }
-}

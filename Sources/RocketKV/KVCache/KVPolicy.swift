@@ -98,7 +98,7 @@ public struct KVStatistics: Sendable, Equatable {
     public init() {}
 
     /// The sum of two policies' figures (the layers of a model served by different caches).
-    static func + (a: KVStatistics, b: KVStatistics) -> KVStatistics {
+    public static func + (a: KVStatistics, b: KVStatistics) -> KVStatistics {
         var s = a
         s.storedTokens += b.storedTokens
         s.storedBytes += b.storedBytes

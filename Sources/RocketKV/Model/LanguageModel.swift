@@ -129,8 +129,31 @@ public final class ForwardState {
     }
 }
 
-/// The steps every architecture shares at the ends of its forward pass.
+/// The steps the architectures share: embedding, norms over token rows, attention through the policy, the
+/// gated feed-forward, and the final norm and unembedding.
 enum ForwardSteps {
+    /// RMSNorm of each of the `n` token rows of `x` into `output` (they may be the same buffer).
+    static func normalize(_ x: UnsafePointer<Float>, rows n: Int, weight: UnsafePointer<Float>, config c: ModelConfig,
+                          into output: UnsafeMutablePointer<Float>) {
+        let dim = c.embeddingLength
+        for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: weight, epsilon: c.rmsEpsilon, count: dim, output: output + t * dim) }
+    }
+
+    /// Layer `l`'s attention of `state.q/k/v` (after RoPE) through the policy, into `state.attention`.
+    static func attend(layer l: Int, policy: KVPolicy, decode: Bool, tokens n: Int, from position: Int, state: ForwardState) {
+        let input = AttentionInput(queries: state.q, keys: state.k, values: state.v, tokens: n, firstPosition: position)
+        if decode { policy.decode(layer: l, input, output: state.attention) } else { policy.prefill(layer: l, input, output: state.attention) }
+    }
+
+    /// The gated feed-forward of `state.xb` (`[n][embeddingLength]`) back into `state.xb`:
+    /// `down · (activation(gate · x) ⊙ (up · x))`, with SiLU (SwiGLU) or ggml's tabulated GELU (GEGLU).
+    static func gatedFeedForward(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, gelu: Bool, tokens n: Int,
+                                 config c: ModelConfig, state: ForwardState) {
+        matmul([gate, up], input: state.xb, tokens: n, outputs: [state.hb, state.hb2], scratch: state.scratch)
+        if gelu { rk_geglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) } else { rk_swiglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) }
+        matmul(down, input: state.hb, tokens: n, output: state.xb, scratch: state.scratch)
+    }
+
     /// Token embedding rows into `x` (`[tokens][embeddingLength]`), each multiplied by `scale` when given.
     static func embed(_ tokens: [Int], embedding: WeightMatrix, config c: ModelConfig, scale: Float?, into x: UnsafeMutablePointer<Float>) {
         let dim = c.embeddingLength

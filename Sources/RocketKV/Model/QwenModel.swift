@@ -65,18 +65,17 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
                         state: ForwardState) -> UnsafeBufferPointer<Float> {
         let n = tokens.count
         let c = config
-        let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd, ff = c.feedForwardLength
+        let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
         precondition(n > 0 && (!decode || n == 1))
         state.reserve(tokens: n, config: c)
-        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v, attention = state.attention
-        let hb = state.hb, hb2 = state.hb2, scratch = state.scratch
+        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
 
         ForwardSteps.embed(tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
 
         for (l, layer) in layers.enumerated() {
             // Attention block.
-            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.attentionNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
-            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: scratch)
+            ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
+            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             for t in 0..<n {
                 let qt = q + t * qDim, kt = k + t * kvDim, vt = v + t * kvDim
                 if let b = layer.queryBias { Ops.add(qt, b, count: qDim) }
@@ -89,16 +88,13 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
                 Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
                          style: .neox, frequencyScale: c.ropeFrequencyScale)
             }
-            let input = AttentionInput(queries: q, keys: k, values: v, tokens: n, firstPosition: position)
-            if decode { policy.decode(layer: l, input, output: attention) } else { policy.prefill(layer: l, input, output: attention) }
-            matmul(layer.attentionOutput, input: attention, tokens: n, output: xb, scratch: scratch)
+            ForwardSteps.attend(layer: l, policy: policy, decode: decode, tokens: n, from: position, state: state)
+            matmul(layer.attentionOutput, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
             Ops.add(x, xb, count: n * dim)
 
             // Feed-forward block (SwiGLU).
-            for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: layer.feedForwardNorm, epsilon: c.rmsEpsilon, count: dim, output: xb + t * dim) }
-            matmul([layer.gate, layer.up], input: xb, tokens: n, outputs: [hb, hb2], scratch: scratch)
-            rk_swiglu(hb, hb2, Int32(n * ff))
-            matmul(layer.down, input: hb, tokens: n, output: xb, scratch: scratch)
+            ForwardSteps.normalize(x, rows: n, weight: layer.feedForwardNorm, config: c, into: xb)
+            ForwardSteps.gatedFeedForward(gate: layer.gate, up: layer.up, down: layer.down, gelu: false, tokens: n, config: c, state: state)
             Ops.add(x, xb, count: n * dim)
         }
         return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
