@@ -15,11 +15,11 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
 
     struct Layer {
         let attentionNorm: UnsafePointer<Float>
-        let query, key, value, attentionOutput: WeightMatrix
+        let attention: AttentionWeights
         let queryNorm, keyNorm: UnsafePointer<Float>
         let attentionPostNorm: UnsafePointer<Float>
         let feedForwardNorm: UnsafePointer<Float>
-        let gate, up, down: WeightMatrix
+        let feedForward: FeedForwardWeights
         let feedForwardPostNorm: UnsafePointer<Float>
     }
 
@@ -32,22 +32,17 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
         guard c.architecture == "gemma3" else { throw GGUFError("Gemma3Model cannot run architecture '\(c.architecture)'") }
         config = c
         self.file = file
-        let dim = c.embeddingLength, kvDim = c.kvHeads * c.headDim, qDim = c.queryHeads * c.headDim
+        let dim = c.embeddingLength
         var read = TensorReader(file: file)
         tokenEmbedding = try read.matrix("token_embd.weight", rows: c.vocabularySize, columns: dim)
         layers = try (0..<c.layers).map { i in
             Layer(attentionNorm: try read.vector("blk.\(i).attn_norm.weight", count: dim),
-                  query: try read.matrix("blk.\(i).attn_q.weight", rows: qDim, columns: dim),
-                  key: try read.matrix("blk.\(i).attn_k.weight", rows: kvDim, columns: dim),
-                  value: try read.matrix("blk.\(i).attn_v.weight", rows: kvDim, columns: dim),
-                  attentionOutput: try read.matrix("blk.\(i).attn_output.weight", rows: dim, columns: qDim),
+                  attention: try read.attention(layer: i, config: c),
                   queryNorm: try read.vector("blk.\(i).attn_q_norm.weight", count: c.headDim),
                   keyNorm: try read.vector("blk.\(i).attn_k_norm.weight", count: c.headDim),
                   attentionPostNorm: try read.vector("blk.\(i).post_attention_norm.weight", count: dim),
                   feedForwardNorm: try read.vector("blk.\(i).ffn_norm.weight", count: dim),
-                  gate: try read.matrix("blk.\(i).ffn_gate.weight", rows: c.feedForwardLength, columns: dim),
-                  up: try read.matrix("blk.\(i).ffn_up.weight", rows: c.feedForwardLength, columns: dim),
-                  down: try read.matrix("blk.\(i).ffn_down.weight", rows: dim, columns: c.feedForwardLength),
+                  feedForward: try read.feedForward(layer: i, config: c),
                   feedForwardPostNorm: try read.vector("blk.\(i).post_ffw_norm.weight", count: dim))
         }
         outputNorm = try read.vector("output_norm.weight", count: dim)
@@ -56,7 +51,7 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
     }
 
     public var weightBytesPerToken: Int {
-        weightBytes(perLayer: layers.map { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] },
+        weightBytes(perLayer: layers.map { $0.attention.matrices + $0.feedForward.matrices },
                     output: output, embedding: tokenEmbedding)
     }
 
@@ -74,7 +69,7 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block, normalised before and after.
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
-            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
+            matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             let base = c.ropeBase(layer: l), frequencyScale = c.ropeFrequencyScale(layer: l)
             for t in 0..<n {
                 let qt = q + t * qDim, kt = k + t * kvDim
@@ -87,13 +82,13 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
                 if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
             }
             ForwardSteps.attend(layer: l, policy: policy, decode: decode, tokens: n, from: position, state: state)
-            matmul(layer.attentionOutput, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
+            matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
             ForwardSteps.normalize(xb, rows: n, weight: layer.attentionPostNorm, config: c, into: xb)
             Ops.add(x, xb, count: n * dim)
 
             // Feed-forward block (GELU-gated), normalised before and after.
             ForwardSteps.normalize(x, rows: n, weight: layer.feedForwardNorm, config: c, into: xb)
-            ForwardSteps.gatedFeedForward(gate: layer.gate, up: layer.up, down: layer.down, gelu: true, tokens: n, config: c, state: state)
+            ForwardSteps.gatedFeedForward(layer.feedForward, gelu: true, tokens: n, config: c, state: state)
             ForwardSteps.normalize(xb, rows: n, weight: layer.feedForwardPostNorm, config: c, into: xb)
             Ops.add(x, xb, count: n * dim)
         }

@@ -83,6 +83,37 @@ struct TensorReader {
     }
 }
 
+/// The projections of every architecture's attention block.
+struct AttentionWeights {
+    let query, key, value, output: WeightMatrix
+    var matrices: [WeightMatrix] { [query, key, value, output] }
+}
+
+/// The matrices of a gated feed-forward block.
+struct FeedForwardWeights {
+    let gate, up, down: WeightMatrix
+    var matrices: [WeightMatrix] { [gate, up, down] }
+}
+
+extension TensorReader {
+    /// Layer `i`'s Q, K, V and output projections, shapes from the config.
+    mutating func attention(layer i: Int, config c: ModelConfig) throws -> AttentionWeights {
+        let dim = c.embeddingLength, kvDim = c.kvHeads * c.headDim, qDim = c.queryHeads * c.headDim
+        return AttentionWeights(query: try matrix("blk.\(i).attn_q.weight", rows: qDim, columns: dim),
+                                key: try matrix("blk.\(i).attn_k.weight", rows: kvDim, columns: dim),
+                                value: try matrix("blk.\(i).attn_v.weight", rows: kvDim, columns: dim),
+                                output: try matrix("blk.\(i).attn_output.weight", rows: dim, columns: qDim))
+    }
+
+    /// Layer `i`'s gate, up and down matrices.
+    mutating func feedForward(layer i: Int, config c: ModelConfig) throws -> FeedForwardWeights {
+        let dim = c.embeddingLength, ff = c.feedForwardLength
+        return FeedForwardWeights(gate: try matrix("blk.\(i).ffn_gate.weight", rows: ff, columns: dim),
+                                  up: try matrix("blk.\(i).ffn_up.weight", rows: ff, columns: dim),
+                                  down: try matrix("blk.\(i).ffn_down.weight", rows: dim, columns: ff))
+    }
+}
+
 /// Weights read per decoded token by matrices applied once per token, plus one embedding row.
 func weightBytes(perLayer: [[WeightMatrix]], output: WeightMatrix, embedding: WeightMatrix) -> Int {
     perLayer.reduce(0) { total, layer in total + layer.reduce(0) { $0 + $1.rows * $1.rowBytes } } + output.rows * output.rowBytes + embedding.rowBytes
@@ -147,11 +178,10 @@ enum ForwardSteps {
 
     /// The gated feed-forward of `state.xb` (`[n][embeddingLength]`) back into `state.xb`:
     /// `down · (activation(gate · x) ⊙ (up · x))`, with SiLU (SwiGLU) or ggml's tabulated GELU (GEGLU).
-    static func gatedFeedForward(gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, gelu: Bool, tokens n: Int,
-                                 config c: ModelConfig, state: ForwardState) {
-        matmul([gate, up], input: state.xb, tokens: n, outputs: [state.hb, state.hb2], scratch: state.scratch)
+    static func gatedFeedForward(_ w: FeedForwardWeights, gelu: Bool, tokens n: Int, config c: ModelConfig, state: ForwardState) {
+        matmul([w.gate, w.up], input: state.xb, tokens: n, outputs: [state.hb, state.hb2], scratch: state.scratch)
         if gelu { rk_geglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) } else { rk_swiglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) }
-        matmul(down, input: state.hb, tokens: n, output: state.xb, scratch: state.scratch)
+        matmul(w.down, input: state.hb, tokens: n, output: state.xb, scratch: state.scratch)
     }
 
     /// Token embedding rows into `x` (`[tokens][embeddingLength]`), each multiplied by `scale` when given.

@@ -13,9 +13,9 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
 
     struct Layer {
         let attentionNorm: UnsafePointer<Float>
-        let query, key, value, attentionOutput: WeightMatrix
+        let attention: AttentionWeights
         let feedForwardNorm: UnsafePointer<Float>
-        let gate, up, down: WeightMatrix
+        let feedForward: FeedForwardWeights
     }
 
     let tokenEmbedding: WeightMatrix
@@ -32,19 +32,14 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         guard c.architecture == "llama" else { throw GGUFError("LlamaModel cannot run architecture '\(c.architecture)'") }
         config = c
         self.file = file
-        let dim = c.embeddingLength, kvDim = c.kvHeads * c.headDim, qDim = c.queryHeads * c.headDim
+        let dim = c.embeddingLength
         var read = TensorReader(file: file)
         tokenEmbedding = try read.matrix("token_embd.weight", rows: c.vocabularySize, columns: dim)
         layers = try (0..<c.layers).map { i in
             Layer(attentionNorm: try read.vector("blk.\(i).attn_norm.weight", count: dim),
-                  query: try read.matrix("blk.\(i).attn_q.weight", rows: qDim, columns: dim),
-                  key: try read.matrix("blk.\(i).attn_k.weight", rows: kvDim, columns: dim),
-                  value: try read.matrix("blk.\(i).attn_v.weight", rows: kvDim, columns: dim),
-                  attentionOutput: try read.matrix("blk.\(i).attn_output.weight", rows: dim, columns: qDim),
+                  attention: try read.attention(layer: i, config: c),
                   feedForwardNorm: try read.vector("blk.\(i).ffn_norm.weight", count: dim),
-                  gate: try read.matrix("blk.\(i).ffn_gate.weight", rows: c.feedForwardLength, columns: dim),
-                  up: try read.matrix("blk.\(i).ffn_up.weight", rows: c.feedForwardLength, columns: dim),
-                  down: try read.matrix("blk.\(i).ffn_down.weight", rows: dim, columns: c.feedForwardLength))
+                  feedForward: try read.feedForward(layer: i, config: c))
         }
         outputNorm = try read.vector("output_norm.weight", count: dim)
         output = try read.output(embedding: tokenEmbedding, config: c)
@@ -53,7 +48,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
     }
 
     public var weightBytesPerToken: Int {
-        weightBytes(perLayer: layers.map { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] },
+        weightBytes(perLayer: layers.map { $0.attention.matrices + $0.feedForward.matrices },
                     output: output, embedding: tokenEmbedding)
     }
 
@@ -71,7 +66,7 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
-            matmul([layer.query, layer.key, layer.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
+            matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             for t in 0..<n {
                 Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
                          frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
@@ -79,12 +74,12 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
                          frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
             }
             ForwardSteps.attend(layer: l, policy: policy, decode: decode, tokens: n, from: position, state: state)
-            matmul(layer.attentionOutput, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
+            matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
             Ops.add(x, xb, count: n * dim)
 
             // Feed-forward block (SwiGLU).
             ForwardSteps.normalize(x, rows: n, weight: layer.feedForwardNorm, config: c, into: xb)
-            ForwardSteps.gatedFeedForward(gate: layer.gate, up: layer.up, down: layer.down, gelu: false, tokens: n, config: c, state: state)
+            ForwardSteps.gatedFeedForward(layer.feedForward, gelu: false, tokens: n, config: c, state: state)
             Ops.add(x, xb, count: n * dim)
         }
         return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
