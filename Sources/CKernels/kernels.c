@@ -613,7 +613,10 @@ static inline int nearest_int(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-void rk_quantize_row_q8_K(const float *x, void *vy, int n) {
+// `positive_ties`: the sign of the largest magnitude is + whenever +amax occurs (ggml_quantize_mat_q8_K_4x8's AVX2
+// masks), instead of the sign of its first occurrence (quantize_row_q8_K_ref). Nothing else differs: its
+// _mm256_round_ps is nearest-even as nearest_int, its saturating packs never bind below −127.
+static void quantize_q8_K(const float *x, void *vy, int n, int positive_ties) {
 #pragma clang fp contract(off)
     block_q8_K *y = (block_q8_K *)vy;
     for (int b = 0; b < n / 256; b++, x += 256) {
@@ -622,6 +625,9 @@ void rk_quantize_row_q8_K(const float *x, void *vy, int n) {
             const float ax = fabsf(x[j]);
             if (ax > amax) { amax = ax; max = x[j]; }
         }
+        if (positive_ties && max < 0)
+            for (int j = 0; j < 256; j++)
+                if (x[j] == amax) { max = amax; break; }
         memset(y[b].bsums, 0, sizeof y[b].bsums);
         if (amax == 0) {
             y[b].d = 0;
@@ -638,6 +644,9 @@ void rk_quantize_row_q8_K(const float *x, void *vy, int n) {
         y[b].d = 1 / iscale;
     }
 }
+
+void rk_quantize_row_q8_K(const float *x, void *y, int n) { quantize_q8_K(x, y, n, 0); }
+void rk_quantize_row_q8_K_x4(const float *x, void *y, int n) { quantize_q8_K(x, y, n, 1); }
 
 // The 6-bit scales (bytes 0–7) and mins (bytes 8–15) of Q4_K/Q5_K's eight sub-blocks (ggml's get_scale_min_k4).
 static inline void scales_mins_k4(const uint8_t *q, uint8_t sm[16]) {
@@ -752,6 +761,71 @@ RK_K_DOT(dot_k_portable, , half_to_float, lanes_k4_portable, lanes_q6_K_portable
 RK_K_DOT(dot_k_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6_K_avx2)
 #endif
 
+// ---- Q4_K as llama.cpp's CPU_REPACK buffer computes it ----
+// On an AVX2 build, ggml_repack_get_optimal_repack_type stores every Q4_K matrix whose row count is a multiple of 8
+// as block_q4_Kx8 (8 rows interleaved) and multiplies it with ggml_gemv_q4_K_8x8_q8_K (one activation row) or
+// ggml_gemm_q4_K_8x8_q8_K (4 activation rows at a time). Both form, per pair p of sub-blocks (2p, 2p+1), the exact
+// integers I_p = Σ scale·q·q8 and M_p = m[2p]·Σx(2p) + m[2p+1]·Σx(2p+1), and one f32 accumulator each for d and dmin:
+//   gemv: per super-block  acc = fma(float(I_0+I_1+I_2+I_3), d_w·d_x, acc), accm = fma(float(M_0+…+M_3), dmin_w·d_x, accm);
+//   gemm: per pair p       acc = fma(float(I_p), d_w·d_x, acc),            accm = fma(float(M_p), dmin_w·d_x, accm);
+// and return acc − accm. (The integers are exact in any order: no int16 step exceeds 16 products of ≤ 15·127.)
+static void pairs_q4_K_portable(const uint8_t sm[16], const uint8_t *qs, const int8_t *q8, int32_t out[4]) {
+    for (int p = 0; p < 4; p++) {
+        int32_t lo = 0, hi = 0;
+        for (int i = 0; i < 32; i++) {
+            lo += (qs[32 * p + i] & 15) * q8[64 * p + i];
+            hi += (qs[32 * p + i] >> 4) * q8[64 * p + 32 + i];
+        }
+        out[p] = sm[2 * p] * lo + sm[2 * p + 1] * hi;
+    }
+}
+
+#if RK_X86
+RK_AVX2 static void pairs_q4_K_avx2(const uint8_t sm[16], const uint8_t *qs, const int8_t *q8, int32_t out[4]) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    for (int p = 0; p < 4; p++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), _mm256_loadu_si256((const __m256i *)(q8 + 64 * p)));
+        const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), _mm256_loadu_si256((const __m256i *)(q8 + 64 * p + 32)));
+        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p]), lo), _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p + 1]), hi));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
+        out[p] = _mm_cvtsi128_si32(h);
+    }
+}
+#endif
+
+#define RK_Q4K_REPACK_DOT(NAME, ATTRIBUTES, TO_FLOAT, PAIRS)                                                      \
+ATTRIBUTES static float NAME(int n, const void *w, const void *vx, int gemm) {                                     \
+    _Pragma("clang fp contract(off)")                                                                             \
+    const block_q4_K *wb = (const block_q4_K *)w;                                                                 \
+    const block_q8_K *x = (const block_q8_K *)vx;                                                                 \
+    float acc = 0, accm = 0;                                                                                      \
+    for (int b = 0; b < n / 256; b++) {                                                                           \
+        uint8_t sm[16];                                                                                           \
+        int32_t I[4], M[4];                                                                                       \
+        scales_mins_k4(wb[b].scales, sm);                                                                         \
+        PAIRS(sm, wb[b].qs, x[b].qs, I);                                                                          \
+        min_pairs(sm, x[b].bsums, M);                                                                             \
+        const float d = TO_FLOAT(wb[b].d) * x[b].d, dmin = TO_FLOAT(wb[b].dmin) * x[b].d;                         \
+        if (gemm) {                                                                                               \
+            for (int p = 0; p < 4; p++) {                                                                         \
+                acc = fmaf((float)I[p], d, acc);                                                                  \
+                accm = fmaf((float)M[p], dmin, accm);                                                             \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            acc = fmaf((float)(I[0] + I[1] + I[2] + I[3]), d, acc);                                               \
+            accm = fmaf((float)(M[0] + M[1] + M[2] + M[3]), dmin, accm);                                          \
+        }                                                                                                         \
+    }                                                                                                             \
+    return acc - accm;                                                                                            \
+}
+RK_Q4K_REPACK_DOT(dot_q4_K_repacked_portable, , half_to_float, pairs_q4_K_portable)
+#if RK_X86
+RK_Q4K_REPACK_DOT(dot_q4_K_repacked_avx2, RK_AVX2, half_to_float_avx, pairs_q4_K_avx2)
+#endif
+
 // ---- public entry points ----
 
 #if RK_X86
@@ -769,6 +843,9 @@ float rk_vec_dot_q5_0_q8_0(int n, const void *w, const void *x) { return DISPATC
 float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(4, n, w, x); }
 float rk_vec_dot_q5_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(5, n, w, x); }
 float rk_vec_dot_q6_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(6, n, w, x); }
+float rk_vec_dot_q4_K_q8_K_repacked(int n, const void *w, const void *x, int gemm) {
+    return DISPATCH(dot_q4_K_repacked_avx2, dot_q4_K_repacked_portable)(n, w, x, gemm);
+}
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
@@ -828,6 +905,20 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
     for (int t0 = 0; t0 < ntok; t0 += 32)
         rk_matmul_quant_reference(type, w, wstride, r0, r1, (const char *)x + (size_t)t0 * xstride, xstride,
                                   ntok - t0 < 32 ? ntok - t0 : 32, y + (size_t)t0 * ystride, ystride, n);
+    return 0;
+}
+
+int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const void *x, size_t xstride, int ntok,
+                            int gemm_tokens, float *y, size_t ystride, int n) {
+    const char *wb = (const char *)w, *xb = (const char *)x;
+    for (int t0 = 0; t0 < ntok; t0 += 32) {   // token blocks of 32 stay in L2 while the rows pass over them
+        const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
+        for (int r = r0; r < r1; r++) {
+            const void *row = wb + (size_t)r * wstride;
+            for (int t = t0; t < t1; t++)
+                y[(size_t)t * ystride + r] = rk_vec_dot_q4_K_q8_K_repacked(n, row, xb + (size_t)t * xstride, t < gemm_tokens);
+        }
+    }
     return 0;
 }
 

@@ -218,3 +218,88 @@ extension KernelTests {
         }
     }
 }
+
+/// llama.cpp's repacked Q4_K kernels (block_q4_Kx8; x86 ggml_gemv/gemm_q4_K_8x8_q8_K), reproduced in their float order.
+extension ReferenceKernels {
+    /// quantize_row_q8_K_ref, but + sets the sign when +max and −max tie in magnitude (ggml_quantize_mat_q8_K_4x8).
+    static func quantizeQ8_Kx4(_ x: ArraySlice<Float>) -> (d: Float, q: [Int8], sums: [Int16]) {
+        let amax = x.map(abs).max() ?? 0
+        guard amax > 0, x.contains(amax), x.contains(-amax) else { return quantizeQ8_K(x) }
+        let iscale = -127 / amax
+        let q = x.map { Int8(Swift.min(127, (iscale * $0).rounded(.toNearestOrEven))) }
+        let sums = (0..<16).map { g in Int16(q[(16 * g)..<(16 * g + 16)].reduce(0) { $0 + Int($1) }) }
+        return (1 / iscale, q, sums)
+    }
+
+    /// A Q4_K row in the repacked order: per pair p of sub-blocks the exact integers I_p = Σ scale·q·q8 and
+    /// M_p = Σ min·Σx; gemv fmas their per-super-block sums into acc and accm, gemm each pair; result acc − accm.
+    static func dotQ4_KRepacked(_ w: [UInt8], _ x: [Float], gemm: Bool) -> Float {
+        var acc: Float = 0, accm: Float = 0
+        for b in 0..<(x.count / 256) {
+            var block = Array(w[(b * 144)..<((b + 1) * 144)])
+            let slice = x[(256 * b)..<(256 * b + 256)]
+            let (dx, q8, _) = gemm ? quantizeQ8_Kx4(slice) : quantizeQ8_K(slice)
+            let d = half(block, 0), dmin = half(block, 2)
+            setHalf(&block, 0, 1); setHalf(&block, 2, 0)
+            let products = dequantized(.q4_K, block, count: 256)
+            setHalf(&block, 0, 0); setHalf(&block, 2, 1)
+            let negativeMins = dequantized(.q4_K, block, count: 256)
+            let I = (0..<4).map { p in (64 * p..<64 * p + 64).reduce(0) { $0 + Int(products[$1]) * Int(q8[$1]) } }
+            let M = (0..<4).map { p in (64 * p..<64 * p + 64).reduce(0) { $0 - Int(negativeMins[$1]) * Int(q8[$1]) } }
+            let groups = gemm ? (0..<4).map { [$0] } : [[0, 1, 2, 3]]
+            for g in groups {
+                acc.addProduct(Float(g.reduce(0) { $0 + I[$1] }), d * dx)
+                accm.addProduct(Float(g.reduce(0) { $0 + M[$1] }), dmin * dx)
+            }
+        }
+        return acc - accm
+    }
+}
+
+extension KernelTests {
+    func testRepackedQ4_KOrdersAreBitExactWithReference() {
+        for blocks in [1, 3, 8] {
+            for trial in 0..<10 {
+                let n = blocks * 256
+                let w = randomRow(.q4_K, blocks: blocks)
+                var x = randomFloats(n, scale: 2)
+                if trial == 0 { x[5] = -3; x[77] = 3 }   // a tie of magnitudes: the two quantizers differ
+                for gemm in [false, true] {
+                    let expected = ReferenceKernels.dotQ4_KRepacked(w, x, gemm: gemm)
+                    forEachPath { path in
+                        var q = [UInt8](repeating: 0, count: GGMLType.q8_K.byteCount(elements: n))
+                        if gemm { rk_quantize_row_q8_K_x4(x, &q, Int32(n)) } else { rk_quantize_row_q8_K(x, &q, Int32(n)) }
+                        let got = rk_vec_dot_q4_K_q8_K_repacked(Int32(n), w, q, gemm ? 1 : 0)
+                        XCTAssertEqual(got.bitPattern, expected.bitPattern, "\(path) gemm \(gemm) × \(blocks) blocks: \(got) vs \(expected)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// `matmul` takes the repacked order exactly where llama.cpp repacks (Q4_K, rows % 8 == 0): tokens below
+    /// tokens − tokens % 4 in the gemm order, the rest in the gemv order; other row counts keep ggml_vec_dot's.
+    func testMatmulTakesRepackedQ4_KWhereLlamaCppRepacks() {
+        let columns = 512
+        for rows in [16, 11] {
+            let w = randomRow(.q4_K, blocks: rows * columns / 256), rowBytes = GGMLType.q4_K.byteCount(elements: columns)
+            for tokens in [1, 6, 37] {
+                let x = randomFloats(tokens * columns, scale: 2)
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                w.withUnsafeBytes { data in
+                    matmul(WeightMatrix(type: .q4_K, rows: rows, columns: columns, data: data.baseAddress!), input: x, tokens: tokens,
+                           output: &y, scratch: MatmulScratch())
+                }
+                for t in 0..<tokens {
+                    let xt = Array(x[(t * columns)..<((t + 1) * columns)])
+                    for r in 0..<rows {
+                        let row = Array(w[(r * rowBytes)..<((r + 1) * rowBytes)])
+                        let expected = rows % 8 == 0 ? ReferenceKernels.dotQ4_KRepacked(row, xt, gemm: t < tokens - tokens % 4)
+                                                     : ReferenceKernels.dotK(.q4_K, row, xt)
+                        XCTAssertEqual(y[t * rows + r].bitPattern, expected.bitPattern, "rows \(rows) token \(t) of \(tokens) row \(r)")
+                    }
+                }
+            }
+        }
+    }
+}

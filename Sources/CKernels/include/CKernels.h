@@ -28,6 +28,17 @@ float rk_vec_dot_q5_0_q8_0(int n, const void *w, const void *x);
 /// Quantizes `n` floats (multiple of 256) to Q8_K blocks (292 bytes: f32 d, 256 q, 16 int16 sums of 16 q) as
 /// llama.cpp's quantize_row_q8_K_ref does (scale −max/127 from the first element of the largest magnitude).
 void rk_quantize_row_q8_K(const float *x, void *y, int n);
+/// The same as ggml_quantize_mat_q8_K_4x8 (llama.cpp's repacked Q4_K path, rows in groups of 4) does: identical
+/// but for a tie of +max and −max in magnitude, where + always sets the sign.
+void rk_quantize_row_q8_K_x4(const float *x, void *y, int n);
+/// One Q4_K row with Q8_K activations in the float order of llama.cpp's repacked (block_q4_Kx8) AVX2 kernels:
+/// ggml_gemm_q4_K_8x8_q8_K's (`gemm` ≠ 0: an fma per pair of sub-blocks) or ggml_gemv_q4_K_8x8_q8_K's (one per
+/// super-block), every level giving the same bits.
+float rk_vec_dot_q4_K_q8_K_repacked(int n, const void *w, const void *x, int gemm);
+/// Rows [r0, r1) of a Q4_K matrix llama.cpp would repack, all `ntok` tokens: tokens below `gemm_tokens` in the
+/// gemm order (their activations from rk_quantize_row_q8_K_x4), the rest in the gemv order.
+int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const void *x, size_t xstride, int ntok,
+                            int gemm_tokens, float *y, size_t ystride, int n);
 /// Dot products of one Q4_K / Q5_K / Q6_K weight row with Q8_K activations (`n` a multiple of 256): the bits of
 /// ggml_vec_dot_q{4,5,6}_K_q8_K's AVX2 kernels at every level.
 float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x);

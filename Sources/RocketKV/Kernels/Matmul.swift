@@ -19,6 +19,12 @@ public struct WeightMatrix: @unchecked Sendable {
     /// Types with integer (Q8 activation) kernels; other supported types take the dequantize-and-dot path.
     public static let integerKernelTypes: Set<GGMLType> = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q5_K, .q6_K]
 
+    /// Whether llama.cpp (x86 AVX2 build) would hold this matrix in its CPU_REPACK buffer and multiply it with its
+    /// interleaved kernels: ggml_repack_get_optimal_repack_type takes Q4_K (and Q4_0, IQ4_NL, MXFP4) with a row
+    /// count divisible by 8; Q5_0, Q8_0, Q5_K and Q6_K are not repacked on x86. Of those, RocketKV reproduces Q4_K's
+    /// order (`rk_matmul_q4_K_repacked`); Q4_0 is computed as llama.cpp's non-repacked path.
+    var llamaRepacked: Bool { type == .q4_K && rows % 8 == 0 }
+
     /// The block format activations are quantized to before the integer dot product (as llama.cpp's `vec_dot_type`).
     var activationType: GGMLType? {
         switch type {
@@ -67,15 +73,22 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
     nonisolated(unsafe) let input = input, outputs = outputs
     // Rows per work unit: keeps each thread's share of the rows contiguous and cache-line aligned in y.
     let granularity = 16
-    let shared = weights.allSatisfy { $0.columns == n && $0.activationType != nil && $0.activationType == weights[0].activationType }
+    let shared = weights.allSatisfy {
+        $0.columns == n && $0.activationType != nil && $0.activationType == weights[0].activationType
+            && $0.llamaRepacked == weights[0].llamaRepacked
+    }
     if shared, let activationType = weights[0].activationType {
         let xstride = activationType.byteCount(elements: n)
         nonisolated(unsafe) let quantized = scratch.reserve(xstride * tokens)   // a row per token, each written by one task
+        // llama.cpp's repacked path: the first tokens − tokens % 4 rows go through ggml_gemm (quantized 4 at a time by
+        // ggml_quantize_mat_q8_K_4x8), the rest through ggml_gemv (quantize_row_q8_K). Every thread sees all tokens.
+        let repacked = weights[0].llamaRepacked, gemmTokens = repacked ? tokens - tokens % 4 : 0
         let quantize = { @Sendable (range: Range<Int>) in
             for t in range {
                 let x = input + t * n, y = quantized + t * xstride
                 switch activationType {
                 case .q8_1: rk_quantize_row_q8_1(x, y, Int32(n))
+                case .q8_K where t < gemmTokens: rk_quantize_row_q8_K_x4(x, y, Int32(n))
                 case .q8_K: rk_quantize_row_q8_K(x, y, Int32(n))
                 default: rk_quantize_row_q8_0(x, y, Int32(n))
                 }
@@ -88,7 +101,10 @@ public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, token
         ThreadPool.parallelFor(total, granularity: granularity) { [starts] range in
             for (i, w) in weights.enumerated() {
                 let lo = max(range.lowerBound - starts[i], 0), hi = min(range.upperBound - starts[i], w.rows)
-                if lo < hi {
+                if lo < hi && w.llamaRepacked {
+                    rk_matmul_q4_K_repacked(w.data, w.rowBytes, Int32(lo), Int32(hi), quantized, xstride, Int32(tokens),
+                                            Int32(gemmTokens), outputs[i], strides[i], Int32(n))
+                } else if lo < hi {
                     rk_matmul_quant(Int32(w.type.rawValue), w.data, w.rowBytes, Int32(lo), Int32(hi),
                                     quantized, xstride, Int32(tokens), outputs[i], strides[i], Int32(n))
                 }
