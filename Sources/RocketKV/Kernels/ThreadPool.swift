@@ -114,10 +114,14 @@ public final class ThreadPool: @unchecked Sendable {
                                   _ body: @Sendable (_ group: Int, _ phase: Int, _ index: Int) -> Void) {
         let tasks = groups * phases.reduce(0, +)
         guard tasks > 0 else { return }
-        // [next task to claim][tasks finished in each group]
-        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 1 + groups) { counters in
+        // [next task to claim][tasks finished in each group], on cache lines of their own: on the caller's stack they
+        // would share a line with its locals, which every atomic of the other threads would then pull away.
+        let bytes = (1 + groups) * MemoryLayout<Int32>.size
+        let counters = UnsafeMutableRawPointer.allocate(byteCount: (bytes + 63) / 64 * 64, alignment: 64)
+        defer { counters.deallocate() }
+        do {
             // Shared by the tasks through atomic C operations only (rk_counter_next, rk_progress_*).
-            nonisolated(unsafe) let next = counters.baseAddress!, finished = next + 1
+            nonisolated(unsafe) let next = counters.bindMemory(to: Int32.self, capacity: 1 + groups), finished = next + 1
             next.initialize(repeating: 0, count: 1 + groups)
             run(on: pool) { _, _ in
                 while true {
