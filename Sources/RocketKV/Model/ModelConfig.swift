@@ -88,7 +88,9 @@ public struct ModelConfig: Sendable, Equatable {
         guard layers > 0, queryHeads > 0, kvHeads > 0, queryHeads % kvHeads == 0, headDim > 0, headDim % 2 == 0,
               ropeDims <= headDim, ropeDims % 2 == 0, embeddingLength > 0, feedForwardLength > 0, contextLength > 0,
               slidingWindow.map({ $0 > 0 }) ?? true else {
-            throw GGUFError("inconsistent model hyper-parameters: \(layers) layers, \(queryHeads)/\(kvHeads) heads, head dim \(headDim)")
+            throw GGUFError("inconsistent model hyper-parameters: \(layers) layers, \(queryHeads)/\(kvHeads) heads, head dim \(headDim), "
+                            + "RoPE dims \(ropeDims), embedding \(embeddingLength), feed-forward \(feedForwardLength), context \(contextLength)"
+                            + (slidingWindow.map { ", sliding window \($0)" } ?? ""))
         }
         guard ropeBase.isFinite, ropeBase > 0, rmsEpsilon.isFinite, rmsEpsilon > 0, ropeFrequencyScale.isFinite, ropeFrequencyScale > 0 else {
             throw GGUFError("inconsistent model hyper-parameters: RoPE base \(ropeBase), RMS epsilon \(rmsEpsilon), RoPE scale \(ropeFrequencyScale)")
