@@ -17,6 +17,20 @@ struct LogitsFixture: Decodable {
     let greedy: [Int]
 }
 
+/// The logits of every position (`[positions][vocabulary]`) against llama.cpp's: the largest |Δlogit| over the
+/// compared logits (the 32 largest and the probes of each position), and the positions whose argmax is not llama.cpp's.
+func compare(_ logits: [Float], vocabulary: Int, with positions: [LogitsFixture.Position], probeIDs: [Int]) -> (maxDiff: Double, argmaxMisses: [Int]) {
+    var maxDiff = 0.0, misses: [Int] = []
+    for (t, reference) in positions.enumerated() {
+        let base = t * vocabulary
+        for pair in reference.top { maxDiff = max(maxDiff, abs(Double(logits[base + Int(pair[0])]) - pair[1])) }
+        for (id, value) in zip(probeIDs, reference.probe) { maxDiff = max(maxDiff, abs(Double(logits[base + id]) - value)) }
+        let ours = (base..<(base + vocabulary)).max { logits[$0] < logits[$1] }! - base
+        if ours != Int(reference.top[0][0]) { misses.append(t) }
+    }
+    return (maxDiff, misses)
+}
+
 /// The forward pass against llama.cpp (same model, same prompt tokens, f16 KV cache, no flash attention).
 ///
 /// Bound: the engine reproduces llama.cpp's CPU arithmetic operation for operation (int8 activation
@@ -37,21 +51,8 @@ final class ForwardParityTests: XCTestCase {
             let session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
             let logits = try session.prefill(fixture.tokens, logits: .all)
             XCTAssertEqual(logits.count, fixture.tokens.count * vocabulary)
-            var maxDiff = 0.0
-            for (t, reference) in fixture.positions.enumerated() {
-                let row = logits[(t * vocabulary)..<((t + 1) * vocabulary)]
-                let base = t * vocabulary
-                for pair in reference.top {
-                    let diff = abs(Double(row[base + Int(pair[0])]) - pair[1])
-                    maxDiff = max(maxDiff, diff)
-                }
-                for (id, value) in zip(fixture.probe_ids, reference.probe) {
-                    let diff = abs(Double(row[base + id]) - value)
-                    maxDiff = max(maxDiff, diff)
-                }
-                let ours = row.indices.max { row[$0] < row[$1] }! - base
-                XCTAssertEqual(ours, Int(reference.top[0][0]), "\(name): argmax differs at position \(t)")
-            }
+            let (maxDiff, misses) = compare(logits, vocabulary: vocabulary, with: fixture.positions, probeIDs: fixture.probe_ids)
+            XCTAssertEqual(misses, [], "\(name): argmax differs at these positions")
             print(String(format: "parity %@: %d positions, max |Δlogit| %.6f", name, fixture.positions.count, maxDiff))
             XCTAssertLessThanOrEqual(maxDiff, maxAbsoluteBound, name)
         }

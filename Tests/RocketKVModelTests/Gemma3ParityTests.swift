@@ -30,14 +30,8 @@ final class Gemma3ParityTests: XCTestCase {
             let full = try KVMethods.make("full", context: KVMethodContext(layers: model.config.layerAttention, budget: nil,
                                                                         promptLength: fixture.tokens.count, maxNewTokens: 0))
             let logits = try engine.session(policy: full).prefill(fixture.tokens, logits: .all)
-            var maxDiff = 0.0, argmaxMisses = 0
-            for (t, reference) in fixture.positions.enumerated() {
-                let base = t * vocabulary
-                for pair in reference.top { maxDiff = max(maxDiff, abs(Double(logits[base + Int(pair[0])]) - pair[1])) }
-                for (id, value) in zip(fixture.probe_ids, reference.probe) { maxDiff = max(maxDiff, abs(Double(logits[base + id]) - value)) }
-                let ours = (base..<(base + vocabulary)).max { logits[$0] < logits[$1] }! - base
-                if ours != Int(reference.top[0][0]) { argmaxMisses += 1 }
-            }
+            let (maxDiff, misses) = compare(logits, vocabulary: vocabulary, with: fixture.positions, probeIDs: fixture.probe_ids)
+            let argmaxMisses = misses.count
             print(String(format: "gemma3 parity %@: %d positions, max |Δlogit| %.6f, argmax differs at %d", name, fixture.positions.count, maxDiff, argmaxMisses))
             XCTAssertGreaterThanOrEqual(1 - Double(argmaxMisses) / Double(fixture.positions.count), Self.argmaxAgreement, name)
             XCTAssertLessThanOrEqual(maxDiff, Self.bound, name)

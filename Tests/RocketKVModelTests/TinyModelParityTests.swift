@@ -40,14 +40,8 @@ final class TinyModelParityTests: XCTestCase {
                                                                              promptLength: prompt.tokens.count, maxNewTokens: 32))
                 let session = engine.session(policy: cache)
                 let logits = try session.prefill(prompt.tokens, logits: .all)
-                var maxDiff = 0.0
-                for (t, reference) in prompt.positions.enumerated() {
-                    let base = t * vocabulary
-                    for pair in reference.top { maxDiff = max(maxDiff, abs(Double(logits[base + Int(pair[0])]) - pair[1])) }
-                    for (id, value) in zip(fixture.probe_ids, reference.probe) { maxDiff = max(maxDiff, abs(Double(logits[base + id]) - value)) }
-                    let ours = (base..<(base + vocabulary)).max { logits[$0] < logits[$1] }! - base
-                    XCTAssertEqual(ours, Int(reference.top[0][0]), "\(name)/\(prompt.name): argmax differs at position \(t)")
-                }
+                let (maxDiff, misses) = compare(logits, vocabulary: vocabulary, with: prompt.positions, probeIDs: fixture.probe_ids)
+                XCTAssertEqual(misses, [], "\(name)/\(prompt.name): argmax differs at these positions")
                 var last = Array(logits[((prompt.tokens.count - 1) * vocabulary)...])
                 var generated: [Int] = []
                 for _ in 0..<prompt.greedy.count {
