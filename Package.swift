@@ -19,10 +19,14 @@ let package = Package(
         .target(name: "RocketKV", dependencies: ["CKernels", "Jinja"]),
         .executableTarget(
             name: "rocketkv",
-            dependencies: ["RocketKV", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["RocketKV", "Jinja", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Fast unit tests: no model file needed.
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], swiftSettings: [.swiftLanguageMode(.v6)]),
-        .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels"]),
+        // A GGUF writer the test targets share (hostile and synthetic model files).
+        .target(name: "TestSupport", dependencies: ["RocketKV"], path: "Tests/TestSupport"),
+        .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels", "TestSupport"]),
+        // The built `rocketkv` binary on a table of bad inputs: exit codes and first lines of stderr.
+        .testTarget(name: "CLITests", dependencies: ["RocketKV", "TestSupport"]),
         // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
         .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),
     ]

@@ -23,13 +23,13 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated context lengths (prompt tokens prefilled before decoding).")
     var context = "512,2048,8192"
 
-    @Option(name: .long, help: "Tokens decoded after the prefill.")
+    @Option(name: .long, parsing: .unconditional, help: "Tokens decoded after the prefill.")
     var gen = 64
 
-    @Option(name: .long, help: "Repetitions per configuration (each in a fresh process).")
+    @Option(name: .long, parsing: .unconditional, help: "Repetitions per configuration (each in a fresh process).")
     var repetitions = 3
 
-    @Option(name: .long, help: "Threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Threads (default: all cores).")
     var threads: Int?
 
     @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
@@ -39,21 +39,19 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard gen >= 1 else { throw ValidationError("--gen must be ≥ 1") }
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be ≥ 1") }
-        guard !contexts.isEmpty, contexts.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--context needs positive integers") }
-        guard budget == nil || budgets.allSatisfy({ $0 != nil }) else { throw ValidationError("--budget needs integers") }
-        if let threads, threads < 1 || threads > 64 { throw ValidationError("--threads must be between 1 and 64") }
+        try BenchLimits.check(gen: gen, contexts: try contexts, budgets: try budgets.compactMap { $0 }, threads: threads)
+        guard (1...100).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...100") }
+        try usage { for method in methods { _ = try KVMethods.named(method) } }
     }
 
-    var contexts: [Int] { context.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
-    var budgets: [Int?] { budget.map { $0.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) } } ?? [nil] }
+    var contexts: [Int] { get throws { try BenchLimits.integers(context, option: "--context") } }
+    var budgets: [Int?] { get throws { try budget.map { try BenchLimits.integers($0, option: "--budget") } ?? [nil] } }
     var methods: [String] { kv.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
 
     func run() throws {
         let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
         // Fetch what the children need once, before timing anything.
-        let modelPath = try ModelStore.resolve(model, log: { printError($0) })
+        let modelPath = try resolveModel(model)
         _ = try Haystack.paulGraham(log: { printError($0) })
         try KVMethods.checkOptions(try parseKVOptions(kvOption), usedBy: methods)
 
@@ -62,6 +60,7 @@ struct BenchCommand: ParsableCommand {
         let bandwidth = try measureBandwidthInChild(threads: threadCount)
         printError(String(format: "read bandwidth: %.1f GB/s; kernels: %@", bandwidth / 1e9, Ops.kernelLevel))
 
+        let contexts = try contexts, budgets = try budgets
         let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
         // Repetitions are interleaved (every configuration once, then again): on a shared machine the load
         // drifts over minutes, and interleaving lets every configuration see the same mix of it.
@@ -208,6 +207,28 @@ enum BenchStats {
     static func halfRange(_ v: [Double]) -> Double { v.isEmpty ? 0 : ((v.max()! - v.min()!) / 2) }
 }
 
+/// What `bench` and `bench-child` accept: contexts up to 262,144 tokens (past every catalog model's trained
+/// context, as speed measurements), up to 100,000 decoded tokens, budgets of at least 16.
+enum BenchLimits {
+    static let contexts = 1...262_144, gen = 1...100_000, threads = 1...64
+
+    static func check(gen: Int, contexts: [Int], budgets: [Int], threads: Int?) throws {
+        guard Self.gen.contains(gen) else { throw ValidationError("--gen must be in \(Self.gen)") }
+        guard !contexts.isEmpty, contexts.allSatisfy(Self.contexts.contains) else { throw ValidationError("--context values must be in \(Self.contexts)") }
+        guard budgets.allSatisfy({ $0 >= 16 }) else { throw ValidationError("--budget values must be at least 16") }
+        if let threads, !Self.threads.contains(threads) { throw ValidationError("--threads must be in \(Self.threads)") }
+    }
+
+    /// A comma-separated list of integers; an item that is not one is named in the error.
+    static func integers(_ list: String, option: String) throws -> [Int] {
+        try list.split(separator: ",", omittingEmptySubsequences: false).map { item in
+            let text = item.trimmingCharacters(in: .whitespaces)
+            guard let value = Int(text) else { throw ValidationError("\(option): '\(text)' is not an integer") }
+            return value
+        }
+    }
+}
+
 /// The prompt of the bench: `count` tokens of the Paul Graham essays (the corpus repeats when shorter).
 enum BenchText {
     static func tokens(_ count: Int, tokenizer: Tokenizer) throws -> [Int] {
@@ -227,11 +248,16 @@ struct BenchChildCommand: ParsableCommand {
     @Flag(help: "Only measure the memory read bandwidth (bytes/s) and print it.") var bandwidth = false
     @Option var model: String = ""
     @Option var method: String = "full"
-    @Option var budget: Int?
-    @Option var context: Int = 512
-    @Option var gen: Int = 64
-    @Option var threads: Int = 1
+    @Option(parsing: .unconditional) var budget: Int?
+    @Option(parsing: .unconditional) var context: Int = 512
+    @Option(parsing: .unconditional) var gen: Int = 64
+    @Option(parsing: .unconditional) var threads: Int = 1
     @Option(parsing: .singleValue) var kvOption: [String] = []
+
+    func validate() throws {
+        try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
+        try usage { _ = try KVMethods.named(method) }
+    }
 
     func run() throws {
         if bandwidth {
@@ -241,6 +267,7 @@ struct BenchChildCommand: ParsableCommand {
         let file = try GGUFFile(path: model)
         let tokenizer = try Tokenizer(gguf: file)
         let engine = try Engine(file: file, threads: threads)
+        try tokenizer.checkFits(engine.model.config)
         let llama = engine.model
         let options = try KVMethods.options(try parseKVOptions(kvOption), for: method)
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)

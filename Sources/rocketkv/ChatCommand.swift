@@ -19,8 +19,9 @@ struct ChatCommand: ParsableCommand {
         let loaded = try modelOptions.load()
         let model = loaded.model!
         let interactive = isatty(STDIN_FILENO) != 0
+        let context = model.config.contextLength
         let makePolicy = { (promptLength: Int) in
-            try kvOptions.makePolicy(model: model, promptLength: promptLength, maxNewTokens: sampling.maxTokens,
+            try kvOptions.makePolicy(model: model, promptLength: promptLength, maxNewTokens: min(sampling.maxTokens, context - promptLength),
                                      verbose: modelOptions.verbose)
         }
         func newConversation() -> ChatConversation {
@@ -38,8 +39,15 @@ struct ChatCommand: ParsableCommand {
                 printError("(new conversation)")
                 continue
             }
-            let result = try conversation.reply(to: message, options: sampling.options) { piece in
-                FileHandle.standardOutput.write(Data(piece.utf8))
+            // A failed turn (too long, a template error) leaves the conversation as it was; the user can go on or /reset.
+            let result: GenerationResult
+            do {
+                result = try conversation.reply(to: message, sampling: sampling) { piece in
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                }
+            } catch {
+                printError("Error: \(describe(error))")
+                continue
             }
             FileHandle.standardOutput.write(Data("\n".utf8))
             if modelOptions.verbose {
@@ -75,21 +83,24 @@ struct ChatConversation {
     /// Tokens processed so far.
     var position: Int { session?.position ?? 0 }
 
-    mutating func reply(to message: String, options: GenerationOptions, onText: (String) -> Void) throws -> GenerationResult {
-        messages.append(ChatMessage(role: "user", content: message))
+    /// Generates the reply to `message`. A turn that fails before generating (it does not fit, the template
+    /// fails) changes nothing.
+    mutating func reply(to message: String, sampling: SamplingOptions, onText: (String) -> Void) throws -> GenerationResult {
+        let messages = self.messages + [ChatMessage(role: "user", content: message)]
         let rendered = try renderChat(messages, file: file, tokenizer: tokenizer)
         guard rendered.hasPrefix(processedText) else {
-            throw ValidationError("the chat template re-rendered earlier turns differently; cannot continue the cached conversation")
+            throw CLIError.badData("the chat template re-rendered earlier turns differently; cannot continue the cached conversation (/reset)")
         }
         let delta = String(rendered.dropFirst(processedText.count))
         let tokens = tokenizer.encode(delta, addSpecial: false, parseSpecial: true)   // the template writes the BOS
+        let room = (session?.remainingContext ?? engine.model.config.contextLength) - tokens.count
+        guard room > 0 else {
+            throw CLIError.badData("the message does not fit in the context (\(position) + \(tokens.count) of \(engine.model.config.contextLength) tokens); use /reset")
+        }
         let session = try self.session ?? engine.session(policy: makePolicy(tokens.count))
         self.session = session
-        guard tokens.count < session.remainingContext else {
-            throw ValidationError("the conversation no longer fits in the context (\(session.position) of \(engine.model.config.contextLength) tokens used); use /reset")
-        }
-        let result = try Generator(session: session, tokenizer: tokenizer).generate(prompt: tokens, options: options, onText: onText)
-        messages.append(ChatMessage(role: "assistant", content: result.text))
+        let result = try Generator(session: session, tokenizer: tokenizer).generate(prompt: tokens, options: sampling.options(room: room), onText: onText)
+        self.messages = messages + [ChatMessage(role: "assistant", content: result.text)]
         processedText = rendered + result.text
         return result
     }

@@ -30,6 +30,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let text = try prompt ?? readTextFile(promptFile!)
+        guard !text.isEmpty else { throw CLIError.badData("the prompt is empty") }
         let loaded = try modelOptions.load()
         let model = loaded.model!
         let promptText: String
@@ -43,16 +44,17 @@ struct GenerateCommand: ParsableCommand {
         }
         // A chat template writes the BOS itself (`bos_token`), as transformers' apply_chat_template expects.
         let tokens = loaded.tokenizer.encode(promptText, addSpecial: raw, parseSpecial: true)
-        guard !tokens.isEmpty else { throw ValidationError("the prompt is empty") }
+        guard !tokens.isEmpty else { throw CLIError.badData("the prompt is empty") }
         guard tokens.count < model.config.contextLength else {
-            throw ValidationError("the prompt has \(tokens.count) tokens; the model's context is \(model.config.contextLength)")
+            throw CLIError.badData("the prompt has \(tokens.count) tokens; the model's context is \(model.config.contextLength)")
         }
-        let policy = try kvOptions.makePolicy(model: model, promptLength: tokens.count, maxNewTokens: sampling.maxTokens,
+        let options = sampling.options(room: model.config.contextLength - tokens.count)
+        let policy = try kvOptions.makePolicy(model: model, promptLength: tokens.count, maxNewTokens: options.maxTokens,
                                               verbose: modelOptions.verbose)
         let session = loaded.engine!.session(policy: policy)
         let generator = Generator(session: session, tokenizer: loaded.tokenizer)
         let progress = ProgressLine(label: "prefill")
-        let result = try generator.generate(prompt: tokens, options: sampling.options, progress: progress.update) { piece in
+        let result = try generator.generate(prompt: tokens, options: options, progress: progress.update) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         FileHandle.standardOutput.write(Data("\n".utf8))
@@ -68,11 +70,11 @@ struct GenerateCommand: ParsableCommand {
 func renderChat(_ messages: [ChatMessage], file: GGUFFile, tokenizer: Tokenizer, addGenerationPrompt: Bool = true) throws -> String {
     let architecture = file.metadata["general.architecture"]?.stringValue ?? ""
     guard let source = file.metadata["tokenizer.chat_template"]?.stringValue ?? ChatTemplate.builtInSource(forArchitecture: architecture) else {
-        throw ValidationError("the model has no chat template (tokenizer.chat_template); use --raw to feed the prompt as-is")
+        throw CLIError.badData("the model has no chat template (tokenizer.chat_template); use --raw to feed the prompt as-is")
     }
     let template: ChatTemplate
     do { template = try ChatTemplate(source: source) } catch {
-        throw ValidationError("the model's chat template is not supported (\(error)); use --raw and write the prompt format yourself")
+        throw CLIError.badData("the model's chat template is not supported (\(describe(error))); use --raw and write the prompt format yourself")
     }
     let bos = tokenizer.bosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""
     let eos = tokenizer.eosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""

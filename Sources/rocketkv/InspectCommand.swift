@@ -25,8 +25,8 @@ struct InspectCommand: ParsableCommand {
         for t in file.tensors { let e = counts[t.type.name] ?? (0, 0); counts[t.type.name] = (e.0 + 1, e.1 + t.byteCount) }
         let types = counts.sorted { $0.value.1 > $1.value.1 }.map { "\($0.key) ×\($0.value.0) (\($0.value.1 / 1_048_576) MiB)" }
         print("tensor types:    \(types.joined(separator: ", "))")
-        let kvBytesPerToken = c.layers * c.kvHeads * c.headDim * 2 * 2
-        print("KV cache (f16):  \(kvBytesPerToken) bytes per token, \(kvBytesPerToken * c.contextLength / 1_048_576) MiB at full context")
+        let fullContext = Double(c.kvBytesPerToken) * Double(c.contextLength) / 1_048_576
+        print("KV cache (f16):  \(c.kvBytesPerToken) bytes per token, \(String(format: "%.0f", fullContext)) MiB at full context")
         let template = file.metadata["tokenizer.chat_template"]?.stringValue
         print("chat template:   \(template.map { "\($0.count) characters" } ?? "none")")
         if modelOptions.verbose, let template { print(template) }

@@ -17,7 +17,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A catalog model name (`rocketkv models`; fetched and verified on first use) or a path to a GGUF file (default: smollm2-135m).")
     var model: String?
 
-    @Option(name: .long, help: "Worker threads (default: all cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads (default: all cores).")
     var threads: Int?
 
     @Flag(name: .long, help: "Print details (model, timings) on stderr.")
@@ -29,16 +29,31 @@ struct ModelOptions: ParsableArguments {
 
     /// Opens the model file (fetching the default model if needed) and builds the engine objects.
     func load(needsModel: Bool = true) throws -> LoadedModel {
-        let path = try ModelStore.resolve(model, log: { printError($0) })
+        let path = try resolveModel(model)
         let file = try GGUFFile(path: path)
         let tokenizer = try Tokenizer(gguf: file)
         let engine = needsModel ? try Engine(file: file, threads: threads ?? ProcessInfo.processInfo.activeProcessorCount) : nil
+        if let engine { try tokenizer.checkFits(engine.model.config) }
         if verbose, let engine {
             let c = engine.model.config
             printError("model: \(c.name) (\(c.architecture), \(c.layers) layers, \(c.queryHeads)/\(c.kvHeads) heads, context \(c.contextLength)) from \(path)")
         }
         return LoadedModel(file: file, tokenizer: tokenizer, engine: engine)
     }
+}
+
+/// A `--model` value as a file path: a catalog name (fetched on first use), or an existing file; anything else
+/// is a usage error (an unknown name) or a missing input file (a path).
+func resolveModel(_ nameOrPath: String?) throws -> String {
+    if let nameOrPath, ModelStore.catalogModel(named: nameOrPath) == nil {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: nameOrPath, isDirectory: &isDirectory) else {
+            if nameOrPath.contains("/") || nameOrPath.hasSuffix(".gguf") { throw CLIError.noInput("model file '\(nameOrPath)' does not exist") }
+            throw CLIError.usage("--model '\(nameOrPath)' is neither a catalog model (\(ModelStore.catalog.map(\.name).joined(separator: ", "))) nor a file")
+        }
+        if isDirectory.boolValue { throw CLIError.noInput("--model '\(nameOrPath)' is a folder, not a GGUF file") }
+    }
+    return try ModelStore.resolve(nameOrPath, log: { printError($0) })
 }
 
 struct LoadedModel {
@@ -50,25 +65,25 @@ struct LoadedModel {
 
 /// Sampling options shared by `generate` and `chat`.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .long, help: "Maximum tokens to generate.")
+    @Option(name: .long, parsing: .unconditional, help: "Maximum tokens to generate (clamped to the room left in the context).")
     var maxTokens = 256
 
-    @Option(name: .long, help: "Sampling temperature; 0 is greedy.")
+    @Option(name: .long, parsing: .unconditional, help: "Sampling temperature; 0 is greedy.")
     var temperature: Float = 0
 
-    @Option(name: .long, help: "Top-k sampling (0 disables).")
+    @Option(name: .long, parsing: .unconditional, help: "Top-k sampling (0 disables).")
     var topK = 40
 
-    @Option(name: .long, help: "Top-p (nucleus) sampling.")
+    @Option(name: .long, parsing: .unconditional, help: "Top-p (nucleus) sampling.")
     var topP: Float = 0.95
 
-    @Option(name: .long, help: "Min-p sampling.")
+    @Option(name: .long, parsing: .unconditional, help: "Min-p sampling.")
     var minP: Float = 0.05
 
-    @Option(name: .long, help: "Repetition penalty (1 disables).")
+    @Option(name: .long, parsing: .unconditional, help: "Repetition penalty (1 disables).")
     var repeatPenalty: Float = 1
 
-    @Option(name: .long, help: "Random seed for sampling.")
+    @Option(name: .long, parsing: .unconditional, help: "Random seed for sampling.")
     var seed: UInt64?
 
     @Option(name: .long, parsing: .singleValue, help: "Stop when the text contains this string (repeatable).")
@@ -76,15 +91,19 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
-        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
+        guard temperature.isFinite, temperature >= 0 else { throw ValidationError("--temperature must be a finite number ≥ 0") }
         guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
-        guard (0...1).contains(topP), (0...1).contains(minP) else { throw ValidationError("--top-p and --min-p must be in [0, 1]") }
-        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be > 0") }
+        guard (0...1).contains(topP) else { throw ValidationError("--top-p must be in [0, 1]") }
+        guard (0...1).contains(minP) else { throw ValidationError("--min-p must be in [0, 1]") }
+        guard repeatPenalty.isFinite, repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be a finite number > 0") }
     }
 
-    var options: GenerationOptions {
+    /// The generation options, with at most `room` tokens (the context left after the prompt); a larger
+    /// `--max-tokens` is clamped with a note on stderr.
+    func options(room: Int) -> GenerationOptions {
         var o = GenerationOptions()
-        o.maxTokens = maxTokens
+        o.maxTokens = min(maxTokens, max(0, room))
+        if maxTokens > o.maxTokens { printError("note: --max-tokens \(maxTokens) clamped to \(o.maxTokens), the room left in the context") }
         o.stopStrings = stop
         o.sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP, minP: minP,
                                         repetitionPenalty: repeatPenalty, seed: seed)
@@ -98,8 +117,12 @@ func printError(_ message: String) {
 
 /// Reads a UTF-8 text file, with a clear error for a missing file or invalid UTF-8.
 func readTextFile(_ path: String) throws -> String {
-    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read file '\(path)'") }
-    guard let text = String(data: data, encoding: .utf8) else { throw ValidationError("file '\(path)' is not valid UTF-8") }
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+          let data = FileManager.default.contents(atPath: path) else {
+        throw CLIError.noInput("cannot read file '\(path)'" + (isDirectory.boolValue ? ": it is a folder" : ""))
+    }
+    guard let text = String(data: data, encoding: .utf8) else { throw CLIError.badData("file '\(path)' is not valid UTF-8") }
     return text
 }
 
@@ -132,17 +155,19 @@ struct KVOptions: ParsableArguments {
     @Option(name: .long, help: "KV-cache method (see `rocketkv methods`).")
     var kv = "full"
 
-    @Option(name: .long, help: "Token budget: K+V pairs read per KV group per decode step.")
+    @Option(name: .long, parsing: .unconditional, help: "Token budget: K+V pairs read per KV group per decode step.")
     var budget: Int?
 
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
     var kvOptions: [String] = []
 
     func validate() throws {
-        _ = try parsedOptions()
-        let method = try KVMethods.named(kv)
-        if method.needsBudget && budget == nil { throw ValidationError("--kv \(kv) needs --budget") }
-        if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
+        try usage {
+            _ = try parsedOptions()
+            let method = try KVMethods.named(kv)
+            if method.needsBudget && budget == nil { throw ValidationError("--kv \(kv) needs --budget") }
+            if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
+        }
     }
 
     func parsedOptions() throws -> [String: String] { try parseKVOptions(kvOptions) }

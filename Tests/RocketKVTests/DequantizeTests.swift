@@ -1,5 +1,6 @@
 import XCTest
 import RocketKV
+import TestSupport
 
 /// Parses a hex string into bytes.
 func bytes(hex: String) -> [UInt8] {

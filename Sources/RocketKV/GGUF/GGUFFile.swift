@@ -4,8 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// A metadata value of a GGUF file.
-public indirect enum GGUFValue: Sendable, Equatable {
+/// A metadata value of a GGUF file. Not `indirect`: array elements are stored inline (16 bytes each), so a
+/// metadata array costs at most ~16× its encoded size in memory.
+public enum GGUFValue: Sendable, Equatable {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case uint64(UInt64), int64(Int64), float32(Float), float64(Double), bool(Bool)
     case string(String)
@@ -54,8 +55,14 @@ public struct GGUFTensorInfo: Sendable {
 
 /// Error raised for files that are not valid GGUF, or lack what the engine needs.
 public struct GGUFError: Error, CustomStringConvertible, Equatable {
+    /// Whether the file could not be opened at all, or its contents are wrong.
+    public enum Kind: Sendable { case invalidData, cannotOpen }
     public let description: String
-    public init(_ description: String) { self.description = description }
+    public let kind: Kind
+    public init(_ description: String, kind: Kind = .invalidData) {
+        self.description = description
+        self.kind = kind
+    }
 }
 
 /// A memory-mapped GGUF file (versions 2 and 3): metadata, tensor descriptors and raw tensor data.
@@ -80,11 +87,11 @@ public final class GGUFFile: @unchecked Sendable {
     /// Opens and validates the file at `path`.
     public convenience init(path: String) throws {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw GGUFError("cannot open model file '\(path)': \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw GGUFError("cannot open model file '\(path)': \(String(cString: strerror(errno)))", kind: .cannotOpen) }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0 else { throw GGUFError("cannot stat '\(path)'") }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw GGUFError("'\(path)' is not a regular file") }
+        guard fstat(fd, &info) == 0 else { throw GGUFError("cannot stat '\(path)'", kind: .cannotOpen) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw GGUFError("'\(path)' is not a regular file", kind: .cannotOpen) }
         let size = Int(info.st_size)
         guard size >= 24 else { throw GGUFError("'\(path)' is too small to be a GGUF file (\(size) bytes)") }
         guard let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapping != MAP_FAILED else {
@@ -94,7 +101,9 @@ public final class GGUFFile: @unchecked Sendable {
             try self.init(path: path, base: UnsafeRawPointer(mapping), size: size, mappedLength: size)
         } catch {
             munmap(mapping, size)
-            throw error
+            // Name the file in every message about its contents.
+            guard let invalid = error as? GGUFError, !invalid.description.contains(path) else { throw error }
+            throw GGUFError("\(path): \(invalid.description)")
         }
     }
 
@@ -247,6 +256,11 @@ private struct ByteReader {
     let base: UnsafeRawPointer
     let size: Int
     var position = 0
+    /// Elements read in all metadata arrays so far, bounded by `maxArrayElements`.
+    var arrayElements = 0
+    /// Far above what real vocabularies need (262,144 tokens with scores and types; ~500,000 merges): keeps a
+    /// hostile file's metadata under ~0.5 GB of memory.
+    static let maxArrayElements = 1 << 25
 
     mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
         let n = MemoryLayout<T>.size
@@ -294,6 +308,10 @@ private struct ByteReader {
                 throw GGUFError("unknown GGUF metadata value type \(elementType) in an array")
             }
             let count = try readCount("array length", limit: max(0, size - position - 8) / minimumSize)
+            arrayElements += count
+            guard arrayElements <= Self.maxArrayElements else {
+                throw GGUFError("GGUF metadata arrays hold more than \(Self.maxArrayElements) elements in all")
+            }
             var values: [GGUFValue] = []
             values.reserveCapacity(min(count, 1 << 20))
             for _ in 0..<count { values.append(try readValue(typeID: elementType, depth: depth + 1)) }

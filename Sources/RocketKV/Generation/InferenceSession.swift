@@ -49,6 +49,7 @@ public final class InferenceSession {
                         progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [Float] {
         guard !tokens.isEmpty else { throw InferenceError("empty prompt") }
         try checkRoom(for: tokens.count, allowBeyondContext: allowBeyondContext)
+        try checkVocabulary(tokens)
         return ThreadPool.install(pool) { prefillChunks(tokens, logits: logits, progress: progress) }
     }
 
@@ -75,10 +76,18 @@ public final class InferenceSession {
     /// Feeds one token through the policy's decode path and returns the next-token logits.
     public func decode(_ token: Int, allowBeyondContext: Bool = false) throws -> UnsafeBufferPointer<Float> {
         try checkRoom(for: 1, allowBeyondContext: allowBeyondContext)
+        try checkVocabulary([token])
         let out = ThreadPool.install(pool) { model.forward([token], from: position, policy: policy, decode: true, logits: .last, state: state) }
         position += 1
         history.append(token)
         return out
+    }
+
+    private func checkVocabulary(_ tokens: [Int]) throws {
+        let vocabulary = model.config.vocabularySize
+        if let bad = tokens.first(where: { !(0..<vocabulary).contains($0) }) {
+            throw InferenceError("token id \(bad) is outside the model's vocabulary of \(vocabulary)")
+        }
     }
 
     private func checkRoom(for count: Int, allowBeyondContext: Bool) throws {

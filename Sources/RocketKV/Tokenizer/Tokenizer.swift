@@ -143,6 +143,14 @@ public final class Tokenizer: Sendable {
 
     public var vocabularySize: Int { texts.count }
 
+    /// Throws unless every id this tokenizer can produce has a row in the model's embedding (a file whose
+    /// tokenizer and model vocabularies disagree would otherwise index past the embedding).
+    public func checkFits(_ model: ModelConfig) throws {
+        guard vocabularySize <= model.vocabularySize else {
+            throw TokenizerError("the tokenizer has \(vocabularySize) tokens but the model's vocabulary has only \(model.vocabularySize) (tokenizer.ggml.tokens vs token_embd.weight)")
+        }
+    }
+
     // MARK: - Construction
 
     /// Builds a byte-level BPE tokenizer from the contents of the `tokenizer.ggml.*` keys.

@@ -4,47 +4,42 @@
 // @unchecked: unsynchronized; pool tasks only read it (`keptSlots`), `record` and `reset` run outside jobs.
 final class QueryWindow: @unchecked Sendable {
     let window: Int, rowSize: Int
+    /// Per layer, this turn's most recent query rows, oldest first: at most `2 · window` rows and never more
+    /// than the turn has seen, so a window far longer than the prompt costs nothing.
     private var rows: [[Float]]
-    /// Rows written this turn, per layer.
-    private var written: [Int]
 
     init(layers: Int, window: Int, queryHeads: Int, headDim: Int) {
         self.window = window
         rowSize = queryHeads * headDim
         rows = Array(repeating: [], count: layers)
-        written = Array(repeating: 0, count: layers)
     }
 
     var allocatedBytes: Int { rows.reduce(0) { $0 + $1.count * 4 } }
 
     func record(layer: Int, _ input: AttentionInput) {
-        if rows[layer].isEmpty { rows[layer] = [Float](repeating: 0, count: window * rowSize) }
         let first = max(0, input.tokens - window)
-        rows[layer].withUnsafeMutableBufferPointer { b in
-            for t in first..<input.tokens {
-                let r = (written[layer] + t - first) % window
-                (b.baseAddress! + r * rowSize).update(from: input.queries + t * rowSize, count: rowSize)
-            }
-        }
-        written[layer] += input.tokens - first
+        rows[layer].append(contentsOf: UnsafeBufferPointer(start: input.queries + first * rowSize, count: (input.tokens - first) * rowSize))
+        let held = rows[layer].count / rowSize
+        if held > 2 * window { rows[layer].removeFirst((held - window) * rowSize) }
     }
 
     /// Rows available for `layer` this turn (at most `window`).
-    func count(layer: Int) -> Int { min(window, written[layer]) }
+    func count(layer: Int) -> Int { min(window, rows[layer].count / rowSize) }
 
     /// The window rows of query heads `heads` (a KV group, or one head), oldest first: `[count][heads][headDim]`.
     func rows(layer: Int, heads: Range<Int>, headDim d: Int) -> [Float] {
         let n = count(layer: layer), width = heads.count * d
+        let oldest = rows[layer].count / rowSize - n
         var out = [Float](repeating: 0, count: n * width)
         for a in 0..<n {
-            let r = (written[layer] - n + a) % window
-            for i in 0..<width { out[a * width + i] = rows[layer][r * rowSize + heads.lowerBound * d + i] }
+            let row = (oldest + a) * rowSize + heads.lowerBound * d
+            for i in 0..<width { out[a * width + i] = rows[layer][row + i] }
         }
         return out
     }
 
     func reset() {
-        for l in rows.indices { rows[l] = []; written[l] = 0 }
+        for l in rows.indices { rows[l] = [] }
     }
 }
 
