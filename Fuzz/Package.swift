@@ -1,0 +1,19 @@
+// swift-tools-version:6.0
+// libFuzzer harnesses for the inputs RocketKV takes from strangers: GGUF files (container, hyper-parameters,
+// tokenizer and model tables), text to tokenize and detokenize, and chat templates. A separate package because
+// each harness is built with `-sanitize=fuzzer` (libFuzzer supplies `main`): `scripts/fuzz.sh` builds and runs them.
+import Foundation
+import PackageDescription
+
+/// SwiftPM names a path dependency after its folder: whatever the checkout is called.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
+
+let package = Package(
+    name: "RocketKVFuzz",
+    dependencies: [.package(path: "..")],
+    targets: [
+        .executableTarget(name: "FuzzGGUF", dependencies: [.product(name: "RocketKV", package: root)]),
+        .executableTarget(name: "FuzzTokenizer", dependencies: [.product(name: "RocketKV", package: root)]),
+        .executableTarget(name: "FuzzTemplate", dependencies: [.product(name: "RocketKV", package: root)]),
+    ]
+)
