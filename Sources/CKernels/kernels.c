@@ -1123,11 +1123,15 @@ RK_AVX2 static void attn_values_avx2(const uint16_t *p, const uint16_t *v, const
 }
 #endif
 
+// The SIMD chains read whole chunks (32 elements in single-token order, 8 batched; 8 output dimensions of
+// values): other head dims take the portable path, which computes the same lanes.
 float rk_attn_dot(const uint16_t *a, const uint16_t *b, int n, int batched) {
+    if (n % (batched ? 8 : 32) != 0) return attn_dot_portable(a, b, n, batched);
     return DISPATCH(attn_dot_avx2, attn_dot_portable)(a, b, n, batched);
 }
 void rk_attn_softmax(float *x, int n) { DISPATCH(attn_softmax_avx2, attn_softmax_portable)(x, n); }
 void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, int count, int d, float *out, int batched) {
+    if (d % 8 != 0) { attn_values_portable(p, v, slots, count, d, out, batched); return; }
     DISPATCH(attn_values_avx2, attn_values_portable)(p, v, slots, count, d, out, batched);
 }
 
@@ -1232,7 +1236,7 @@ static float *attn_scratch(int which, size_t floats) {
 
 static void attn_scores_portable(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
                                  float scale, float *scores, size_t sstride, int batched) {
-    uint16_t qh[1024];
+    uint16_t qh[RK_MAX_HEAD_DIM];
     for (int i = 0; i < nq; i++) {
         for (int c = 0; c < d; c++) qh[c] = float_to_half(q[(size_t)i * qstride + c]);
         for (int j = j0; j < j1; j++) scores[(size_t)i * sstride + j] = attn_dot_portable(keys + (size_t)j * d, qh, d, batched) * scale;

@@ -95,7 +95,9 @@ void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 // products (decode, `batched` = 0) keep four, 32 elements a step. Reproducing the order bit for bit
 // keeps our logits within float noise of llama.cpp's instead of amplified int8 re-quantization noise.
 
-/// Dot product of f16 vectors `a` and `b` (n a multiple of 8; n a multiple of 32 when not batched).
+/// Dot product of f16 vectors `a` and `b` (any n; the SIMD path for n a multiple of 32, or of 8 when batched).
+/// The largest head dimension the attention kernels take (they keep a query row on the stack).
+#define RK_MAX_HEAD_DIM 1024
 float rk_attn_dot(const uint16_t *a, const uint16_t *b, int n, int batched);
 /// In-place softmax as ggml computes it: vectorised exp over 8-wide chunks (zero-padded), sum in double.
 void rk_attn_softmax(float *x, int n);

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Hyper-parameters of a model, read from GGUF metadata (`<architecture>.*` keys), with what llama.cpp
 /// assumes when a key is absent.
 public struct ModelConfig: Sendable, Equatable {
@@ -50,7 +52,7 @@ public struct ModelConfig: Sendable, Equatable {
         feedForwardLength = try Self.bounded(file.int("\(arch).feed_forward_length"), 1 << 22, "\(arch).feed_forward_length")
         queryHeads = try Self.bounded(file.int("\(arch).attention.head_count"), 1 << 12, "\(arch).attention.head_count")
         kvHeads = try Self.bounded(optionalInt("\(arch).attention.head_count_kv") ?? queryHeads, queryHeads, "\(arch).attention.head_count_kv")
-        headDim = try Self.bounded(optionalInt("\(arch).attention.key_length") ?? embeddingLength / queryHeads, 1 << 14, "\(arch).attention.key_length")
+        headDim = try Self.bounded(optionalInt("\(arch).attention.key_length") ?? embeddingLength / queryHeads, Int(RK_MAX_HEAD_DIM), "\(arch).attention.key_length")
         contextLength = try Self.bounded(file.int("\(arch).context_length"), 1 << 28, "\(arch).context_length")
         ropeBase = try optionalFloat("\(arch).rope.freq_base") ?? 10_000
         ropeDims = try Self.bounded(optionalInt("\(arch).rope.dimension_count") ?? headDim, headDim, "\(arch).rope.dimension_count")
