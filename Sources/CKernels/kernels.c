@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include <pthread.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <stdlib.h>
 
@@ -75,13 +76,15 @@ static inline uint16_t float_to_half(float f) {
 
 // ---- dispatch ----
 
-static int simd_level = -1;
-static int simd_limit = 2;
+// Atomics: any thread may be the first to ask (every one computes the same level), and tests change the limit.
+static _Atomic int simd_level = -1;
+static _Atomic int simd_limit = 2;
 
 // The CPU's level: 2 = AVX-512 (F/BW/VL/DQ/VNNI) on top of AVX2, 1 = AVX2/FMA/F16C, 0 = portable C.
 // ROCKETKV_SIMD=portable|avx2 caps it (for A/B measurements in one binary).
 int rk_simd_level(void) {
-    if (simd_level < 0) {
+    int known = atomic_load_explicit(&simd_level, memory_order_relaxed);
+    if (known < 0) {
 #if RK_X86
         __builtin_cpu_init();
         const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -92,15 +95,17 @@ int rk_simd_level(void) {
         const char *cap = getenv("ROCKETKV_SIMD");
         if (cap && strcmp(cap, "portable") == 0) level = 0;
         else if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
-        simd_level = level;
+        known = level;
 #else
-        simd_level = 0;
+        known = 0;
 #endif
+        atomic_store_explicit(&simd_level, known, memory_order_relaxed);
     }
-    return simd_level < simd_limit ? simd_level : simd_limit;
+    const int limit = atomic_load_explicit(&simd_limit, memory_order_relaxed);
+    return known < limit ? known : limit;
 }
 
-void rk_limit_simd(int level) { simd_limit = level < 0 ? 2 : level; }
+void rk_limit_simd(int level) { atomic_store_explicit(&simd_limit, level < 0 ? 2 : level, memory_order_relaxed); }
 
 // ---- portable paths ----
 

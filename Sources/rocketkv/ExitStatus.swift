@@ -64,6 +64,9 @@ extension RocketKVCommand {
     /// `ValidationError`s only, see `usage(_:)`), then runs the command;
     /// an error it throws ends the process with one line on stderr and the status `exitStatus(of:)` gives.
     static func main() {
+        if let simd = ProcessInfo.processInfo.environment["ROCKETKV_SIMD"], !["portable", "avx2", "avx512"].contains(simd) {
+            fail(CLIError.usage("ROCKETKV_SIMD='\(simd)' must be portable, avx2 or avx512 (it caps the kernels' SIMD level)"))
+        }
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

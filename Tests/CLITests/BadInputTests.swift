@@ -104,6 +104,8 @@ final class BadInputTests: XCTestCase {
             Case(name: "missing model file", arguments: ["generate", "--model", "/nonexistent/model.gguf", "hi"], status: 66, says: "/nonexistent/model.gguf"),
             Case(name: "model is a directory", arguments: ["inspect", "--model", scratch.path], status: 66, says: scratch.path),
         ])
+        try check([Case(name: "unknown SIMD cap", arguments: ["methods"], status: 64, says: "ROCKETKV_SIMD")],
+                  environment: ["ROCKETKV_SIMD": "sse9"])
         // A cache folder that cannot be created: the error names it, no NSError dump.
         try check([Case(name: "cache under a file", arguments: ["generate", "hi"], status: 73, says: "/dev/null/rocketkv")],
                   environment: ["ROCKETKV_HOME": "/dev/null/rocketkv"])
