@@ -32,9 +32,12 @@ let package = Package(
         .executableTarget(
             name: "rocketkv",
             dependencies: ["RocketKV", "RocketKVServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The README's "use it from Swift" example, compiled and run by CI.
+        .executableTarget(name: "StreamReply", dependencies: ["RocketKV"], path: "Examples/StreamReply"),
         // Fast unit tests: no model file needed.
         .testTarget(name: "JinjaTests", dependencies: ["Jinja"], swiftSettings: [.swiftLanguageMode(.v6)]),
         .testTarget(name: "RocketKVTests", dependencies: ["RocketKV", "CKernels"]),
+        .testTarget(name: "RocketKVServerTests", dependencies: ["RocketKVServer", "RocketKV"]),
         // Tests on the real default model (fetched on first use) against llama.cpp fixtures; run in release.
         .testTarget(name: "RocketKVModelTests", dependencies: ["RocketKV"], resources: [.copy("Fixtures")]),
     ]

@@ -1,4 +1,4 @@
-/// The chat page served at `/`: plain HTML and JavaScript, no build step. It streams replies from
+/// The chat page served at `/`: plain HTML and JavaScript, no build step (`/#ask=Q1|Q2` asks questions in turn). It streams replies from
 /// `/v1/chat/completions` and shows, under each reply, what the chosen KV method did (decode speed, KV bytes
 /// stored, KV bytes read per generated token, prompt tokens reused from the conversation cache).
 let chatPageHTML = #"""
@@ -14,7 +14,7 @@ let chatPageHTML = #"""
   header h1 { font-size: 17px; margin: 0 12px 0 0; }
   header label { font-size: 13px; opacity: .9; }
   select, input { font: inherit; padding: 3px 6px; border-radius: 4px; border: 1px solid #9aa3b5; }
-  #budget { width: 70px; }
+  #budget, #maxTokens { width: 70px; }
   main { max-width: 860px; margin: 0 auto; padding: 16px; }
   .turn { margin: 10px 0; padding: 10px 14px; border-radius: 8px; white-space: pre-wrap; }
   .user { background: #dfe8ff; margin-left: 80px; }
@@ -33,6 +33,7 @@ let chatPageHTML = #"""
   <label>model <select id="model"></select></label>
   <label>KV method <select id="method"></select></label>
   <label>budget <input id="budget" type="number" min="16" step="16" value="256"></label>
+  <label>max tokens <input id="maxTokens" type="number" min="1" value="128"></label>
   <button id="reset" type="button">New chat</button>
   <span id="status">connecting…</span>
 </header>
@@ -48,8 +49,10 @@ const $ = id => document.getElementById(id);
 let messages = [];
 
 async function init() {
-  const health = await fetch('/health');
-  if (!health.ok) { $('status').textContent = 'loading model…'; setTimeout(init, 1000); return; }
+  while (!(await fetch('/health')).ok) {
+    $('status').textContent = 'loading model…';
+    await new Promise(done => setTimeout(done, 1000));
+  }
   const models = await (await fetch('/v1/models')).json();
   for (const m of models.data) {
     $('model').add(new Option(m.id, m.id));
@@ -83,7 +86,7 @@ async function send(text) {
   turn('user', text);
   const reply = turn('assistant', '');
   const body = { model: $('model').value, messages, stream: true, stream_options: { include_usage: true },
-                 temperature: 0, kv: { method: $('method').value, budget: Number($('budget').value) } };
+                 temperature: 0, max_tokens: Number($('maxTokens').value), kv: { method: $('method').value, budget: Number($('budget').value) } };
   const response = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
   if (!response.ok) { reply.textContent = 'error: ' + (await response.json()).error.message; messages.pop(); return; }
   const reader = response.body.getReader(), decoder = new TextDecoder();
@@ -117,7 +120,11 @@ $('form').addEventListener('submit', async event => {
 });
 $('input').addEventListener('keydown', e => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('form').requestSubmit(); } });
 $('reset').addEventListener('click', () => { messages = []; $('log').textContent = ''; });
-init();
+// A link can carry questions to ask in turn: /#ask=First%20question|Second%20question
+init().then(async () => {
+  if (!location.hash.startsWith('#ask=')) return;
+  for (const q of location.hash.slice(5).split('|')) await send(decodeURIComponent(q));
+});
 </script>
 </body>
 </html>
