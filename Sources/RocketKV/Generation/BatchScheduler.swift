@@ -136,7 +136,7 @@ public final class BatchScheduler: @unchecked Sendable {
     public var status: SchedulerStatus {
         lock.withLock {
             var s = SchedulerStatus(active: active.count, queued: waiting.count, idleConversations: cache.entries.count)
-            for sequence in active { s.kvBytesByMethod[sequence.kv.method, default: 0] += sequence.session.policy.statistics.storedBytes }
+            for sequence in active { s.kvBytesByMethod[sequence.kv.method, default: 0] += sequence.storedBytes }
             for entry in cache.entries { s.kvBytesByMethod[entry.kv.method, default: 0] += entry.bytes }
             return s
         }
@@ -176,6 +176,9 @@ public final class BatchScheduler: @unchecked Sendable {
             if !cancelled.isEmpty { rk_release_free_memory() }
             guard !running.isEmpty else { continue }
             step(running)
+            // The policies change only on this thread: their figures are copied for `status` under the lock.
+            let stored = running.map { $0.session.policy.statistics.storedBytes }
+            lock.withLock { for (sequence, bytes) in zip(running, stored) { sequence.storedBytes = bytes } }
 
             // Bookkeeping before the consumers hear of the end, so that a follow-up request finds the slot free
             // and the conversation in the cache.
@@ -231,13 +234,16 @@ public final class BatchScheduler: @unchecked Sendable {
 }
 
 /// One generation in the scheduler: its session, the prompt tokens still to prefill, and its reply.
-// @unchecked: `cancelled` is read and written under the scheduler's lock; everything else only on its step thread.
+// @unchecked: `cancelled` and `storedBytes` are read and written under the scheduler's lock; everything else only on
+// its step thread.
 private final class Sequence: @unchecked Sendable {
     let session: InferenceSession
     let kv: KVConfiguration
     let continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation
     /// Set (under the scheduler's lock) when the consumer goes away.
     var cancelled = false
+    /// KV bytes the policy held after the last step (under the scheduler's lock).
+    var storedBytes = 0
     /// Prompt tokens not yet run through the model.
     var pending: [Int]
     /// The sampled token to feed in the next step, while generating.
