@@ -63,7 +63,7 @@ extension RocketKVCommand {
     /// Parses the command line (usage errors are ArgumentParser's, with the usage text; a `validate()` throws
     /// `ValidationError`s only, see `usage(_:)`), then runs the command;
     /// an error it throws ends the process with one line on stderr and the status `exitStatus(of:)` gives.
-    static func main() {
+    static func main() async {
         if let simd = ProcessInfo.processInfo.environment["ROCKETKV_SIMD"], !["portable", "avx2", "avx512"].contains(simd) {
             fail(CLIError.usage("ROCKETKV_SIMD='\(simd)' must be portable, avx2 or avx512 (it caps the kernels' SIMD level)"))
         }
@@ -74,7 +74,11 @@ extension RocketKVCommand {
             exit(withError: error)
         }
         do {
-            try command.run()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch let error as CleanExit {
             exit(withError: error)
         } catch let error as ExitCode {

@@ -66,17 +66,11 @@ struct GenerateCommand: ParsableCommand {
     }
 }
 
-/// Renders messages with the model's own chat template.
-func renderChat(_ messages: [ChatMessage], file: GGUFFile, tokenizer: Tokenizer, addGenerationPrompt: Bool = true) throws -> String {
-    let architecture = file.metadata["general.architecture"]?.stringValue ?? ""
-    guard let source = file.metadata["tokenizer.chat_template"]?.stringValue ?? ChatTemplate.builtInSource(forArchitecture: architecture) else {
-        throw CLIError.badData("the model has no chat template (tokenizer.chat_template); use --raw to feed the prompt as-is")
+/// Renders messages with the model's own chat template (`ChatPrompt`); a file without a usable one is bad data.
+func renderChat(_ messages: [ChatMessage], file: GGUFFile, tokenizer: Tokenizer) throws -> String {
+    let prompt: ChatPrompt
+    do { prompt = try ChatPrompt(file: file, tokenizer: tokenizer) } catch {
+        throw CLIError.badData("\(describe(error)); use --raw and write the prompt format yourself")
     }
-    let template: ChatTemplate
-    do { template = try ChatTemplate(source: source) } catch {
-        throw CLIError.badData("the model's chat template is not supported (\(describe(error))); use --raw and write the prompt format yourself")
-    }
-    let bos = tokenizer.bosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""
-    let eos = tokenizer.eosID.map { String(decoding: tokenizer.bytes(of: $0), as: UTF8.self) } ?? ""
-    return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, bosToken: bos, eosToken: eos)
+    return try prompt.render(messages)
 }

@@ -3,12 +3,12 @@ import Foundation
 import RocketKV
 
 @main
-struct RocketKVCommand: ParsableCommand {
+struct RocketKVCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rocketkv",
         abstract: "Long-context LLM inference on the CPU with RocketKV KV-cache compression.",
         subcommands: [GenerateCommand.self, ChatCommand.self, BenchCommand.self, EvalCommand.self, MethodsCommand.self, ModelsCommand.self, TokenizeCommand.self,
-                      InspectCommand.self, BenchChildCommand.self],
+                      InspectCommand.self, ServeCommand.self, BenchChildCommand.self],
         defaultSubcommand: nil)
 }
 

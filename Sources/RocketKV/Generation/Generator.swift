@@ -59,33 +59,19 @@ public final class Generator {
     /// (after `prefill`, or after `PrefillSnapshot.replay`).
     public func generate(after lastLogits: [Float], options: GenerationOptions,
                          onText: (String) -> Void = { _ in }) throws -> GenerationResult {
-        var result = GenerationResult()
+        var reply = ReplyBuilder(options: options, tokenizer: tokenizer)
         var logits = lastLogits
-        var sampler = Sampler(options.sampling)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
-        var stops = StopStringFilter(stopStrings: options.stopStrings)
         let decodeStart = Date()
-        generation: while result.tokens.count < options.maxTokens {
-            let token = logits.withUnsafeMutableBufferPointer { sampler.sample(logits: $0, history: session.history) }
-            if options.stopAtEndOfGeneration && tokenizer.endOfGenerationIDs.contains(token) {
-                result.stopReason = .endOfGeneration
-                break
+        while true {
+            let (text, feed) = logits.withUnsafeMutableBufferPointer {
+                reply.next(logits: $0, history: session.history, remainingContext: session.remainingContext)
             }
-            result.tokens.append(token)
-            let (text, stopped) = stops.push(decoder.append(token))
-            result.text += text
             onText(text)
-            if stopped { result.stopReason = .stopString; break generation }
-            if result.tokens.count == options.maxTokens { break }
-            guard session.remainingContext > 0 else { result.stopReason = .contextFull; break }
+            guard let token = feed else { break }
             logits = Array(try session.decode(token))
-            result.decodeSteps += 1
+            reply.result.decodeSteps += 1
         }
-        if result.stopReason != .stopString {
-            let (tail, _) = stops.push(decoder.finish(), final: true)
-            result.text += tail
-            onText(tail)
-        }
+        var result = reply.result
         result.decodeSeconds = Date().timeIntervalSince(decodeStart)
         return result
     }

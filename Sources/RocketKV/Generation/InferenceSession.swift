@@ -62,15 +62,25 @@ public final class InferenceSession {
             let wanted: Logits = logits == .all ? .all : (isLast ? logits : .none)
             let out = model.forward(chunk, from: position, policy: policy, logits: wanted, state: state)
             result.append(contentsOf: out)
-            position += chunk.count
-            history += chunk
+            didProcess(chunk)
             done += chunk.count
             progress?(done, tokens.count)
         }
+        finishPrompt()
+        return result
+    }
+
+    /// Records `tokens` as run through the model (by this session, or by a batched forward that included it).
+    func didProcess(_ tokens: [Int]) {
+        position += tokens.count
+        history += tokens
+    }
+
+    /// Ends a prompt: the policy compresses, and the memory it freed goes back to the system.
+    func finishPrompt() {
         policy.finishPrefill()
         // glibc keeps freed heap blocks for reuse: hand the evicted tokens' memory back to the system.
         rk_release_free_memory()
-        return result
     }
 
     /// Feeds one token through the policy's decode path and returns the next-token logits.
@@ -78,8 +88,7 @@ public final class InferenceSession {
         try checkRoom(for: 1, allowBeyondContext: allowBeyondContext)
         try checkVocabulary([token])
         let out = ThreadPool.install(pool) { model.forward([token], from: position, policy: policy, decode: true, logits: .last, state: state) }
-        position += 1
-        history.append(token)
+        didProcess([token])
         return out
     }
 

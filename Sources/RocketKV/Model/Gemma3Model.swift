@@ -55,16 +55,14 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
                     output: output, embedding: tokenEmbedding)
     }
 
-    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
-                        state: ForwardState) -> UnsafeBufferPointer<Float> {
-        let n = tokens.count
+    public func forward(_ batch: ForwardBatch, state: ForwardState) -> UnsafeBufferPointer<Float> {
+        let n = batch.count
         let c = config
         let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
-        precondition(n > 0 && (!decode || n == 1))
         state.reserve(tokens: n, config: c)
         let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
 
-        ForwardSteps.embed(tokens, embedding: tokenEmbedding, config: c, scale: c.embeddingScale, into: x)
+        ForwardSteps.embed(batch.tokens, embedding: tokenEmbedding, config: c, scale: c.embeddingScale, into: x)
 
         for (l, layer) in layers.enumerated() {
             // Attention block, normalised before and after.
@@ -74,14 +72,14 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
             for t in 0..<n {
                 let qt = q + t * qDim, kt = k + t * kvDim
                 Ops.rmsNormRows(qt, rows: c.queryHeads, weight: layer.queryNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: base,
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: base,
                          style: .neox, frequencyScale: frequencyScale)
                 Ops.rmsNormRows(kt, rows: c.kvHeads, weight: layer.keyNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: base,
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: base,
                          style: .neox, frequencyScale: frequencyScale)
                 if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
             }
-            ForwardSteps.attend(layer: l, policy: policy, decode: decode, tokens: n, from: position, state: state)
+            ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
             matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
             ForwardSteps.normalize(xb, rows: n, weight: layer.attentionPostNorm, config: c, into: xb)
             Ops.add(x, xb, count: n * dim)
@@ -92,6 +90,6 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
             ForwardSteps.normalize(xb, rows: n, weight: layer.feedForwardPostNorm, config: c, into: xb)
             Ops.add(x, xb, count: n * dim)
         }
-        return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
+        return ForwardSteps.logits(x, batch: batch, norm: outputNorm, output: output, config: c, state: state)
     }
 }

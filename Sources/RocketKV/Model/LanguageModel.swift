@@ -12,15 +12,22 @@ public protocol LanguageModel: AnyObject, Sendable {
     /// Bytes of weights read for one decoded token.
     var weightBytesPerToken: Int { get }
 
+    /// Runs the rows of `batch` through the model, each segment's attention through its own policy.
+    ///
+    /// Returns the logits (`[batch.logitRows.count][vocabularySize]`) in a buffer of `state`, valid until its next use.
+    func forward(_ batch: ForwardBatch, state: ForwardState) -> UnsafeBufferPointer<Float>
+}
+
+extension LanguageModel {
     /// Runs `tokens` (absolute positions from `position`) through the model, with attention through `policy`.
     ///
     /// `decode` selects the policy's decode path (one token) instead of prefill. Returns the logits
     /// (`[rows][vocabularySize]`, rows as requested) in a buffer of `state`, valid until its next use.
-    func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
-                 state: ForwardState) -> UnsafeBufferPointer<Float>
-}
+    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
+                        state: ForwardState) -> UnsafeBufferPointer<Float> {
+        forward(ForwardBatch([.init(tokens: tokens, position: position, policy: policy, decode: decode, logits: logits)]), state: state)
+    }
 
-extension LanguageModel {
     public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, logits: Logits = .last,
                         state: ForwardState) -> UnsafeBufferPointer<Float> {
         forward(tokens, from: position, policy: policy, decode: false, logits: logits, state: state)
@@ -170,10 +177,16 @@ enum ForwardSteps {
         for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: weight, epsilon: c.rmsEpsilon, count: dim, output: output + t * dim) }
     }
 
-    /// Layer `l`'s attention of `state.q/k/v` (after RoPE) through the policy, into `state.attention`.
-    static func attend(layer l: Int, policy: KVPolicy, decode: Bool, tokens n: Int, from position: Int, state: ForwardState) {
-        let input = AttentionInput(queries: state.q, keys: state.k, values: state.v, tokens: n, firstPosition: position)
-        if decode { policy.decode(layer: l, input, output: state.attention) } else { policy.prefill(layer: l, input, output: state.attention) }
+    /// Layer `l`'s attention of `state.q/k/v` (after RoPE) into `state.attention`, each segment of `batch`
+    /// through its own policy.
+    static func attend(layer l: Int, batch: ForwardBatch, config c: ModelConfig, state: ForwardState) {
+        let qDim = c.queryHeads * c.headDim, kvDim = c.kvHeads * c.headDim
+        for (segment, row) in zip(batch.segments, batch.firstRows) {
+            let input = AttentionInput(queries: state.q + row * qDim, keys: state.k + row * kvDim, values: state.v + row * kvDim,
+                                       tokens: segment.tokens.count, firstPosition: segment.position)
+            let output = state.attention + row * qDim
+            if segment.decode { segment.policy.decode(layer: l, input, output: output) } else { segment.policy.prefill(layer: l, input, output: output) }
+        }
     }
 
     /// The gated feed-forward of `state.xb` (`[n][embeddingLength]`) back into `state.xb`:
@@ -194,18 +207,13 @@ enum ForwardSteps {
         }
     }
 
-    /// Final RMSNorm and unembedding of the requested rows of `x` (`n` tokens), optionally soft-capped.
-    static func logits(_ x: UnsafeMutablePointer<Float>, tokens n: Int, wanted: Logits, norm: UnsafePointer<Float>, output: WeightMatrix,
+    /// Final RMSNorm and unembedding of the rows of `x` that `batch` asks logits for, optionally soft-capped.
+    static func logits(_ x: UnsafeMutablePointer<Float>, batch: ForwardBatch, norm: UnsafePointer<Float>, output: WeightMatrix,
                        config c: ModelConfig, state: ForwardState) -> UnsafeBufferPointer<Float> {
-        let dim = c.embeddingLength
-        let first: Int, rows: Int
-        switch wanted {
-        case .none: return UnsafeBufferPointer(start: state.logits, count: 0)
-        case .last: (first, rows) = (n - 1, 1)
-        case .all: (first, rows) = (0, n)
-        }
+        let dim = c.embeddingLength, rows = batch.logitRows.count
+        guard rows > 0 else { return UnsafeBufferPointer(start: state.logits, count: 0) }
         state.reserveLogits(rows: rows, vocabulary: c.vocabularySize)
-        for t in 0..<rows { Ops.rmsNorm(x + (first + t) * dim, weight: norm, epsilon: c.rmsEpsilon, count: dim, output: state.xb + t * dim) }
+        for (t, row) in batch.logitRows.enumerated() { Ops.rmsNorm(x + row * dim, weight: norm, epsilon: c.rmsEpsilon, count: dim, output: state.xb + t * dim) }
         matmul(output, input: state.xb, tokens: rows, output: state.logits, scratch: state.scratch)
         if let cap = c.finalLogitSoftcap {
             for i in 0..<(rows * c.vocabularySize) { state.logits[i] = tanhf(state.logits[i] * (1 / cap)) * cap }

@@ -56,16 +56,14 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
                     output: output, embedding: tokenEmbedding)
     }
 
-    public func forward(_ tokens: [Int], from position: Int, policy: KVPolicy, decode: Bool, logits: Logits,
-                        state: ForwardState) -> UnsafeBufferPointer<Float> {
-        let n = tokens.count
+    public func forward(_ batch: ForwardBatch, state: ForwardState) -> UnsafeBufferPointer<Float> {
+        let n = batch.count
         let c = config
         let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
-        precondition(n > 0 && (!decode || n == 1))
         state.reserve(tokens: n, config: c)
         let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
 
-        ForwardSteps.embed(tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
+        ForwardSteps.embed(batch.tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
 
         for (l, layer) in layers.enumerated() {
             // Attention block.
@@ -78,12 +76,12 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
                 if let b = layer.valueBias { Ops.add(vt, b, count: kvDim) }
                 if let w = layer.queryNorm { Ops.rmsNormRows(qt, rows: c.queryHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
                 if let w = layer.keyNorm { Ops.rmsNormRows(kt, rows: c.kvHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
                          style: .neox, frequencyScale: c.ropeFrequencyScale)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: position + t, base: c.ropeBase,
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
                          style: .neox, frequencyScale: c.ropeFrequencyScale)
             }
-            ForwardSteps.attend(layer: l, policy: policy, decode: decode, tokens: n, from: position, state: state)
+            ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
             matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
             Ops.add(x, xb, count: n * dim)
 
@@ -92,6 +90,6 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
             ForwardSteps.gatedFeedForward(layer.feedForward, gelu: false, tokens: n, config: c, state: state)
             Ops.add(x, xb, count: n * dim)
         }
-        return ForwardSteps.logits(x, tokens: n, wanted: logits, norm: outputNorm, output: output, config: c, state: state)
+        return ForwardSteps.logits(x, batch: batch, norm: outputNorm, output: output, config: c, state: state)
     }
 }
