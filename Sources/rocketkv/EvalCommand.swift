@@ -7,7 +7,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Accuracy sweeps of KV methods × budgets with predictions, metrics and an HTML report; merging of sharded sweeps.",
-        subcommands: [EvalRunCommand.self, EvalMergeCommand.self],
+        subcommands: [EvalRunCommand.self, EvalMergeCommand.self, EvalSummarizeCommand.self],
         defaultSubcommand: EvalRunCommand.self)
 }
 
@@ -33,7 +33,7 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated RULER tasks (default: all).")
     var rulerTasks = Ruler.tasks.joined(separator: ",")
 
-    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise; at least 64, 512 for ruler, 384 + 40 per extra turn for multiturn).")
+    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise; at least 80 for passkey, 512 for ruler, 384 + 40 per extra turn for multiturn, 64 for fidelity).")
     var lengths: String?
 
     @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")
@@ -194,6 +194,29 @@ struct EvalMergeCommand: ParsableCommand {
         let metrics = try EvalFolder.merge(shards.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: out))
         print(summaryTable(metrics))
         printError("wrote \(out)/predictions.jsonl, config.json, metrics.json, report.html")
+    }
+}
+
+/// `rocketkv eval summarize`: metrics and report rewritten from a folder's predictions.
+struct EvalSummarizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summarize",
+        abstract: "Rewrites DIR/metrics.json and DIR/report.html from DIR/predictions.jsonl and DIR/config.json (e.g. after an interrupted sweep, or to add the intervals to an older folder); runs no model.")
+
+    @Argument(help: "The evaluation folder.")
+    var folder: String
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("predictions.jsonl").path) else {
+            throw ValidationError("'\(folder)' has no predictions.jsonl")
+        }
+    }
+
+    func run() throws {
+        let url = URL(fileURLWithPath: folder)
+        let metrics = try EvalFolder.writeSummaries(try EvalStore(folder: url), configurations: try EvalFolder.configurations(in: url))
+        print(summaryTable(metrics))
+        printError("wrote \(folder)/config.json, metrics.json, report.html")
     }
 }
 

@@ -193,7 +193,8 @@ final class EvaluationModelTests: XCTestCase {
             try sweep(settings, into: whole)
             for (i, folder) in shards.enumerated() { try sweep(sharded(settings, "\(i)/2"), into: folder) }
         }
-        XCTAssertEqual(try EvalStore.read(shards[0].appendingPathComponent("predictions.jsonl")).count, 2 * 3 + 2 * 2)
+        // Shard 0 of 2 holds prompts 0 and 2 of each sweep (3 prompts), 2 runs each.
+        XCTAssertEqual(try EvalStore.read(shards[0].appendingPathComponent("predictions.jsonl")).count, 2 * 2 + 2 * 2)
         try EvalFolder.merge(shards, into: merged)
         for name in ["predictions.jsonl", "config.json", "metrics.json", "report.html"] {
             XCTAssertEqual(try Data(contentsOf: merged.appendingPathComponent(name)), try Data(contentsOf: whole.appendingPathComponent(name)), name)

@@ -129,10 +129,12 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         return (parts + ["engine=\(Self.engineVersion)"]).joined(separator: "; ")
     }
 
-    /// The shortest prompt the task can build: RULER's and multi-turn's instructions, needles and questions
-    /// alone take this many tokens (measured with SmolLM2's tokenizer, the longest task with room to spare).
+    /// The shortest prompt length a task accepts: its instruction, needles and question alone take most of this
+    /// (passkey 72 tokens with SmolLM2's tokenizer; RULER's longest fixed part is cwe's minimum word list), so
+    /// shorter lengths are rejected rather than silently exceeded (`RulerModelTests` checks each task fits).
     public var minimumLength: Int {
         switch task {
+        case "passkey": return 80
         case "ruler": return 512
         case "multiturn": return 384 + 40 * max(0, turns - 1)
         default: return 64
