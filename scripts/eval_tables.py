@@ -2,9 +2,9 @@
 """Markdown tables for EVALUATION.md from the metrics.json that `rocketkv eval` writes: one row per method,
 budget and length with the sample count and the 95 % interval `rocketkv eval` computed (Wilson for 0/1 scores,
 bootstrap over prompts for means), each table preceded by the <!-- source: --> line scripts/check_doc_numbers.py
-checks. Methods can be filtered with --methods.
+checks. Rows can be filtered by method, budget and length.
 
-usage: scripts/eval_tables.py DIR/metrics.json [--methods full,rocket,...]
+usage: scripts/eval_tables.py DIR/metrics.json [--methods full,rocket,...] [--budgets 128,256] [--lengths 4096]
 """
 import collections
 import json
@@ -26,8 +26,9 @@ def table(source, header, rows):
     return "\n".join(out) + "\n"
 
 
-def main(path, methods):
-    metrics = [m for m in json.load(open(path)) if not methods or m["method"] in methods]
+def main(path, methods, budgets, lengths):
+    metrics = [m for m in json.load(open(path)) if (not methods or m["method"] in methods)
+               and (not budgets or m.get("budget") is None or m["budget"] in budgets) and (not lengths or m["length"] in lengths)]
     source = os.path.relpath(os.path.abspath(path), os.getcwd())
     by_task = collections.defaultdict(list)
     for m in metrics:
@@ -59,5 +60,8 @@ def main(path, methods):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    chosen = set(args[args.index("--methods") + 1].split(",")) if "--methods" in args else set()
-    main(args[0], chosen)
+
+    def chosen(flag, kind):
+        return {kind(v) for v in args[args.index(flag) + 1].split(",")} if flag in args else set()
+
+    main(args[0], chosen("--methods", str), chosen("--budgets", int), chosen("--lengths", int))

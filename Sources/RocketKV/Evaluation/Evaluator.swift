@@ -23,7 +23,9 @@ public struct EvalShard: Codable, Sendable, Equatable, CustomStringConvertible {
         count = n
     }
 
+    /// Whether the prompt at position `prompt` of a sweep belongs to this shard.
     public func contains(prompt: Int) -> Bool { prompt % count == index }
+    /// `I/N`, as `--shard` takes it.
     public var description: String { "\(index)/\(count)" }
 }
 
