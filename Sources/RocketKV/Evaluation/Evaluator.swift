@@ -200,7 +200,7 @@ public final class Evaluator {
             }
         }
         try runGeneration(cells) { [settings, tokenizer] cell in
-            var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.variant) &* 10_007 &+ UInt64(cell.sample))
+            var rng = cell.generator(seed: settings.seed)
             let key = Passkey.randomKey(using: &rng)
             let prompt = Passkey.prompt(haystack: haystack, tokens: cell.length, depth: cell.depth!, key: key, tokenizer: tokenizer)
             return GenerationPrompt(tokens: prompt.tokens, expected: key, maxTokens: settings.maxTokens) { output, prediction in
@@ -224,7 +224,7 @@ public final class Evaluator {
             }
         }
         try runGeneration(cells) { [settings, tokenizer] cell in
-            var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.variant) &* 10_007 &+ UInt64(cell.sample))
+            var rng = cell.generator(seed: settings.seed)
             let task = String(cell.task.dropFirst("ruler/".count))
             let item = try Ruler.sample(task: task, haystack: haystack, tokens: cell.length, tokenizer: tokenizer, using: &rng)
             let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
@@ -280,6 +280,10 @@ public final class Evaluator {
     /// the index of its depth or RULER task (for the seed).
     private struct Cell {
         let task: String, length: Int, depth: Double?, sample: Int, prompt: Int, variant: Int
+        /// The generator of this cell's random content (keys, needles, depths), from the sweep's seed.
+        func generator(seed: UInt64) -> Xoshiro256StarStar {
+            Xoshiro256StarStar(seed: seed &+ UInt64(length) &* 1_000_003 &+ UInt64(variant) &* 10_007 &+ UInt64(sample))
+        }
         var label: String { "\(task) \(length) tokens" + (depth.map { ", depth \($0)" } ?? "") + ", sample \(sample)" }
     }
 
