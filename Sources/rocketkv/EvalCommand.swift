@@ -2,13 +2,23 @@ import ArgumentParser
 import Foundation
 import RocketKV
 
+/// `rocketkv eval`: a sweep (the default subcommand, `rocketkv eval passkey ...`) or `rocketkv eval merge`.
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Accuracy sweeps of KV methods × budgets (passkey, fidelity) with predictions, metrics and an HTML report.",
+        abstract: "Accuracy sweeps of KV methods × budgets with predictions, metrics and an HTML report; merging of sharded sweeps.",
+        subcommands: [EvalRunCommand.self, EvalMergeCommand.self, EvalSummarizeCommand.self],
+        defaultSubcommand: EvalRunCommand.self)
+}
+
+struct EvalRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Accuracy sweeps of KV methods × budgets (passkey, ruler, multiturn, fidelity) with predictions, metrics and an HTML report.",
         discussion: """
         Each prompt is prefilled once with the full cache and replayed into every method and budget.
-        Results go to --out: config.json, predictions.jsonl (re-running skips what is there), metrics.json, report.html.
+        Results go to --out: config.json, predictions.jsonl (re-running skips every prediction made with the same
+        settings, options, plan and engine version), metrics.json, report.html.
         """)
 
     @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks), multiturn (shared-context retrieval, one key per turn) or fidelity (teacher-forced agreement with full).")
@@ -23,7 +33,7 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated RULER tasks (default: all).")
     var rulerTasks = Ruler.tasks.joined(separator: ",")
 
-    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise).")
+    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise; at least 80 for passkey, 512 for ruler, 384 + 40 per extra turn for multiturn, 64 for fidelity).")
     var lengths: String?
 
     @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")
@@ -56,6 +66,12 @@ struct EvalCommand: ParsableCommand {
     @Option(name: .long, help: "Teacher-forced tokens per fidelity prompt.")
     var continuation = 64
 
+    @Option(name: .long, help: "Where the first answer token of passkey, ruler and fidelity comes from: compressed (the last prompt token is held back and fed as the first decode step, through the method's cache; the paper's protocol) or dense (from the full-cache prefill, the same for every method).")
+    var firstToken = FirstTokenSource.compressed.rawValue
+
+    @Option(name: .long, help: "Run only shard I of N (0 ≤ I < N): the prompts whose position in the sweep is I modulo N. Merge the shard folders with `rocketkv eval merge`.")
+    var shard: String?
+
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOptions: [String] = []
 
@@ -69,20 +85,34 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("unknown RULER task '\(name)'; available: \(Ruler.tasks.joined(separator: ", "))")
         }
         guard haystack == nil || !synthetic else { throw ValidationError("give either --haystack or --synthetic") }
-        guard samples >= 1 else { throw ValidationError("--samples must be ≥ 1") }
         guard (1...16).contains(turns) else { throw ValidationError("--turns must be between 1 and 16") }
         guard maxTokens >= 1, continuation >= 1, planNewTokens >= 1 else {
             throw ValidationError("--max-tokens, --continuation and --plan-new-tokens must be ≥ 1")
         }
-        _ = try settings(model: "")
+        if let haystack {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: haystack, isDirectory: &isFolder), isFolder.boolValue else {
+                throw ValidationError("--haystack: '\(haystack)' is not a folder")
+            }
+        }
+        _ = try settings(model: "", contextLength: nil)
     }
 
-    func settings(model: String) throws -> EvalSettings {
+    /// The sweep's settings, checked (against the model's context when known): every rejection happens here,
+    /// before the haystack is fetched or anything is written to --out.
+    func settings(model: String, contextLength: Int?) throws -> EvalSettings {
         func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
             let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             let values = items.compactMap(parse)
             guard !items.isEmpty, values.count == items.count else { throw ValidationError("--\(name) expects a comma-separated list, got '\(text)'") }
             return values
+        }
+        guard let firstToken = FirstTokenSource(rawValue: firstToken) else {
+            throw ValidationError("--first-token must be compressed or dense, got '\(self.firstToken)'")
+        }
+        let shard = try self.shard.map { text in
+            guard let shard = EvalShard(text) else { throw ValidationError("--shard expects I/N with 0 ≤ I < N, got '\(text)'") }
+            return shard
         }
         let options = try parseKVOptions(kvOptions)
         let methodNames = try list(methods, "methods") { $0.isEmpty ? nil : $0 }
@@ -92,17 +122,24 @@ struct EvalCommand: ParsableCommand {
             lengths: try list(lengths ?? (task == "passkey" ? "2048,4096" : "4096"), "lengths") { Int($0) },
             depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
             planNewTokens: planNewTokens, continuation: continuation,
-            haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model)
-        for budget in settings.budgets where budget < 16 { throw ValidationError("--budgets: \(budget) is below the minimum of 16 tokens") }
-        for depth in settings.depths where !(0...1).contains(depth) { throw ValidationError("--depths: \(depth) is outside [0, 1]") }
-        _ = try settings.runs()
+            haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model,
+            firstToken: firstToken, turns: turns, shard: shard)
+        do {
+            try settings.validate(contextLength: contextLength)
+        } catch let error as InferenceError {
+            throw ValidationError(error.description)
+        } catch let error as KVMethodError {
+            throw ValidationError(error.description)
+        }
         return settings
     }
 
     func run() throws {
         let loaded = try modelOptions.load()
         let model = loaded.model!
-        let settings = try settings(model: model.config.name)
+        let settings = try settings(model: model.config.name, contextLength: model.config.contextLength)
+        let folder = URL(fileURLWithPath: out)
+        let (configurations, sweepIndex) = EvalFolder.adding(settings, to: try EvalFolder.configurations(in: folder))
         let text: Haystack
         if synthetic {
             text = Haystack.synthetic
@@ -111,80 +148,94 @@ struct EvalCommand: ParsableCommand {
         } else {
             text = try Haystack.paulGraham(log: { printError($0) })
         }
-        let store = try EvalStore(folder: URL(fileURLWithPath: out))
-        // Every distinct sweep that wrote into this folder, per task.
-        var configs = (try? JSONDecoder().decode([String: [EvalSettings]].self,
-                                                 from: Data(contentsOf: store.folder.appendingPathComponent("config.json")))) ?? [:]
-        if !(configs[task] ?? []).contains(settings) { configs[task, default: []].append(settings) }
-        try store.writeJSON(configs, name: "config.json")
+        let store = try EvalStore(folder: folder)
+        try store.writeJSON(configurations, name: "config.json")
 
         let evaluator = try Evaluator(engine: loaded.engine!, tokenizer: loaded.tokenizer, settings: settings, store: store)
+        evaluator.sweepIndex = sweepIndex
         let progress = EvalProgress()
         evaluator.onProgress = progress.update
         switch task {
         case "passkey": try evaluator.runPasskey(haystack: text)
         case "ruler": try evaluator.runRuler(haystack: text, tasks: rulerTasks.split(separator: ",").map(String.init))
-        case "multiturn": try evaluator.runMultiturn(haystack: text, turns: turns)
+        case "multiturn": try evaluator.runMultiturn(haystack: text)
         default: try evaluator.runFidelity(text: text)
         }
         progress.finish()
 
-        let metrics = EvalMetric.summarize(store.predictions)
-        try store.writeJSON(metrics, name: "metrics.json")
-        let html = EvalReport.html(predictions: store.predictions, settings: configs)
-        try Data(html.utf8).write(to: store.folder.appendingPathComponent("report.html"))
-        print(task == "ruler" ? rulerTable(metrics.filter { $0.task.hasPrefix("ruler/") }) : summaryTable(metrics.filter { $0.task == task }))
+        let metrics = try EvalFolder.writeSummaries(store, configurations: configurations)
+        print(summaryTable(metrics.filter { $0.task == task || $0.task.hasPrefix(task + "/") }))
+        printError("predictions: \(evaluator.computed) computed, \(evaluator.reused) reused from \(out)/predictions.jsonl")
         printError("wrote \(out)/predictions.jsonl, metrics.json, report.html")
-    }
-
-    /// Methods × budgets as rows, lengths as columns.
-    func summaryTable(_ metrics: [EvalMetric]) -> String {
-        let lengths = Array(Set(metrics.map(\.length))).sorted()
-        var rows: [String] = []
-        var cells: [String: EvalMetric] = [:]
-        for m in metrics {
-            let row = m.method + (m.budget.map { "@\($0)" } ?? "")
-            if cells.keys.allSatisfy({ !$0.hasPrefix(row + "|") }) { rows.append(row) }
-            cells["\(row)|\(m.length)"] = m
-        }
-        let label = task == "fidelity" ? "top-1 % / KL" : "accuracy %"
-        var lines = [String(format: "%-16@", "\(task) \(label)" as NSString) + lengths.map { String(format: "%16d", $0) }.joined()]
-        for row in rows {
-            let values = lengths.map { length -> String in
-                guard let m = cells["\(row)|\(length)"] else { return String(repeating: " ", count: 15) + "–" }
-                let text = task == "fidelity" ? String(format: "%.1f / %.3f", m.accuracy, m.kl ?? 0) : String(format: "%.1f", m.accuracy)
-                return String(repeating: " ", count: max(1, 16 - text.count)) + text
-            }
-            lines.append(row.padding(toLength: 16, withPad: " ", startingAt: 0) + values.joined())
-        }
-        return lines.joined(separator: "\n")
     }
 }
 
-extension EvalCommand {
-    /// Methods × budgets as rows, RULER tasks and their average as columns (all lengths pooled).
-    func rulerTable(_ metrics: [EvalMetric]) -> String {
-        var tasks: [String] = []
-        for m in metrics where !tasks.contains(m.task) { tasks.append(m.task) }
-        var rows: [String] = []
-        var cells: [String: [Double]] = [:]
-        for m in metrics {
-            let row = m.method + (m.budget.map { "@\($0)" } ?? "")
-            if !rows.contains(row) { rows.append(row) }
-            cells["\(row)|\(m.task)", default: []].append(m.accuracy)
+/// `rocketkv eval merge`: shard folders into one.
+struct EvalMergeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Combines the folders of a sharded sweep (`--shard I/N`) into one predictions.jsonl, metrics.json and report.html.",
+        discussion: "The shards must have run the same commands in the same order with the same settings (apart from --shard), and every shard 0…N−1 must be there; the result equals the unsharded run.")
+
+    @Argument(help: "The shard folders.")
+    var shards: [String]
+
+    @Option(name: .long, help: "Output folder (must not hold predictions yet).")
+    var out: String
+
+    func validate() throws {
+        guard !shards.isEmpty else { throw ValidationError("give the shard folders to merge") }
+        for shard in shards where !FileManager.default.fileExists(atPath: URL(fileURLWithPath: shard).appendingPathComponent("config.json").path) {
+            throw ValidationError("'\(shard)' has no config.json; is it an evaluation folder?")
         }
-        let names = tasks.map { String($0.dropFirst("ruler/".count)) } + ["avg"]
-        func column(_ text: String) -> String { String(repeating: " ", count: max(1, 16 - text.count)) + text }
-        var lines = ["ruler %".padding(toLength: 16, withPad: " ", startingAt: 0) + names.map(column).joined()]
-        for row in rows {
-            let values = tasks.map { cells["\(row)|\($0)"].map { $0.reduce(0, +) / Double($0.count) } }
-            let known = values.compactMap { $0 }
-            let all = values + [known.isEmpty ? nil : known.reduce(0, +) / Double(known.count)]
-            let texts: [String] = all.map { value in value.map { String(format: "%.1f", $0) } ?? "–" }
-            lines.append(row.padding(toLength: 16, withPad: " ", startingAt: 0) + texts.map(column).joined())
-        }
-        return lines.joined(separator: "\n")
     }
+
+    func run() throws {
+        let metrics = try EvalFolder.merge(shards.map { URL(fileURLWithPath: $0) }, into: URL(fileURLWithPath: out))
+        print(summaryTable(metrics))
+        printError("wrote \(out)/predictions.jsonl, config.json, metrics.json, report.html")
+    }
+}
+
+/// `rocketkv eval summarize`: metrics and report rewritten from a folder's predictions.
+struct EvalSummarizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "summarize",
+        abstract: "Rewrites DIR/metrics.json and DIR/report.html from DIR/predictions.jsonl and DIR/config.json (e.g. after an interrupted sweep, or to add the intervals to an older folder); runs no model.")
+
+    @Argument(help: "The evaluation folder.")
+    var folder: String
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: URL(fileURLWithPath: folder).appendingPathComponent("predictions.jsonl").path) else {
+            throw ValidationError("'\(folder)' has no predictions.jsonl")
+        }
+    }
+
+    func run() throws {
+        let url = URL(fileURLWithPath: folder)
+        let metrics = try EvalFolder.writeSummaries(try EvalStore(folder: url), configurations: try EvalFolder.configurations(in: url))
+        print(summaryTable(metrics))
+        printError("wrote \(folder)/config.json, metrics.json, report.html")
+    }
+}
+
+/// One line per task × method × budget × length: accuracy with its 95 % interval and sample count, and the
+/// task's second figure (passkey: substring match; fidelity: KL), the options when there are any.
+func summaryTable(_ metrics: [EvalMetric]) -> String {
+    func cell(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count + 1), withPad: " ", startingAt: 0) }
+    var lines = [cell("task", 22) + cell("method", 16) + cell("length", 8) + cell("accuracy % [95 % interval] n", 30) + "other"]
+    for m in metrics {
+        var other = ""
+        if let substring = m.substring, let interval = m.substringInterval { other = String(format: "substring %.1f %@", substring, interval.text) }
+        if let kl = m.kl { other = String(format: "KL %.4f", kl) }
+        if let ideal = m.kvIdealReadBytesPerStep {
+            other += String(format: "%@read %.2f MiB/step (ideal %.2f)", other.isEmpty ? "" : "; ", m.kvReadBytesPerStep / 1_048_576, ideal / 1_048_576)
+        }
+        if !m.options.isEmpty { other += (other.isEmpty ? "" : "; ") + m.options }
+        lines.append(cell(m.task, 22) + cell(m.method + (m.budget.map { "@\($0)" } ?? ""), 16) + cell("\(m.length)", 8) + cell(m.accuracyText, 30) + other)
+    }
+    return lines.joined(separator: "\n")
 }
 
 /// Progress with ETA on stderr: a redrawn bar on a terminal, one line per new prompt otherwise.

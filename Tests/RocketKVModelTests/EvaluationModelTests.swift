@@ -112,7 +112,7 @@ final class EvaluationModelTests: XCTestCase {
         multiturn.budgets = [2048]
         multiturn.lengths = [512]
         let turns = try Evaluator(engine: engine, tokenizer: tokenizer, settings: multiturn, store: try EvalStore(folder: folder))
-        try turns.runMultiturn(haystack: try Haystack.paulGraham(), turns: 4)
+        try turns.runMultiturn(haystack: try Haystack.paulGraham())
         let sessions = turns.store.predictions.filter { $0.task == "multiturn" }
         XCTAssertEqual(sessions.count, 3)
         for p in sessions {
@@ -126,5 +126,89 @@ final class EvaluationModelTests: XCTestCase {
 
         let html = EvalReport.html(predictions: evaluator.store.predictions, settings: ["passkey": [settings], "fidelity": [fidelity]])
         XCTAssertTrue(html.contains("<svg") && html.contains("fidelity"))
+    }
+
+    /// §2.2 hold-back: the snapshot is of the prompt without its last token; that token is each method's first
+    /// decode step. Replaying still equals prefilling directly, and the first answer token now depends on the
+    /// method's cache (rocket at 64 sees other logits than full), while full's equals the dense prefill's choice.
+    func testHeldBackLastTokenIsTheFirstDecodeStepOfEveryMethod() throws {
+        let engine = try Engine(file: TestModel.file), model = engine.model
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        let prompt = Passkey.prompt(haystack: try Haystack.paulGraham(), tokens: 700, depth: 0.6, key: "7215904", tokenizer: tokenizer).tokens
+        let heldBack = prompt.last!, prefix = Array(prompt.dropLast())
+        let snapshot = try engine.prefillSnapshot(prefix, chunkSize: 256)
+        XCTAssertEqual(snapshot.tokens, prefix)
+        var options = GenerationOptions()
+        options.maxTokens = 8
+        var firstLogits: [String: [Float]] = [:]
+        for (method, budget) in [("full", nil), ("rocket", 64), ("snapkv", 64)] as [(String, Int?)] {
+            let context = KVMethodContext(shape: model.config.attentionShape, budget: budget, promptLength: prefix.count, maxNewTokens: 128)
+            let directPolicy = try KVMethods.make(method, context: context)
+            let direct = engine.session(policy: directPolicy)
+            direct.chunkSize = 256
+            _ = try direct.prefill(prefix)
+            let directLogits = Array(try direct.decode(heldBack))
+            let expected = try Generator(session: direct, tokenizer: tokenizer).generate(after: directLogits, options: options)
+
+            let replayPolicy = try KVMethods.make(method, context: context)
+            snapshot.replay(into: replayPolicy)
+            let session = snapshot.session(model: model, policy: replayPolicy)
+            let logits = Array(try session.decode(heldBack))
+            XCTAssertEqual(logits, directLogits, method)
+            let replayed = try Generator(session: session, tokenizer: tokenizer).generate(after: logits, options: options)
+            XCTAssertEqual(replayed.tokens, expected.tokens, method)
+            XCTAssertEqual(replayPolicy.statistics, directPolicy.statistics, method)
+            firstLogits[method] = logits
+        }
+        XCTAssertNotEqual(firstLogits["rocket"], firstLogits["full"], "the first answer token goes through rocket's compressed cache")
+        let dense = try engine.prefillSnapshot(prompt, chunkSize: 256).lastLogits
+        XCTAssertEqual(firstLogits["full"]!.withUnsafeBufferPointer(Sampler.argmax), dense.withUnsafeBufferPointer(Sampler.argmax))
+    }
+
+    /// Two shards of two sweeps (passkey, then fidelity), merged, give the unsharded folder byte for byte; merging
+    /// refuses a shard run with other settings and an incomplete set of shards.
+    func testShardedSweepsMergeIntoTheUnshardedRun() throws {
+        let engine = try Engine(file: TestModel.file)
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        let haystack = try Haystack.paulGraham()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("eval-shards-\(UUID().uuidString)")
+        let passkey = EvalSettings(task: "passkey", methods: ["full", "streaming"], budgets: [64], lengths: [512], depths: [0, 0.5, 1],
+                                   samples: 1, seed: 3, maxTokens: 4, planNewTokens: 128, continuation: 8, haystack: "paul-graham-essays",
+                                   kvOptions: [:], model: engine.model.config.name)
+        var fidelity = passkey
+        fidelity.task = "fidelity"
+        fidelity.samples = 3
+        func sweep(_ settings: EvalSettings, into folder: URL) throws {
+            let (configurations, index) = EvalFolder.adding(settings, to: try EvalFolder.configurations(in: folder))
+            let store = try EvalStore(folder: folder)
+            let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: store)
+            evaluator.sweepIndex = index
+            if settings.task == "passkey" { try evaluator.runPasskey(haystack: haystack) } else { try evaluator.runFidelity(text: haystack) }
+            try EvalFolder.writeSummaries(store, configurations: configurations)
+        }
+        func sharded(_ settings: EvalSettings, _ shard: String) -> EvalSettings { var s = settings; s.shard = EvalShard(shard)!; return s }
+        let whole = root.appendingPathComponent("whole"), merged = root.appendingPathComponent("merged")
+        let shards = [root.appendingPathComponent("shard0"), root.appendingPathComponent("shard1")]
+        for settings in [passkey, fidelity] {
+            try sweep(settings, into: whole)
+            for (i, folder) in shards.enumerated() { try sweep(sharded(settings, "\(i)/2"), into: folder) }
+        }
+        // Shard 0 of 2 holds prompts 0 and 2 of each sweep (3 prompts), 2 runs each.
+        XCTAssertEqual(try EvalStore.read(shards[0].appendingPathComponent("predictions.jsonl")).count, 2 * 2 + 2 * 2)
+        try EvalFolder.merge(shards, into: merged)
+        for name in ["predictions.jsonl", "config.json", "metrics.json", "report.html"] {
+            XCTAssertEqual(try Data(contentsOf: merged.appendingPathComponent(name)), try Data(contentsOf: whole.appendingPathComponent(name)), name)
+        }
+        XCTAssertThrowsError(try EvalFolder.merge([shards[0]], into: root.appendingPathComponent("half"))) {
+            XCTAssertTrue("\($0)".contains("1/2"), "\($0)")
+        }
+        let other = root.appendingPathComponent("other-seed")
+        var reseeded = sharded(passkey, "1/2")
+        reseeded.seed = 4
+        try sweep(reseeded, into: other)
+        try sweep(sharded(fidelity, "1/2"), into: other)
+        XCTAssertThrowsError(try EvalFolder.merge([shards[0], other], into: root.appendingPathComponent("mixed"))) {
+            XCTAssertTrue("\($0)".contains("other settings"), "\($0)")
+        }
     }
 }

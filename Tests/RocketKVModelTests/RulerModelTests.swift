@@ -30,4 +30,28 @@ final class RulerModelTests: XCTestCase {
         XCTAssertThrowsError(try { var r = Xoshiro256StarStar(seed: 1)
             return try Ruler.sample(task: "qa_1", haystack: haystack, tokens: 800, tokenizer: tokenizer, using: &r) }())
     }
+
+    /// At each task's minimum length (`EvalSettings.minimumLength`) every prompt still fits: lengths are honoured
+    /// down to the minimum and rejected below it.
+    func testEveryTaskFitsItsMinimumLength() throws {
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        let haystack = try Haystack.paulGraham()
+        func minimum(_ task: String) -> Int {
+            EvalSettings(task: task, methods: ["full"], budgets: [], lengths: [], depths: [], samples: 1, seed: 1, maxTokens: 16,
+                         planNewTokens: 128, continuation: 64, haystack: "", kvOptions: [:], model: "").minimumLength
+        }
+        for seed in UInt64(1)...3 {
+            for task in Ruler.tasks {
+                var rng = Xoshiro256StarStar(seed: seed)
+                let sample = try Ruler.sample(task: task, haystack: haystack, tokens: minimum("ruler"), tokenizer: tokenizer, using: &rng)
+                XCTAssertLessThanOrEqual(tokenizer.encode(sample.prompt, addSpecial: true, parseSpecial: false).count, minimum("ruler"), task)
+            }
+            var rng = Xoshiro256StarStar(seed: seed)
+            let session = MultiturnSession.make(haystack: haystack, tokens: minimum("multiturn"), turns: 4, tokenizer: tokenizer, using: &rng)
+            XCTAssertLessThanOrEqual(session.firstPrompt.count, minimum("multiturn") - 3 * 40)
+            let key = Passkey.randomKey(using: &rng)
+            XCTAssertLessThanOrEqual(Passkey.prompt(haystack: haystack, tokens: minimum("passkey"), depth: 0.5, key: key, tokenizer: tokenizer).tokens.count,
+                                     minimum("passkey"))
+        }
+    }
 }

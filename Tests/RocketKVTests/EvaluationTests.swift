@@ -72,4 +72,95 @@ final class EvaluationTests: XCTestCase {
         XCTAssertTrue(html.contains("rocket @ 256"))
         XCTAssertTrue(html.contains("<td>50.0</td>"))
     }
+
+    func testIntervalsWilsonForProportionsBootstrapForMeans() {
+        let wilson = ConfidenceInterval.wilson(successes: 17, n: 20)
+        XCTAssertEqual(wilson.low, 63.958, accuracy: 1e-3)   // (values from the closed form, computed independently)
+        XCTAssertEqual(wilson.high, 94.763, accuracy: 1e-3)
+        XCTAssertEqual(ConfidenceInterval.wilson(successes: 0, n: 20).high, 16.113, accuracy: 1e-3)
+        XCTAssertEqual(ConfidenceInterval.of([1, 1, 0]).method, "wilson")
+        let scores = [0.25, 0.5, 0.5, 1, 0.75, 0, 0.25, 1]
+        let a = ConfidenceInterval.of(scores), b = ConfidenceInterval.of(scores)
+        XCTAssertEqual(a, b, "seeded: the same scores give the same interval")
+        XCTAssertEqual(a.method, "bootstrap")
+        XCTAssertLessThan(a.low, 53.125)
+        XCTAssertGreaterThan(a.high, 53.125)
+        XCTAssertGreaterThan(a.low, 20)
+        XCTAssertLessThan(a.high, 85)
+    }
+
+    func testRulerMeansWithAndWithoutTasksFullCannotDo() {
+        func p(_ task: String, _ method: String, _ score: Double, _ sample: Int) -> EvalPrediction {
+            EvalPrediction(task: "ruler/\(task)", method: method, budget: method == "full" ? nil : 128, length: 4096, depth: nil, sample: sample,
+                           output: "", expected: "", score: score, promptTokens: 4000, statistics: KVStatistics())
+        }
+        var predictions: [EvalPrediction] = []
+        for sample in 0..<4 {
+            predictions += [p("niah_single", "full", 1, sample), p("vt", "full", 0, sample),
+                            p("niah_single", "rocket", sample < 2 ? 1 : 0, sample), p("vt", "rocket", 0.5, sample)]
+        }
+        let metrics = EvalMetric.summarize(predictions)
+        func metric(_ task: String, _ method: String) -> EvalMetric { metrics.first { $0.task == task && $0.method == method }! }
+        XCTAssertEqual(metric("ruler/mean", "full").accuracy, 50)
+        XCTAssertEqual(metric("ruler/mean-solved", "full").accuracy, 100)
+        XCTAssertEqual(metric("ruler/mean", "rocket").accuracy, 50)   // (50 + 50) / 2
+        XCTAssertEqual(metric("ruler/mean-solved", "rocket").accuracy, 50)   // vt left out: full scores 0 there
+        XCTAssertEqual(metric("ruler/mean-solved", "rocket").count, 4)
+        XCTAssertEqual(metric("ruler/mean", "rocket").count, 8)
+        XCTAssertEqual(metric("ruler/mean", "full").interval.low, 50, "every resample of constant tasks gives 50")
+        XCTAssertEqual(metric("ruler/vt", "rocket").interval.method, "bootstrap")
+    }
+
+    func testPredictionIDsCarryTheConfiguration() throws {
+        var settings = EvalSettings(task: "passkey", methods: ["full", "rocket"], budgets: [128], lengths: [2048], depths: [0.5], samples: 1,
+                                    seed: 1, maxTokens: 16, planNewTokens: 128, continuation: 64, haystack: "paul-graham-essays",
+                                    kvOptions: [:], model: "m")
+        let plain = try settings.configuration(for: "rocket")
+        settings.kvOptions = ["page-round": "nearest"]
+        XCTAssertNotEqual(try settings.configuration(for: "rocket"), plain)
+        XCTAssertTrue(try settings.configuration(for: "rocket").contains("kv-option page-round=nearest"))
+        XCTAssertFalse(try settings.configuration(for: "full").contains("kv-option"), "full has no such option")
+        XCTAssertTrue(plain.contains("engine=\(EvalSettings.engineVersion)") && plain.contains("first-token=compressed"))
+        settings.seed = 2
+        XCTAssertNotEqual(try settings.configuration(for: "full"), plain.replacingOccurrences(of: "rocket", with: "full"))
+        var a = EvalPrediction(task: "passkey", method: "rocket", budget: 128, length: 2048, depth: 0.5, sample: 0, output: "", expected: "",
+                               score: 0, promptTokens: 2040, statistics: KVStatistics())
+        var b = a
+        a.configuration = plain
+        b.configuration = try settings.configuration(for: "rocket")
+        XCTAssertNotEqual(a.id, b.id)
+        b.configuration = plain
+        b.plan = "RocketKV[A] S=2168 t=128"
+        XCTAssertNotEqual(a.id, b.id)
+    }
+
+    func testConfigurationsWrittenBeforeTheFirstTokenSwitchReadAsDense() throws {
+        let old = #"{"task":"passkey","methods":["full"],"budgets":[128],"lengths":[2048],"depths":[0.5],"samples":4,"seed":1,"maxTokens":16,"planNewTokens":128,"continuation":64,"haystack":"paul-graham-essays","kvOptions":{},"model":"m"}"#
+        let settings = try JSONDecoder().decode(EvalSettings.self, from: Data(old.utf8))
+        XCTAssertEqual(settings.firstToken, .dense)
+        XCTAssertEqual(settings.turns, 4)
+        XCTAssertNil(settings.shard)
+    }
+
+    func testShardsSplitPromptsWhole() {
+        XCTAssertNil(EvalShard("3/3"))
+        XCTAssertNil(EvalShard("1"))
+        XCTAssertNil(EvalShard("-1/2"))
+        let shards = (0..<3).map { EvalShard("\($0)/3")! }
+        for prompt in 0..<20 { XCTAssertEqual(shards.filter { $0.contains(prompt: prompt) }.count, 1) }
+        XCTAssertEqual(shards[1].description, "1/3")
+    }
+
+    func testSettingsRejectLengthsBelowTheTaskMinimum() {
+        var settings = EvalSettings(task: "ruler", methods: ["full"], budgets: [128], lengths: [64], depths: [0.5], samples: 1, seed: 1,
+                                    maxTokens: 16, planNewTokens: 128, continuation: 64, haystack: "synthetic", kvOptions: [:], model: "m")
+        XCTAssertThrowsError(try settings.validate(contextLength: nil)) { XCTAssertTrue("\($0)".contains("minimum of 512 tokens for ruler"), "\($0)") }
+        settings.lengths = [512]
+        XCTAssertNoThrow(try settings.validate(contextLength: nil))
+        settings.task = "multiturn"
+        settings.lengths = [500]
+        XCTAssertThrowsError(try settings.validate(contextLength: nil)) { XCTAssertTrue("\($0)".contains("504"), "\($0)") }
+        settings.lengths = [8100]
+        XCTAssertThrowsError(try settings.validate(contextLength: 8192)) { XCTAssertTrue("\($0)".contains("leave room for 128"), "\($0)") }
+    }
 }

@@ -29,6 +29,12 @@ final class PasskeyTests: XCTestCase {
     func testScoring() {
         XCTAssertEqual(Passkey.exactMatch(response: "4823917. In other words", key: "4823917"), 1)
         XCTAssertEqual(Passkey.exactMatch(response: "The pass key is 482391", key: "4823917"), 0)
+        // Exact match is the key as a whole number; a longer run of digits holding it only counts as a substring.
+        XCTAssertEqual(Passkey.exactMatch(response: "66689352", key: "6689352"), 0)
+        XCTAssertEqual(Passkey.substringMatch(response: "66689352", key: "6689352"), 1)
+        XCTAssertEqual(Passkey.exactMatch(response: "is 6689352, remember 66689352", key: "6689352"), 1)
+        XCTAssertEqual(Passkey.exactMatch(response: "key:0123456.", key: "0123456"), 1)
+        XCTAssertEqual(Passkey.substringMatch(response: "The pass key is 482391", key: "4823917"), 0)
         XCTAssertEqual(Passkey.normalize("The Pass-Key, is  AN answer!"), "pass key is answer")
         var rng = Xoshiro256StarStar(seed: 1)
         let key = Passkey.randomKey(using: &rng)

@@ -6,7 +6,7 @@ public enum EvalReport {
     public static func html(predictions: [EvalPrediction], settings: [String: [EvalSettings]]) -> String {
         let metrics = EvalMetric.summarize(predictions)
         var body = "<h1>RocketKV evaluation</h1>\n"
-        if let model = settings.values.first?.first?.model { body += "<p class=note>Model: \(escape(model)). Generated \(Date()).</p>\n" }
+        if let model = settings.values.first?.first?.model { body += "<p class=note>Model: \(escape(model)).</p>\n" }
         for task in ["passkey", "ruler", "multiturn", "fidelity"] where predictions.contains(where: { $0.task == task || $0.task.hasPrefix(task + "/") }) {
             let taskPredictions = predictions.filter { $0.task == task }
             body += "<h2>\(task)</h2>\n"
@@ -15,12 +15,13 @@ public enum EvalReport {
             }
             if task == "ruler" {
                 let rulerMetrics = metrics.filter { $0.task.hasPrefix("ruler/") }
-                let averaged = EvalMetric.averageOverTasks(rulerMetrics, as: "ruler")
+                let averaged = rulerMetrics.filter { $0.task == "ruler/mean" }
                 body += "<div class=grid>" + Array(Set(averaged.map(\.length))).sorted().map { length in
                     "<div class=cell><b>\(length) tokens, mean over tasks</b><br>" + curves(averaged.filter { $0.length == length }, task: task) + "</div>"
                 }.joined() + "</div>\n"
-                body += table(averaged, task: task)
-                body += table(rulerMetrics, task: task)
+                body += "<p class=note>mean: over all tasks; mean-solved: over the tasks on which full scores above \(String(format: "%.0f", EvalMetric.unsolvedTaskAccuracy)) %. Intervals: bootstrap over prompts, within each task.</p>\n"
+                body += table(rulerMetrics.filter { $0.task.hasPrefix("ruler/mean") }, task: task)
+                body += table(rulerMetrics.filter { !$0.task.hasPrefix("ruler/mean") }, task: task)
                 continue
             }
             let taskMetrics = metrics.filter { $0.task == task }
@@ -118,14 +119,19 @@ public enum EvalReport {
 
     static func table(_ metrics: [EvalMetric], task: String) -> String {
         let fidelity = task == "fidelity"
-        var html = "<table><tr>" + (task == "ruler" ? "<th>task</th>" : "") + "<th>method</th><th>budget</th><th>length</th><th>n</th><th>\(fidelity ? "top-1 agree %" : "accuracy %")</th>"
-        html += fidelity ? "<th>KL (nats)</th><th>perplexity</th>" : "<th>partial %</th>"
-        html += "<th>KV read / step</th></tr>"
+        let passkey = task == "passkey"
+        var html = "<table><tr>" + (task == "ruler" ? "<th>task</th>" : "") + "<th>method</th><th>budget</th><th>length</th><th>n</th><th>\(fidelity ? "top-1 agree %" : "accuracy %")</th><th>95 % interval</th>"
+        html += fidelity ? "<th>KL (nats)</th><th>perplexity</th>" : passkey ? "<th>substring %</th><th>95 % interval</th><th>partial %</th>" : ""
+        html += "<th>KV read / step</th><th>options</th></tr>"
         for m in metrics {
-            html += "<tr>" + (task == "ruler" ? "<td>\(m.task.hasPrefix("ruler/") ? String(m.task.dropFirst("ruler/".count)) : "mean")</td>" : "") + "<td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td>"
-            html += fidelity ? "<td>\(String(format: "%.4f", m.kl ?? 0))</td><td>\(String(format: "%.3f", m.perplexity ?? 0))</td>"
-                : "<td>\(m.partial.map { String(format: "%.1f", $0) } ?? "–")</td>"
-            html += "<td>\(String(format: "%.2f MiB", m.kvReadBytesPerStep / 1_048_576))</td></tr>"
+            html += "<tr>" + (task == "ruler" ? "<td>\(m.task.dropFirst("ruler/".count))</td>" : "") + "<td>\(m.method)</td><td>\(m.budget.map(String.init) ?? "–")</td><td>\(m.length)</td><td>\(m.count)</td><td>\(String(format: "%.1f", m.accuracy))</td><td>\(m.interval.text) \(m.interval.method)</td>"
+            if fidelity {
+                html += "<td>\(String(format: "%.4f", m.kl ?? 0))</td><td>\(String(format: "%.3f", m.perplexity ?? 0))</td>"
+            } else if passkey {
+                html += "<td>\(m.substring.map { String(format: "%.1f", $0) } ?? "–")</td><td>\(m.substringInterval?.text ?? "–")</td><td>\(m.partial.map { String(format: "%.1f", $0) } ?? "–")</td>"
+            }
+            html += "<td>\(String(format: "%.2f MiB", m.kvReadBytesPerStep / 1_048_576))" + (m.kvIdealReadBytesPerStep.map { String(format: " (ideal %.2f)", $0 / 1_048_576) } ?? "") + "</td>"
+            html += "<td>\(escape(m.options))</td></tr>"
         }
         return html + "</table>\n"
     }

@@ -1,7 +1,40 @@
 import Foundation
 
+/// Where a single-turn prompt's first answer token comes from (spec §2.2).
+public enum FirstTokenSource: String, Codable, Sendable, CaseIterable {
+    /// The last prompt token is held back and fed as the first decode step, so the first answer token goes
+    /// through the method's compressed cache ([A], how the paper's accuracy numbers were produced).
+    case compressed
+    /// The whole prompt is prefilled densely and the first answer token comes from the prefill logits, the
+    /// same for every method.
+    case dense
+}
+
+/// A deterministic part of a sweep's prompts: those whose position `p` in the sweep has `p % count == index`.
+public struct EvalShard: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var index: Int
+    public var count: Int
+
+    /// Parses `I/N` with 0 ≤ I < N.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, (0..<n).contains(i) else { return nil }
+        index = i
+        count = n
+    }
+
+    /// Whether the prompt at position `prompt` of a sweep belongs to this shard.
+    public func contains(prompt: Int) -> Bool { prompt % count == index }
+    /// `I/N`, as `--shard` takes it.
+    public var description: String { "\(index)/\(count)" }
+}
+
 /// What a sweep runs; written to `DIR/config.json` so results carry their configuration.
 public struct EvalSettings: Codable, Sendable, Equatable {
+    /// Changes whenever a change to the engine or the harness can change a prediction; part of every
+    /// prediction's `configuration`, so a resumed sweep recomputes what an older engine made.
+    public static let engineVersion = "2026-12-03.1"
+
     public var task: String
     public var methods: [String]
     public var budgets: [Int]
@@ -20,9 +53,16 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     public var haystack: String
     public var kvOptions: [String: String]
     public var model: String
+    /// Single-turn tasks (passkey, RULER, fidelity); multi-turn always answers from the turn's prefill (§2.2).
+    public var firstToken: FirstTokenSource
+    /// Questions per multi-turn session.
+    public var turns: Int
+    /// The part of the prompts this run computes, nil for all of them.
+    public var shard: EvalShard?
 
     public init(task: String, methods: [String], budgets: [Int], lengths: [Int], depths: [Double], samples: Int, seed: UInt64,
-                maxTokens: Int, planNewTokens: Int, continuation: Int, haystack: String, kvOptions: [String: String], model: String) {
+                maxTokens: Int, planNewTokens: Int, continuation: Int, haystack: String, kvOptions: [String: String], model: String,
+                firstToken: FirstTokenSource = .compressed, turns: Int = 4, shard: EvalShard? = nil) {
         self.task = task
         self.methods = methods
         self.budgets = budgets
@@ -36,6 +76,30 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         self.haystack = haystack
         self.kvOptions = kvOptions
         self.model = model
+        self.firstToken = firstToken
+        self.turns = turns
+        self.shard = shard
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case task, methods, budgets, lengths, depths, samples, seed, maxTokens, planNewTokens, continuation, haystack, kvOptions, model
+        case firstToken, turns, shard
+    }
+
+    /// Reads configurations written before `firstToken`, `turns` and `shard` existed as what those runs did
+    /// (first token from the dense prefill, 4 turns, every prompt).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(task: try c.decode(String.self, forKey: .task), methods: try c.decode([String].self, forKey: .methods),
+                  budgets: try c.decode([Int].self, forKey: .budgets), lengths: try c.decode([Int].self, forKey: .lengths),
+                  depths: try c.decode([Double].self, forKey: .depths), samples: try c.decode(Int.self, forKey: .samples),
+                  seed: try c.decode(UInt64.self, forKey: .seed), maxTokens: try c.decode(Int.self, forKey: .maxTokens),
+                  planNewTokens: try c.decode(Int.self, forKey: .planNewTokens), continuation: try c.decode(Int.self, forKey: .continuation),
+                  haystack: try c.decode(String.self, forKey: .haystack), kvOptions: try c.decode([String: String].self, forKey: .kvOptions),
+                  model: try c.decode(String.self, forKey: .model),
+                  firstToken: try c.decodeIfPresent(FirstTokenSource.self, forKey: .firstToken) ?? .dense,
+                  turns: try c.decodeIfPresent(Int.self, forKey: .turns) ?? 4,
+                  shard: try c.decodeIfPresent(EvalShard.self, forKey: .shard))
     }
 
     /// Each method once per budget; methods without a budget once.
@@ -52,6 +116,51 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         }
         return runs
     }
+
+    /// Everything a prediction of `method` depends on besides its cell and plan: the model, seed, haystack,
+    /// the task's generation settings, the method's options and the engine version.
+    public func configuration(for method: String) throws -> String {
+        var parts = ["model=\(model)", "seed=\(seed)", "haystack=\(haystack)", "plan-new-tokens=\(planNewTokens)"]
+        switch task {
+        case "passkey": parts += ["max-tokens=\(maxTokens)", "first-token=\(firstToken.rawValue)"]
+        case "ruler": parts += ["first-token=\(firstToken.rawValue)"]
+        case "fidelity": parts += ["continuation=\(continuation)", "first-token=\(firstToken.rawValue)"]
+        default: parts += ["turns=\(turns)"]
+        }
+        parts += try KVMethods.options(kvOptions, for: method).sorted { $0.key < $1.key }.map { "kv-option \($0.key)=\($0.value)" }
+        return (parts + ["engine=\(Self.engineVersion)"]).joined(separator: "; ")
+    }
+
+    /// The shortest prompt length a task accepts: its instruction, needles and question alone take most of this
+    /// (passkey 72 tokens with SmolLM2's tokenizer; RULER's longest fixed part is cwe's minimum word list), so
+    /// shorter lengths are rejected rather than silently exceeded (`RulerModelTests` checks each task fits).
+    public var minimumLength: Int {
+        switch task {
+        case "passkey": return 80
+        case "ruler": return 512
+        case "multiturn": return 384 + 40 * max(0, turns - 1)
+        default: return 64
+        }
+    }
+
+    /// Throws unless every setting is usable with a model of `contextLength` tokens (nil: not known yet).
+    public func validate(contextLength: Int?) throws {
+        for budget in budgets where budget < 16 { throw InferenceError("budget \(budget) is below the minimum of 16 tokens") }
+        for depth in depths where !(0...1).contains(depth) { throw InferenceError("depth \(depth) is outside [0, 1]") }
+        guard samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
+        for length in lengths where length < minimumLength {
+            throw InferenceError("length \(length) is below the minimum of \(minimumLength) tokens for \(task)"
+                                 + (task == "multiturn" ? " with \(turns) turns" : ""))
+        }
+        if let contextLength {
+            let room = max(128, maxTokens, continuation)
+            for length in lengths where length + room > contextLength {
+                throw InferenceError("length \(length) must leave room for \(room) generated tokens in the context of \(contextLength)")
+            }
+        }
+        _ = try runs()
+        for method in methods { _ = try configuration(for: method) }
+    }
 }
 
 /// Runs the evaluation tasks: one dense prefill per prompt, replayed into every method and budget.
@@ -64,84 +173,92 @@ public final class Evaluator {
     public let store: EvalStore
     /// Called after each prompt × method × budget with (done, total) and a short label.
     public var onProgress: (Int, Int, String) -> Void = { _, _, _ in }
+    /// The index of `settings` among the folder's sweeps of its task (`config.json`), stored with each prediction.
+    public var sweepIndex = 0
+    /// Predictions found in the store (same cell, configuration and plan) and not computed again.
+    public private(set) var reused = 0
+    /// Predictions computed and appended by this evaluator.
+    public private(set) var computed = 0
 
     public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
-        let model = engine.model
-        for budget in settings.budgets where budget < 16 { throw KVMethodError("budget \(budget) is below the minimum of 16 tokens") }
-        let room = max(128, settings.maxTokens, settings.continuation)
-        for length in settings.lengths where length < 64 || length + room > model.config.contextLength {
-            throw InferenceError("length \(length) must be ≥ 64 and leave room for \(room) generated tokens in the context of \(model.config.contextLength)")
-        }
-        guard settings.samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
+        try settings.validate(contextLength: engine.model.config.contextLength)
         self.engine = engine
         self.tokenizer = tokenizer
         self.settings = settings
         self.store = store
-        _ = try settings.runs()
     }
 
-    /// Needle in a haystack: lengths × depths × samples, scored by exact and partial match of the key.
+    /// Needle in a haystack: lengths × depths × samples, scored by the key as a whole number in the output
+    /// (with substring and partial match beside it).
     public func runPasskey(haystack: Haystack) throws {
-        for depth in settings.depths where !(0...1).contains(depth) { throw InferenceError("depth \(depth) is outside [0, 1]") }
-        var prompts: [GenerationPrompt] = []
+        var cells: [Cell] = []
         for length in settings.lengths {
             for (depthIndex, depth) in settings.depths.enumerated() {
                 for sample in 0..<settings.samples {
-                    prompts.append(GenerationPrompt(cell: Cell(task: "passkey", length: length, depth: depth, sample: sample)) { [settings, tokenizer] in
-                        var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(depthIndex) &* 10_007 &+ UInt64(sample))
-                        let key = Passkey.randomKey(using: &rng)
-                        let prompt = Passkey.prompt(haystack: haystack, tokens: length, depth: depth, key: key, tokenizer: tokenizer)
-                        return (prompt.tokens, key, settings.maxTokens, { output in
-                            (Passkey.exactMatch(response: output, key: key), Passkey.partialMatch(response: output, key: key))
-                        })
-                    })
+                    cells.append(Cell(task: "passkey", length: length, depth: depth, sample: sample, prompt: cells.count, variant: depthIndex))
                 }
             }
         }
-        try runGeneration(prompts)
+        try runGeneration(cells) { [settings, tokenizer] cell in
+            var rng = cell.generator(seed: settings.seed)
+            let key = Passkey.randomKey(using: &rng)
+            let prompt = Passkey.prompt(haystack: haystack, tokens: cell.length, depth: cell.depth!, key: key, tokenizer: tokenizer)
+            return GenerationPrompt(tokens: prompt.tokens, expected: key, maxTokens: settings.maxTokens) { output, prediction in
+                prediction.score = Passkey.exactMatch(response: output, key: key)
+                prediction.substring = Passkey.substringMatch(response: output, key: key)
+                prediction.partial = Passkey.partialMatch(response: output, key: key)
+            }
+        }
     }
 
     /// RULER-style tasks (`Ruler.tasks`, or the given subset) at every length, `samples` prompts each;
     /// predictions are stored under the task name `ruler/<task>`.
     public func runRuler(haystack: Haystack, tasks: [String] = Ruler.tasks) throws {
-        var prompts: [GenerationPrompt] = []
+        var cells: [Cell] = []
         for length in settings.lengths {
             for (taskIndex, task) in tasks.enumerated() {
                 guard Ruler.tasks.contains(task) else { throw InferenceError("unknown RULER task '\(task)'; available: \(Ruler.tasks.joined(separator: ", "))") }
                 for sample in 0..<settings.samples {
-                    prompts.append(GenerationPrompt(cell: Cell(task: "ruler/\(task)", length: length, depth: nil, sample: sample)) { [settings, tokenizer] in
-                        var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(length) &* 1_000_003 &+ UInt64(taskIndex) &* 10_007 &+ UInt64(sample))
-                        let item = try Ruler.sample(task: task, haystack: haystack, tokens: length, tokenizer: tokenizer, using: &rng)
-                        let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
-                        return (tokens, item.answers.joined(separator: ", "), item.maxTokens, { (Ruler.score(output: $0, answers: item.answers), nil) })
-                    })
+                    cells.append(Cell(task: "ruler/\(task)", length: length, depth: nil, sample: sample, prompt: cells.count, variant: taskIndex))
                 }
             }
         }
-        try runGeneration(prompts)
+        try runGeneration(cells) { [settings, tokenizer] cell in
+            var rng = cell.generator(seed: settings.seed)
+            let task = String(cell.task.dropFirst("ruler/".count))
+            let item = try Ruler.sample(task: task, haystack: haystack, tokens: cell.length, tokenizer: tokenizer, using: &rng)
+            let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
+            guard tokens.count <= cell.length else {
+                throw InferenceError("RULER task \(task) needs more than \(cell.length) tokens (its prompt without filler has \(tokens.count))")
+            }
+            return GenerationPrompt(tokens: tokens, expected: item.answers.joined(separator: ", "), maxTokens: item.maxTokens) { output, prediction in
+                prediction.score = Ruler.score(output: output, answers: item.answers)
+            }
+        }
     }
 
-    /// SCBench-style shared-context sessions: essay text with `turns` key-value needles, then `turns` questions,
-    /// each asking for a different key in a new turn of the same sequence (the cache carries over; `rocket-mt`
-    /// re-selects from the full history each turn, `rocket` re-compresses what it kept). Score: fraction of
+    /// SCBench-style shared-context sessions: essay text with `settings.turns` key-value needles, then as many
+    /// questions, each asking for a different key in a new turn of the same sequence (the cache carries over;
+    /// `rocket-mt` re-selects from the full history each turn, `rocket` re-compresses what it kept). Each turn's
+    /// first answer token comes from that turn's prefill, as in [A]'s SCBench runs (§2.2). Score: fraction of
     /// turns whose answer contains the value.
-    public func runMultiturn(haystack: Haystack, turns: Int = 4) throws {
-        let cells = settings.lengths.flatMap { length in
-            (0..<settings.samples).map { Cell(task: "multiturn", length: length, depth: nil, sample: $0) }
-        }
-        try sweep(cells, runs: try settings.runs()) { _, cell, pending, stored in
+    public func runMultiturn(haystack: Haystack) throws {
+        try sweep(samplesPerLength(task: "multiturn"), runs: try settings.runs(), holdBack: false) { cell in
             var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.sample) &+ 77)
-            let session = MultiturnSession.make(haystack: haystack, tokens: cell.length, turns: turns, tokenizer: tokenizer, using: &rng)
-            let snapshot = try engine.prefillSnapshot(session.firstPrompt)
+            let session = MultiturnSession.make(haystack: haystack, tokens: cell.length, turns: settings.turns, tokenizer: tokenizer, using: &rng)
+            guard session.firstPrompt.count <= cell.length else {
+                throw InferenceError("multiturn needs more than \(cell.length) tokens for \(settings.turns) turns")
+            }
+            return (session.firstPrompt, session)
+        } body: { cell, session, snapshot, pending, record in
             for run in pending {
-                let policy = try makePolicy(run, promptLength: session.firstPrompt.count)
-                snapshot.replay(into: policy)
-                let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
+                let (policy, generatorSession, firstLogits) = try start(snapshot, run: run.run, heldBack: nil)
+                let generator = Generator(session: generatorSession, tokenizer: tokenizer)
                 // An answer ends at its line; it stays in the history the next turn sees.
                 var options = GenerationOptions()
                 options.maxTokens = 12
                 options.stopStrings = ["\n"]
-                var result = try generator.generate(after: snapshot.lastLogits, options: options)
+                var result = try generator.generate(after: firstLogits, options: options)
                 var outputs = [result.text]
                 for question in session.laterQuestions {
                     // The last sampled token of a turn (cut by length or a stop string) has not been fed yet.
@@ -150,86 +267,133 @@ public final class Evaluator {
                     outputs.append(result.text)
                 }
                 let hits = zip(outputs, session.values).filter { $0.0.contains($0.1) }.count
-                try store.append(EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length, depth: nil,
-                                                sample: cell.sample, output: outputs.joined(separator: " | "),
-                                                expected: session.values.joined(separator: " | "),
-                                                score: Double(hits) / Double(outputs.count),
-                                                promptTokens: session.firstPrompt.count, statistics: policy.statistics))
-                stored()
+                try record(EvalPrediction(task: cell.task, method: run.run.method, budget: run.run.budget, length: cell.length, depth: nil,
+                                          sample: cell.sample, output: outputs.joined(separator: " | "),
+                                          expected: session.values.joined(separator: " | "),
+                                          score: Double(hits) / Double(outputs.count),
+                                          promptTokens: session.firstPrompt.count, statistics: policy.statistics), run)
             }
         }
     }
 
-    /// One prompt position of a sweep: task, length, depth (passkey) and sample.
+    /// One prompt position of a sweep: task, length, depth (passkey), sample, its position in the sweep and
+    /// the index of its depth or RULER task (for the seed).
     private struct Cell {
-        let task: String, length: Int, depth: Double?, sample: Int
+        let task: String, length: Int, depth: Double?, sample: Int, prompt: Int, variant: Int
+        /// The generator of this cell's random content (keys, needles, depths), from the sweep's seed.
+        func generator(seed: UInt64) -> Xoshiro256StarStar {
+            Xoshiro256StarStar(seed: seed &+ UInt64(length) &* 1_000_003 &+ UInt64(variant) &* 10_007 &+ UInt64(sample))
+        }
         var label: String { "\(task) \(length) tokens" + (depth.map { ", depth \($0)" } ?? "") + ", sample \(sample)" }
-        func id(_ run: (method: String, budget: Int?)) -> String {
-            EvalPrediction.id(task: task, method: run.method, budget: run.budget, length: length, depth: depth, sample: sample)
+    }
+
+    /// `settings.samples` cells of `task` per length, numbered in that order.
+    private func samplesPerLength(task: String) -> [Cell] {
+        settings.lengths.flatMap { length in (0..<settings.samples).map { (length, $0) } }.enumerated().map { index, item in
+            Cell(task: task, length: item.0, depth: nil, sample: item.1, prompt: index, variant: 0)
         }
     }
 
-    /// Visits every cell whose runs are not all in the store yet (with its index and those runs) and keeps
-    /// the progress count: `body` calls its last argument after storing each prediction.
-    private func sweep(_ cells: [Cell], runs: [(method: String, budget: Int?)],
-                       _ body: (Int, Cell, [(method: String, budget: Int?)], () -> Void) throws -> Void) throws {
-        let total = cells.count * runs.count
+    /// A run of a cell that is not in the store yet, with what identifies its prediction.
+    private struct PendingRun {
+        let run: (method: String, budget: Int?)
+        let configuration: String
+        let plan: String?
+    }
+
+    /// For every cell of this shard: builds its prompt (`prepare`: the tokens and what the body needs), works
+    /// out each run's prediction id (the method's plan for that prompt included), and — when some are not in
+    /// the store — prefills the prompt once (without its last token when `holdBack`) and hands the snapshot and
+    /// the pending runs to `body`, which calls `record` with each prediction. Counts reused and computed cells.
+    private func sweep<Prompt>(_ cells: [Cell], runs: [(method: String, budget: Int?)], holdBack: Bool,
+                               prepare: (Cell) throws -> ([Int], Prompt),
+                               body: (Cell, Prompt, PrefillSnapshot, [PendingRun], (EvalPrediction, PendingRun) throws -> Void) throws -> Void) throws {
+        let mine = cells.filter { settings.shard?.contains(prompt: $0.prompt) ?? true }
+        let configurations = try Dictionary(uniqueKeysWithValues: Set(runs.map(\.method)).map { ($0, try settings.configuration(for: $0)) })
+        let total = mine.count * runs.count
         var done = 0
-        for (index, cell) in cells.enumerated() {
-            let pending = runs.filter { !store.contains(cell.id($0)) }
+        for cell in mine {
+            let (tokens, prompt) = try prepare(cell)
+            let prefilled = holdBack ? Array(tokens.dropLast()) : tokens
+            var pending: [PendingRun] = []
+            for run in runs {
+                let candidate = PendingRun(run: run, configuration: configurations[run.method]!,
+                                           plan: try makePolicy(run, promptLength: prefilled.count).planDescription)
+                var probe = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length, depth: cell.depth,
+                                           sample: cell.sample, output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics())
+                probe.configuration = candidate.configuration
+                probe.plan = candidate.plan
+                if store.contains(probe.id) { reused += 1 } else { pending.append(candidate) }
+            }
             done += runs.count - pending.count
             guard !pending.isEmpty else { continue }
             onProgress(done, total, "\(cell.label): prefill")
-            try body(index, cell, pending) {
+            let snapshot = try engine.prefillSnapshot(prefilled)
+            try body(cell, prompt, snapshot, pending) { prediction, run in
+                var prediction = prediction
+                prediction.prompt = cell.prompt
+                prediction.sweep = sweepIndex
+                prediction.configuration = run.configuration
+                prediction.plan = run.plan
+                try store.append(prediction)
+                computed += 1
                 done += 1
                 onProgress(done, total, cell.label)
             }
         }
     }
 
-    /// One prompt of a generation sweep, built only when some of its runs are still to do.
+    /// One prompt of a generation sweep: its tokens, the expected answer, tokens to generate, and the scorer,
+    /// which sets the prediction's scores from the output.
     private struct GenerationPrompt {
-        let cell: Cell
-        /// Prompt tokens, expected answer, tokens to generate, and the scorer (score, partial score).
-        let make: () throws -> ([Int], String, Int, (String) -> (Double, Double?))
+        let tokens: [Int]
+        let expected: String
+        let maxTokens: Int
+        let score: (String, inout EvalPrediction) -> Void
     }
 
-    private func runGeneration(_ prompts: [GenerationPrompt]) throws {
-        try sweep(prompts.map(\.cell), runs: try settings.runs()) { index, cell, pending, stored in
-            let (tokens, expected, maxTokens, score) = try prompts[index].make()
-            let snapshot = try engine.prefillSnapshot(tokens)
+    private func runGeneration(_ cells: [Cell], prompt make: (Cell) throws -> GenerationPrompt) throws {
+        let holdBack = settings.firstToken == .compressed
+        try sweep(cells, runs: try settings.runs(), holdBack: holdBack) { cell in
+            let prompt = try make(cell)
+            return (prompt.tokens, prompt)
+        } body: { cell, prompt, snapshot, pending, record in
             for run in pending {
-                let (text, stats) = try generate(from: snapshot, run: run, maxTokens: maxTokens)
-                let (value, partial) = score(text)
-                var prediction = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length,
-                                                depth: cell.depth, sample: cell.sample, output: text, expected: expected, score: value,
-                                                promptTokens: tokens.count, statistics: stats)
-                prediction.partial = partial
-                try store.append(prediction)
-                stored()
+                let (policy, session, firstLogits) = try start(snapshot, run: run.run, heldBack: holdBack ? prompt.tokens.last : nil)
+                var options = GenerationOptions()
+                options.maxTokens = prompt.maxTokens
+                let text = try Generator(session: session, tokenizer: tokenizer).generate(after: firstLogits, options: options).text
+                var prediction = EvalPrediction(task: cell.task, method: run.run.method, budget: run.run.budget, length: cell.length,
+                                                depth: cell.depth, sample: cell.sample, output: text, expected: prompt.expected, score: 0,
+                                                promptTokens: prompt.tokens.count, statistics: policy.statistics)
+                prompt.score(text, &prediction)
+                try record(prediction, run)
             }
         }
     }
 
     /// Teacher-forced continuation of real text: per method and budget, top-1 agreement with `full` and
     /// KL(full ‖ method) of the next-token distributions, plus the method's perplexity on the true tokens.
+    /// With the first token from the compressed cache, the prompt's last token is the first decode step of
+    /// every method, `full` included, so the first compared distribution already comes from each method's cache.
     public func runFidelity(text haystack: Haystack) throws {
         var runs = try settings.runs()
         runs.removeAll { $0.method == "full" }
         runs.insert(("full", nil), at: 0)  // the reference, always computed first
-        let cells = settings.lengths.flatMap { length in
-            (0..<settings.samples).map { Cell(task: "fidelity", length: length, depth: nil, sample: $0) }
-        }
-        try sweep(cells, runs: runs) { _, cell, pending, stored in
+        let holdBack = settings.firstToken == .compressed
+        try sweep(samplesPerLength(task: "fidelity"), runs: runs, holdBack: holdBack) { cell in
             // Sample s starts s·3000 words into the corpus, so samples read different essays.
             let length = cell.length, wordCount = length + settings.continuation
             let words = (0..<wordCount).map { haystack.words[(cell.sample * 3000 + $0) % haystack.words.count] }
             let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false).prefix(wordCount))
-            let prompt = Array(all[..<length]), target = Array(all[length...])
-            let snapshot = try engine.prefillSnapshot(prompt)
-            let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), target: target)
+            let prompt = Array(all[..<length])
+            return (prompt, (prompt, Array(all[length...])))
+        } body: { cell, texts, snapshot, pending, record in
+            let (prompt, target) = texts
+            let lastToken = holdBack ? prompt.last : nil
+            let reference = try teacherForced(snapshot: snapshot, run: ("full", nil), heldBack: lastToken, target: target)
             for run in pending {
-                let result = run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run, target: target)
+                let result = run.run.method == "full" ? reference : try teacherForced(snapshot: snapshot, run: run.run, heldBack: lastToken, target: target)
                 var agree = 0.0, kl = 0.0, nll = 0.0
                 for step in 0..<target.count {
                     let comparison = NextTokenComparison(reference: reference.logits[step], candidate: result.logits[step], target: target[step])
@@ -238,14 +402,13 @@ public final class Evaluator {
                     nll += comparison.negativeLogLikelihood
                 }
                 let n = Double(target.count)
-                var prediction = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: length, depth: nil,
+                var prediction = EvalPrediction(task: cell.task, method: run.run.method, budget: run.run.budget, length: cell.length, depth: nil,
                                                 sample: cell.sample, output: tokenizer.decode(result.logits.map { $0.withUnsafeBufferPointer(Sampler.argmax) }),
                                                 expected: tokenizer.decode(target), score: agree / n,
                                                 promptTokens: prompt.count, statistics: result.statistics)
                 prediction.kl = kl / n
                 prediction.nll = nll / n
-                try store.append(prediction)
-                stored()
+                try record(prediction, run)
             }
         }
     }
@@ -257,24 +420,23 @@ public final class Evaluator {
             maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method)))
     }
 
-    /// Greedy answer of one method from a replayed prompt.
-    private func generate(from snapshot: PrefillSnapshot, run: (method: String, budget: Int?), maxTokens: Int) throws -> (String, KVStatistics) {
-        let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
-        snapshot.replay(into: policy)
-        let generator = Generator(session: snapshot.session(model: model, policy: policy), tokenizer: tokenizer)
-        var options = GenerationOptions()
-        options.maxTokens = maxTokens
-        let result = try generator.generate(after: snapshot.lastLogits, options: options)
-        return (result.text, policy.statistics)
-    }
-
-    /// The next-token logits of one method at every position of `target`, feeding the true tokens.
-    private func teacherForced(snapshot: PrefillSnapshot, run: (method: String, budget: Int?),
-                               target: [Int]) throws -> (logits: [[Float]], statistics: KVStatistics) {
+    /// A fresh policy of `run` filled from the snapshot, its session, and the logits the first answer token is
+    /// drawn from: the prefill's, or — with a held-back last prompt token — those of feeding that token as the
+    /// first decode step through the method's cache (§2.2).
+    private func start(_ snapshot: PrefillSnapshot, run: (method: String, budget: Int?),
+                       heldBack: Int?) throws -> (KVPolicy, InferenceSession, [Float]) {
         let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
         snapshot.replay(into: policy)
         let session = snapshot.session(model: model, policy: policy)
-        var logits = [snapshot.lastLogits]
+        guard let heldBack else { return (policy, session, snapshot.lastLogits) }
+        return (policy, session, Array(try session.decode(heldBack)))
+    }
+
+    /// The next-token logits of one method at every position of `target`, feeding the true tokens.
+    private func teacherForced(snapshot: PrefillSnapshot, run: (method: String, budget: Int?), heldBack: Int?,
+                               target: [Int]) throws -> (logits: [[Float]], statistics: KVStatistics) {
+        let (policy, session, first) = try start(snapshot, run: run, heldBack: heldBack)
+        var logits = [first]
         for token in target.dropLast() { logits.append(Array(try session.decode(token))) }
         return (logits, policy.statistics)
     }

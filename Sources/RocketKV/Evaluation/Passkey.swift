@@ -34,8 +34,16 @@ public enum Passkey {
         String((0..<7).map { _ in Character(String(Int.random(in: 0...9, using: &generator))) })
     }
 
-    /// 1 when the key occurs in the response (after normalisation), else 0.
+    /// 1 when the key appears in the response as a whole number (a maximal run of digits equal to the key,
+    /// so `66689352` does not match `6689352`), else 0.
     public static func exactMatch(response: String, key: String) -> Double {
+        let digits = response.split(whereSeparator: { !$0.isASCII || !$0.isNumber })
+        return digits.contains { $0 == Substring(key) } ? 1 : 0
+    }
+
+    /// 1 when the key occurs anywhere in the normalised response, also inside a longer run of digits (the
+    /// lenient score this harness used as "exact" before; kept as its own metric), else 0.
+    public static func substringMatch(response: String, key: String) -> Double {
         normalize(response).contains(normalize(key)) ? 1 : 0
     }
 

@@ -92,8 +92,11 @@ public struct KVStatistics: Sendable, Equatable {
     public var storedTokens = 0
     /// Bytes of memory held for the cache (keys, values, positions and method metadata).
     public var storedBytes = 0
-    /// Bytes of cached keys, values and metadata read by the last decode step, all layers.
+    /// Bytes of cached keys, values and metadata read by the last decode step, all layers: what the code reads.
     public var bytesReadLastStep = 0
+    /// What an ideal implementation of the method would read in that step, where that differs from
+    /// `bytesReadLastStep` (`topk`: the 2d·t per group of the paper's oracle, whose code scores every key).
+    public var idealBytesReadLastStep: Int?
 
     public init() {}
 
@@ -103,6 +106,9 @@ public struct KVStatistics: Sendable, Equatable {
         s.storedTokens += b.storedTokens
         s.storedBytes += b.storedBytes
         s.bytesReadLastStep += b.bytesReadLastStep
+        if a.idealBytesReadLastStep != nil || b.idealBytesReadLastStep != nil {
+            s.idealBytesReadLastStep = (a.idealBytesReadLastStep ?? a.bytesReadLastStep) + (b.idealBytesReadLastStep ?? b.bytesReadLastStep)
+        }
         return s
     }
 }

@@ -1,12 +1,12 @@
 /// `topk`: the Exact-TopK oracle (spec §8). Keeps the full cache; at every decode step each **query head**
 /// attends exactly over the `min(t, N)` cached tokens with its largest attention logits.
 ///
-/// Traffic is reported as the paper's oracle does: the ideal `2d·min(t, N)` per group (identifying the
-/// keys is assumed free). `realBytesReadLastStep` gives what this implementation actually reads: every key
-/// (to score them) plus the values of the union of the group's selections.
+/// Traffic is reported as what this implementation reads: every key (to score them) plus the values of the
+/// union of the group's selections. The paper's oracle traffic, the ideal `2d·min(t, N)` per group (identifying
+/// the keys assumed free), is reported beside it as `KVStatistics.idealBytesReadLastStep`.
 public final class ExactTopK: KVPolicy, KVStreamInspectable {
     public static let method = KVMethod(
-        name: "topk", summary: "Exact-TopK oracle: full cache, each query head attends to its t highest-scoring tokens; traffic reported as the ideal 2d·t.",
+        name: "topk", summary: "Exact-TopK oracle: full cache, each query head attends to its t highest-scoring tokens; reads every key (the ideal 2d·t reported beside it).",
         needsBudget: true) { ExactTopK(shape: $0.shape, budget: try $0.requiredBudget()) }
 
     public let shape: AttentionShape
@@ -64,13 +64,12 @@ public final class ExactTopK: KVPolicy, KVStreamInspectable {
 
     public var inspectableStreams: [KVStream] { store.inspectableStreams }
 
-    /// Bytes this implementation really read in the last decode step: all keys plus the selected values.
-    public var realBytesReadLastStep: Int { realRead.reduce(0, +) }
-
     public var statistics: KVStatistics {
         var s = store.statistics(readingAll: false)
+        // Every key of each group, plus the values of the union of its heads' selections (ExactTopK.decode).
+        s.bytesReadLastStep = realRead.reduce(0, +)
         // The oracle's ideal traffic: K and V rows of min(t, N) tokens per group.
-        for stream in store.inspectableStreams { s.bytesReadLastStep += min(budget, stream.count) * shape.rowPairBytes }
+        s.idealBytesReadLastStep = store.inspectableStreams.reduce(0) { $0 + min(budget, $1.count) * shape.rowPairBytes }
         return s
     }
 }

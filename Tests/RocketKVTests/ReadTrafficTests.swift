@@ -1,0 +1,77 @@
+import Foundation
+import RocketKV
+import XCTest
+
+/// `KVStatistics.bytesReadLastStep` is a claim: where a method computes it by formula, count what its code
+/// touched in the same decode step, from the rows and page bounds it selected, and compare. The selection is
+/// shown to be the one the step used by reproducing the step's output from it.
+final class ReadTrafficTests: TwoThreadTestCase {
+    let shape = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 32)
+
+    /// HSA-based methods (`hsa` on the whole cache, `rocket` after its stage-1 eviction): per group, the
+    /// page bounds of the `k1` chosen dimensions over every page, plus the K and V rows of the attended slots.
+    func testHSAMethodsReadWhatTheySelect() throws {
+        for name in ["hsa", "rocket"] {
+            let policy = try KVMethods.make(name, context: KVMethodContext(shape: shape, budget: 24, promptLength: 120, maxNewTokens: 8))
+            let plan = try XCTUnwrap((policy as? HSAPolicy)?.plan ?? (policy as? RocketPolicy)?.plan, name)
+            let feed = RandomFeed(shape: shape, seed: 3)
+            feed.step([policy], count: 70, decode: false)
+            feed.step([policy], count: 50, decode: false)
+            policy.finishPrefill()
+            for _ in 0..<3 {
+                let output = feed.step([policy], count: 1, decode: true)[0]
+                let streams = try XCTUnwrap(policy as? KVStreamInspectable).inspectableStreams
+                let d = shape.headDim, G = shape.groupSize, t = feed.tokens - 1
+                var touched = 0
+                for layer in 0..<shape.layers {
+                    let queries = (0..<shape.queryHeads).flatMap { feed.query(layer, t, $0) }
+                    for g in 0..<shape.kvHeads {
+                        let stream = streams[layer * shape.kvHeads + g]
+                        // The page bounds the step ranks pages by: f16 min/max over the group's slots, current token included.
+                        let metadata = PageMetadata(headDim: d, pageSize: plan.pageSize, precision: .f16)
+                        metadata.reserve(tokens: stream.count)
+                        for slot in 0..<stream.count { metadata.append(halfKey: stream.keys + slot * d) }
+                        let groupQueries = Array(queries[(g * G * d)..<((g + 1) * G * d)])
+                        let selection = groupQueries.withUnsafeBufferPointer {
+                            HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: metadata, k1: plan.k1, k2: plan.k2)
+                        }
+                        var expected = [Float](repeating: 0, count: G * d)
+                        groupQueries.withUnsafeBufferPointer { q in
+                            expected.withUnsafeMutableBufferPointer {
+                                HSA.attend(queries: q.baseAddress!, groupSize: G, stream: stream, slots: selection.slots, scale: shape.scale, output: $0.baseAddress!)
+                            }
+                        }
+                        XCTAssertEqual(Array(output[layer][(g * G * d)..<((g + 1) * G * d)]), expected, "\(name) layer \(layer) group \(g)")
+                        // k1 dims × every page × an f16 bound (one of min/max per dim, by the group's sign), and the
+                        // f16 K and V rows of each attended slot.
+                        touched += selection.dims.count * metadata.pages * 2 + Set(selection.slots).count * 2 * d * 2
+                    }
+                }
+                XCTAssertEqual(policy.statistics.bytesReadLastStep, touched, name)
+            }
+        }
+    }
+
+    /// Quest: the min and max bounds of every page on all dimensions, plus the rows of the chosen pages.
+    func testQuestReadsItsBoundsAndChosenPages() throws {
+        let policy = Quest(shape: shape, pageSize: 4, pagesPerStep: 3)
+        let feed = RandomFeed(shape: shape, seed: 4)
+        feed.step([policy], count: 61, decode: false)
+        policy.finishPrefill()
+        for _ in 0..<3 {
+            let output = feed.step([policy], count: 1, decode: true)[0]
+            let d = shape.headDim, n = feed.tokens, t = n - 1
+            var touched = 0
+            for layer in 0..<shape.layers {
+                for g in 0..<shape.kvHeads {
+                    let slots = policy.lastPages[layer][g].flatMap { p in (p * 4)..<min(n, (p + 1) * 4) }
+                    for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
+                        assertClose(output[layer].head(h, d: d), feed.attention(layer, query: t, head: h, positions: slots), tolerance: 2e-3)
+                    }
+                    touched += (n + 3) / 4 * 2 * d * 2 + Set(slots).count * 2 * d * 2
+                }
+            }
+            XCTAssertEqual(policy.statistics.bytesReadLastStep, touched)
+        }
+    }
+}
