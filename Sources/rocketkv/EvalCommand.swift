@@ -39,10 +39,10 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")
     var depths = "0,0.25,0.5,0.75,1"
 
-    @Option(name: .long, help: "Prompts per cell (passkey: random keys per length × depth; fidelity: text samples per length).")
+    @Option(name: .long, parsing: .unconditional, help: "Prompts per cell (passkey: random keys per length × depth; fidelity: text samples per length).")
     var samples = 1
 
-    @Option(name: .long, help: "Seed for the keys.")
+    @Option(name: .long, parsing: .unconditional, help: "Seed for the keys.")
     var seed: UInt64 = 1
 
     @Option(name: .long, help: "Output folder.")
@@ -54,16 +54,16 @@ struct EvalRunCommand: ParsableCommand {
     @Flag(name: .long, help: "Use the synthetic filler (\"The grass is green. ...\") as haystack.")
     var synthetic = false
 
-    @Option(name: .long, help: "Tokens generated per passkey answer.")
+    @Option(name: .long, parsing: .unconditional, help: "Tokens generated per passkey answer.")
     var maxTokens = 16
 
-    @Option(name: .long, help: "N_new the budget split plans for (the paper's 128).")
+    @Option(name: .long, parsing: .unconditional, help: "N_new the budget split plans for (the paper's 128).")
     var planNewTokens = 128
 
-    @Option(name: .long, help: "Questions per multiturn session (each in its own turn).")
+    @Option(name: .long, parsing: .unconditional, help: "Questions per multiturn session (each in its own turn).")
     var turns = 4
 
-    @Option(name: .long, help: "Teacher-forced tokens per fidelity prompt.")
+    @Option(name: .long, parsing: .unconditional, help: "Teacher-forced tokens per fidelity prompt.")
     var continuation = 64
 
     @Option(name: .long, help: "Where the first answer token of passkey, ruler and fidelity comes from: compressed (the last prompt token is held back and fed as the first decode step, through the method's cache; the paper's protocol) or dense (from the full-cache prefill, the same for every method).")

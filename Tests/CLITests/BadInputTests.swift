@@ -84,17 +84,37 @@ final class BadInputTests: XCTestCase {
                 for value in ["0", "1", "1000000000", "nan"] {
                     let arguments = ["generate", "--raw", "--model", model, "--max-tokens", "3", "--kv", method.name, "--budget", "32",
                                      "--kv-option", "\(option.key)=\(value)", "Twenty tokens or so of a prompt, to be compressed by the method."]
-                    let run = try execute(arguments)
+                    let run = try execute(arguments, measuringPeakMemory: true)
                     let what = "\(method.name) \(option.key)=\(value)"
                     XCTAssertFalse(run.crashed, "\(what): killed by signal \(run.status)")
                     XCTAssertTrue([0, 64].contains(run.status), "\(what): status \(run.status): \(run.stderr.prefix(400))")
                     if run.status == 64 { XCTAssertTrue(run.stderr.contains(option.key), "\(what): \(run.stderr.prefix(400))") }
+                    let peak = run.stderr.split(separator: "\n").last.flatMap { Int($0.replacingOccurrences(of: "peak-rss-kib ", with: "")) }
+                    XCTAssertLessThan(peak ?? .max, 1 << 20, "\(what): peak resident memory in KiB")
                 }
             }
         }
-        var usage = rusage()
-        getrusage(Int32(RUSAGE_CHILDREN.rawValue), &usage)
-        XCTAssertLessThan(usage.ru_maxrss, 1 << 20, "a run's peak resident memory in KiB")
+    }
+
+    /// `eval` validates every option before it fetches data or writes `--out`; sizes near `Int.max` are refused,
+    /// not overflowed in the planners.
+    func testEvalOptions() throws {
+        let model = try tinyModel()
+        let out = scratch.appendingPathComponent("eval-out")
+        let sweep = ["eval", "passkey", "--model", model, "--synthetic", "--samples", "1", "--methods", "rocket", "--budgets", "64",
+                     "--out", out.path]
+        let huge = "9223372036854775807"
+        try check([
+            Case(name: "unknown task", arguments: ["eval", "nosuch"], status: 64, says: "nosuch"),
+            Case(name: "length near Int.max", arguments: sweep + ["--lengths", huge], status: 64, says: "length"),
+            Case(name: "max tokens near Int.max", arguments: sweep + ["--lengths", "128", "--max-tokens", huge], status: 64, says: "max tokens"),
+            Case(name: "plan-new-tokens near Int.max", arguments: sweep + ["--lengths", "128", "--plan-new-tokens", huge], status: 64,
+                 says: "plan-new-tokens"),
+            Case(name: "negative samples", arguments: ["eval", "passkey", "--samples", "-3"], status: 64, says: "samples"),
+        ])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a refused sweep wrote its output folder")
+        try check([Case(name: "output under a file", arguments: Array(sweep.dropLast()) + ["/dev/null/eval", "--lengths", "128"],
+                        status: 73, says: "/dev/null/eval")])
     }
 
     func testMissingAndUnwritableFiles() throws {
@@ -239,11 +259,19 @@ final class BadInputTests: XCTestCase {
 
     struct Run { let status: Int32; let crashed: Bool; let stdout: String; let stderr: String }
 
-    /// Runs the binary with a time limit (a hang fails the test) and standard input `stdin`.
-    func execute(_ arguments: [String], stdin: String = "", environment: [String: String] = [:]) throws -> Run {
+    /// Runs the binary with a time limit (a hang fails the test) and standard input `stdin`. `measuringPeakMemory`
+    /// runs it under a python3 parent that appends `peak-rss-kib N` (the child's own peak) to stderr.
+    func execute(_ arguments: [String], stdin: String = "", environment: [String: String] = [:], measuringPeakMemory: Bool = false) throws -> Run {
         let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
+        if measuringPeakMemory {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            let script = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+                + "print('peak-rss-kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)"
+            process.arguments = ["python3", "-c", script, Self.binary.path] + arguments
+        } else {
+            process.executableURL = Self.binary
+            process.arguments = arguments
+        }
         var env = ProcessInfo.processInfo.environment
         env["ROCKETKV_THREADS"] = nil
         for (k, v) in environment { env[k] = v }

@@ -145,6 +145,13 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 
     /// Throws unless every setting is usable with a model of `contextLength` tokens (nil: not known yet).
     public func validate(contextLength: Int?) throws {
+        // Far above any context, and small enough that sums of these cannot overflow.
+        let limit = 1 << 28
+        let sizes = [("length", lengths), ("budget", budgets), ("max tokens", [maxTokens]), ("continuation", [continuation]),
+                     ("plan-new-tokens", [planNewTokens]), ("samples", [samples])]
+        for (name, values) in sizes {
+            for value in values where value > limit { throw InferenceError("\(name) \(value) is above the limit of \(limit)") }
+        }
         for budget in budgets where budget < 16 { throw InferenceError("budget \(budget) is below the minimum of 16 tokens") }
         for depth in depths where !(0...1).contains(depth) { throw InferenceError("depth \(depth) is outside [0, 1]") }
         guard samples >= 1 else { throw InferenceError("samples must be ≥ 1") }
@@ -156,6 +163,9 @@ public struct EvalSettings: Codable, Sendable, Equatable {
             let room = max(128, maxTokens, continuation)
             for length in lengths where length + room > contextLength {
                 throw InferenceError("length \(length) must leave room for \(room) generated tokens in the context of \(contextLength)")
+            }
+            guard planNewTokens <= contextLength else {
+                throw InferenceError("plan-new-tokens \(planNewTokens) is larger than the context of \(contextLength)")
             }
         }
         _ = try runs()
