@@ -12,8 +12,9 @@ let package = Package(
     name: "RocketKVFuzz",
     dependencies: [.package(path: "..")],
     targets: [
-        .executableTarget(name: "FuzzGGUF", dependencies: [.product(name: "RocketKV", package: root)]),
-        .executableTarget(name: "FuzzTokenizer", dependencies: [.product(name: "RocketKV", package: root)]),
-        .executableTarget(name: "FuzzTemplate", dependencies: [.product(name: "RocketKV", package: root)]),
+        .target(name: "FuzzDriver"),
+        .executableTarget(name: "FuzzGGUF", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
+        .executableTarget(name: "FuzzTokenizer", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
+        .executableTarget(name: "FuzzTemplate", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
     ]
 )

@@ -1,4 +1,4 @@
-import Foundation
+import FuzzDriver
 import RocketKV
 
 /// One input: parse it as a GGUF image; if it parses, read what the engine reads from a model file: the
@@ -16,10 +16,4 @@ func fuzzGGUF(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// libFuzzer's entry point (`-sanitize=fuzzer` links it; SwiftPM gives the executable its own `main`).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-               _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { data, size in fuzzGGUF(data ?? UnsafePointer(bitPattern: 1)!, size) })
+fuzzMain { data, size in fuzzGGUF(data ?? UnsafePointer(bitPattern: 1)!, size) }

@@ -1,4 +1,4 @@
-import Foundation
+import FuzzDriver
 import RocketKV
 
 let messages = [ChatMessage(role: "system", content: "You are helpful."), ChatMessage(role: "user", content: "Hi <b>there</b>"),
@@ -13,10 +13,4 @@ func fuzzTemplate(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// libFuzzer's entry point (`-sanitize=fuzzer` links it; SwiftPM gives the executable its own `main`).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-               _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { data, size in fuzzTemplate(data ?? UnsafePointer(bitPattern: 1)!, size) })
+fuzzMain { data, size in fuzzTemplate(data ?? UnsafePointer(bitPattern: 1)!, size) }

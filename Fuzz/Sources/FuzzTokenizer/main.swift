@@ -1,4 +1,5 @@
 import Foundation
+import FuzzDriver
 import RocketKV
 
 /// The tokenizers of both catalog models: byte-level BPE (SmolLM2) and SentencePiece (Gemma 3), loaded once from
@@ -34,10 +35,4 @@ func fuzzTokenizer(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-/// libFuzzer's entry point (`-sanitize=fuzzer` links it; SwiftPM gives the executable its own `main`).
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-               _ body: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-
-var argc = CommandLine.argc, argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { data, size in fuzzTokenizer(data ?? UnsafePointer(bitPattern: 1)!, size) })
+fuzzMain { data, size in fuzzTokenizer(data ?? UnsafePointer(bitPattern: 1)!, size) }
