@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "RocketKV", targets: ["RocketKV"]),
+        .library(name: "RocketKVServer", targets: ["RocketKVServer"]),
         .executable(name: "rocketkv", targets: ["rocketkv"]),
     ],
     dependencies: [

@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // libFuzzer harnesses for the inputs RocketKV takes from strangers: GGUF files (container, hyper-parameters,
-// tokenizer and model tables), text to tokenize and detokenize, and chat templates. A separate package because
+// tokenizer and model tables), text to tokenize and detokenize, chat templates, and the server's request bodies. A separate package because
 // each harness is built with `-sanitize=fuzzer` (libFuzzer supplies `main`): `scripts/fuzz.sh` builds and runs them.
 import Foundation
 import PackageDescription
@@ -16,5 +16,7 @@ let package = Package(
         .executableTarget(name: "FuzzGGUF", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
         .executableTarget(name: "FuzzTokenizer", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
         .executableTarget(name: "FuzzTemplate", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root)]),
+        .executableTarget(name: "FuzzRequest", dependencies: ["FuzzDriver", .product(name: "RocketKV", package: root),
+                                                            .product(name: "RocketKVServer", package: root)]),
     ]
 )

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of Fuzz/ (with AddressSanitizer) and runs each for SECONDS (default 60):
-#   scripts/fuzz.sh [SECONDS] [HARNESS...]      harnesses: gguf tokenizer template (default: all three)
+#   scripts/fuzz.sh [SECONDS] [HARNESS...]      harnesses: gguf tokenizer template request (default: all four)
 # Each run starts from the committed seeds (Fuzz/Corpus/NAME) plus what earlier runs found (.fuzz/NAME, not
 # committed), stops at the first crash, leak, sanitizer report, timeout (10 s per input) or 2 GB of memory,
 # and prints one summary line. Exit status 1 if any harness found something (the input is kept in .fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"; shift || true
-harnesses=("$@"); [ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf tokenizer template)
+harnesses=("$@"); [ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf tokenizer template request)
 
 swift build -c release --package-path Fuzz --scratch-path .build-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" || true
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v -e "^\[" -e "distributed-tracing" || true
 bin=.build-fuzz/release
 
 status=0
@@ -19,7 +19,8 @@ for name in "${harnesses[@]}"; do
         gguf) exe=FuzzGGUF; maxlen=65536 ;;
         tokenizer) exe=FuzzTokenizer; maxlen=4096 ;;
         template) exe=FuzzTemplate; maxlen=8192 ;;
-        *) echo "unknown harness '$name' (gguf, tokenizer, template)" >&2; exit 64 ;;
+        request) exe=FuzzRequest; maxlen=16384 ;;
+        *) echo "unknown harness '$name' (gguf, tokenizer, template, request)" >&2; exit 64 ;;
     esac
     work=".fuzz/$name"; mkdir -p "$work/corpus" "$work/findings"
     log="$work/last-run.log"

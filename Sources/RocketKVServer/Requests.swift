@@ -168,3 +168,65 @@ struct CompletionRequest: Decodable {
         return result
     }
 }
+
+/// What a request is checked against: the served model's name, tokenizer, chat template, context length and
+/// the server's default KV method.
+public struct RequestTarget: Sendable {
+    public let modelID: String
+    public let tokenizer: Tokenizer
+    /// nil when the model has no usable chat template (chat requests are then refused).
+    public let chat: ChatPrompt?
+    public let contextLength: Int
+    public let defaultKV: KVConfiguration
+
+    public init(modelID: String, tokenizer: Tokenizer, chat: ChatPrompt?, contextLength: Int, defaultKV: KVConfiguration) {
+        self.modelID = modelID
+        self.tokenizer = tokenizer
+        self.chat = chat
+        self.contextLength = contextLength
+        self.defaultKV = defaultKV
+    }
+}
+
+/// A request body turned into what the scheduler runs, with no I/O: the route's first step, and the whole of
+/// what the request fuzzer (Fuzz/Sources/FuzzRequest) drives.
+public struct PreparedRequest: Sendable {
+    /// The prompt's tokens: the chat template's rendering of `messages`, or `prompt` with a BOS.
+    public let prompt: [Int]
+    /// Validated, with `max_tokens` clamped to the room left in the context.
+    public let options: GenerationOptions
+    public let kv: KVConfiguration
+    public let stream: Bool
+    public let includeUsage: Bool
+
+    /// Throws `APIError` (a 4xx in OpenAI's shape naming the field) for whatever the request gets wrong.
+    public init(body: Data, chat: Bool, for target: RequestTarget) throws {
+        let request = try CompletionRequest.parse(body)
+        if let model = request.model, model != target.modelID {
+            throw APIError(.notFound, "the model '\(model)' does not exist (this server serves '\(target.modelID)')", param: "model", code: "model_not_found")
+        }
+        prompt = try request.promptTokens(chat: chat, for: target)
+        guard prompt.count < target.contextLength else {
+            throw APIError.badRequest("the prompt has \(prompt.count) tokens; the model's context is \(target.contextLength) tokens",
+                                      param: chat ? "messages" : "prompt", code: "context_length_exceeded")
+        }
+        options = try request.generationOptions(room: target.contextLength - prompt.count)
+        kv = request.kvConfiguration(default: target.defaultKV)
+        stream = request.stream == true
+        includeUsage = request.streamOptions?.includeUsage == true
+    }
+}
+
+extension CompletionRequest {
+    /// Chat: `messages` rendered by the model's template (which writes the BOS); completion: `prompt` with a BOS.
+    func promptTokens(chat: Bool, for target: RequestTarget) throws -> [Int] {
+        if chat {
+            guard let messages, !messages.isEmpty else { throw APIError.badRequest("'messages' must be a non-empty list", param: "messages") }
+            guard let template = target.chat else { throw APIError.badRequest("the model has no chat template; use /v1/completions", param: "messages") }
+            let text = try template.render(messages.map { ChatMessage(role: $0.role, content: $0.content) })
+            return target.tokenizer.encode(text, addSpecial: false, parseSpecial: true)
+        }
+        guard let prompt, !prompt.text.isEmpty else { throw APIError.badRequest("'prompt' must be a non-empty string", param: "prompt") }
+        return target.tokenizer.encode(prompt.text, addSpecial: true, parseSpecial: true)
+    }
+}

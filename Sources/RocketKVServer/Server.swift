@@ -28,9 +28,10 @@ public struct ServerConfiguration: Sendable {
 
 /// The model being served, once loaded.
 struct ServedModel: Sendable {
-    let id: String
     let scheduler: BatchScheduler
-    let chat: ChatPrompt?
+    /// What requests are checked against.
+    let target: RequestTarget
+    var id: String { target.modelID }
     var model: LanguageModel { scheduler.engine.model }
     var tokenizer: Tokenizer { scheduler.tokenizer }
 }
@@ -76,7 +77,9 @@ public final class OpenAIServer: Sendable {
         let id = c.model.map { ModelStore.catalogModel(named: $0) == nil ? URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent : $0 }
             ?? ModelStore.defaultModel.name
         let scheduler = BatchScheduler(engine: engine, tokenizer: tokenizer, parallel: c.parallel, queueLimit: c.queueLimit, cacheBytes: c.cacheBytes)
-        loaded.value = ServedModel(id: id, scheduler: scheduler, chat: try? ChatPrompt(file: file, tokenizer: tokenizer))
+        let target = RequestTarget(modelID: id, tokenizer: tokenizer, chat: try? ChatPrompt(file: file, tokenizer: tokenizer),
+                                   contextLength: engine.model.config.contextLength, defaultKV: c.kv)
+        loaded.value = ServedModel(scheduler: scheduler, target: target)
         let cfg = engine.model.config
         log("model \(id) ready: \(cfg.architecture), \(cfg.layers) layers, context \(cfg.contextLength); kv \(c.kv); parallel \(c.parallel)")
     }
@@ -156,22 +159,12 @@ public final class OpenAIServer: Sendable {
         await answer(chat ? "chat_completions" : "completions") {
             let served = try ready(request)
             let body = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            let parsed = try CompletionRequest.parse(Data(buffer: body))
-            if let model = parsed.model, model != served.id {
-                throw APIError(.notFound, "the model '\(model)' does not exist (this server serves '\(served.id)')", param: "model", code: "model_not_found")
-            }
-            let prompt = try promptTokens(parsed, chat: chat, served: served)
-            let context = served.model.config.contextLength
-            guard prompt.count < context else {
-                throw APIError.badRequest("the prompt has \(prompt.count) tokens; the model's context is \(context) tokens",
-                                          param: chat ? "messages" : "prompt", code: "context_length_exceeded")
-            }
-            let options = try parsed.generationOptions(room: context - prompt.count)
-            let kv = parsed.kvConfiguration(default: configuration.kv)
-            let stream = try served.scheduler.generate(prompt: prompt, options: options, kv: kv)
+            let prepared = try PreparedRequest(body: Data(buffer: body), chat: chat, for: served.target)
+            let kv = prepared.kv
+            let stream = try served.scheduler.generate(prompt: prepared.prompt, options: prepared.options, kv: kv)
             let reply = ReplyFormat(chat: chat, model: served.id, kv: kv)
-            if parsed.stream == true {
-                return reply.eventStream(stream, includeUsage: parsed.streamOptions?.includeUsage == true, metrics: metrics)
+            if prepared.stream {
+                return reply.eventStream(stream, includeUsage: prepared.includeUsage, metrics: metrics)
             }
             var text = ""
             for try await event in stream {
@@ -185,17 +178,6 @@ public final class OpenAIServer: Sendable {
             }
             throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
         }
-    }
-
-    private func promptTokens(_ request: CompletionRequest, chat: Bool, served: ServedModel) throws -> [Int] {
-        if chat {
-            guard let messages = request.messages, !messages.isEmpty else { throw APIError.badRequest("'messages' must be a non-empty list", param: "messages") }
-            guard let template = served.chat else { throw APIError.badRequest("the model has no chat template; use /v1/completions", param: "messages") }
-            let text = try template.render(messages.map { ChatMessage(role: $0.role, content: $0.content) })
-            return served.tokenizer.encode(text, addSpecial: false, parseSpecial: true)   // the template writes the BOS
-        }
-        guard let prompt = request.prompt, !prompt.text.isEmpty else { throw APIError.badRequest("'prompt' must be a non-empty string", param: "prompt") }
-        return served.tokenizer.encode(prompt.text, addSpecial: true, parseSpecial: true)
     }
 }
 

@@ -57,6 +57,40 @@ final class RequestTests: XCTestCase {
                        KVConfiguration(method: "quest", budget: 64, options: ["page": "16"]))
     }
 
+    /// The route's whole check on the default model: the chat template's prompt, `max_tokens` clamped to what the
+    /// context leaves, and each refusal with its status and field.
+    func testPreparedRequestChecksAgainstTheServedModel() throws {
+        let file = try GGUFFile(path: try ModelStore.defaultModelPath())
+        let tokenizer = try Tokenizer(gguf: file)
+        let chat = try ChatPrompt(file: file, tokenizer: tokenizer)
+        let target = RequestTarget(modelID: "m", tokenizer: tokenizer, chat: chat, contextLength: 64, defaultKV: KVConfiguration(method: "rocket", budget: 32))
+        func prepare(_ json: String, chat: Bool = true, target: RequestTarget = target) throws -> PreparedRequest {
+            try PreparedRequest(body: Data(json.utf8), chat: chat, for: target)
+        }
+        let r = try prepare(#"{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1000000, "stream": true}"#)
+        XCTAssertEqual(r.prompt, tokenizer.encode(try chat.render([ChatMessage(role: "user", content: "Hi")]), addSpecial: false, parseSpecial: true))
+        XCTAssertEqual(r.options.maxTokens, 64 - r.prompt.count)
+        XCTAssertEqual(r.kv, target.defaultKV)
+        XCTAssertTrue(r.stream)
+        XCTAssertFalse(r.includeUsage)
+        XCTAssertEqual(try prepare(#"{"prompt": "Hi"}"#, chat: false).prompt, tokenizer.encode("Hi", addSpecial: true, parseSpecial: true))
+
+        func assertRefused(_ json: String, chat: Bool = true, target: RequestTarget = target, status: Int = 400,
+                           param: String?, line: UInt = #line) {
+            XCTAssertThrowsError(try prepare(json, chat: chat, target: target), line: line) { error in
+                guard let error = error as? APIError else { return XCTFail("\(error)", line: line) }
+                XCTAssertEqual(error.status.code, status, line: line)
+                XCTAssertEqual(error.param, param, line: line)
+            }
+        }
+        assertRefused(#"{"model": "other", "prompt": "Hi"}"#, chat: false, status: 404, param: "model")
+        assertRefused(#"{"messages": []}"#, param: "messages")
+        assertRefused(#"{"prompt": ""}"#, chat: false, param: "prompt")
+        assertRefused(#"{"prompt": "\#(String(repeating: "word ", count: 100))"}"#, chat: false, param: "prompt")
+        let noTemplate = RequestTarget(modelID: "m", tokenizer: tokenizer, chat: nil, contextLength: 64, defaultKV: KVConfiguration())
+        assertRefused(#"{"messages": [{"role": "user", "content": "Hi"}]}"#, target: noTemplate, param: "messages")
+    }
+
     func testSchedulerErrorsMapToStatuses() {
         XCTAssertEqual(OpenAIServer.apiError(SchedulerError.queueFull).status, .tooManyRequests)
         XCTAssertEqual(OpenAIServer.apiError(SchedulerError.promptTooLong(tokens: 9, context: 8)).status, .badRequest)
