@@ -156,28 +156,36 @@ public final class OpenAIServer: Sendable {
     }
 
     private func complete(_ request: Request, chat: Bool) async throws -> Response {
-        await answer(chat ? "chat_completions" : "completions") {
+        var response = await answer(chat ? "chat_completions" : "completions") {
             let served = try ready(request)
-            let body = try await request.body.collect(upTo: configuration.maxBodyBytes)
-            let prepared = try PreparedRequest(body: Data(buffer: body), chat: chat, for: served.target)
-            let kv = prepared.kv
-            let stream = try served.scheduler.generate(prompt: prepared.prompt, options: prepared.options, kv: kv)
-            let reply = ReplyFormat(chat: chat, model: served.id, kv: kv)
-            if prepared.stream {
-                return reply.eventStream(stream, includeUsage: prepared.includeUsage, metrics: metrics)
-            }
-            var text = ""
-            for try await event in stream {
-                switch event {
-                case .started: break
-                case .text(let piece): text += piece
-                case .finished(let report):
-                    metrics.generation(report)
-                    return jsonResponse(reply.completion(text: text, report: report))
+            // A whole reply is written only at the end, so nothing else would notice a client that went away: the
+            // connection is watched while the request runs, and its closing cancels the generation and frees the
+            // sequence. (A streamed reply also notices when a write fails.) Watching consumes the connection, so
+            // every reply says `Connection: close` and clients do not reuse it.
+            return try await request.body.consumeWithCancellationOnInboundClose { body in
+                let bytes = try await body.collect(upTo: configuration.maxBodyBytes)
+                let prepared = try PreparedRequest(body: Data(buffer: bytes), chat: chat, for: served.target)
+                let stream = try served.scheduler.generate(prompt: prepared.prompt, options: prepared.options, kv: prepared.kv)
+                let reply = ReplyFormat(chat: chat, model: served.id, kv: prepared.kv)
+                if prepared.stream {
+                    return reply.eventStream(stream, includeUsage: prepared.includeUsage, metrics: metrics)
                 }
+                var text = ""
+                for try await event in stream {
+                    switch event {
+                    case .started: break
+                    case .text(let piece): text += piece
+                    case .finished(let report):
+                        metrics.generation(report)
+                        return jsonResponse(reply.completion(text: text, report: report))
+                    }
+                }
+                try Task.checkCancellation()
+                throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
             }
-            throw APIError(.internalServerError, "the generation ended without a result", type: "server_error")
         }
+        response.headers[.connection] = "close"
+        return response
     }
 }
 

@@ -141,6 +141,23 @@ class Chat(unittest.TestCase):
         # It never finished, so it counted no completion tokens.
         self.assertEqual(metric("rocketkv_completion_tokens_total"), before)
 
+    def test_disconnect_cancels_a_non_streamed_request(self):
+        # A whole (non-streamed) reply is written only at the end: the server must still notice that the client
+        # left and stop generating, not run 3,000 tokens for nobody.
+        before = metric("rocketkv_completion_tokens_total")
+        body = json.dumps({"model": MODEL, "messages": ask("Write a very long essay about rockets."), "max_tokens": 3000,
+                           "temperature": 0, "ignore_eos": True}).encode()
+        address = httpx.URL(URL)
+        with socket.create_connection((address.host, address.port)) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      + f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+            deadline = time.time() + 20
+            while metric("rocketkv_sequences_active") == 0 and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(metric("rocketkv_sequences_active"), 1, "the request never started")
+        self.assertTrue(wait_idle(20), "the abandoned sequence is still active")
+        self.assertEqual(metric("rocketkv_completion_tokens_total"), before)
+
 
 class Errors(unittest.TestCase):
     def check(self, response, status, param=None, code=None):
