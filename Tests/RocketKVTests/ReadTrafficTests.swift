@@ -74,4 +74,34 @@ final class ReadTrafficTests: TwoThreadTestCase {
             XCTAssertEqual(policy.statistics.bytesReadLastStep, touched)
         }
     }
+
+    /// SparQ: the f16 strips of the `r` chosen dimensions over every cached key, the rows of the `k` chosen
+    /// slots, and the group's value sum (f64) for the mean-value correction.
+    func testSparQReadsItsStripsChosenRowsAndValueSum() throws {
+        let policy = SparQ(shape: shape, rank: 5, tokensPerStep: 9)
+        let feed = RandomFeed(shape: shape, seed: 5)
+        feed.step([policy], count: 40, decode: false)
+        policy.finishPrefill()
+        for _ in 0..<3 {
+            let output = feed.step([policy], count: 1, decode: true)[0]
+            let d = shape.headDim, n = feed.tokens, t = n - 1
+            var touched = 0
+            for layer in 0..<shape.layers {
+                for g in 0..<shape.kvHeads {
+                    let dims = policy.lastDims[layer][g], slots = policy.lastSlots[layer][g]
+                    XCTAssertEqual(dims.count, 5)
+                    XCTAssertEqual(slots.count, 9)
+                    // The step's output from this selection: α·attention over the slots + (1 − α)·mean value.
+                    let mean = (0..<d).map { i in (0..<n).reduce(Float(0)) { $0 + feed.value(layer, $1, g)[i] } / Float(n) }
+                    for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
+                        let alpha = policy.lastAlpha[layer][h]
+                        let y = feed.attention(layer, query: t, head: h, positions: slots)
+                        assertClose(output[layer].head(h, d: d), (0..<d).map { alpha * y[$0] + (1 - alpha) * mean[$0] }, tolerance: 2e-3)
+                    }
+                    touched += dims.count * n * 2 + Set(slots).count * 2 * d * 2 + d * 8
+                }
+            }
+            XCTAssertEqual(policy.statistics.bytesReadLastStep, touched)
+        }
+    }
 }
