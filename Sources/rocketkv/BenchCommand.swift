@@ -70,8 +70,10 @@ struct BenchCommand: ParsableCommand {
             for (index, (method, budget, context)) in configs.enumerated() where failures[index] == nil {
                 let label = "run \(rep + 1)/\(repetitions), [\(index + 1)/\(configs.count)] \(method)\(budget.map { " budget \($0)" } ?? "") context \(context)"
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(label)".utf8))
+                let prefill = ProgressLine(label: label + ": prefill")
                 do {
-                    runs[index].append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount))
+                    runs[index].append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount,
+                                                    progress: prefill.update))
                 } catch {
                     failures[index] = "\(error)"
                 }
@@ -99,11 +101,13 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    private func runChild(model: String, method: String, budget: Int?, context: Int, threads: Int) throws -> [String: Any] {
+    /// Runs one configuration in a child; its prefill progress (`progress DONE TOTAL` lines on its stderr) goes to `progress`.
+    private func runChild(model: String, method: String, budget: Int?, context: Int, threads: Int,
+                          progress: @escaping (Int, Int) -> Void) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
         var arguments = ["bench-child", "--model", model, "--method", method, "--context", String(context),
-                         "--gen", String(gen), "--threads", String(threads)]
+                         "--gen", String(gen), "--threads", String(threads), "--progress"]
         if let budget { arguments += ["--budget", String(budget)] }
         for option in kvOption { arguments += ["--kv-option", option] }
         process.arguments = arguments
@@ -111,10 +115,30 @@ struct BenchCommand: ParsableCommand {
         process.standardOutput = stdoutPipe
         process.standardError = stderrPipe
         try process.run()
-        // Drain stderr concurrently (a full pipe would block the child).
+        // Drain stderr concurrently (a full pipe would block the child), passing progress lines on as they come.
         final class Box: @unchecked Sendable { var data = Data() }   // written by the reader thread, read once it has finished
         let errorBox = Box()
-        let errorReader = Thread { errorBox.data = stderrPipe.fileHandleForReading.readDataToEndOfFile() }
+        nonisolated(unsafe) let progress = progress   // called from the reader thread only
+        let errorReader = Thread {
+            let handle = stderrPipe.fileHandleForReading
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending += chunk
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = pending[pending.startIndex..<newline]
+                    pending = pending[(newline + 1)...]
+                    let fields = String(decoding: line, as: UTF8.self).split(separator: " ")
+                    if fields.count == 3, fields[0] == "progress", let done = Int(fields[1]), let total = Int(fields[2]) {
+                        progress(done, total)
+                    } else {
+                        errorBox.data += line + [UInt8(ascii: "\n")]
+                    }
+                }
+            }
+            errorBox.data += pending
+        }
         errorReader.start()
         let output = stdoutPipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -156,6 +180,7 @@ struct BenchCommand: ParsableCommand {
             "weight_bytes_per_token": Int(weightBytes),
             "kv_bytes_read_per_token": Int(kvRead),
             "kv_bytes_stored": Int(median("kv_bytes_stored")),
+            "kv_bytes_stored_method_layers": Int(median("kv_bytes_stored_method_layers")),
             "peak_rss_bytes": Int(median("peak_rss_bytes")),
             "decode_rss_bytes": Int(median("decode_rss_bytes")),
             "achieved_gbs": bytesPerToken * decode / 1e9,
@@ -253,6 +278,7 @@ struct BenchChildCommand: ParsableCommand {
     @Option(parsing: .unconditional) var gen: Int = 64
     @Option(parsing: .unconditional) var threads: Int = 1
     @Option(parsing: .singleValue) var kvOption: [String] = []
+    @Flag(help: "Report the prefill's progress as `progress DONE TOTAL` lines on stderr.") var progress = false
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
@@ -290,7 +316,8 @@ struct BenchChildCommand: ParsableCommand {
 
         let session = try makeSession()
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let logits = try session.prefill(prompt, allowBeyondContext: true)
+        let report: ((Int, Int) -> Void)? = progress ? { done, total in printError("progress \(done) \(total)") } : nil
+        let logits = try session.prefill(prompt, allowBeyondContext: true, progress: report)
         let t1 = DispatchTime.now().uptimeNanoseconds
         var next = logits.indices.max(by: { logits[$0] < logits[$1] })!
         var kvRead = 0
@@ -305,6 +332,9 @@ struct BenchChildCommand: ParsableCommand {
         }
         let t3 = DispatchTime.now().uptimeNanoseconds
         let stats = session.policy.statistics
+        // On a model with sliding-window layers, what the method itself stores (the windows are the same for every method).
+        let methodCaches = (session.policy as? LayeredKV)?.caches.filter { !($0 is SlidingWindowKV) } ?? [session.policy]
+        let methodStored = methodCaches.reduce(0) { $0 + $1.statistics.storedBytes }
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
         var result: [String: Any] = [
@@ -313,6 +343,7 @@ struct BenchChildCommand: ParsableCommand {
             "weight_bytes_per_token": llama.weightBytesPerToken,
             "kv_bytes_read_per_token": kvRead,
             "kv_bytes_stored": stats.storedBytes,
+            "kv_bytes_stored_method_layers": methodStored,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024,
             "decode_rss_bytes": decodeRSS,
         ]

@@ -33,7 +33,7 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated RULER tasks (default: all).")
     var rulerTasks = Ruler.tasks.joined(separator: ",")
 
-    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise; at least 80 for passkey, 512 for ruler, 384 + 40 per extra turn for multiturn, 64 for fidelity).")
+    @Option(name: .long, help: "Comma-separated prompt lengths in tokens (default: 2048,4096 for passkey, 4096 otherwise; at least 80 for passkey, 512 for ruler, 384 + 40 per extra turn for multiturn, 64 for fidelity; passkey and ruler take lengths up to the model's context, cut to leave room for the answer).")
     var lengths: String?
 
     @Option(name: .long, help: "Comma-separated needle depths in [0, 1] (passkey).")

@@ -126,16 +126,35 @@ func readTextFile(_ path: String) throws -> String {
     return text
 }
 
-/// A one-line progress display on stderr (only when stderr is a terminal).
-struct ProgressLine {
+/// Progress of long work (a prompt's prefill) on stderr: a redrawn bar with tokens/s and the time left on a
+/// terminal; otherwise, for work of at least `quietBelow` tokens, one line per tenth (so logs show it too).
+final class ProgressLine {
     let label: String
-    let enabled = isatty(STDERR_FILENO) != 0
+    let terminal = isatty(STDERR_FILENO) != 0
+    let quietBelow: Int
+    private let start = DispatchTime.now().uptimeNanoseconds
+    private var lastTenth = 0
+
+    init(label: String, quietBelow: Int = 4096) {
+        self.label = label
+        self.quietBelow = quietBelow
+    }
+
     func update(_ done: Int, _ total: Int) {
-        guard enabled, total > 0 else { return }
-        let width = 30, filled = width * done / total
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        FileHandle.standardError.write(Data("\r\(label) \(bar) \(done)/\(total)".utf8))
-        if done == total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        guard total > 0 else { return }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let rate = seconds > 0 ? Double(done) / seconds : 0
+        let left = rate > 0 ? Double(total - done) / rate : 0
+        let text = String(format: "%@ %d/%d tokens, %.0f tok/s, %.0f s left", label, done, total, rate, left)
+        if terminal {
+            let width = 30, filled = width * done / total
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(bar) \(text)".utf8))
+            if done == total { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        } else if total >= quietBelow, 10 * done / total > lastTenth {
+            lastTenth = 10 * done / total
+            printError(text)
+        }
     }
 }
 

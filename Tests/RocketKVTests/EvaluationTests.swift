@@ -163,4 +163,25 @@ final class EvaluationTests: XCTestCase {
         settings.lengths = [8100]
         XCTAssertThrowsError(try settings.validate(contextLength: 8192)) { XCTAssertTrue("\($0)".contains("leave room for 128"), "\($0)") }
     }
+
+    /// Passkey and RULER take lengths up to the context (a "32K" prompt on a 32K model), cut to leave room for
+    /// the answer; longer lengths, and other tasks, are still refused.
+    func testPasskeyAndRulerCutLengthsAtTheContext() throws {
+        var settings = EvalSettings(task: "passkey", methods: ["full"], budgets: [128], lengths: [32768], depths: [0.5], samples: 1, seed: 1,
+                                    maxTokens: 16, planNewTokens: 128, continuation: 64, haystack: "synthetic", kvOptions: [:], model: "m")
+        XCTAssertNoThrow(try settings.validate(contextLength: 32768))
+        XCTAssertEqual(settings.promptTokens(length: 32768, contextLength: 32768), 32768 - 128)
+        XCTAssertEqual(settings.promptTokens(length: 32700, contextLength: 32768), 32768 - 128)
+        XCTAssertEqual(settings.promptTokens(length: 16384, contextLength: 32768), 16384, "a length that fits is not cut")
+        settings.lengths = [32769]
+        XCTAssertThrowsError(try settings.validate(contextLength: 32768)) { XCTAssertTrue("\($0)".contains("leave room"), "\($0)") }
+        settings.lengths = [200]
+        XCTAssertThrowsError(try settings.validate(contextLength: 200), "a cut below the task's minimum is refused")
+        settings.task = "ruler"
+        settings.lengths = [32768]
+        XCTAssertNoThrow(try settings.validate(contextLength: 32768))
+        settings.task = "fidelity"
+        XCTAssertEqual(settings.promptTokens(length: 32768, contextLength: 32768), 32768)
+        XCTAssertThrowsError(try settings.validate(contextLength: 32768)) { XCTAssertTrue("\($0)".contains("passkey and ruler accept"), "\($0)") }
+    }
 }

@@ -144,6 +144,22 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     }
 
     /// Throws unless every setting is usable with a model of `contextLength` tokens (nil: not known yet).
+    /// Tokens kept free after a prompt for what is generated.
+    var room: Int { max(128, maxTokens, continuation) }
+
+    /// Whether the task cuts a prompt at the model's context to leave `room` (passkey and RULER, as RULER does
+    /// at its largest lengths: a "32K" prompt on a 32K model is 32K minus the answer).
+    var cutsToContext: Bool { task == "passkey" || task == "ruler" }
+
+    /// The prompt's token count for a sweep length: the length itself, or for tasks that cut at the context a
+    /// length up to the context that leaves no room, `contextLength − room` (unless that is below the task's
+    /// minimum). The length stays the cell's label; each prediction records its prompt's token count.
+    public func promptTokens(length: Int, contextLength: Int) -> Int {
+        let cut = contextLength - room
+        guard cutsToContext, length <= contextLength, length > cut, cut >= minimumLength else { return length }
+        return cut
+    }
+
     public func validate(contextLength: Int?) throws {
         // Far above any context, and small enough that sums of these cannot overflow.
         let limit = 1 << 28
@@ -160,9 +176,9 @@ public struct EvalSettings: Codable, Sendable, Equatable {
                                  + (task == "multiturn" ? " with \(turns) turns" : ""))
         }
         if let contextLength {
-            let room = max(128, maxTokens, continuation)
-            for length in lengths where length + room > contextLength {
-                throw InferenceError("length \(length) must leave room for \(room) generated tokens in the context of \(contextLength)")
+            for length in lengths where promptTokens(length: length, contextLength: contextLength) + room > contextLength {
+                throw InferenceError("length \(length) must leave room for \(room) generated tokens in the context of \(contextLength)"
+                                     + (cutsToContext ? "" : " (passkey and ruler accept lengths up to the context)"))
             }
             guard planNewTokens <= contextLength else {
                 throw InferenceError("plan-new-tokens \(planNewTokens) is larger than the context of \(contextLength)")
@@ -209,10 +225,12 @@ public final class Evaluator {
                 }
             }
         }
+        let contextLength = model.config.contextLength
         try runGeneration(cells) { [settings, tokenizer] cell in
             var rng = cell.generator(seed: settings.seed)
             let key = Passkey.randomKey(using: &rng)
-            let prompt = Passkey.prompt(haystack: haystack, tokens: cell.length, depth: cell.depth!, key: key, tokenizer: tokenizer)
+            let prompt = Passkey.prompt(haystack: haystack, tokens: settings.promptTokens(length: cell.length, contextLength: contextLength),
+                                        depth: cell.depth!, key: key, tokenizer: tokenizer)
             return GenerationPrompt(tokens: prompt.tokens, expected: key, maxTokens: settings.maxTokens) { output, prediction in
                 prediction.score = Passkey.exactMatch(response: output, key: key)
                 prediction.substring = Passkey.substringMatch(response: output, key: key)
@@ -233,13 +251,15 @@ public final class Evaluator {
                 }
             }
         }
+        let contextLength = model.config.contextLength
         try runGeneration(cells) { [settings, tokenizer] cell in
             var rng = cell.generator(seed: settings.seed)
             let task = String(cell.task.dropFirst("ruler/".count))
-            let item = try Ruler.sample(task: task, haystack: haystack, tokens: cell.length, tokenizer: tokenizer, using: &rng)
+            let length = settings.promptTokens(length: cell.length, contextLength: contextLength)
+            let item = try Ruler.sample(task: task, haystack: haystack, tokens: length, tokenizer: tokenizer, using: &rng)
             let tokens = tokenizer.encode(item.prompt, addSpecial: true, parseSpecial: false)
-            guard tokens.count <= cell.length else {
-                throw InferenceError("RULER task \(task) needs more than \(cell.length) tokens (its prompt without filler has \(tokens.count))")
+            guard tokens.count <= length else {
+                throw InferenceError("RULER task \(task) needs more than \(length) tokens (its prompt without filler has \(tokens.count))")
             }
             return GenerationPrompt(tokens: tokens, expected: item.answers.joined(separator: ", "), maxTokens: item.maxTokens) { output, prediction in
                 prediction.score = Ruler.score(output: output, answers: item.answers)
@@ -337,8 +357,11 @@ public final class Evaluator {
             }
             done += runs.count - pending.count
             guard !pending.isEmpty else { continue }
-            onProgress(done, total, "\(cell.label): prefill")
-            let snapshot = try engine.prefillSnapshot(prefilled)
+            // Long prompts take minutes: report the prefill by tenths.
+            let report = onProgress, reached = done
+            let snapshot = try engine.prefillSnapshot(prefilled) { prefilledTokens, promptTokens in
+                report(reached, total, "\(cell.label): prefill \(prefilledTokens * 10 / promptTokens * 10)%")
+            }
             try body(cell, prompt, snapshot, pending) { prediction, run in
                 var prediction = prediction
                 prediction.prompt = cell.prompt
