@@ -98,7 +98,7 @@ struct EvalRunCommand: ParsableCommand {
                 throw ValidationError("--haystack: '\(haystack)' is not a folder")
             }
         }
-        _ = try settings(model: "", contextLength: nil)
+        try usage { _ = try settings(model: "", contextLength: nil) }
     }
 
     /// The sweep's settings, checked (against the model's context when known): every rejection happens here,
