@@ -8,16 +8,6 @@ import XCTest
 final class KVQuantizationTests: XCTestCase {
     func randomFloats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float.random(in: -scale...scale) } }
 
-    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
-    func forEachPath(_ body: (String) throws -> Void) rethrows {
-        defer { rk_limit_simd(-1) }
-        rk_limit_simd(-1)
-        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
-            rk_limit_simd(level)
-            try body(Ops.kernelLevel)
-        }
-    }
-
     static let quantized: [(type: KVRowType, ggml: GGMLType)] = [(.q8_0, .q8_0), (.q4_0, .q4_0)]
 
     /// A stream of `count` random rows of `type` and the rows as stored, dequantized by the GGUF reference

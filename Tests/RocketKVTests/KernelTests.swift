@@ -47,6 +47,18 @@ enum ReferenceKernels {
     }
 }
 
+extension XCTestCase {
+    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
+    func forEachPath(_ body: (String) throws -> Void) rethrows {
+        defer { rk_limit_simd(-1) }
+        rk_limit_simd(-1)
+        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
+            rk_limit_simd(level)
+            try body(Ops.kernelLevel)
+        }
+    }
+}
+
 final class KernelTests: TwoThreadTestCase {
     var rng = SystemRandomNumberGenerator()
 
@@ -69,16 +81,6 @@ final class KernelTests: TwoThreadTestCase {
             bytes += [UInt8(d.bitPattern & 0xff), UInt8(d.bitPattern >> 8)] + (0..<32).map { _ in UInt8.random(in: 0...255) }
         }
         return bytes
-    }
-
-    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
-    func forEachPath(_ body: (String) throws -> Void) rethrows {
-        defer { rk_limit_simd(-1) }
-        rk_limit_simd(-1)
-        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
-            rk_limit_simd(level)
-            try body(Ops.kernelLevel)
-        }
     }
 
     func testActivationQuantizationMatchesReference() {

@@ -103,17 +103,9 @@ public enum Attention {
         let heads = shape.queryHeads
         withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * pstride) { buffer in
             nonisolated(unsafe) let scores = buffer.baseAddress!   // rows of heads, each written by one task
-            let ranges = 4 * ThreadPool.threadCount
-            let keysPerRange = (count + ranges - 1) / ranges
-            ThreadPool.parallelFor(kvHeads * ranges) { units in
-                for unit in units {
-                    let kv = unit / ranges, r = unit % ranges
-                    let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
-                    if j0 < j1 {
-                        rk_attn_scores(query + kv * g * d, d, Int32(g), keys(kv), Int32(d), Int32(j0), Int32(j1), shape.scale,
-                                       scores + kv * g * pstride, pstride, 0)
-                    }
-                }
+            forEachKeyRange(count: count, kvHeads: kvHeads) { kv, j0, j1 in
+                rk_attn_scores(query + kv * g * d, d, Int32(g), keys(kv), Int32(d), Int32(j0), Int32(j1), shape.scale,
+                               scores + kv * g * pstride, pstride, 0)
             }
             ThreadPool.parallelFor(heads) { range in
                 for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(pstride)) }
@@ -162,17 +154,9 @@ public enum Attention {
                 nonisolated(unsafe) let q8 = q8Buffer.baseAddress!, scores = buffer.baseAddress!
                 nonisolated(unsafe) let partials = scores + heads * count
                 for h in 0..<heads { rk_quantize_row_q8_0(query + h * d, q8 + h * q8Bytes, Int32(d)) }
-                let ranges = 4 * ThreadPool.threadCount
-                let keysPerRange = (count + ranges - 1) / ranges
-                ThreadPool.parallelFor(kvHeads * ranges) { units in
-                    for unit in units {
-                        let kv = unit / ranges, r = unit % ranges
-                        let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
-                        if j0 < j1 {
-                            rk_kv_scores(type, q8 + kv * g * q8Bytes, Int32(g), streams[kv].keyRow(first), Int32(d), Int32(j0), Int32(j1),
-                                         shape.scale, scores + kv * g * count, count)
-                        }
-                    }
+                forEachKeyRange(count: count, kvHeads: kvHeads) { kv, j0, j1 in
+                    rk_kv_scores(type, q8 + kv * g * q8Bytes, Int32(g), streams[kv].keyRow(first), Int32(d), Int32(j0), Int32(j1),
+                                 shape.scale, scores + kv * g * count, count)
                 }
                 ThreadPool.parallelFor(heads) { range in
                     for h in range { rk_attn_softmax(scores + h * count, Int32(count)) }
@@ -192,6 +176,20 @@ public enum Attention {
                         for i in 0..<(g * d) { out[i] += part[i] }
                     }
                 }
+            }
+        }
+    }
+
+    /// Runs `body(kv, j0, j1)` in parallel for every KV head and each of `4 × threads` ranges of its `count` keys:
+    /// the score phase of a long decode, spread so that both cores stream the cache.
+    private static func forEachKeyRange(count: Int, kvHeads: Int, _ body: @Sendable (_ kv: Int, _ j0: Int, _ j1: Int) -> Void) {
+        let ranges = 4 * ThreadPool.threadCount
+        let keysPerRange = (count + ranges - 1) / ranges
+        ThreadPool.parallelFor(kvHeads * ranges) { units in
+            for unit in units {
+                let kv = unit / ranges, r = unit % ranges
+                let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
+                if j0 < j1 { body(kv, j0, j1) }
             }
         }
     }
