@@ -1565,18 +1565,17 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 
-void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uint16_t *dst) {
+void rk_gather_rows(const void *src, size_t bytes, const int32_t *slots, int n, void *dst) {
     enum { AHEAD = 8 };   // rows requested ahead of the copy, so that several misses are in flight at once
-    const size_t bytes = (size_t)d * sizeof(uint16_t);
     for (int i = 0; i < n + AHEAD; i++) {
         if (i < n) {
-            const char *row = (const char *)(src + (size_t)slots[i] * d);
+            const char *row = (const char *)src + (size_t)slots[i] * bytes;
             for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
             __builtin_prefetch(row + bytes - 1, 0, 3);
         }
         if (i < AHEAD) continue;
-        char *to = (char *)(dst + (size_t)(i - AHEAD) * d);
-        const char *from = (const char *)(src + (size_t)slots[i - AHEAD] * d);
+        char *to = (char *)dst + (size_t)(i - AHEAD) * bytes;
+        const char *from = (const char *)src + (size_t)slots[i - AHEAD] * bytes;
         if (bytes % 32 == 0) for (size_t o = 0; o < bytes; o += 32) memcpy(to + o, from + o, 32);   // inlined moves, no call per row
         else memcpy(to, from, bytes);
     }
@@ -1715,4 +1714,181 @@ int rk_top_indices(const float *values, int n, int k, int32_t *out) {
     for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)h[i];
     free(h);
     return k;
+}
+
+// ---- KV rows in ggml blocks (Q8_0, Q4_0) ----
+// Keys are scored as llama.cpp's flash attention scores a quantized K: the query quantized to Q8_0, then the
+// integer row-dot (its AVX2 order: per block one fmadd of d_k·d_q into 8 lanes of int sums, hsum at the end,
+// which the portable path repeats lane for lane). Values are dequantized (exactly: a half scale times a small
+// integer fits a float) and accumulated with one fused multiply-add per element and row, rows in order, so
+// every level gives the same bits.
+
+size_t rk_kv_row_bytes(int type, int d) {
+    switch (type) {
+    case RK_KV_Q8_0: return (size_t)d / 32 * sizeof(block_q8_0);
+    case RK_KV_Q4_0: return (size_t)d / 32 * sizeof(block_q4_0);
+    default: return (size_t)d * sizeof(uint16_t);
+    }
+}
+
+// ggml's quantize_row_q4_0_ref: the scale from the element of largest magnitude (sign kept), d = max / −8.
+static void quantize_q4_0(const float *x, block_q4_0 *y, int n) {
+    for (int b = 0; b < n / 32; b++) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < 32; j++) {
+            const float v = x[b * 32 + j];
+            if (amax < fabsf(v)) { amax = fabsf(v); max = v; }
+        }
+        const float d = max / -8, id = d != 0 ? 1.0f / d : 0.0f;
+        y[b].d = float_to_half(d);
+        for (int j = 0; j < 16; j++) {
+            const int lo = (int8_t)(x[b * 32 + j] * id + 8.5f), hi = (int8_t)(x[b * 32 + 16 + j] * id + 8.5f);
+            y[b].qs[j] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
+        }
+    }
+}
+
+void rk_kv_quantize_row(int type, const float *x, void *y, int d) {
+    switch (type) {
+    case RK_KV_Q8_0: rk_quantize_row_q8_0(x, y, d); break;
+    case RK_KV_Q4_0: quantize_q4_0(x, (block_q4_0 *)y, d); break;
+    default: rk_f32_to_f16(x, (uint16_t *)y, d);
+    }
+}
+
+// Element e of block b of a quantized row, as an integer (Q4_0: low nibbles are elements 0–15, high 16–31).
+static inline int kv_element(int type, const void *row, int b, int e) {
+    if (type == RK_KV_Q8_0) return ((const block_q8_0 *)row)[b].qs[e];
+    const uint8_t q = ((const block_q4_0 *)row)[b].qs[e % 16];
+    return (e < 16 ? q & 0x0f : q >> 4) - 8;
+}
+
+static inline float kv_scale(int type, const void *row, int b) {
+    return half_to_float(type == RK_KV_Q8_0 ? ((const block_q8_0 *)row)[b].d : ((const block_q4_0 *)row)[b].d);
+}
+
+void rk_kv_dequantize_row(int type, const void *x, float *y, int d) {
+    if (type != RK_KV_Q8_0 && type != RK_KV_Q4_0) { rk_f16_to_f32((const uint16_t *)x, y, d); return; }
+    for (int b = 0; b < d / 32; b++) {
+        const float s = kv_scale(type, x, b);
+        for (int e = 0; e < 32; e++) y[b * 32 + e] = s * (float)kv_element(type, x, b, e);
+    }
+}
+
+static float kv_dot_portable(int type, const void *row, const block_q8_0 *q, int d) {
+    float acc[8] = {0};
+    for (int b = 0; b < d / 32; b++) {
+        int32_t lane[8] = {0};
+        for (int e = 0; e < 32; e++) lane[e / 4] += kv_element(type, row, b, e) * q[b].qs[e];
+        const float s = kv_scale(type, row, b) * half_to_float(q[b].d);
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(s, (float)lane[l], acc[l]);
+    }
+    return hsum8_batched(acc);
+}
+
+static void kv_scores_portable(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                               float *scores, size_t sstride) {
+    const size_t rb = rk_kv_row_bytes(type, d), qb = (size_t)d / 32 * sizeof(block_q8_0);
+    for (int j = j0; j < j1; j++)
+        for (int i = 0; i < nq; i++)
+            scores[(size_t)i * sstride + j] =
+                kv_dot_portable(type, (const char *)keys + j * rb, (const block_q8_0 *)((const char *)q8 + i * qb), d) * scale;
+}
+
+static void kv_pv_portable(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
+                           float *out, size_t ostride) {
+    const size_t rb = rk_kv_row_bytes(type, d);
+    float v[RK_MAX_HEAD_DIM];
+    for (int i = 0; i < nq; i++) memset(out + (size_t)i * ostride, 0, (size_t)d * sizeof(float));
+    for (int j = j0; j < j1; j++) {
+        rk_kv_dequantize_row(type, (const char *)values + j * rb, v, d);
+        for (int i = 0; i < nq; i++) {
+            const float pj = p[(size_t)i * pstride + j];
+            float *o = out + (size_t)i * ostride;
+            for (int c = 0; c < d; c++) o[c] = fmaf(pj, v[c], o[c]);
+        }
+    }
+}
+
+#if RK_X86
+RK_AVX2 static void kv_scores_avx2(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                                   float *scores, size_t sstride) {
+    const size_t rb = rk_kv_row_bytes(type, d), qb = (size_t)d / 32 * sizeof(block_q8_0);
+    for (int j = j0; j < j1; j++) {
+        const char *row = (const char *)keys + j * rb;
+        for (int i = 0; i < nq; i++) {
+            const block_q8_0 *q = (const block_q8_0 *)((const char *)q8 + i * qb);
+            scores[(size_t)i * sstride + j] = (type == RK_KV_Q8_0 ? dot_q8_0_q8_0_avx2(d, (const block_q8_0 *)row, q)
+                                                                  : dot_q4_0_q8_0_avx2(d, (const block_q4_0 *)row, q)) * scale;
+        }
+    }
+}
+
+RK_AVX2 static void kv_pv_avx2(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
+                               float *out, size_t ostride) {
+    const size_t rb = rk_kv_row_bytes(type, d);
+    for (int i = 0; i < nq; i++) memset(out + (size_t)i * ostride, 0, (size_t)d * sizeof(float));
+    for (int j = j0; j < j1; j++) {
+        const char *row = (const char *)values + j * rb;
+        for (int b = 0; b < d / 32; b++) {
+            __m256i q;
+            float s;
+            if (type == RK_KV_Q8_0) { q = loadw_q8_0((const block_q8_0 *)row + b); s = half_to_float_avx(((const block_q8_0 *)row)[b].d); }
+            else { q = loadw_q4_0((const block_q4_0 *)row + b); s = half_to_float_avx(((const block_q4_0 *)row)[b].d); }
+            const __m256 scale = _mm256_set1_ps(s);
+            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            const __m256 v[4] = {
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), scale),
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), scale),
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), scale),
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), scale),
+            };
+            for (int i = 0; i < nq; i++) {
+                const __m256 pj = _mm256_set1_ps(p[(size_t)i * pstride + j]);
+                float *o = out + (size_t)i * ostride + b * 32;
+                for (int k = 0; k < 4; k++) _mm256_storeu_ps(o + 8 * k, _mm256_fmadd_ps(pj, v[k], _mm256_loadu_ps(o + 8 * k)));
+            }
+        }
+    }
+}
+#endif
+
+void rk_kv_scores(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                  float *scores, size_t sstride) {
+    DISPATCH(kv_scores_avx2, kv_scores_portable)(type, q8, nq, keys, d, j0, j1, scale, scores, sstride);
+}
+
+void rk_kv_pv(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
+              float *out, size_t ostride) {
+    DISPATCH(kv_pv_avx2, kv_pv_portable)(type, p, pstride, nq, j0, j1, values, d, out, ostride);
+}
+
+void rk_kv_pv_chunked(int type, const float *p, size_t pstride, int nq, int count, const void *values, int d,
+                      float *out, size_t ostride) {
+    rk_kv_pv(type, p, pstride, nq, 0, count < RK_KV_CHUNK ? count : RK_KV_CHUNK, values, d, out, ostride);
+    if (count <= RK_KV_CHUNK) return;
+    float *part = attn_scratch(1, (size_t)nq * d);
+    for (int j0 = RK_KV_CHUNK; j0 < count; j0 += RK_KV_CHUNK) {
+        rk_kv_pv(type, p, pstride, nq, j0, j0 + RK_KV_CHUNK < count ? j0 + RK_KV_CHUNK : count, values, d, part, (size_t)d);
+        for (int i = 0; i < nq; i++)
+            for (int c = 0; c < d; c++) out[(size_t)i * ostride + c] += part[(size_t)i * d + c];
+    }
+}
+
+void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
+                  const void *values, int d, float scale, float *out, size_t ostride, float *probabilities, size_t prstride) {
+    int maxcount = 0;
+    for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
+    const size_t qb = (size_t)d / 32 * sizeof(block_q8_0), pstride = (size_t)maxcount;
+    float *sbuf = attn_scratch(0, (size_t)nq * pstride + (size_t)nq * qb / sizeof(float) + 1);
+    void *q8 = sbuf + (size_t)nq * pstride;
+    for (int i = 0; i < nq; i++) rk_quantize_row_q8_0(q + (size_t)i * qstride, (char *)q8 + i * qb, d);
+    rk_kv_scores(type, q8, nq, keys, d, 0, maxcount, scale, sbuf, pstride);
+    for (int i = 0; i < nq; i++) {
+        float *row = sbuf + (size_t)i * pstride;
+        if (counts[i] > 0) rk_attn_softmax(row, counts[i]);
+        for (int j = counts[i]; j < maxcount; j++) row[j] = 0;
+        if (probabilities) memcpy(probabilities + (size_t)i * prstride, row, (size_t)counts[i] * sizeof(float));
+    }
+    rk_kv_pv_chunked(type, sbuf, pstride, nq, maxcount, values, d, out, ostride);
 }

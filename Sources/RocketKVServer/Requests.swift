@@ -158,11 +158,12 @@ struct CompletionRequest: Decodable {
         return options
     }
 
-    /// The request's KV method: `kv` fields over the server's default (a new method starts without the default's options).
+    /// The request's KV method: `kv` fields over the server's default (a new method starts without the default's
+    /// options, with its row type).
     func kvConfiguration(default base: KVConfiguration) -> KVConfiguration {
         guard let kv else { return base }
         var result = base
-        if let method = kv.method, method != base.method { result = KVConfiguration(method: method) }
+        if let method = kv.method, method != base.method { result = KVConfiguration(method: method, kvType: base.kvType) }
         if let budget = kv.budget { result.budget = budget }
         if let options = kv.options { result.options.merge(options.mapValues(\.text)) { $1 } }
         return result

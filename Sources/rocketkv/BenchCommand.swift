@@ -2,14 +2,14 @@ import ArgumentParser
 import Foundation
 import RocketKV
 
-/// `rocketkv bench`: prefill and decode speed per KV method × budget × context, llama-bench style.
+/// `rocketkv bench`: prefill and decode speed per KV method × KV row type × budget × context, llama-bench style.
 ///
 /// Every configuration and repetition runs in a fresh child process (this executable with the hidden
 /// `bench-child` subcommand), so peak RSS is per run and no state (caches, allocations) is shared.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure prefill and decode speed, memory and bandwidth per KV method, budget and context.")
+        abstract: "Measure prefill and decode speed, memory and bandwidth per KV method, KV type, budget and context.")
 
     @Option(name: .long, help: "Path to a GGUF model (default: SmolLM2-135M-Instruct Q4_1).")
     var model: String?
@@ -19,6 +19,9 @@ struct BenchCommand: ParsableCommand {
 
     @Option(name: .long, help: "Comma-separated token budgets (methods without a budget ignore it).")
     var budget: String?
+
+    @Option(name: .customLong("kv-type"), help: "Comma-separated KV row types: f16, q8_0, q4_0.")
+    var kvType = "f16"
 
     @Option(name: .long, help: "Comma-separated context lengths (prompt tokens prefilled before decoding).")
     var context = "512,2048,8192"
@@ -41,12 +44,18 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: try contexts, budgets: try budgets.compactMap { $0 }, threads: threads)
         guard (1...100).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...100") }
-        try usage { for method in methods { _ = try KVMethods.named(method) } }
+        try usage {
+            for method in methods { _ = try KVMethods.named(method) }
+            _ = try kvTypes
+        }
     }
 
     var contexts: [Int] { get throws { try BenchLimits.integers(context, option: "--context") } }
     var budgets: [Int?] { get throws { try budget.map { try BenchLimits.integers($0, option: "--budget") } ?? [nil] } }
     var methods: [String] { kv.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+    var kvTypes: [KVRowType] {
+        get throws { try kvType.split(separator: ",", omittingEmptySubsequences: false).map { try KVRowType(parsing: $0.trimmingCharacters(in: .whitespaces)) } }
+    }
 
     func run() throws {
         let threadCount = threads ?? ProcessInfo.processInfo.activeProcessorCount
@@ -60,20 +69,20 @@ struct BenchCommand: ParsableCommand {
         let bandwidth = try measureBandwidthInChild(threads: threadCount)
         printError(String(format: "read bandwidth: %.1f GB/s; kernels: %@", bandwidth / 1e9, Ops.kernelLevel))
 
-        let contexts = try contexts, budgets = try budgets
-        let configs = methods.flatMap { m in budgets.flatMap { b in contexts.map { (m, b, $0) } } }
+        let contexts = try contexts, budgets = try budgets, types = try kvTypes
+        let configs = methods.flatMap { m in types.flatMap { t in budgets.flatMap { b in contexts.map { (m, t, b, $0) } } } }
         // Repetitions are interleaved (every configuration once, then again): on a shared machine the load
         // drifts over minutes, and interleaving lets every configuration see the same mix of it.
         var runs = [[[String: Any]]](repeating: [], count: configs.count)
         var failures = [String?](repeating: nil, count: configs.count)
         for rep in 0..<repetitions {
-            for (index, (method, budget, context)) in configs.enumerated() where failures[index] == nil {
-                let label = "run \(rep + 1)/\(repetitions), [\(index + 1)/\(configs.count)] \(method)\(budget.map { " budget \($0)" } ?? "") context \(context)"
+            for (index, (method, type, budget, context)) in configs.enumerated() where failures[index] == nil {
+                let label = "run \(rep + 1)/\(repetitions), [\(index + 1)/\(configs.count)] \(method) \(type)\(budget.map { " budget \($0)" } ?? "") context \(context)"
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(label)".utf8))
                 let prefill = ProgressLine(label: label + ": prefill")
                 do {
-                    runs[index].append(try runChild(model: modelPath, method: method, budget: budget, context: context, threads: threadCount,
-                                                    progress: prefill.update))
+                    runs[index].append(try runChild(model: modelPath, method: method, type: type, budget: budget, context: context,
+                                                    threads: threadCount, progress: prefill.update))
                 } catch {
                     failures[index] = "\(error)"
                 }
@@ -81,12 +90,13 @@ struct BenchCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
         if !json { printTableHeader() }
-        for (index, (method, budget, context)) in configs.enumerated() {
+        for (index, (method, type, budget, context)) in configs.enumerated() {
             if let failure = failures[index] {
-                printError("\(method) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
+                printError("\(method) \(type) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
                 continue
             }
-            let row = summarize(runs[index], method: method, budget: budget, context: context, bandwidth: bandwidth, threads: threadCount)
+            let row = summarize(runs[index], method: method, type: type, budget: budget, context: context, bandwidth: bandwidth,
+                                threads: threadCount)
             if json {
                 let data = try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -102,11 +112,11 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Runs one configuration in a child; its prefill progress (`progress DONE TOTAL` lines on its stderr) goes to `progress`.
-    private func runChild(model: String, method: String, budget: Int?, context: Int, threads: Int,
+    private func runChild(model: String, method: String, type: KVRowType, budget: Int?, context: Int, threads: Int,
                           progress: @escaping (Int, Int) -> Void) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
-        var arguments = ["bench-child", "--model", model, "--method", method, "--context", String(context),
+        var arguments = ["bench-child", "--model", model, "--method", method, "--kv-type", type.rawValue, "--context", String(context),
                          "--gen", String(gen), "--threads", String(threads), "--progress"]
         if let budget { arguments += ["--budget", String(budget)] }
         for option in kvOption { arguments += ["--kv-option", option] }
@@ -156,7 +166,7 @@ struct BenchCommand: ParsableCommand {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    private func summarize(_ runs: [[String: Any]], method: String, budget: Int?, context: Int, bandwidth: Double,
+    private func summarize(_ runs: [[String: Any]], method: String, type: KVRowType, budget: Int?, context: Int, bandwidth: Double,
                            threads: Int) -> [String: Any] {
         func values(_ key: String) -> [Double] { runs.compactMap { ($0[key] as? NSNumber)?.doubleValue } }
         func median(_ key: String) -> Double { BenchStats.median(values(key)) }
@@ -166,6 +176,7 @@ struct BenchCommand: ParsableCommand {
         let bytesPerToken = weightBytes + kvRead
         var row: [String: Any] = [
             "method": method,
+            "kv_type": type.rawValue,
             "budget": budget.map { $0 as Any } ?? NSNull(),
             "context": context,
             "gen": gen,
@@ -193,15 +204,15 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func printTableHeader() {
-        print("| method | budget | context | prefill tok/s | decode tok/s | ms/tok | bound tok/s | GB/s | KV read/tok MB | KV stored MB | peak RSS MB | decode RSS MB |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | kv type | budget | context | prefill tok/s | decode tok/s | ms/tok | bound tok/s | GB/s | KV read/tok MB | KV stored MB | peak RSS MB | decode RSS MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     }
 
     private func printTableRow(_ r: [String: Any]) {
         func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
         let budget = (r["budget"] as? Int).map(String.init) ?? "-"
-        print(String(format: "| %@ | %@ | %d | %.1f ± %.1f | %.1f ± %.1f | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f |",
-                     r["method"] as! String, budget, r["context"] as! Int, d("prefill_tok_s"), d("prefill_tok_s_spread"),
+        print(String(format: "| %@ | %@ | %@ | %d | %.1f ± %.1f | %.1f ± %.1f | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f |",
+                     r["method"] as! String, r["kv_type"] as! String, budget, r["context"] as! Int, d("prefill_tok_s"), d("prefill_tok_s_spread"),
                      d("decode_tok_s"), d("decode_tok_s_spread"), d("decode_ms"), d("bound_tok_s"), d("achieved_gbs"),
                      d("kv_bytes_read_per_token") / 1e6, d("kv_bytes_stored") / 1e6, d("peak_rss_bytes") / 1e6,
                      d("decode_rss_bytes") / 1e6))
@@ -279,10 +290,14 @@ struct BenchChildCommand: ParsableCommand {
     @Option(parsing: .unconditional) var threads: Int = 1
     @Option(parsing: .singleValue) var kvOption: [String] = []
     @Flag(help: "Report the prefill's progress as `progress DONE TOTAL` lines on stderr.") var progress = false
+    @Option var kvType = "f16"
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
-        try usage { _ = try KVMethods.named(method) }
+        try usage {
+            _ = try KVMethods.named(method)
+            _ = try KVRowType(parsing: kvType)
+        }
     }
 
     func run() throws {
@@ -299,7 +314,7 @@ struct BenchChildCommand: ParsableCommand {
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
             let kvContext = KVMethodContext(layers: llama.config.layerAttention, budget: budget, promptLength: context,
-                                            maxNewTokens: gen, options: options)
+                                            maxNewTokens: gen, options: options, kvType: try KVRowType(parsing: kvType))
             return engine.session(policy: try KVMethods.make(method, context: kvContext))
         }
         func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {

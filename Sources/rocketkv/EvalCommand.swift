@@ -75,6 +75,9 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOptions: [String] = []
 
+    @Option(name: .customLong("kv-type"), help: "How every method's cache (and the recorded prefill's) stores keys and values: f16, q8_0 or q4_0.")
+    var kvType = "f16"
+
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
@@ -95,7 +98,7 @@ struct EvalRunCommand: ParsableCommand {
                 throw ValidationError("--haystack: '\(haystack)' is not a folder")
             }
         }
-        _ = try settings(model: "", contextLength: nil)
+        try usage { _ = try settings(model: "", contextLength: nil) }
     }
 
     /// The sweep's settings, checked (against the model's context when known): every rejection happens here,
@@ -123,7 +126,7 @@ struct EvalRunCommand: ParsableCommand {
             depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
             planNewTokens: planNewTokens, continuation: continuation,
             haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model,
-            firstToken: firstToken, turns: turns, shard: shard)
+            firstToken: firstToken, turns: turns, shard: shard, kvType: try KVRowType(parsing: kvType))
         do {
             try settings.validate(contextLength: contextLength)
         } catch let error as InferenceError {

@@ -180,9 +180,13 @@ struct KVOptions: ParsableArguments {
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
     var kvOptions: [String] = []
 
+    @Option(name: .customLong("kv-type"), help: "How the KV cache stores keys and values: f16, q8_0 or q4_0 (ggml blocks of 32; head dim a multiple of 32).")
+    var kvType = "f16"
+
     func validate() throws {
         try usage {
             _ = try parsedOptions()
+            _ = try rowType()
             let method = try KVMethods.named(kv)
             if method.needsBudget && budget == nil { throw ValidationError("--kv \(kv) needs --budget") }
             if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
@@ -191,15 +195,20 @@ struct KVOptions: ParsableArguments {
 
     func parsedOptions() throws -> [String: String] { try parseKVOptions(kvOptions) }
 
+    /// `--kv-type` as a row type.
+    func rowType() throws -> KVRowType { try KVRowType(parsing: kvType) }
+
     /// Builds the policy for a sequence whose (first) prompt has `promptLength` tokens.
     func makePolicy(model: LanguageModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {
         if let budget, budget > model.config.contextLength {
             throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
         }
         let context = KVMethodContext(layers: model.config.layerAttention, budget: budget, promptLength: promptLength,
-                                      maxNewTokens: maxNewTokens, options: try parsedOptions())
+                                      maxNewTokens: maxNewTokens, options: try parsedOptions(), kvType: try rowType())
         let policy = try KVMethods.make(kv, context: context)
-        if verbose { printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + (policy.planDescription.map { " — \($0)" } ?? "")) }
+        if verbose {
+            printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + ", \(kvType) rows" + (policy.planDescription.map { " — \($0)" } ?? ""))
+        }
         return policy
     }
 }

@@ -51,7 +51,8 @@ struct ServeCommand: AsyncParsableCommand {
         c.model = model
         c.host = host
         c.port = port
-        c.kv = KVConfiguration(method: kvOptions.kv, budget: kvOptions.budget, options: try kvOptions.parsedOptions())
+        c.kv = KVConfiguration(method: kvOptions.kv, budget: kvOptions.budget, options: try kvOptions.parsedOptions(),
+                                kvType: try kvOptions.rowType())
         c.parallel = parallel
         c.queueLimit = queue
         c.cacheBytes = cacheRam << 20

@@ -62,6 +62,13 @@ final class BadInputTests: XCTestCase {
                  status: 64, says: "--budget"),
             Case(name: "huge HSA page", arguments: ["generate", "--kv", "hsa", "--budget", "64", "--kv-option", "page=4611686018427387904"] + m + ["hi"],
                  status: 64, says: "page"),
+            Case(name: "unknown kv type", arguments: ["generate", "--kv-type", "q5_0", "hi"], status: 64, says: "--kv-type"),
+            Case(name: "quantized kv type on head dim 16", arguments: ["generate", "--kv-type", "q8_0"] + m + ["hi"], status: 64,
+                 says: "multiple of 32"),
+            Case(name: "chat unknown kv type", arguments: ["chat", "--kv-type", "f32"], status: 64, says: "--kv-type"),
+            Case(name: "serve unknown kv type", arguments: ["serve", "--kv-type", "Q8_0"], status: 64, says: "--kv-type"),
+            Case(name: "bench unknown kv type", arguments: ["bench", "--kv-type", "f16,bogus"], status: 64, says: "bogus"),
+            Case(name: "bench empty kv type", arguments: ["bench", "--kv-type", "f16,"], status: 64, says: "--kv-type"),
             Case(name: "bench context not a number", arguments: ["bench", "--context", "64,abc"], status: 64, says: "abc"),
             Case(name: "bench context near Int.max", arguments: ["bench", "--context", "9223372036854775807"] + m, status: 64, says: "--context"),
             Case(name: "bench negative gen", arguments: ["bench", "--gen", "-5"], status: 64, says: "--gen"),
@@ -111,6 +118,7 @@ final class BadInputTests: XCTestCase {
             Case(name: "plan-new-tokens near Int.max", arguments: sweep + ["--lengths", "128", "--plan-new-tokens", huge], status: 64,
                  says: "plan-new-tokens"),
             Case(name: "negative samples", arguments: ["eval", "passkey", "--samples", "-3"], status: 64, says: "samples"),
+            Case(name: "unknown kv type", arguments: sweep + ["--lengths", "128", "--kv-type", "q9"], status: 64, says: "--kv-type"),
         ])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a refused sweep wrote its output folder")
         try check([Case(name: "output under a file", arguments: Array(sweep.dropLast()) + ["/dev/null/eval", "--lengths", "128"],

@@ -7,24 +7,32 @@ final class KVMethodInvariantTests: XCTestCase {
     let shape = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 32)
     let prompt = 80, newTokens = 10, budget = 16
 
+    /// Every method with every KV row type: the same invariants, bytes counted in the type's rows.
     func testEveryRegisteredMethod() throws {
-        let d = shape.headDim, groups = shape.layers * shape.kvHeads
+        for rowType in KVRowType.allCases { try checkEveryMethod(rowType: rowType) }
+    }
+
+    private func checkEveryMethod(rowType: KVRowType) throws {
+        let shape = AttentionShape(layers: self.shape.layers, queryHeads: self.shape.queryHeads, kvHeads: self.shape.kvHeads,
+                                   headDim: self.shape.headDim, rowType: rowType)
+        let groups = shape.layers * shape.kvHeads, rowPair = shape.rowPairBytes
+        XCTAssertEqual(rowPair, ["f16": 128, "q8_0": 68, "q4_0": 36][rowType.rawValue])
         for method in KVMethods.all {
             let context = KVMethodContext(shape: shape, budget: method.needsBudget ? budget : nil,
                                           promptLength: prompt, maxNewTokens: newTokens)
             let policy = try KVMethods.make(method.name, context: context)
             let feed = RandomFeed(shape: shape, seed: 11)
-            let name = method.name
+            let name = "\(method.name) \(rowType)"
             check(name, feed.step([policy], count: 48, decode: false)[0])
             check(name, feed.step([policy], count: 32, decode: false)[0])
             policy.finishPrefill()
-            checkStatistics(name, policy, seen: feed.tokens)
+            checkStatistics(name, policy, rowPairBytes: rowPair)
             for step in 0..<newTokens {
                 check(name, feed.step([policy], count: 1, decode: true)[0])
-                let stats = checkStatistics(name, policy, seen: feed.tokens)
+                let stats = checkStatistics(name, policy, rowPairBytes: rowPair)
                 let generated = step + 1
                 // Budget, as each method defines it.
-                switch name {
+                switch method.name {
                 case "full", "topk", "quest", "sparq":
                     XCTAssertEqual(stats.storedTokens, groups * feed.tokens, name)
                 case "streaming", "h2o":
@@ -34,18 +42,20 @@ final class KVMethodInvariantTests: XCTestCase {
                 default:
                     XCTAssertLessThanOrEqual(stats.storedTokens, groups * feed.tokens, name)
                 }
-                let budgetBytes = groups * 2 * d * 2 * budget
-                switch name {
-                case "full": XCTAssertEqual(stats.bytesReadLastStep, groups * feed.tokens * 4 * d, name)
+                let budgetBytes = groups * rowPair * budget
+                switch method.name {
+                case "full": XCTAssertEqual(stats.bytesReadLastStep, groups * feed.tokens * rowPair, name)
                 case "topk":
                     // Scores every key, then reads the values it selected; the oracle's ideal beside it.
-                    XCTAssertGreaterThan(stats.bytesReadLastStep, groups * feed.tokens * 2 * d, name)
+                    XCTAssertGreaterThan(stats.bytesReadLastStep, groups * feed.tokens * rowPair / 2, name)
                     XCTAssertEqual(stats.idealBytesReadLastStep, budgetBytes, name)
                 case "streaming": XCTAssertEqual(stats.bytesReadLastStep, budgetBytes, name)
                 case "h2o": XCTAssertEqual(stats.bytesReadLastStep, budgetBytes + groups * budget * 4, name)
-                case "quest", "sparq": XCTAssertLessThanOrEqual(stats.bytesReadLastStep, budgetBytes * 3 / 2, name)
-                case "snapkv": XCTAssertEqual(stats.bytesReadLastStep, stats.storedTokens * 4 * d, name)
-                default: XCTAssertLessThanOrEqual(stats.bytesReadLastStep, groups * feed.tokens * 4 * d * 2, name)
+                case "quest", "sparq":
+                    // Their f16 metadata (page bounds, key strips) does not shrink with the rows: the f16 bound for all.
+                    XCTAssertLessThanOrEqual(stats.bytesReadLastStep, groups * 4 * shape.headDim * budget * 3 / 2, name)
+                case "snapkv": XCTAssertEqual(stats.bytesReadLastStep, stats.storedTokens * rowPair, name)
+                default: XCTAssertLessThanOrEqual(stats.bytesReadLastStep, groups * feed.tokens * rowPair * 2, name)
                 }
             }
             // Positions preserved: each stream holds a strictly increasing subsequence of the true positions.
@@ -71,7 +81,7 @@ final class KVMethodInvariantTests: XCTestCase {
                 policy.finishPrefill()
                 for _ in 0..<4 { check(method.name, feed.step([policy], count: 1, decode: true)[0]) }
             }
-            let stats = checkStatistics(method.name, policy, seen: feed.tokens)
+            let stats = checkStatistics(method.name, policy, rowPairBytes: shape.rowPairBytes)
             if ["streaming", "h2o"].contains(method.name) { XCTAssertLessThanOrEqual(stats.storedTokens, shape.layers * shape.kvHeads * budget) }
             if method.name == "snapkv" {
                 XCTAssertEqual(stats.storedTokens, shape.layers * shape.queryHeads * (budget / shape.groupSize + 4))
@@ -121,12 +131,12 @@ final class KVMethodInvariantTests: XCTestCase {
     }
 
     @discardableResult
-    private func checkStatistics(_ name: String, _ policy: KVPolicy, seen: Int) -> KVStatistics {
+    private func checkStatistics(_ name: String, _ policy: KVPolicy, rowPairBytes: Int) -> KVStatistics {
         let s = policy.statistics
         XCTAssertGreaterThan(s.storedTokens, 0, name)
         XCTAssertGreaterThanOrEqual(s.bytesReadLastStep, 0, name)
-        // Stored bytes cover at least the f16 K and V rows of the stored tokens.
-        XCTAssertGreaterThanOrEqual(s.storedBytes, s.storedTokens * 4 * shape.headDim, name)
+        // Stored bytes cover at least the K and V rows of the stored tokens.
+        XCTAssertGreaterThanOrEqual(s.storedBytes, s.storedTokens * rowPairBytes, name)
         return s
     }
 }

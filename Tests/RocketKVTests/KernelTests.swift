@@ -47,6 +47,18 @@ enum ReferenceKernels {
     }
 }
 
+extension XCTestCase {
+    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
+    func forEachPath(_ body: (String) throws -> Void) rethrows {
+        defer { rk_limit_simd(-1) }
+        rk_limit_simd(-1)
+        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
+            rk_limit_simd(level)
+            try body(Ops.kernelLevel)
+        }
+    }
+}
+
 final class KernelTests: TwoThreadTestCase {
     var rng = SystemRandomNumberGenerator()
 
@@ -69,16 +81,6 @@ final class KernelTests: TwoThreadTestCase {
             bytes += [UInt8(d.bitPattern & 0xff), UInt8(d.bitPattern >> 8)] + (0..<32).map { _ in UInt8.random(in: 0...255) }
         }
         return bytes
-    }
-
-    /// Runs `body` once per kernel level the CPU has (AVX-512, AVX2, portable), best first.
-    func forEachPath(_ body: (String) throws -> Void) rethrows {
-        defer { rk_limit_simd(-1) }
-        rk_limit_simd(-1)
-        for level in stride(from: rk_simd_level(), through: 0, by: -1) {
-            rk_limit_simd(level)
-            try body(Ops.kernelLevel)
-        }
     }
 
     func testActivationQuantizationMatchesReference() {
@@ -184,14 +186,17 @@ final class KernelTests: TwoThreadTestCase {
                       AttentionShape(layers: 1, queryHeads: 2, kvHeads: 2, headDim: 32),
                       AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64)]
         for shape in shapes {
-            forEachPath { path in checkCausalAttention(shape: shape, path: path) }
+            for rowType in KVRowType.allCases {
+                let typed = AttentionShape(layers: 1, queryHeads: shape.queryHeads, kvHeads: shape.kvHeads, headDim: shape.headDim, rowType: rowType)
+                forEachPath { path in checkCausalAttention(shape: typed, path: path) }
+            }
         }
     }
 
     private func checkCausalAttention(shape: AttentionShape, path: String) {
         let d = shape.headDim
         for (before, tokens) in [(0, 9), (37, 6), (1500, 1), (200, 1), (1030, 3), (777, 1)] {
-            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d) }
+            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d, rowType: shape.rowType) }
             let total = before + tokens
             let keys = randomFloats(total * shape.kvHeads * d, scale: 3), values = randomFloats(total * shape.kvHeads * d, scale: 2)
             let queries = randomFloats(tokens * shape.queryHeads * d, scale: 3)
@@ -324,8 +329,9 @@ final class KernelTests: TwoThreadTestCase {
 
     /// A group's heads over shared, gathered slots give each head's `sparse` result bit for bit.
     func testSparseGroupIsBitExactWithSparsePerHead() {
-        for (d, heads, batched) in [(64, 3, false), (128, 4, false), (48, 2, true)] {
-            let stream = KVStream(headDim: d)
+        for (d, heads, batched, rowType) in [(64, 3, false, KVRowType.f16), (128, 4, false, .f16), (48, 2, true, .f16),
+                                             (64, 3, false, .q8_0), (128, 4, false, .q4_0)] {
+            let stream = KVStream(headDim: d, rowType: rowType)
             for t in 0..<700 { stream.append(key: randomFloats(d, scale: 3), value: randomFloats(d), position: t) }
             let slots = (0..<150).map { _ in Int32.random(in: 0..<700) }
             let queries = randomFloats(heads * d, scale: 3)
@@ -340,7 +346,7 @@ final class KernelTests: TwoThreadTestCase {
                         }
                     }
                 }
-                XCTAssertEqual(group.map(\.bitPattern), single.map(\.bitPattern), "\(path) d \(d) heads \(heads)")
+                XCTAssertEqual(group.map(\.bitPattern), single.map(\.bitPattern), "\(path) d \(d) heads \(heads) \(rowType)")
             }
         }
     }
@@ -371,13 +377,13 @@ final class KernelTests: TwoThreadTestCase {
         XCTAssertEqual(stream.count, 3)
         XCTAssertEqual([stream.positions[0], stream.positions[1], stream.positions[2]], [103, 130, 107])
         XCTAssertEqual(stream.capacity, 3)
-        XCTAssertEqual(stream.keys[2 * d + 5], Float16(keys[7][5]).bitPattern)
+        XCTAssertEqual(stream.halfKeys[2 * d + 5], Float16(keys[7][5]).bitPattern)
         // Removing a run of slots moves the later ones down in order and keeps the capacity.
         stream.remove(slots: 1..<2)
         XCTAssertEqual(stream.count, 2)
         XCTAssertEqual([stream.positions[0], stream.positions[1]], [103, 107])
-        XCTAssertEqual((0..<d).map { stream.values[d + $0] }, values[7].map { Float16($0).bitPattern })
-        XCTAssertEqual((0..<d).map { stream.keys[$0] }, keys[3].map { Float16($0).bitPattern })
+        XCTAssertEqual((0..<d).map { stream.halfValues[d + $0] }, values[7].map { Float16($0).bitPattern })
+        XCTAssertEqual((0..<d).map { stream.halfKeys[$0] }, keys[3].map { Float16($0).bitPattern })
         XCTAssertEqual(stream.capacity, 3)
         stream.removeAll()
         XCTAssertEqual(stream.allocatedBytes, 0)

@@ -30,7 +30,7 @@ final class ReadTrafficTests: TwoThreadTestCase {
                         // The page bounds the step ranks pages by: f16 min/max over the group's slots, current token included.
                         let metadata = PageMetadata(headDim: d, pageSize: plan.pageSize, precision: .f16)
                         metadata.reserve(tokens: stream.count)
-                        for slot in 0..<stream.count { metadata.append(halfKey: stream.keys + slot * d) }
+                        for slot in 0..<stream.count { metadata.append(slot: slot, of: stream) }
                         let groupQueries = Array(queries[(g * G * d)..<((g + 1) * G * d)])
                         let selection = groupQueries.withUnsafeBufferPointer {
                             HSA.select(queries: $0.baseAddress!, groupSize: G, metadata: metadata, k1: plan.k1, k2: plan.k2)

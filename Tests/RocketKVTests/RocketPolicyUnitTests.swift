@@ -146,7 +146,7 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
                             for g in 0..<3 {
                                 let row = (t * 3 + g) * d
                                 streams[g].append(key: kp.baseAddress! + row, value: vp.baseAddress! + row, position: first + t)
-                                metadata[g].append(halfKey: streams[g].keys + (streams[g].count - 1) * d)
+                                metadata[g].append(slot: streams[g].count - 1, of: streams[g])
                             }
                         }
                     }

@@ -64,9 +64,9 @@ float rk_dot_f32(const float *a, const float *b, int n);
 /// Indices of the `k` largest of `values[0..<n]` into `out`, best first (larger value, then lower index; NaN
 /// ranks as -inf). Returns min(k, n).
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
-/// dst[i] = row slots[i] of src (rows of d f16 values) for i < n, requesting rows ahead of the copy so that the
+/// dst row i = src row slots[i] (rows of `bytes` bytes) for i < n, requesting rows ahead of the copy so that the
 /// misses of scattered rows overlap.
-void rk_gather_rows(const uint16_t *src, int d, const int32_t *slots, int n, uint16_t *dst);
+void rk_gather_rows(const void *src, size_t bytes, const int32_t *slots, int n, void *dst);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for
@@ -124,6 +124,39 @@ void rk_attn_pv_reduce(const float *acc, int nq, int d, float *out, size_t ostri
 /// Scores, probabilities and values for `nq` queries of one KV head; query i sees rows [0, counts[i]).
 void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
                     const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched);
+
+// ---- Attention over KV rows stored in ggml blocks (32 values per block, an f16 scale) ----
+// Keys are scored as llama.cpp's flash attention scores a quantized K (query quantized to Q8_0, integer
+// row-dot); values are dequantized exactly and summed with f32 probabilities, one fused multiply-add per
+// element and row, in chunks of RK_KV_CHUNK rows whose partial sums are added in order. Every level gives the
+// same bits. `d` must be a multiple of 32.
+
+/// Row types, as ggml type ids: RK_KV_Q8_0 (34 bytes per 32 values), RK_KV_Q4_0 (18 bytes); anything else is f16.
+#define RK_KV_Q8_0 8
+#define RK_KV_Q4_0 2
+/// Rows per partial sum of the P·V products.
+#define RK_KV_CHUNK 256
+/// Bytes of one row of `d` values of `type` (f16: 2d).
+size_t rk_kv_row_bytes(int type, int d);
+/// Stores `d` floats as one row of `type` (Q8_0 as llama.cpp quantizes its KV cache, Q4_0 as quantize_row_q4_0_ref).
+void rk_kv_quantize_row(int type, const float *x, void *y, int d);
+/// The float values of one row of `type` (exact: every stored value is a float).
+void rk_kv_dequantize_row(int type, const void *x, float *y, int d);
+/// scores[i·sstride + j] = dot(key j, query i) · scale for j in [j0, j1), the queries as Q8_0 rows (`q8`: nq rows
+/// of d/32 blocks) and key j at keys + j·rk_kv_row_bytes(type, d).
+void rk_kv_scores(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                  float *scores, size_t sstride);
+/// out[i·ostride + c] = Σ_{j0 ≤ j < j1} p[i·pstride + j] · value_j[c], rows in order (overwrites out).
+void rk_kv_pv(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
+              float *out, size_t ostride);
+/// The same over rows [0, count) in chunks of RK_KV_CHUNK rows, the chunks' sums added in order.
+void rk_kv_pv_chunked(int type, const float *p, size_t pstride, int nq, int count, const void *values, int d,
+                      float *out, size_t ostride);
+/// Attention of `nq` f32 queries over quantized rows (query i sees rows [0, counts[i])): rk_kv_scores, a softmax
+/// per query (rk_attn_softmax, f32 probabilities), then rk_kv_pv_chunked. With `probabilities`, query i's
+/// probabilities go to probabilities[i·prstride ..< + counts[i]].
+void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
+                  const void *values, int d, float scale, float *out, size_t ostride, float *probabilities, size_t prstride);
 
 /// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).
 void rk_swiglu(float *gate, const float *up, int n);

@@ -52,6 +52,8 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     public var continuation: Int
     public var haystack: String
     public var kvOptions: [String: String]
+    /// The row type of every method's cache (and of the recorded prefill's).
+    public var kvType: KVRowType
     public var model: String
     /// Single-turn tasks (passkey, RULER, fidelity); multi-turn always answers from the turn's prefill (§2.2).
     public var firstToken: FirstTokenSource
@@ -62,7 +64,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 
     public init(task: String, methods: [String], budgets: [Int], lengths: [Int], depths: [Double], samples: Int, seed: UInt64,
                 maxTokens: Int, planNewTokens: Int, continuation: Int, haystack: String, kvOptions: [String: String], model: String,
-                firstToken: FirstTokenSource = .compressed, turns: Int = 4, shard: EvalShard? = nil) {
+                firstToken: FirstTokenSource = .compressed, turns: Int = 4, shard: EvalShard? = nil, kvType: KVRowType = .f16) {
         self.task = task
         self.methods = methods
         self.budgets = budgets
@@ -75,6 +77,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         self.continuation = continuation
         self.haystack = haystack
         self.kvOptions = kvOptions
+        self.kvType = kvType
         self.model = model
         self.firstToken = firstToken
         self.turns = turns
@@ -83,11 +86,11 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case task, methods, budgets, lengths, depths, samples, seed, maxTokens, planNewTokens, continuation, haystack, kvOptions, model
-        case firstToken, turns, shard
+        case firstToken, turns, shard, kvType
     }
 
-    /// Reads configurations written before `firstToken`, `turns` and `shard` existed as what those runs did
-    /// (first token from the dense prefill, 4 turns, every prompt).
+    /// Reads configurations written before `firstToken`, `turns`, `shard` and `kvType` existed as what those runs
+    /// did (first token from the dense prefill, 4 turns, every prompt, f16 rows).
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(task: try c.decode(String.self, forKey: .task), methods: try c.decode([String].self, forKey: .methods),
@@ -99,7 +102,8 @@ public struct EvalSettings: Codable, Sendable, Equatable {
                   model: try c.decode(String.self, forKey: .model),
                   firstToken: try c.decodeIfPresent(FirstTokenSource.self, forKey: .firstToken) ?? .dense,
                   turns: try c.decodeIfPresent(Int.self, forKey: .turns) ?? 4,
-                  shard: try c.decodeIfPresent(EvalShard.self, forKey: .shard))
+                  shard: try c.decodeIfPresent(EvalShard.self, forKey: .shard),
+                  kvType: try c.decodeIfPresent(KVRowType.self, forKey: .kvType) ?? .f16)
     }
 
     /// Each method once per budget; methods without a budget once.
@@ -118,7 +122,8 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     }
 
     /// Everything a prediction of `method` depends on besides its cell and plan: the model, seed, haystack,
-    /// the task's generation settings, the method's options and the engine version.
+    /// the task's generation settings, the method's options, the KV row type (named unless f16, so earlier f16
+    /// predictions stay valid) and the engine version.
     public func configuration(for method: String) throws -> String {
         var parts = ["model=\(model)", "seed=\(seed)", "haystack=\(haystack)", "plan-new-tokens=\(planNewTokens)"]
         switch task {
@@ -128,6 +133,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         default: parts += ["turns=\(turns)"]
         }
         parts += try KVMethods.options(kvOptions, for: method).sorted { $0.key < $1.key }.map { "kv-option \($0.key)=\($0.value)" }
+        if kvType != .f16 { parts.append("kv-type=\(kvType)") }
         return (parts + ["engine=\(Self.engineVersion)"]).joined(separator: "; ")
     }
 
@@ -359,7 +365,7 @@ public final class Evaluator {
             guard !pending.isEmpty else { continue }
             // Long prompts take minutes: report the prefill by tenths.
             let report = onProgress, reached = done
-            let snapshot = try engine.prefillSnapshot(prefilled) { prefilledTokens, promptTokens in
+            let snapshot = try engine.prefillSnapshot(prefilled, kvType: settings.kvType) { prefilledTokens, promptTokens in
                 report(reached, total, "\(cell.label): prefill \(prefilledTokens * 10 / promptTokens * 10)%")
             }
             try body(cell, prompt, snapshot, pending) { prediction, run in
@@ -450,7 +456,8 @@ public final class Evaluator {
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
         try KVMethods.make(run.method, context: KVMethodContext(
             layers: model.config.layerAttention, budget: run.budget, promptLength: promptLength,
-            maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method)))
+            maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method),
+            kvType: settings.kvType))
     }
 
     /// A fresh policy of `run` filled from the snapshot, its session, and the logits the first answer token is

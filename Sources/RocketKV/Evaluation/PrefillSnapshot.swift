@@ -14,12 +14,13 @@ public final class PrefillSnapshot {
     /// The pool the prefill, `replay` and the sessions of `session(model:policy:)` run on (nil: the current one).
     public let pool: ThreadPool?
 
-    /// Prefills `tokens` with the full cache and records what each layer's attention received.
-    public init(model: LanguageModel, tokens: [Int], chunkSize: Int = 512, pool: ThreadPool? = nil,
+    /// Prefills `tokens` with the full cache (of `kvType` rows, so the prompt's own attention reads what the
+    /// replayed caches store) and records what each layer's attention received.
+    public init(model: LanguageModel, tokens: [Int], chunkSize: Int = 512, kvType: KVRowType = .f16, pool: ThreadPool? = nil,
                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws {
         let layers = model.config.layerAttention
-        let recorder = RecordingPolicy(layers: layers,
-                                       full: try KVMethods.make("full", context: KVMethodContext(layers: layers, budget: nil, promptLength: tokens.count, maxNewTokens: 0)))
+        let context = KVMethodContext(layers: layers, budget: nil, promptLength: tokens.count, maxNewTokens: 0, kvType: kvType)
+        let recorder = RecordingPolicy(layers: layers, full: try KVMethods.make("full", context: context))
         let session = InferenceSession(model: model, policy: recorder, pool: pool)
         session.chunkSize = chunkSize
         lastLogits = try session.prefill(tokens, progress: progress)

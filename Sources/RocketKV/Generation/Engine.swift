@@ -29,9 +29,10 @@ public final class Engine: Sendable {
         InferenceSession(model: model, policy: policy, pool: pool)
     }
 
-    /// The dense prefill of `tokens`, recorded for replay into any policy (see `PrefillSnapshot`).
-    public func prefillSnapshot(_ tokens: [Int], chunkSize: Int = 512,
+    /// The dense prefill of `tokens` over a full cache of `kvType` rows, recorded for replay into any policy
+    /// (see `PrefillSnapshot`).
+    public func prefillSnapshot(_ tokens: [Int], chunkSize: Int = 512, kvType: KVRowType = .f16,
                                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> PrefillSnapshot {
-        try PrefillSnapshot(model: model, tokens: tokens, chunkSize: chunkSize, pool: pool, progress: progress)
+        try PrefillSnapshot(model: model, tokens: tokens, chunkSize: chunkSize, kvType: kvType, pool: pool, progress: progress)
     }
 }

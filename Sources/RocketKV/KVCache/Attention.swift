@@ -1,13 +1,18 @@
 import Foundation
 import CKernels
 
-/// Exact attention over cached f16 rows, in llama.cpp's arithmetic: the one home of attention for every
+/// Exact attention over cached rows, in llama.cpp's arithmetic: the one home of attention for every
 /// KV method. Three verbs — causal attention of a chunk over a prefix (`causal`), attention over a chosen
-/// subset of slots (`subset`, `gathered`), and scores only (`logits`) — and a plain reference twin.
+/// subset of slots (`subset`, `gathered`), and scores only (`logits`) — and plain reference twins.
 ///
-/// As llama.cpp does with an f16 cache, the query is rounded to f16 before the products with K, and the
-/// probabilities are rounded to f16 before the products with V. `batched` selects the summation order
+/// f16 rows: as llama.cpp does with an f16 cache, the query is rounded to f16 before the products with K, and
+/// the probabilities are rounded to f16 before the products with V. `batched` selects the summation order
 /// llama.cpp uses when several tokens are processed at once (prefill) rather than one (decode).
+///
+/// Quantized rows (`KVRowType.q8_0`, `.q4_0`): as llama.cpp's flash attention reads a quantized cache, the
+/// query is quantized to Q8_0 for integer products with K, and f32 probabilities multiply the dequantized V
+/// (`rk_kv_attend`); one order for prefill and decode, so `batched` does not apply. Every verb keeps its
+/// bit-for-bit agreement with `subset` for these rows too.
 public enum Attention {
     // MARK: Causal attention of a chunk
 
@@ -52,8 +57,8 @@ public enum Attention {
                             }
                         }
                         let stream = streams[kv]
-                        rk_attn_causal(q, d, counts.baseAddress!, Int32(nq), stream.keys + first * d, stream.values + first * d,
-                                       Int32(d), shape.scale, out, d, 1)
+                        attendRows(queries: q, counts: counts.baseAddress!, nq, keys: stream.keyRow(first), values: stream.valueRow(first),
+                                   rowType: stream.rowType, headDim: d, scale: shape.scale, output: out, batched: true)
                         nq = 0
                         for t in t0..<(t0 + tokens) {
                             for h in (kv * g)..<(kv * g + g) {
@@ -73,11 +78,15 @@ public enum Attention {
     /// softmax per query head, then P·V per share of accumulator lanes; short ones one job per KV head.
     private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, shape: AttentionShape,
                                output: UnsafeMutablePointer<Float>) {
+        if shape.rowType.isQuantized {
+            quantizedDecode(query: query, streams: streams, first: first, count: count, shape: shape, output: output)
+            return
+        }
         let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads
         // Read only, or written in disjoint parts by the tasks of each job (rows of heads, lanes).
         nonisolated(unsafe) let query = query, output = output
-        @Sendable func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].keys + first * d) }
-        @Sendable func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].values + first * d) }
+        @Sendable func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].halfKeys + first * d) }
+        @Sendable func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].halfValues + first * d) }
         if count < 256 || d % 64 != 0 {
             ThreadPool.parallelFor(kvHeads) { range in
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
@@ -94,17 +103,9 @@ public enum Attention {
         let heads = shape.queryHeads
         withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * pstride) { buffer in
             nonisolated(unsafe) let scores = buffer.baseAddress!   // rows of heads, each written by one task
-            let ranges = 4 * ThreadPool.threadCount
-            let keysPerRange = (count + ranges - 1) / ranges
-            ThreadPool.parallelFor(kvHeads * ranges) { units in
-                for unit in units {
-                    let kv = unit / ranges, r = unit % ranges
-                    let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
-                    if j0 < j1 {
-                        rk_attn_scores(query + kv * g * d, d, Int32(g), keys(kv), Int32(d), Int32(j0), Int32(j1), shape.scale,
-                                       scores + kv * g * pstride, pstride, 0)
-                    }
-                }
+            forEachKeyRange(count: count, kvHeads: kvHeads) { kv, j0, j1 in
+                rk_attn_scores(query + kv * g * d, d, Int32(g), keys(kv), Int32(d), Int32(j0), Int32(j1), shape.scale,
+                               scores + kv * g * pstride, pstride, 0)
             }
             ThreadPool.parallelFor(heads) { range in
                 for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(pstride)) }
@@ -139,6 +140,73 @@ public enum Attention {
         }
     }
 
+    /// `decode` over quantized rows in three parallel phases, as `rk_kv_attend` computes it for each query head:
+    /// scores per (KV head, key range), the softmax per query head, then P·V per (KV head, chunk of
+    /// `RK_KV_CHUNK` rows), the chunks' partial sums added in order afterwards.
+    private static func quantizedDecode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int,
+                                        shape: AttentionShape, output: UnsafeMutablePointer<Float>) {
+        let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads, heads = shape.queryHeads
+        let type = shape.rowType.kernelType, q8Bytes = d / 32 * 34, chunk = Int(RK_KV_CHUNK)
+        let chunks = (count + chunk - 1) / chunk
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: heads * q8Bytes) { q8Buffer in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * count + kvHeads * chunks * g * d) { buffer in
+                // Read only, or written in disjoint parts by the tasks of each job (rows of heads, chunks).
+                nonisolated(unsafe) let q8 = q8Buffer.baseAddress!, scores = buffer.baseAddress!
+                nonisolated(unsafe) let partials = scores + heads * count
+                for h in 0..<heads { rk_quantize_row_q8_0(query + h * d, q8 + h * q8Bytes, Int32(d)) }
+                forEachKeyRange(count: count, kvHeads: kvHeads) { kv, j0, j1 in
+                    rk_kv_scores(type, q8 + kv * g * q8Bytes, Int32(g), streams[kv].keyRow(first), Int32(d), Int32(j0), Int32(j1),
+                                 shape.scale, scores + kv * g * count, count)
+                }
+                ThreadPool.parallelFor(heads) { range in
+                    for h in range { rk_attn_softmax(scores + h * count, Int32(count)) }
+                }
+                ThreadPool.parallelFor(kvHeads * chunks) { units in
+                    for unit in units {
+                        let kv = unit / chunks, c = unit % chunks
+                        rk_kv_pv(type, scores + kv * g * count, count, Int32(g), Int32(c * chunk), Int32(min(count, (c + 1) * chunk)),
+                                 streams[kv].valueRow(first), Int32(d), partials + unit * g * d, d)
+                    }
+                }
+                for kv in 0..<kvHeads {
+                    let out = output + kv * g * d
+                    out.update(from: partials + kv * chunks * g * d, count: g * d)
+                    for c in 1..<max(1, chunks) {
+                        let part = partials + (kv * chunks + c) * g * d
+                        for i in 0..<(g * d) { out[i] += part[i] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `body(kv, j0, j1)` in parallel for every KV head and each of `4 × threads` ranges of its `count` keys:
+    /// the score phase of a long decode, spread so that both cores stream the cache.
+    private static func forEachKeyRange(count: Int, kvHeads: Int, _ body: @Sendable (_ kv: Int, _ j0: Int, _ j1: Int) -> Void) {
+        let ranges = 4 * ThreadPool.threadCount
+        let keysPerRange = (count + ranges - 1) / ranges
+        ThreadPool.parallelFor(kvHeads * ranges) { units in
+            for unit in units {
+                let kv = unit / ranges, r = unit % ranges
+                let j0 = min(count, r * keysPerRange), j1 = min(count, j0 + keysPerRange)
+                if j0 < j1 { body(kv, j0, j1) }
+            }
+        }
+    }
+
+    /// `nq` queries (rows of `headDim`) over the first `counts[i]` of the given key and value rows: the f16 kernel
+    /// (`batched` order or not) or the quantized one.
+    private static func attendRows(queries: UnsafePointer<Float>, counts: UnsafePointer<Int32>, _ nq: Int, keys: UnsafeRawPointer,
+                                   values: UnsafeRawPointer, rowType: KVRowType, headDim d: Int, scale: Float,
+                                   output: UnsafeMutablePointer<Float>, batched: Bool) {
+        if rowType.isQuantized {
+            rk_kv_attend(rowType.kernelType, queries, d, counts, Int32(nq), keys, values, Int32(d), scale, output, d, nil, 0)
+        } else {
+            rk_attn_causal(queries, d, counts, Int32(nq), keys.assumingMemoryBound(to: UInt16.self), values.assumingMemoryBound(to: UInt16.self),
+                           Int32(d), scale, output, d, batched ? 1 : 0)
+        }
+    }
+
     // MARK: Attention over a subset of slots
 
     /// `output = softmax(q·Kᵀ·scale)·V` of one query over the slots `slots` of `stream` (nil: the first `count`
@@ -149,18 +217,39 @@ public enum Attention {
                               probabilities: UnsafeMutablePointer<Float>? = nil) {
         let d = stream.headDim
         guard count > 0 else { output.update(repeating: 0, count: d); return }
+        if stream.rowType.isQuantized {
+            quantizedSubset(query: query, stream: stream, slots: slots, count: count, scale: scale, output: output, probabilities: probabilities)
+            return
+        }
+        let keys = stream.halfKeys
         withUnsafeTemporaryAllocation(of: Float.self, capacity: probabilities == nil ? count : 0) { scoreBuffer in
             withUnsafeTemporaryAllocation(of: UInt16.self, capacity: count + d) { halfBuffer in
                 let scores = probabilities ?? scoreBuffer.baseAddress!, q = halfBuffer.baseAddress!, halfProbabilities = q + d
                 rk_f32_to_f16(query, q, Int32(d))
                 for j in 0..<count {
                     let slot = slots.map { Int($0[j]) } ?? j
-                    scores[j] = rk_attn_dot(stream.keys + slot * d, q, Int32(d), batched ? 1 : 0) * scale
+                    scores[j] = rk_attn_dot(keys + slot * d, q, Int32(d), batched ? 1 : 0) * scale
                 }
                 rk_attn_softmax(scores, Int32(count))
                 rk_f32_to_f16(scores, halfProbabilities, Int32(count))
-                rk_attn_values(halfProbabilities, stream.values, slots, Int32(count), Int32(d), output, batched ? 1 : 0)
+                rk_attn_values(halfProbabilities, stream.halfValues, slots, Int32(count), Int32(d), output, batched ? 1 : 0)
             }
+        }
+    }
+
+    /// `subset` over quantized rows: the chosen rows gathered (unless they are the first `count`), then `rk_kv_attend`.
+    private static func quantizedSubset(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafePointer<Int32>?, count: Int,
+                                        scale: Float, output: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?) {
+        let d = stream.headDim, type = stream.rowType.kernelType
+        var n = Int32(count)
+        guard let slots else {
+            rk_kv_attend(type, query, d, &n, 1, stream.keyRow(0), stream.valueRow(0), Int32(d), scale, output, d, probabilities, count)
+            return
+        }
+        withUnsafeTemporaryAllocation(byteCount: 2 * count * stream.rowBytes, alignment: 64) { rows in
+            gather(stream, slots: slots, count: count, into: rows.baseAddress!)
+            rk_kv_attend(type, query, d, &n, 1, rows.baseAddress!, rows.baseAddress! + count * stream.rowBytes, Int32(d), scale, output, d,
+                         probabilities, count)
         }
     }
 
@@ -176,44 +265,53 @@ public enum Attention {
         subset(query: query, stream: stream, slots: slots.baseAddress, count: slots.count, scale: scale, output: output, batched: batched)
     }
 
-    /// Copies the key rows then the value rows of `slots` into `rows` (`2·count·headDim` values), for `gathered`.
-    static func gather(_ stream: KVStream, slots: UnsafePointer<Int32>, count: Int, into rows: UnsafeMutablePointer<UInt16>) {
-        let d = stream.headDim
-        rk_gather_rows(stream.keys, Int32(d), slots, Int32(count), rows)
-        rk_gather_rows(stream.values, Int32(d), slots, Int32(count), rows + count * d)
+    /// Copies the key rows then the value rows of `slots` into `rows` (`2·count·rowBytes` bytes), for `gathered`.
+    static func gather(_ stream: KVStream, slots: UnsafePointer<Int32>, count: Int, into rows: UnsafeMutableRawPointer) {
+        rk_gather_rows(stream.keys, stream.rowBytes, slots, Int32(count), rows)
+        rk_gather_rows(stream.values, stream.rowBytes, slots, Int32(count), rows + count * stream.rowBytes)
     }
 
-    /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows (`gather`'s
-    /// layout): each key and value is converted once for all of them. Bit-identical to `subset` per head.
-    static func gathered(queries: UnsafePointer<Float>, heads: Int, rows: UnsafePointer<UInt16>, count: Int, headDim d: Int,
+    /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows of `rowType`
+    /// (`gather`'s layout): each key and value is converted once for all of them. Bit-identical to `subset` per head.
+    static func gathered(queries: UnsafePointer<Float>, heads: Int, rows: UnsafeRawPointer, rowType: KVRowType, count: Int, headDim d: Int,
                          scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool) {
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
             counts.initialize(repeating: Int32(count))
-            rk_attn_causal(queries, d, counts.baseAddress!, Int32(heads), rows, rows + count * d, Int32(d), scale, output, d, batched ? 1 : 0)
+            attendRows(queries: queries, counts: counts.baseAddress!, heads, keys: rows, values: rows + count * rowType.rowBytes(headDim: d),
+                       rowType: rowType, headDim: d, scale: scale, output: output, batched: batched)
         }
     }
 
     /// The `heads` query heads of one KV group over the same `slots` of `stream`, the rows gathered once.
     public static func sparseGroup(queries: UnsafePointer<Float>, heads: Int, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
                                    scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
-        let d = stream.headDim, n = slots.count
-        withUnsafeTemporaryAllocation(of: UInt16.self, capacity: 2 * n * d) { rows in
+        let n = slots.count
+        withUnsafeTemporaryAllocation(byteCount: max(1, 2 * n * stream.rowBytes), alignment: 64) { rows in
             if let slots = slots.baseAddress { gather(stream, slots: slots, count: n, into: rows.baseAddress!) }
-            gathered(queries: queries, heads: heads, rows: rows.baseAddress!, count: n, headDim: d, scale: scale, output: output, batched: batched)
+            gathered(queries: queries, heads: heads, rows: rows.baseAddress!, rowType: stream.rowType, count: n, headDim: stream.headDim,
+                     scale: scale, output: output, batched: batched)
         }
     }
 
     // MARK: Scores only
 
     /// The attention logits `q·k·scale` of the first `count` slots, in decode arithmetic (f16 query,
-    /// llama.cpp's single-token summation order): the very logits `dense` computes for one token.
+    /// llama.cpp's single-token summation order; a Q8_0 query for quantized rows): the very logits `dense`
+    /// computes for one token.
     static func logits(query: UnsafePointer<Float>, stream: KVStream, count: Int, scale: Float,
                        into scores: UnsafeMutablePointer<Float>) {
         let d = stream.headDim
+        if stream.rowType.isQuantized {
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: d / 32 * 34) { q8 in
+                rk_quantize_row_q8_0(query, q8.baseAddress!, Int32(d))
+                rk_kv_scores(stream.rowType.kernelType, q8.baseAddress!, 1, stream.keys, Int32(d), 0, Int32(count), scale, scores, count)
+            }
+            return
+        }
         withUnsafeTemporaryAllocation(of: UInt16.self, capacity: d) { halfBuffer in
             let q = halfBuffer.baseAddress!
             rk_f32_to_f16(query, q, Int32(d))
-            for j in 0..<count { scores[j] = rk_attn_dot(stream.keys + j * d, q, Int32(d), 0) * scale }
+            for j in 0..<count { scores[j] = rk_attn_dot(stream.halfKeys + j * d, q, Int32(d), 0) * scale }
         }
     }
 
@@ -230,6 +328,27 @@ public enum Attention {
         var out = [Double](repeating: 0, count: q.count)
         for (p, v) in zip(scores, values) {
             for i in out.indices { out[i] += p / total * Double(Float16(v[i])) }
+        }
+        return out.map { Float($0) }
+    }
+
+    /// Plain reference for quantized rows, for tests: `keys` and `values` are the rows as stored (dequantized),
+    /// the query goes through Q8_0 (per block of 32: scale max|x|/127 rounded to f16, values rounded to the
+    /// nearest multiple), then Double products, libm exp and Double sums. Agrees with the kernels to float rounding.
+    public static func quantizedReference(query: [Float], keys: [[Float]], values: [[Float]], scale: Float) -> [Float] {
+        var q = [Double](repeating: 0, count: query.count)
+        for b in stride(from: 0, to: query.count, by: 32) {
+            let amax = query[b..<(b + 32)].map(abs).max()!
+            let d = amax / 127, inverse = amax == 0 ? 0 : 127 / amax
+            for i in b..<(b + 32) { q[i] = Double(Float(Float16(d))) * Double((query[i] * inverse).rounded(.toNearestOrEven)) }
+        }
+        var scores = keys.map { k in zip(q, k).reduce(0.0) { $0 + $1.0 * Double($1.1) } * Double(scale) }
+        let m = scores.max() ?? 0
+        scores = scores.map { Foundation.exp($0 - m) }
+        let total = scores.reduce(0, +)
+        var out = [Double](repeating: 0, count: q.count)
+        for (p, v) in zip(scores, values) {
+            for i in out.indices { out[i] += p / total * Double(v[i]) }
         }
         return out.map { Float($0) }
     }

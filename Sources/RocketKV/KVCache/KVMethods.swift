@@ -14,25 +14,30 @@ public struct KVMethodContext: Sendable {
     public var maxNewTokens: Int
     /// Method options from `--kv-option key=value`.
     public var options: [String: String]
+    /// How every layer's cache stores its key and value rows (`--kv-type`).
+    public var kvType: KVRowType
 
-    public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
+    public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
+                kvType: KVRowType = .f16) {
         self.layers = layers
         self.budget = budget
         self.promptLength = promptLength
         self.maxNewTokens = maxNewTokens
         self.options = options
+        self.kvType = kvType
     }
 
-    /// A context whose layers are `shape.layers` global layers of that shape.
+    /// A context whose layers are `shape.layers` global layers of that shape, stored as `shape.rowType`.
     public init(shape: AttentionShape, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
-        self.init(layers: shape.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens, options: options)
+        self.init(layers: shape.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens, options: options,
+                  kvType: shape.rowType)
     }
 
     /// The one shape of the layers a method instance serves.
     public var shape: AttentionShape {
         precondition(!layers.isEmpty && layers.allSatisfy { $0 == layers[0] && $0.kind == .global },
                      "a method serves global layers of one shape")
-        return AttentionShape(layers: layers.count, like: layers[0])
+        return AttentionShape(layers: layers.count, like: layers[0], rowType: kvType)
     }
 
     /// An integer option's value: as given, or its declared default (`computed` when it depends on the request).
@@ -191,8 +196,9 @@ public enum KVMethods {
         }
         if method.needsBudget { _ = try context.requiredBudget() }
         guard let first = context.layers.first else { throw KVMethodError("the model has no attention layers") }
+        for layer in context.layers { try context.kvType.check(headDim: layer.headDim) }
         if context.layers.allSatisfy({ $0 == first && $0.kind == .global }) { return try method.make(context) }
-        return try LayeredKV(layers: context.layers) { layers in
+        return try LayeredKV(layers: context.layers, rowType: context.kvType) { layers in
             var sub = context
             sub.layers = layers
             return try method.make(sub)

@@ -33,21 +33,25 @@ public struct AttentionShape: Sendable, Equatable {
     public let headDim: Int
     /// The attention logit scale.
     public let scale: Float
+    /// How the cache stores each key and value row.
+    public let rowType: KVRowType
     /// Query heads per KV head (GQA group size): query head `h` reads KV head `h / groupSize`.
     public var groupSize: Int { queryHeads / kvHeads }
 
     /// `scale` defaults to 1/√headDim.
-    public init(layers: Int, queryHeads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil) {
+    public init(layers: Int, queryHeads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil, rowType: KVRowType = .f16) {
         self.layers = layers
         self.queryHeads = queryHeads
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.scale = scale ?? 1 / Float(headDim).squareRoot()
+        self.rowType = rowType
     }
 
-    /// `count` layers of `layer`'s shape.
-    public init(layers count: Int, like layer: LayerAttention) {
-        self.init(layers: count, queryHeads: layer.queryHeads, kvHeads: layer.kvHeads, headDim: layer.headDim, scale: layer.scale)
+    /// `count` layers of `layer`'s shape, stored as `rowType`.
+    public init(layers count: Int, like layer: LayerAttention, rowType: KVRowType = .f16) {
+        self.init(layers: count, queryHeads: layer.queryHeads, kvHeads: layer.kvHeads, headDim: layer.headDim, scale: layer.scale,
+                  rowType: rowType)
     }
 
     /// Every layer of this shape, attending globally.
@@ -55,8 +59,8 @@ public struct AttentionShape: Sendable, Equatable {
         Array(repeating: LayerAttention(queryHeads: queryHeads, kvHeads: kvHeads, headDim: headDim, scale: scale), count: layers)
     }
 
-    /// Bytes of one cached token's key and value rows in one KV group (f16).
-    public var rowPairBytes: Int { 2 * headDim * 2 }
+    /// Bytes of one cached token's key and value rows in one KV group.
+    public var rowPairBytes: Int { 2 * rowType.rowBytes(headDim: headDim) }
 }
 
 /// Queries, keys and values of one layer for consecutive tokens, after RoPE.

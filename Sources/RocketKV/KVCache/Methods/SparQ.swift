@@ -65,7 +65,7 @@ public final class SparQ: KVPolicy, KVStreamInspectable {
         var v = [Float](repeating: 0, count: d)
         transposed[layer][g].extend(covering: stream)
         for s in slots {
-            rk_f16_to_f32(stream.values + s * d, &v, Int32(d))
+            stream.value(s, into: &v)
             for i in 0..<d { valueSums[layer][g][i] += Double(v[i]) }
         }
     }

@@ -56,10 +56,11 @@ public enum HSA {
     /// The single-token summation order needs rows of a multiple of 32 values; the batched one serves otherwise.
     static func usesBatchedOrder(headDim d: Int) -> Bool { d % 32 != 0 }
 
-    /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` metadata values plus `2d` f16 values per
-    /// attended slot.
-    public static func bytesRead(k1: Int, pages: Int, metadataBytes: Int = 2, attended: Int, headDim d: Int) -> Int {
-        k1 * pages * metadataBytes + attended * 2 * d * 2
+    /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` metadata values plus a key and a value row
+    /// of `rowType` per attended slot.
+    public static func bytesRead(k1: Int, pages: Int, metadataBytes: Int = 2, attended: Int, headDim d: Int,
+                                 rowType: KVRowType = .f16) -> Int {
+        k1 * pages * metadataBytes + attended * 2 * rowType.rowBytes(headDim: d)
     }
 }
 
@@ -72,6 +73,8 @@ public enum HSA {
 final class HSAGroupStep: @unchecked Sendable {
     let groupSize: Int
     let headDim: Int
+    /// The row type of the streams attended.
+    let rowType: KVRowType
     private(set) var dimCount = 0
     private(set) var pages = 0
     private(set) var slotCount = 0
@@ -92,11 +95,12 @@ final class HSAGroupStep: @unchecked Sendable {
     private var orderCount = 0
     private var slots: UnsafeMutablePointer<Int32>
     /// The selected rows' keys then values, gathered once for all heads.
-    private var rows: UnsafeMutablePointer<UInt16>
+    private var rows: UnsafeMutableRawPointer
 
-    init(groupSize: Int, headDim: Int) {
+    init(groupSize: Int, headDim: Int, rowType: KVRowType = .f16) {
         self.groupSize = groupSize
         self.headDim = headDim
+        self.rowType = rowType
         dims = .allocate(capacity: headDim)
         positive = .allocate(capacity: headDim)
         coefficients = .allocate(capacity: groupSize * headDim)
@@ -107,7 +111,7 @@ final class HSAGroupStep: @unchecked Sendable {
         omega = .allocate(capacity: 1)
         order = .allocate(capacity: 1)
         slots = .allocate(capacity: 1)
-        rows = .allocate(capacity: 1)
+        rows = .allocate(byteCount: 1, alignment: 64)
     }
 
     deinit {
@@ -202,7 +206,7 @@ final class HSAGroupStep: @unchecked Sendable {
         if want > slotCapacity {
             slotCapacity = max(want, 2 * slotCapacity)
             slots.deallocate(); slots = .allocate(capacity: slotCapacity)
-            rows.deallocate(); rows = .allocate(capacity: 2 * slotCapacity * headDim)
+            rows.deallocate(); rows = .allocate(byteCount: 2 * slotCapacity * rowType.rowBytes(headDim: headDim), alignment: 64)
         }
         slotCount = 0
         for o in 0..<orderCount where slotCount < want {
@@ -212,18 +216,21 @@ final class HSAGroupStep: @unchecked Sendable {
                 slotCount += 1
             }
         }
-        if let stream { Attention.gather(stream, slots: slots, count: slotCount, into: rows) }
+        if let stream {
+            precondition(stream.rowType == rowType)
+            Attention.gather(stream, slots: slots, count: slotCount, into: rows)
+        }
     }
 
     /// Step 10 for head `h`: exact attention over the rows `rank` gathered (llama.cpp's decode arithmetic).
     func attendHead(_ h: Int, queries: UnsafePointer<Float>, scale: Float, output: UnsafeMutablePointer<Float>) {
-        Attention.gathered(queries: queries + h * headDim, heads: 1, rows: rows, count: slotCount, headDim: headDim, scale: scale,
+        Attention.gathered(queries: queries + h * headDim, heads: 1, rows: rows, rowType: rowType, count: slotCount, headDim: headDim, scale: scale,
                            output: output + h * headDim, batched: HSA.usesBatchedOrder(headDim: headDim))
     }
 
     /// Bytes read by the step (§7.2).
     func bytesRead(metadata: PageMetadata) -> Int {
-        HSA.bytesRead(k1: dimCount, pages: pages, metadataBytes: metadata.elementBytes, attended: slotCount, headDim: headDim)
+        HSA.bytesRead(k1: dimCount, pages: pages, metadataBytes: metadata.elementBytes, attended: slotCount, headDim: headDim, rowType: rowType)
     }
 
     /// The decisions and intermediate values as arrays.
@@ -250,7 +257,7 @@ final class HSALayerStep {
 
     init(shape: AttentionShape) {
         self.shape = shape
-        groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim) }
+        groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim, rowType: shape.rowType) }
     }
 
     /// Runs the step for the layer's `streams` and `metadata`; `update(g)` brings group g's metadata up to date

@@ -38,7 +38,7 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
     }
 
     public func finishPrefill() {
-        let d = shape.headDim, spare = plan.maxNewTokens + 1
+        let spare = plan.maxNewTokens + 1
         let shape = shape, cache = cache, window = window, plan = plan
         // One element per (layer, group): tasks writing elements of one shared inner array would race (its
         // copy on write, its buffer).
@@ -59,7 +59,7 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
                     let meta = cache.metadata[l][g]
                     meta.release()
                     meta.reserve(tokens: kept.count + spare)
-                    for s in kept { meta.append(halfKey: stream.keys + s * d) }
+                    for s in kept { meta.append(slot: s, of: stream) }
                 }
             }
         }
@@ -68,10 +68,10 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
     }
 
     public func decode(layer: Int, _ input: AttentionInput, output: UnsafeMutablePointer<Float>) {
-        let streams = cache.store.streams[layer], metadata = cache.metadata[layer], d = shape.headDim
+        let streams = cache.store.streams[layer], metadata = cache.metadata[layer]
         for (g, stream) in streams.enumerated() { filtered[layer][g].append(Int32(stream.count)) }   // the slot the token goes to
         cache.decode(layer: layer, input, k1: plan.k1, k2: plan.k2, slotMaps: filtered[layer], output: output) { g in
-            metadata[g].append(halfKey: streams[g].keys + (streams[g].count - 1) * d)
+            metadata[g].append(slot: streams[g].count - 1, of: streams[g])
         }
         // Plus the index of every attended token.
         cache.bytesRead[layer] += shape.kvHeads * min(plan.k2, filtered[layer][0].count) * 4

@@ -5,8 +5,8 @@ import Darwin
 #endif
 import CKernels
 
-/// One sequence of cached keys and values (typically one layer and one KV head): f16 rows in slot order,
-/// each with the absolute position of its token. Keys are stored after RoPE.
+/// One sequence of cached keys and values (typically one layer and one KV head): rows of `rowType` (f16, or
+/// ggml Q8_0/Q4_0 blocks) in slot order, each with the absolute position of its token. Keys are stored after RoPE.
 ///
 /// Slots are physical; positions are logical. Eviction (`retain`) compacts the slots and gives the freed
 /// memory back, so a method that keeps fewer tokens really holds less memory.
@@ -14,15 +14,24 @@ import CKernels
 // whose tasks read streams and mutate only a stream no other task of the job touches.
 public final class KVStream: @unchecked Sendable {
     public let headDim: Int
+    public let rowType: KVRowType
+    /// Bytes of one key (or value) row.
+    public let rowBytes: Int
     public private(set) var count = 0
     public private(set) var capacity = 0
-    public private(set) var keys: UnsafeMutablePointer<UInt16>
-    public private(set) var values: UnsafeMutablePointer<UInt16>
+    /// Key rows, slot `s` at byte `s · rowBytes`.
+    public private(set) var keys: UnsafeMutableRawPointer
+    /// Value rows, laid out as `keys`.
+    public private(set) var values: UnsafeMutableRawPointer
     public private(set) var positions: UnsafeMutablePointer<Int32>
 
-    public init(headDim: Int, capacity: Int = 0) {
+    /// `rowType` must fit `headDim` (`KVRowType.check`).
+    public init(headDim: Int, rowType: KVRowType = .f16, capacity: Int = 0) {
+        precondition((try? rowType.check(headDim: headDim)) != nil, "\(rowType) rows need a head dimension that is a multiple of 32")
         self.headDim = headDim
-        keys = UnsafeMutablePointer(bitPattern: 8)!   // placeholder, replaced by the first resize
+        self.rowType = rowType
+        rowBytes = rowType.rowBytes(headDim: headDim)
+        keys = UnsafeMutableRawPointer(bitPattern: 8)!   // placeholder, replaced by the first resize
         values = keys
         positions = UnsafeMutablePointer(bitPattern: 8)!
         resize(to: capacity)
@@ -33,18 +42,45 @@ public final class KVStream: @unchecked Sendable {
     }
 
     /// Bytes of memory held (keys, values and positions, including spare capacity).
-    public var allocatedBytes: Int { capacity * (2 * headDim * 2 + 4) }
+    public var allocatedBytes: Int { capacity * (2 * rowBytes + 4) }
+
+    /// The key row of slot `slot`.
+    public func keyRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys + slot * rowBytes) }
+    /// The value row of slot `slot`.
+    public func valueRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(values + slot * rowBytes) }
+
+    /// The keys as f16 bit patterns, slot `s` at `s · headDim` (f16 streams only).
+    public var halfKeys: UnsafeMutablePointer<UInt16> {
+        precondition(rowType == .f16, "halfKeys of a \(rowType) stream")
+        return keys.assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// The values as f16 bit patterns (f16 streams only).
+    public var halfValues: UnsafeMutablePointer<UInt16> {
+        precondition(rowType == .f16, "halfValues of a \(rowType) stream")
+        return values.assumingMemoryBound(to: UInt16.self)
+    }
+
+    /// The key of slot `slot` as stored (dequantized: exact, every stored value is a float) into `headDim` floats.
+    public func key(_ slot: Int, into destination: UnsafeMutablePointer<Float>) {
+        rk_kv_dequantize_row(rowType.kernelType, keyRow(slot), destination, Int32(headDim))
+    }
+
+    /// The value of slot `slot` as stored, into `headDim` floats.
+    public func value(_ slot: Int, into destination: UnsafeMutablePointer<Float>) {
+        rk_kv_dequantize_row(rowType.kernelType, valueRow(slot), destination, Int32(headDim))
+    }
 
     /// Makes room for at least `slots` slots in all.
     public func reserve(_ slots: Int) {
         if slots > capacity { resize(to: slots) }
     }
 
-    /// Appends a key/value pair (f32, converted to f16) for the token at `position`.
+    /// Appends a key/value pair (f32, converted to the row type) for the token at `position`.
     public func append(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int) {
         if count == capacity { resize(to: max(64, capacity * 2)) }
-        rk_f32_to_f16(key, keys + count * headDim, Int32(headDim))
-        rk_f32_to_f16(value, values + count * headDim, Int32(headDim))
+        rk_kv_quantize_row(rowType.kernelType, key, keys + count * rowBytes, Int32(headDim))
+        rk_kv_quantize_row(rowType.kernelType, value, values + count * rowBytes, Int32(headDim))
         positions[count] = Int32(position)
         count += 1
     }
@@ -52,12 +88,11 @@ public final class KVStream: @unchecked Sendable {
     /// Keeps only the given slots, in the given order, and releases the memory of the others.
     public func retain(slots: [Int]) {
         guard !slots.isEmpty else { removeAll(); return }
-        let d = headDim, rowBytes = d * MemoryLayout<UInt16>.size
         let (newKeys, newValues, newPositions) = allocateRows(slots.count)
         for (i, s) in slots.enumerated() {
             precondition(s >= 0 && s < count, "retain: slot \(s) out of range 0..<\(count)")
-            memcpy(newKeys + i * d, keys + s * d, rowBytes)
-            memcpy(newValues + i * d, values + s * d, rowBytes)
+            memcpy(newKeys + i * rowBytes, keys + s * rowBytes, rowBytes)
+            memcpy(newValues + i * rowBytes, values + s * rowBytes, rowBytes)
             newPositions[i] = positions[s]
         }
         free(keys); free(values); free(positions)
@@ -70,9 +105,9 @@ public final class KVStream: @unchecked Sendable {
     /// append: the per-step eviction of a fixed-size cache, without reallocating.
     public func remove(slots range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "remove: slots \(range) out of range 0..<\(count)")
-        let d = headDim, later = count - range.upperBound
-        memmove(keys + range.lowerBound * d, keys + range.upperBound * d, later * d * 2)
-        memmove(values + range.lowerBound * d, values + range.upperBound * d, later * d * 2)
+        let r = rowBytes, later = count - range.upperBound
+        memmove(keys + range.lowerBound * r, keys + range.upperBound * r, later * r)
+        memmove(values + range.lowerBound * r, values + range.upperBound * r, later * r)
         memmove(positions + range.lowerBound, positions + range.upperBound, later * 4)
         count -= range.count
     }
@@ -87,18 +122,17 @@ public final class KVStream: @unchecked Sendable {
         precondition(newCapacity >= count)
         if newCapacity == 0 {
             if capacity > 0 { free(keys); free(values); free(positions) }
-            keys = UnsafeMutablePointer(bitPattern: 8)!
+            keys = UnsafeMutableRawPointer(bitPattern: 8)!
             values = keys
             positions = UnsafeMutablePointer(bitPattern: 8)!
             capacity = 0
             return
         }
-        let rowBytes = headDim * MemoryLayout<UInt16>.size
         if capacity == 0 {
             (keys, values, positions) = allocateRows(newCapacity)
         } else {
-            keys = realloc(keys, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
-            values = realloc(values, newCapacity * rowBytes)!.assumingMemoryBound(to: UInt16.self)
+            keys = realloc(keys, newCapacity * rowBytes)!
+            values = realloc(values, newCapacity * rowBytes)!
             positions = realloc(positions, newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
         }
         capacity = newCapacity
@@ -106,11 +140,8 @@ public final class KVStream: @unchecked Sendable {
 
     /// Fresh key, value and position buffers for `slots` slots (`malloc`, as `resize` reallocates and `deinit`
     /// frees them).
-    private func allocateRows(_ slots: Int) -> (UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<UInt16>, UnsafeMutablePointer<Int32>) {
-        let rowBytes = headDim * MemoryLayout<UInt16>.size
-        return (malloc(slots * rowBytes)!.assumingMemoryBound(to: UInt16.self),
-                malloc(slots * rowBytes)!.assumingMemoryBound(to: UInt16.self),
-                malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
+    private func allocateRows(_ slots: Int) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) {
+        (malloc(slots * rowBytes)!, malloc(slots * rowBytes)!, malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
     }
 }
 
@@ -124,15 +155,15 @@ extension KVStream {
         }
     }
 
-    /// Appends rows `slots` of `source` (f16 → f32 → f16 is exact).
+    /// Appends rows `slots` of `source` (a stream of the same row type), bytes as they are.
     func copyRows(of source: KVStream, slots: [Int]) {
-        let d = headDim
+        precondition(source.rowType == rowType && source.headDim == headDim)
         reserve(count + slots.count)
-        var k = [Float](repeating: 0, count: d), v = k
         for s in slots {
-            rk_f16_to_f32(source.keys + s * d, &k, Int32(d))
-            rk_f16_to_f32(source.values + s * d, &v, Int32(d))
-            append(key: k, value: v, position: Int(source.positions[s]))
+            memcpy(keys + count * rowBytes, source.keyRow(s), rowBytes)
+            memcpy(values + count * rowBytes, source.valueRow(s), rowBytes)
+            positions[count] = source.positions[s]
+            count += 1
         }
     }
 }

@@ -9,9 +9,12 @@ import CKernels
 /// row `d + i` its `Kmax`, so HSA reads `k1` contiguous strips. With `pageSize` 1, min = max = the key, so only
 /// the `d` rows of a transposed key copy are stored (as [E] does).
 ///
-/// Precision: the policies use `.f16`. The keys they bound are the f16 keys of the cache, and the minimum or
-/// maximum of f16 values is one of them, so f16 metadata is exact (true bounds, no rounding) at 2 bytes per
-/// value. `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
+/// Precision: the policies use `.f16`. The bounds are always taken over the keys as the cache stores them (for a
+/// quantized cache, the dequantized rows, which are what attention multiplies), so a page's bounds hold for
+/// every key it covers. For an f16 cache the minimum or maximum of f16 values is one of them, so f16 metadata
+/// is exact at 2 bytes per value; a dequantized Q8_0/Q4_0 value need not be an f16 value, and is rounded
+/// outward (minimum down, maximum up) to the next f16, so the bounds stay true bounds, widened by at most one
+/// f16 step (pages of one slot, a transposed key copy, hold the nearest f16 instead). `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
 // @unchecked: unsynchronized, used as `KVStream` is: pool tasks mutate only metadata no other task of the job touches.
 public final class PageMetadata: @unchecked Sendable {
     public enum Precision: Sendable { case f16, f32 }
@@ -83,7 +86,8 @@ public final class PageMetadata: @unchecked Sendable {
     }
 
     /// Appends one key at slot `tokens` (§4.2): a new page starts at `min = max = key`, otherwise the page's
-    /// bounds widen element-wise. With `.f16` storage the key must be f16-representable (bounds stay exact).
+    /// bounds widen element-wise. With `.f16` storage a key that is not an f16 value widens the minimum to the
+    /// f16 below it and the maximum to the f16 above it (true bounds; exact for f16 keys).
     public func append(key: UnsafePointer<Float>) {
         if tokens + 1 > pageCapacity * pageSize { reserve(tokens: tokens + 1) }
         let s = tokens, p = s / pageSize, d = headDim, cap = pageCapacity, opens = s % pageSize == 0
@@ -99,19 +103,37 @@ public final class PageMetadata: @unchecked Sendable {
             let base = storage!.assumingMemoryBound(to: UInt16.self)
             for i in 0..<d {
                 let lo = i * cap + p, hi = row(dim: i, max: true) * cap + p
-                if opens {
-                    let h = Float16(key[i]).bitPattern
-                    base[lo] = h; base[hi] = h
-                } else {
-                    if key[i] < Float(Float16(bitPattern: base[lo])) { base[lo] = Float16(key[i]).bitPattern }
-                    if key[i] > Float(Float16(bitPattern: base[hi])) { base[hi] = Float16(key[i]).bitPattern }
-                }
+                // Pages of one slot are a transposed key copy (one row for min and max): the nearest f16.
+                if pageSize == 1 { base[lo] = Float16(key[i]).bitPattern; continue }
+                if opens || key[i] < Float(Float16(bitPattern: base[lo])) { base[lo] = PageMetadata.halfBelow(key[i]).bitPattern }
+                if opens || key[i] > Float(Float16(bitPattern: base[hi])) { base[hi] = PageMetadata.halfAbove(key[i]).bitPattern }
             }
         }
         tokens += 1
     }
 
-    /// Appends an f16 key (as stored in a `KVStream`).
+    /// The largest f16 value not above `x`.
+    static func halfBelow(_ x: Float) -> Float16 {
+        let h = Float16(x)
+        return Float(h) > x ? h.nextDown : h
+    }
+
+    /// The smallest f16 value not below `x`.
+    static func halfAbove(_ x: Float) -> Float16 {
+        let h = Float16(x)
+        return Float(h) < x ? h.nextUp : h
+    }
+
+    /// Appends the key of slot `slot` of `stream` as stored: f16 keys directly, quantized ones dequantized.
+    public func append(slot: Int, of stream: KVStream) {
+        if stream.rowType == .f16 { append(halfKey: stream.halfKeys + slot * headDim); return }
+        scratch.withUnsafeMutableBufferPointer { b in
+            stream.key(slot, into: b.baseAddress!)
+            append(key: UnsafePointer(b.baseAddress!))
+        }
+    }
+
+    /// Appends an f16 key (as stored in an f16 `KVStream`).
     public func append(halfKey: UnsafePointer<UInt16>) {
         guard precision == .f16 else {
             scratch.withUnsafeMutableBufferPointer { b in
@@ -130,7 +152,7 @@ public final class PageMetadata: @unchecked Sendable {
     /// Appends the rows of `stream` not covered yet (slots `tokens ..< stream.count`): the metadata of a stream
     /// that only grows.
     public func extend(covering stream: KVStream) {
-        while tokens < stream.count { append(halfKey: stream.keys + tokens * headDim) }
+        while tokens < stream.count { append(slot: tokens, of: stream) }
     }
 
     /// Forgets every page (keeps the allocation).

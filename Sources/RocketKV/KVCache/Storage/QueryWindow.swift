@@ -52,9 +52,20 @@ extension QueryWindow {
         let windowRows = count(layer: layer), d = stream.headDim
         guard windowRows > 0, stream.count > promptBudget else { return nil }
         let queries = rows(layer: layer, heads: heads, headDim: d)
-        return queries.withUnsafeBufferPointer {
-            SnapKVScoring.keptSlots(windowQueries: $0.baseAddress!, windowRows: windowRows, groupSize: heads.count, keys: .f16(stream.keys),
-                                    count: stream.count, headDim: d, scale: scale, promptBudget: promptBudget, kernel: kernel)
+        // The keys as stored: f16 rows as they are, quantized rows dequantized.
+        var dequantized = [Float]()
+        if stream.rowType.isQuantized {
+            dequantized = [Float](unsafeUninitializedCapacity: stream.count * d) { buffer, initialized in
+                for j in 0..<stream.count { stream.key(j, into: buffer.baseAddress! + j * d) }
+                initialized = stream.count * d
+            }
+        }
+        return queries.withUnsafeBufferPointer { q in
+            dequantized.withUnsafeBufferPointer { k in
+                SnapKVScoring.keptSlots(windowQueries: q.baseAddress!, windowRows: windowRows, groupSize: heads.count,
+                                        keys: stream.rowType.isQuantized ? .f32(k.baseAddress!) : .f16(stream.halfKeys),
+                                        count: stream.count, headDim: d, scale: scale, promptBudget: promptBudget, kernel: kernel)
+            }
         }
     }
 }

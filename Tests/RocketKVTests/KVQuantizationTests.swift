@@ -1,0 +1,132 @@
+import CKernels
+import Foundation
+import RocketKV
+import XCTest
+
+/// KV rows stored as ggml Q8_0 / Q4_0 blocks: the layout, the attention kernels against their plain reference
+/// at every SIMD level, and HSA/Quest page bounds over the stored (dequantized) keys.
+final class KVQuantizationTests: XCTestCase {
+    func randomFloats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float.random(in: -scale...scale) } }
+
+    static let quantized: [(type: KVRowType, ggml: GGMLType)] = [(.q8_0, .q8_0), (.q4_0, .q4_0)]
+
+    /// A stream of `count` random rows of `type` and the rows as stored, dequantized by the GGUF reference
+    /// (`dequantize`), which reads ggml's block layout independently of the C kernels.
+    func stream(_ type: KVRowType, headDim d: Int, count: Int) -> (KVStream, keys: [[Float]], values: [[Float]]) {
+        let stream = KVStream(headDim: d, rowType: type)
+        for t in 0..<count { stream.append(key: randomFloats(d, scale: 3), value: randomFloats(d, scale: 2), position: t) }
+        let ggml: GGMLType = type == .q8_0 ? .q8_0 : .q4_0
+        return (stream, (0..<count).map { dequantize(ggml, from: stream.keyRow($0), count: d) },
+                (0..<count).map { dequantize(ggml, from: stream.valueRow($0), count: d) })
+    }
+
+    /// Rows are ggml blocks (34 or 18 bytes per 32 values), read back exactly as the GGUF reference reads them,
+    /// within one quantization step of the input.
+    func testRowsAreGGMLBlocks() {
+        let d = 64
+        XCTAssertEqual(KVRowType.q8_0.rowBytes(headDim: d), 68)
+        XCTAssertEqual(KVRowType.q4_0.rowBytes(headDim: d), 36)
+        XCTAssertEqual(KVRowType.f16.rowBytes(headDim: d), 128)
+        for (type, ggml) in Self.quantized {
+            let stream = KVStream(headDim: d, rowType: type)
+            let keys = (0..<10).map { _ in randomFloats(d, scale: 3) }
+            for (t, k) in keys.enumerated() { stream.append(key: k, value: k, position: t) }
+            XCTAssertEqual(stream.allocatedBytes, stream.capacity * (2 * type.rowBytes(headDim: d) + 4))
+            var stored = [Float](repeating: 0, count: d)
+            for (t, k) in keys.enumerated() {
+                stream.key(t, into: &stored)
+                let reference = dequantize(ggml, from: stream.keyRow(t), count: d)
+                XCTAssertEqual(stored.map(\.bitPattern), reference.map(\.bitPattern), "\(type) row \(t)")
+                for b in 0..<(d / 32) {
+                    let amax = k[(b * 32)..<(b * 32 + 32)].map(abs).max()!
+                    let step = type == .q8_0 ? amax / 127 : amax / 8
+                    for i in (b * 32)..<(b * 32 + 32) { XCTAssertEqual(stored[i], k[i], accuracy: step * 1.01, "\(type) row \(t) [\(i)]") }
+                }
+            }
+            // Eviction and copies move whole rows.
+            stream.retain(slots: [7, 2])
+            stream.key(0, into: &stored)
+            XCTAssertEqual(stored, dequantize(ggml, from: stream.keyRow(0), count: d))
+            XCTAssertEqual(stream.positions[1], 2)
+        }
+    }
+
+    /// Attention over quantized rows: the kernels at every SIMD level give the same bits, and agree with the
+    /// plain reference (Q8_0 query, Double arithmetic) to float rounding. Head dims 32, 64 (SmolLM2), 256 (Gemma 3).
+    func testAttentionMatchesReferenceAtEveryLevel() {
+        for (type, _) in Self.quantized {
+            for d in [32, 64, 256] {
+                for n in [1, 37, 600] {
+                    let (stream, keys, values) = stream(type, headDim: d, count: n)
+                    let q = randomFloats(d, scale: 3), scale = 1 / Float(d).squareRoot()
+                    let expected = Attention.quantizedReference(query: q, keys: keys, values: values, scale: scale)
+                    var results: [[Float]] = []
+                    forEachPath { path in
+                        var out = [Float](repeating: .nan, count: d)
+                        Attention.dense(query: q, stream: stream, count: n, scale: scale, output: &out)
+                        for i in 0..<d { XCTAssertEqual(out[i], expected[i], accuracy: 1e-4, "\(path) \(type) d \(d) n \(n) [\(i)]") }
+                        results.append(out)
+                    }
+                    for r in results.dropFirst() { XCTAssertEqual(r.map(\.bitPattern), results[0].map(\.bitPattern), "\(type) d \(d) n \(n)") }
+                }
+            }
+        }
+    }
+
+    /// `subset` over listed slots (the gathered path) gives the bits of `subset` over the first slots, and its
+    /// probabilities are the reference's (values as unit vectors turn the output into the probabilities).
+    func testSubsetProbabilities() {
+        let d = 64, n = 50
+        for (type, _) in Self.quantized {
+            let (stream, keys, _) = stream(type, headDim: d, count: n)
+            let q = randomFloats(d, scale: 3)
+            var probabilities = [Float](repeating: 0, count: n), listedProbabilities = probabilities
+            var out = [Float](repeating: 0, count: d), listed = out
+            Attention.subset(query: q, stream: stream, slots: nil, count: n, scale: 0.125, output: &out, probabilities: &probabilities)
+            let all = (0..<Int32(n)).map { $0 }
+            Attention.subset(query: q, stream: stream, slots: all, count: n, scale: 0.125, output: &listed, probabilities: &listedProbabilities)
+            XCTAssertEqual(listed.map(\.bitPattern), out.map(\.bitPattern), "\(type)")
+            XCTAssertEqual(listedProbabilities.map(\.bitPattern), probabilities.map(\.bitPattern), "\(type)")
+            let units = (0..<n).map { j in (0..<d).map { $0 == j ? Float(1) : 0 } }
+            let expected = Attention.quantizedReference(query: q, keys: keys, values: units, scale: 0.125)
+            for j in 0..<n { XCTAssertEqual(probabilities[j], expected[j], accuracy: 1e-6, "\(type) slot \(j)") }
+        }
+    }
+
+    /// HSA's and Quest's page bounds over a quantized stream hold for every stored (dequantized) key, and are
+    /// the tightest f16 bounds: nothing between a page's true minimum and its f16 minimum (likewise maximum).
+    func testPageBoundsHoldForStoredKeys() {
+        let d = 64, n = 301
+        for (type, _) in Self.quantized {
+            let (stream, keys, _) = stream(type, headDim: d, count: n)
+            for pageSize in [4, 16] {
+                let metadata = PageMetadata(headDim: d, pageSize: pageSize, precision: .f16)
+                metadata.extend(covering: stream)
+                XCTAssertEqual(metadata.tokens, n)
+                for p in 0..<metadata.pages {
+                    let slots = (p * pageSize)..<min(n, (p + 1) * pageSize)
+                    for i in 0..<d {
+                        let low = slots.map { keys[$0][i] }.min()!, high = slots.map { keys[$0][i] }.max()!
+                        let minimum = metadata.minimum(page: p, dim: i), maximum = metadata.maximum(page: p, dim: i)
+                        XCTAssertLessThanOrEqual(minimum, low, "\(type) page \(p) dim \(i)")
+                        XCTAssertGreaterThanOrEqual(maximum, high, "\(type) page \(p) dim \(i)")
+                        XCTAssertGreaterThan(Float(Float16(minimum).nextUp), low, "\(type) page \(p) dim \(i): not the tightest")
+                        XCTAssertLessThan(Float(Float16(maximum).nextDown), high, "\(type) page \(p) dim \(i): not the tightest")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The quantized types need head dims in whole blocks of 32; a bad name or dim is a user error.
+    func testTypesNeedWholeBlocks() throws {
+        XCTAssertNoThrow(try KVRowType.q8_0.check(headDim: 64))
+        XCTAssertNoThrow(try KVRowType.f16.check(headDim: 48))
+        XCTAssertThrowsError(try KVRowType.q4_0.check(headDim: 48)) { XCTAssert("\($0)".contains("multiple of 32")) }
+        XCTAssertThrowsError(try KVRowType(parsing: "q5_0")) { XCTAssert("\($0)".contains("--kv-type")) }
+        XCTAssertEqual(try KVRowType(parsing: "q8_0"), .q8_0)
+        let layers = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 16).layerAttention
+        let context = KVMethodContext(layers: layers, budget: 64, promptLength: 100, maxNewTokens: 8, kvType: .q8_0)
+        XCTAssertThrowsError(try KVMethods.make("rocket", context: context)) { XCTAssert($0 is KVMethodError) }
+    }
+}
