@@ -52,56 +52,54 @@ final class ReadTrafficTests: TwoThreadTestCase {
         }
     }
 
-    /// Quest: the min and max bounds of every page on all dimensions, plus the rows of the chosen pages.
-    func testQuestReadsItsBoundsAndChosenPages() throws {
-        let policy = Quest(shape: shape, pageSize: 4, pagesPerStep: 3)
-        let feed = RandomFeed(shape: shape, seed: 4)
-        feed.step([policy], count: 61, decode: false)
+    /// Prefills `policy` with `prompt` random tokens, then decodes 3 steps; after each, `touchedByGroup(output, layer,
+    /// group, tokens)` checks the step's output for one group and returns the bytes it read there, and the sum must be
+    /// what the policy reports.
+    func assertReadsMatch(_ policy: KVPolicy, prompt: Int, seed: UInt64,
+                          touchedByGroup: (_ output: [Float], _ layer: Int, _ group: Int, _ feed: RandomFeed) -> Int) {
+        let feed = RandomFeed(shape: shape, seed: seed)
+        feed.step([policy], count: prompt, decode: false)
         policy.finishPrefill()
         for _ in 0..<3 {
             let output = feed.step([policy], count: 1, decode: true)[0]
-            let d = shape.headDim, n = feed.tokens, t = n - 1
             var touched = 0
             for layer in 0..<shape.layers {
-                for g in 0..<shape.kvHeads {
-                    let slots = policy.lastPages[layer][g].flatMap { p in (p * 4)..<min(n, (p + 1) * 4) }
-                    for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
-                        assertClose(output[layer].head(h, d: d), feed.attention(layer, query: t, head: h, positions: slots), tolerance: 2e-3)
-                    }
-                    touched += (n + 3) / 4 * 2 * d * 2 + Set(slots).count * 2 * d * 2
-                }
+                for g in 0..<shape.kvHeads { touched += touchedByGroup(output[layer], layer, g, feed) }
             }
             XCTAssertEqual(policy.statistics.bytesReadLastStep, touched)
+        }
+    }
+
+    /// Quest: the min and max bounds of every page on all dimensions, plus the rows of the chosen pages.
+    func testQuestReadsItsBoundsAndChosenPages() throws {
+        let policy = Quest(shape: shape, pageSize: 4, pagesPerStep: 3), d = shape.headDim
+        assertReadsMatch(policy, prompt: 61, seed: 4) { output, layer, g, feed in
+            let n = feed.tokens, t = n - 1
+            let slots = policy.lastPages[layer][g].flatMap { p in (p * 4)..<min(n, (p + 1) * 4) }
+            for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
+                assertClose(output.head(h, d: d), feed.attention(layer, query: t, head: h, positions: slots), tolerance: 2e-3)
+            }
+            return (n + 3) / 4 * 2 * d * 2 + Set(slots).count * 2 * d * 2
         }
     }
 
     /// SparQ: the f16 strips of the `r` chosen dimensions over every cached key, the rows of the `k` chosen
     /// slots, and the group's value sum (f64) for the mean-value correction.
     func testSparQReadsItsStripsChosenRowsAndValueSum() throws {
-        let policy = SparQ(shape: shape, rank: 5, tokensPerStep: 9)
-        let feed = RandomFeed(shape: shape, seed: 5)
-        feed.step([policy], count: 40, decode: false)
-        policy.finishPrefill()
-        for _ in 0..<3 {
-            let output = feed.step([policy], count: 1, decode: true)[0]
-            let d = shape.headDim, n = feed.tokens, t = n - 1
-            var touched = 0
-            for layer in 0..<shape.layers {
-                for g in 0..<shape.kvHeads {
-                    let dims = policy.lastDims[layer][g], slots = policy.lastSlots[layer][g]
-                    XCTAssertEqual(dims.count, 5)
-                    XCTAssertEqual(slots.count, 9)
-                    // The step's output from this selection: α·attention over the slots + (1 − α)·mean value.
-                    let mean = (0..<d).map { i in (0..<n).reduce(Float(0)) { $0 + feed.value(layer, $1, g)[i] } / Float(n) }
-                    for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
-                        let alpha = policy.lastAlpha[layer][h]
-                        let y = feed.attention(layer, query: t, head: h, positions: slots)
-                        assertClose(output[layer].head(h, d: d), (0..<d).map { alpha * y[$0] + (1 - alpha) * mean[$0] }, tolerance: 2e-3)
-                    }
-                    touched += dims.count * n * 2 + Set(slots).count * 2 * d * 2 + d * 8
-                }
+        let policy = SparQ(shape: shape, rank: 5, tokensPerStep: 9), d = shape.headDim
+        assertReadsMatch(policy, prompt: 40, seed: 5) { output, layer, g, feed in
+            let n = feed.tokens, t = n - 1
+            let dims = policy.lastDims[layer][g], slots = policy.lastSlots[layer][g]
+            XCTAssertEqual(dims.count, 5)
+            XCTAssertEqual(slots.count, 9)
+            // The step's output from this selection: α·attention over the slots + (1 − α)·mean value.
+            let mean = (0..<d).map { i in (0..<n).reduce(Float(0)) { $0 + feed.value(layer, $1, g)[i] } / Float(n) }
+            for h in (g * shape.groupSize)..<((g + 1) * shape.groupSize) {
+                let alpha = policy.lastAlpha[layer][h]
+                let y = feed.attention(layer, query: t, head: h, positions: slots)
+                assertClose(output.head(h, d: d), (0..<d).map { alpha * y[$0] + (1 - alpha) * mean[$0] }, tolerance: 2e-3)
             }
-            XCTAssertEqual(policy.statistics.bytesReadLastStep, touched)
+            return dims.count * n * 2 + Set(slots).count * 2 * d * 2 + d * 8
         }
     }
 }
