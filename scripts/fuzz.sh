@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of Fuzz/ (with AddressSanitizer) and runs each for SECONDS (default 60):
 #   scripts/fuzz.sh [SECONDS] [HARNESS...]      harnesses: gguf tokenizer template request (default: all four)
-# Each run starts from the committed seeds (Fuzz/Corpus/NAME) plus what earlier runs found (.fuzz/NAME, not
-# committed), stops at the first crash, leak, sanitizer report, timeout (10 s per input) or 2 GB of memory,
+# Each run starts from the seeds (Fuzz/Corpus/NAME; the gguf ones are written by scripts/make_fuzz_seeds.py into
+# .fuzz/gguf/seeds) plus what earlier runs found (.fuzz/NAME, not committed), stops at the first crash, leak, sanitizer report, timeout (10 s per input) or 2 GB of memory,
 # and prints one summary line. Exit status 1 if any harness found something (the input is kept in .fuzz/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,18 @@ for name in "${harnesses[@]}"; do
     esac
     work=".fuzz/$name"; mkdir -p "$work/corpus" "$work/findings"
     log="$work/last-run.log"
-    if "$bin/$exe" "$work/corpus" "Fuzz/Corpus/$name" -max_total_time="$seconds" -max_len="$maxlen" -timeout=10 \
+    seeds="Fuzz/Corpus/$name"
+    if [ "$name" = gguf ]; then
+        # Model files are not committed: the two tiny GGUF seeds are written here (deterministic, ~5 KB each) with
+        # the gguf package, from the CI virtualenv when there is one.
+        seeds="$work/seeds"
+        if [ ! -f "$seeds/llama-gpt2.gguf" ] || [ ! -f "$seeds/llama-spm.gguf" ]; then
+            python="${ROCKETKV_CI_VENV:-$HOME/.cache/rocketkv/ci-venv}/bin/python"; [ -x "$python" ] || python=python3
+            mkdir -p "$seeds"
+            "$python" scripts/make_fuzz_seeds.py "$seeds" || { echo "fuzz gguf: cannot write the seeds (needs gguf and numpy: see .ci/run)" >&2; exit 1; }
+        fi
+    fi
+    if "$bin/$exe" "$work/corpus" "$seeds" -max_total_time="$seconds" -max_len="$maxlen" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/findings/" >"$log" 2>&1; then
         result="ok"
     else

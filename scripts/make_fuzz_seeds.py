@@ -1,6 +1,6 @@
-"""Writes the two GGUF seeds of the GGUF fuzzer (Fuzz/Corpus/gguf): tiny 1-layer Llama models with a byte-level
+"""Writes the two GGUF seeds of the GGUF fuzzer (.fuzz/gguf/seeds): tiny 1-layer Llama models with a byte-level
 BPE and a SentencePiece vocabulary of 32 tokens and a chat template, ~5 KB each, both runnable by `rocketkv`.
-Usage: python scripts/make_fuzz_seeds.py Fuzz/Corpus/gguf   (needs gguf and numpy)"""
+Usage: python scripts/make_fuzz_seeds.py DIR   (needs gguf and numpy; scripts/fuzz.sh writes them into .fuzz/gguf/seeds)"""
 import numpy as np, gguf, sys
 def write(path, tok_model):
     w = gguf.GGUFWriter(path, "llama")
