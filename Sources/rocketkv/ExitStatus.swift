@@ -79,11 +79,10 @@ extension RocketKVCommand {
             } else {
                 try command.run()
             }
-        } catch let error as CleanExit {
-            exit(withError: error)
-        } catch let error as ExitCode {
-            exit(withError: error)
         } catch {
+            // ArgumentParser's own errors also come from `run()` (`help <command>`, `--help` on a subcommand,
+            // CleanExit, ExitCode): it prints them itself, help text to stdout with status 0.
+            if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") { exit(withError: error) }
             fail(error)
         }
     }
