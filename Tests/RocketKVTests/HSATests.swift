@@ -179,7 +179,7 @@ final class HSATests: XCTestCase {
     func testSelectionMatchesPlainReferenceBitForBit() {
         var rng = Xoshiro256StarStar(seed: 23)
         for trial in 0..<24 {
-            let G = [1, 2, 3, 4][trial % 4], d = [16, 64][trial % 2], P = [1, 2, 3, 4, 5][trial % 5]
+            let G = [1, 2, 3, 4][trial % 4], d = [16, 64, 128, 256][(trial / 4) % 4], P = [1, 2, 3, 4, 5][trial % 5]
             let precision: PageMetadata.Precision = trial % 3 == 0 ? .f32 : .f16
             let n = Int.random(in: 1...600, using: &rng)
             let meta = PageMetadata(headDim: d, pageSize: P, precision: precision)
@@ -217,7 +217,7 @@ final class HSATests: XCTestCase {
     func testFullDimensionsPageOneIsExactGroupTopK() {
         var rng = Xoshiro256StarStar(seed: 11)
         for trial in 0..<10 {
-            let G = [1, 3, 4][trial % 3], d = [16, 64][trial % 2], n = Int.random(in: 20...300, using: &rng)
+            let G = [1, 3, 4][trial % 3], d = [16, 64, 256][trial % 2 + trial / 8], n = Int.random(in: 20...300, using: &rng)
             let k2 = Int.random(in: 1...n, using: &rng)
             let keys = (0..<n).map { _ in (0..<d).map { _ in Float.random(in: -1...1, using: &rng) } }
             let q = (0..<(G * d)).map { _ in Float.random(in: -1...1, using: &rng) }

@@ -123,7 +123,12 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
     /// traffic equal those of `HSA.select` and `HSA.attend` run group after group, bit for bit. The model's
     /// shape: 3 KV groups of 3 heads on 2 threads.
     func testParallelDecodeStepMatchesSequentialGroups() throws {
-        let shape = AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64), d = 64, G = 3
+        // SmolLM2's head dimension, and Gemma 3's (d = 256, four query heads per KV head).
+        for (d, G) in [(64, 3), (256, 4)] { try checkParallelDecodeStep(headDim: d, groupSize: G) }
+    }
+
+    func checkParallelDecodeStep(headDim d: Int, groupSize G: Int) throws {
+        let shape = AttentionShape(layers: 1, queryHeads: 3 * G, kvHeads: 3, headDim: d)
         let policy = try KVMethods.make("hsa", context: KVMethodContext(shape: shape, budget: 40, promptLength: 300,
                                                                          maxNewTokens: 8, options: [:]))
         let plan = (policy as! HSAPolicy).plan
@@ -131,8 +136,8 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
         let metadata = (0..<3).map { _ in PageMetadata(headDim: d, pageSize: plan.pageSize, precision: .f16) }
         func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &rng) } }
         func step(tokens: Int, at first: Int) -> [Float] {
-            let q = random(tokens * 9 * d), k = random(tokens * 3 * d), v = random(tokens * 3 * d)
-            var out = [Float](repeating: 0, count: tokens * 9 * d)
+            let q = random(tokens * 3 * G * d), k = random(tokens * 3 * d), v = random(tokens * 3 * d)
+            var out = [Float](repeating: 0, count: tokens * 3 * G * d)
             q.withUnsafeBufferPointer { qp in
                 k.withUnsafeBufferPointer { kp in
                     v.withUnsafeBufferPointer { vp in
@@ -153,7 +158,7 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
                 }
             }
             guard tokens == 1 else { return [] }
-            var expected = [Float](repeating: 0, count: 9 * d), bytes = 0
+            var expected = [Float](repeating: 0, count: 3 * G * d), bytes = 0
             q.withUnsafeBufferPointer { qp in
                 expected.withUnsafeMutableBufferPointer { o in
                     for g in 0..<3 {
@@ -164,13 +169,86 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
                     }
                 }
             }
-            XCTAssertEqual(out.map(\.bitPattern), expected.map(\.bitPattern), "decode at \(first)")
+            XCTAssertEqual(out.map(\.bitPattern), expected.map(\.bitPattern), "d \(d) G \(G): decode at \(first)")
             XCTAssertEqual(policy.statistics.bytesReadLastStep, bytes)
             return out
         }
         _ = step(tokens: 300, at: 0)
         policy.finishPrefill()
         for t in 0..<6 { XCTAssertFalse(step(tokens: 1, at: 300 + t).isEmpty) }
+    }
+
+    /// `votes=shared`: every layer keeps, per KV group, the slots chosen by the sum over layers of the window
+    /// votes each layer gives a token position (a brute-force sum here, from the stored keys and the window
+    /// queries), so all layers keep one set in the first turn; in the next turn the layers hold different
+    /// positions and the sum is taken by position. `votes=layer` (the paper) keeps per-layer sets.
+    func testSharedVotesSumEveryLayersVotesByPosition() throws {
+        let window = 8
+        func feed(_ policy: KVPolicy, _ chunks: [Chunk]) {
+            for (l, c) in chunks.enumerated() {
+                var out = [Float](repeating: 0, count: c.tokens * shape.queryHeads * shape.headDim)
+                c.q.withUnsafeBufferPointer { q in c.k.withUnsafeBufferPointer { k in c.v.withUnsafeBufferPointer { v in
+                    policy.prefill(layer: l, AttentionInput(queries: q.baseAddress!, keys: k.baseAddress!, values: v.baseAddress!,
+                                                            tokens: c.tokens, firstPosition: c.first), output: &out)
+                } } }
+            }
+        }
+        /// Per (layer, group), the positions the shared rule keeps, from the streams before `finishPrefill`.
+        func expectedShared(_ streams: [KVStream], _ chunks: [Chunk], promptBudget: Int, kernel: Int) -> [[Int32]] {
+            let d = shape.headDim, G = shape.groupSize
+            var votes: [[Float]] = [], total: [Int32: Float] = [:]
+            for (unit, stream) in streams.enumerated() {
+                let l = unit / shape.kvHeads, g = unit % shape.kvHeads, c = chunks[l]
+                let keys = (0..<stream.count).flatMap { j in
+                    [Float](unsafeUninitializedCapacity: d) { b, n in stream.key(j, into: b.baseAddress!); n = d }
+                }
+                let rows = (c.tokens - window)..<c.tokens
+                var q: [Float] = []
+                for t in rows {
+                    let first: Int = (t * shape.queryHeads + g * G) * d
+                    q += c.q[first..<(first + G * d)]
+                }
+                let v = q.withUnsafeBufferPointer { qb in keys.withUnsafeBufferPointer { kb in
+                    SnapKVScoring.votes(windowQueries: qb.baseAddress!, windowRows: window, groupSize: G, keys: .f32(kb.baseAddress!),
+                                        count: stream.count, headDim: d, scale: shape.scale)
+                } }
+                votes.append(v)
+                for (j, x) in v.enumerated() { total[stream.positions[j] + Int32(g << 20), default: 0] += x }
+            }
+            return streams.enumerated().map { unit, stream in
+                let g = unit % shape.kvHeads
+                let summed = votes[unit].indices.map { total[stream.positions[$0] + Int32(g << 20)]! }
+                return SnapKVScoring.select(votes: summed, count: stream.count, promptBudget: promptBudget, kernel: kernel).slots
+                    .map { stream.positions[$0] }
+            }
+        }
+        func kept(_ policy: KVPolicy) -> [[Int32]] {
+            if let mt = policy as? RocketMTPolicy {
+                return (0..<shape.layers * shape.kvHeads).map { unit in
+                    let stream = mt.inspectableStreams[unit]
+                    return mt.filteredSlots(layer: unit / shape.kvHeads, group: unit % shape.kvHeads).map { stream.positions[Int($0)] }
+                }
+            }
+            return (policy as! KVStreamInspectable).inspectableStreams.map { s in (0..<s.count).map { s.positions[$0] } }
+        }
+        let turn1 = (0..<shape.layers).map { _ in chunk(100, at: 0) }, turn2 = (0..<shape.layers).map { _ in chunk(30, at: 100) }
+        for name in ["rocket", "rocket-mt"] {
+            let shared = try make(name, budget: 16, options: ["window": "\(window)", "votes": "shared"])
+            let perLayer = try make(name, budget: 16, options: ["window": "\(window)"])
+            let plan = (shared as? RocketPolicy)?.plan ?? (shared as! RocketMTPolicy).plan
+            XCTAssertEqual(plan.votes, .shared)
+            XCTAssertTrue(shared.planDescription!.hasSuffix("votes=shared"), shared.planDescription!)
+            for turn in [turn1, turn2] {
+                feed(shared, turn); feed(perLayer, turn)
+                let expected = expectedShared((shared as! KVStreamInspectable).inspectableStreams, turn,
+                                              promptBudget: plan.promptBudget, kernel: plan.kernel)
+                shared.finishPrefill(); perLayer.finishPrefill()
+                XCTAssertEqual(kept(shared), expected, name)
+                XCTAssertEqual(kept(shared).map(\.count), Array(repeating: plan.promptBudget, count: 4), name)
+                XCTAssertNotEqual(kept(perLayer)[0], kept(perLayer)[shape.kvHeads], "\(name): layers vote differently")
+            }
+            XCTAssertEqual(kept(shared)[0].count, plan.promptBudget)
+        }
     }
 
     func testHSAKeepsEverything() throws {

@@ -104,13 +104,26 @@ public enum SnapKVScoring {
                                  count n: Int, headDim d: Int, scale: Float, promptBudget: Int,
                                  kernel: Int) -> (slots: [Int], pooled: [Float]) {
         if n <= promptBudget { return (Array(0..<n), []) }
-        let w = min(windowRows, promptBudget)
-        precondition(w >= 1, "stage 1 needs at least one window query")
+        let w = votingRows(windowRows, promptBudget: promptBudget)
         // The last `w` window rows are the ones for the last `w` tokens.
         let rows = windowQueries + (windowRows - w) * groupSize * d
         let v = votes(windowQueries: rows, windowRows: w, groupSize: groupSize, keys: keys, count: n, headDim: d, scale: scale)
+        return select(votes: v, count: n, promptBudget: promptBudget, kernel: kernel)
+    }
+
+    /// `w'`: the window rows that vote (and are kept) for a budget of `promptBudget` tokens.
+    public static func votingRows(_ windowRows: Int, promptBudget: Int) -> Int {
+        let w = min(windowRows, promptBudget)
+        precondition(w >= 1, "stage 1 needs at least one window query")
+        return w
+    }
+
+    /// §3 steps 4–5 on votes already summed: pool the prefix votes (`n − w'` of them), keep the best
+    /// `B_p − w'` prefix slots and the window `w'`, in cache order; also returns the pooled votes.
+    public static func select(votes v: [Float], count n: Int, promptBudget: Int, kernel: Int) -> (slots: [Int], pooled: [Float]) {
+        let w = n - v.count
+        precondition(w >= 1 && w <= promptBudget, "votes cover the prefix before a window of 1...B_p tokens")
         let pooled = maxPool(v, kernel: kernel)
         return (KVSelect.topIndices(pooled, promptBudget - w) + Array((n - w)..<n), pooled)
     }
 }
-

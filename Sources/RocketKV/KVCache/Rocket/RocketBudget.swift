@@ -44,6 +44,8 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
     public var window: Int
     /// `κ`: SnapKV max-pooling kernel.
     public var kernel: Int
+    /// Whose window votes stage 1 uses in each layer.
+    public var votes: StageOneVotes = .layer
 
     /// §5.3 [A]. `rho` overrides the adaptive `ρ = min(0.2 + 0.06·log2 c, 0.8)`.
     public static func accuracy(sequenceLength S: Int, budget t: Int, maxNewTokens: Int, headDim d: Int,
@@ -111,7 +113,7 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         let name = split == .hsa ? "HSA" : "RocketKV[\(split == .accuracy ? "A" : "E")]"
         var s = name + String(format: " S=%d t=%d c=%.3f ρ=%.3f C=%d B_p=%d k2=%d c2=%.3f P=%d k1=%d",
                        sequenceLength, budget, compression, rho, capacity, promptBudget, k2, stage2Compression, pageSize, k1)
-        if split != .hsa { s += " w=\(window) κ=\(kernel)" }
+        if split != .hsa { s += " w=\(window) κ=\(kernel)" + (votes == .layer ? "" : " votes=\(votes.rawValue)") }
         return s
     }
 }

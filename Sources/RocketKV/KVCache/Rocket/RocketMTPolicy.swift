@@ -39,31 +39,28 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let spare = plan.maxNewTokens + 1
-        let shape = shape, cache = cache, window = window, plan = plan
-        // One element per (layer, group): tasks writing elements of one shared inner array would race (its
-        // copy on write, its buffer).
-        var result = [[Int32]](repeating: [], count: shape.layers * shape.kvHeads)
-        result.withUnsafeMutableBufferPointer { out in
-            nonisolated(unsafe) let out = out.baseAddress!   // each unit writes its own element
-            ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
-                for unit in units {
-                    let l = unit / shape.kvHeads, g = unit % shape.kvHeads
-                    let stream = cache.store.streams[l][g]
-                    let kept = window.keptSlots(layer: l, heads: (g * shape.groupSize)..<((g + 1) * shape.groupSize), stream: stream,
-                                                scale: shape.scale, promptBudget: plan.promptBudget, kernel: plan.kernel)?.slots
-                        ?? Array(0..<stream.count)
-                    var slots = [Int32]()
-                    slots.reserveCapacity(kept.count + spare)
-                    slots.append(contentsOf: kept.map { Int32($0) })
-                    out[unit] = slots
-                    let meta = cache.metadata[l][g]
-                    meta.release()
-                    meta.reserve(tokens: kept.count + spare)
-                    for s in kept { meta.append(slot: s, of: stream) }
-                }
+        let selected = StageOne.keptSlots(store: cache.store, window: window, plan: plan)
+        let shape = shape, cache = cache
+        ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
+            for unit in units {
+                let l = unit / shape.kvHeads, g = unit % shape.kvHeads
+                let stream = cache.store.streams[l][g]
+                let meta = cache.metadata[l][g]
+                meta.release()
+                let kept = selected[unit] ?? Array(0..<stream.count)
+                meta.reserve(tokens: kept.count + spare)
+                for s in kept { meta.append(slot: s, of: stream) }
             }
         }
-        filtered = (0..<shape.layers).map { l in Array(result[(l * shape.kvHeads)..<((l + 1) * shape.kvHeads)]) }
+        filtered = (0..<shape.layers).map { l in
+            (0..<shape.kvHeads).map { g in
+                var slots = [Int32]()
+                let kept = selected[l * shape.kvHeads + g] ?? Array(0..<cache.store.streams[l][g].count)
+                slots.reserveCapacity(kept.count + spare)
+                slots.append(contentsOf: kept.map { Int32($0) })
+                return slots
+            }
+        }
         window.reset()
     }
 

@@ -31,13 +31,13 @@ public final class RocketPolicy: KVPolicy, KVStreamInspectable {
 
     public func finishPrefill() {
         let spare = plan.maxNewTokens + 1
-        let shape = shape, cache = cache, window = window, plan = plan
+        let kept = StageOne.keptSlots(store: cache.store, window: window, plan: plan)
+        let shape = shape, cache = cache
         ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
             for unit in units {
                 let l = unit / shape.kvHeads, g = unit % shape.kvHeads
                 let stream = cache.store.streams[l][g]
-                if let (kept, _) = window.keptSlots(layer: l, heads: (g * shape.groupSize)..<((g + 1) * shape.groupSize), stream: stream,
-                                                    scale: shape.scale, promptBudget: plan.promptBudget, kernel: plan.kernel) {
+                if let kept = kept[unit] {
                     stream.retain(slots: kept)
                     cache.metadata[l][g].release()
                 }

@@ -49,22 +49,31 @@ extension QueryWindow {
     /// the stream fits `promptBudget` or the turn recorded no query: nothing to evict.
     func keptSlots(layer: Int, heads: Range<Int>, stream: KVStream, scale: Float, promptBudget: Int,
                    kernel: Int) -> (slots: [Int], pooled: [Float])? {
-        let windowRows = count(layer: layer), d = stream.headDim
-        guard windowRows > 0, stream.count > promptBudget else { return nil }
-        let queries = rows(layer: layer, heads: heads, headDim: d)
+        votes(layer: layer, heads: heads, stream: stream, scale: scale, promptBudget: promptBudget)
+            .map { SnapKVScoring.select(votes: $0, count: stream.count, promptBudget: promptBudget, kernel: kernel) }
+    }
+
+    /// The summed window votes (§3 steps 1–3) of query heads `heads` for the prefix slots of `stream`, the
+    /// `n − w'` slots before the voting window; nil where `keptSlots` is nil.
+    func votes(layer: Int, heads: Range<Int>, stream: KVStream, scale: Float, promptBudget: Int) -> [Float]? {
+        let windowRows = count(layer: layer), d = stream.headDim, n = stream.count
+        guard windowRows > 0, n > promptBudget else { return nil }
+        let w = SnapKVScoring.votingRows(windowRows, promptBudget: promptBudget)
+        // The last `w` rows are the ones for the last `w` tokens.
+        let queries = Array(rows(layer: layer, heads: heads, headDim: d).suffix(w * heads.count * d))
         // The keys as stored: f16 rows as they are, quantized rows dequantized.
         var dequantized = [Float]()
         if stream.rowType.isQuantized {
-            dequantized = [Float](unsafeUninitializedCapacity: stream.count * d) { buffer, initialized in
-                for j in 0..<stream.count { stream.key(j, into: buffer.baseAddress! + j * d) }
-                initialized = stream.count * d
+            dequantized = [Float](unsafeUninitializedCapacity: n * d) { buffer, initialized in
+                for j in 0..<n { stream.key(j, into: buffer.baseAddress! + j * d) }
+                initialized = n * d
             }
         }
         return queries.withUnsafeBufferPointer { q in
             dequantized.withUnsafeBufferPointer { k in
-                SnapKVScoring.keptSlots(windowQueries: q.baseAddress!, windowRows: windowRows, groupSize: heads.count,
-                                        keys: stream.rowType.isQuantized ? .f32(k.baseAddress!) : .f16(stream.halfKeys),
-                                        count: stream.count, headDim: d, scale: scale, promptBudget: promptBudget, kernel: kernel)
+                SnapKVScoring.votes(windowQueries: q.baseAddress!, windowRows: w, groupSize: heads.count,
+                                    keys: stream.rowType.isQuantized ? .f32(k.baseAddress!) : .f16(stream.halfKeys),
+                                    count: n, headDim: d, scale: scale)
             }
         }
     }
