@@ -24,7 +24,7 @@ struct EvalRunCommand: ParsableCommand {
     @Argument(help: "Task: passkey (needle in a haystack), ruler (synthetic RULER tasks), multiturn (shared-context retrieval, one key per turn) or fidelity (teacher-forced agreement with full).")
     var task: String
 
-    @Option(name: .long, help: "Comma-separated KV methods.")
+    @Option(name: .long, help: "Comma-separated KV methods; `method+key=value+...` is a variant with options of its own (e.g. rocket,rocket+votes=shared), sharing each prompt's prefill with the others.")
     var methods = "full,rocket,topk,snapkv,quest,sparq,streaming,h2o,hsa"
 
     @Option(name: .long, help: "Comma-separated token budgets.")

@@ -134,6 +134,26 @@ final class EvaluationTests: XCTestCase {
         XCTAssertNotEqual(a.id, b.id)
     }
 
+    /// `method+key=value` variants run beside the plain method (one prefill per prompt) with options of their
+    /// own that override the sweep's `--kv-option`s; their predictions are separate cells.
+    func testMethodVariantsCarryTheirOwnOptions() throws {
+        let settings = EvalSettings(task: "passkey", methods: ["full", "rocket", "rocket+votes=shared+page=1"], budgets: [128], lengths: [2048],
+                                    depths: [0.5], samples: 1, seed: 1, maxTokens: 16, planNewTokens: 128, continuation: 64,
+                                    haystack: "paul-graham-essays", kvOptions: ["page": "2", "window": "16"], model: "m")
+        XCTAssertEqual(try settings.runs().map(\.method), ["full", "rocket", "rocket+votes=shared+page=1"])
+        XCTAssertEqual(try KVMethods.options(settings.kvOptions, for: "rocket+votes=shared+page=1"),
+                       ["page": "1", "window": "16", "votes": "shared"])
+        let variant = try settings.configuration(for: "rocket+votes=shared+page=1")
+        XCTAssertTrue(variant.contains("kv-option page=1") && variant.contains("kv-option votes=shared") && variant.contains("kv-option window=16"))
+        XCTAssertNotEqual(variant, try settings.configuration(for: "rocket"))
+        for bad in ["rocket+votes", "rocket+nosuch=1", "rocket+page=1+page=2", "full+window=3", "nosuch+page=1", "rocket+=1"] {
+            var s = settings
+            s.methods = [bad]
+            XCTAssertThrowsError(try s.runs(), bad)
+        }
+        XCTAssertNoThrow(try KVMethods.checkOptions(["votes": "shared"], usedBy: ["full", "rocket+page=1"]))
+    }
+
     func testConfigurationsWrittenBeforeTheFirstTokenSwitchReadAsDense() throws {
         let old = #"{"task":"passkey","methods":["full"],"budgets":[128],"lengths":[2048],"depths":[0.5],"samples":4,"seed":1,"maxTokens":16,"planNewTokens":128,"continuation":64,"haystack":"paul-graham-essays","kvOptions":{},"model":"m"}"#
         let settings = try JSONDecoder().decode(EvalSettings.self, from: Data(old.utf8))

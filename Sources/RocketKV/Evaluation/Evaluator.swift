@@ -110,7 +110,8 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     public func runs() throws -> [(method: String, budget: Int?)] {
         var runs: [(String, Int?)] = []
         for name in methods {
-            let method = try KVMethods.named(name)
+            let method = try KVMethods.named(try KVMethods.variant(name).name)
+            _ = try KVMethods.options(kvOptions, for: name)
             if method.needsBudget {
                 guard !budgets.isEmpty else { throw KVMethodError("method \(name) needs at least one budget") }
                 runs += budgets.map { (name, $0) }
@@ -454,7 +455,7 @@ public final class Evaluator {
 
     /// The method's policy with the options it has (the fidelity reference `full` runs plain beside a tuned `rocket`).
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
-        try KVMethods.make(run.method, context: KVMethodContext(
+        try KVMethods.make(try KVMethods.variant(run.method).name, context: KVMethodContext(
             layers: model.config.layerAttention, budget: run.budget, promptLength: promptLength,
             maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method),
             kvType: settings.kvType))

@@ -168,15 +168,36 @@ public enum KVMethods {
     }
 
     /// The options of `all` that method `name` has: options given to a run of several methods go to each method
-    /// that has them (so `full` runs plain beside a tuned `rocket`).
+    /// that has them (so `full` runs plain beside a tuned `rocket`). `name` may be a variant,
+    /// `method+key=value+...` (see `variant(_:)`), whose own options override those of `all`.
     public static func options(_ all: [String: String], for name: String) throws -> [String: String] {
-        let known = Set(try named(name).options.map(\.key))
-        return all.filter { known.contains($0.key) }
+        let (base, own) = try variant(name)
+        let known = Set(try named(base).options.map(\.key))
+        if let unknown = own.keys.sorted().first(where: { !known.contains($0) }) {
+            throw KVMethodError("option '\(unknown)' of '\(name)': method \(base) has no such option")
+        }
+        return all.filter { known.contains($0.key) }.merging(own) { _, variant in variant }
     }
 
-    /// Throws unless every option name is one that at least one of `methods` has.
+    /// A method with options of its own, written `name+key=value+key=value` (e.g. `rocket+votes=shared`), as a
+    /// sweep lists it beside the plain method so that both share one prefill per prompt: the method's name and
+    /// those options. A plain name has none.
+    public static func variant(_ spec: String) throws -> (name: String, options: [String: String]) {
+        let parts = spec.split(separator: "+", omittingEmptySubsequences: false).map(String.init)
+        var options: [String: String] = [:]
+        for part in parts.dropFirst() {
+            let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard pair.count == 2, !pair[0].isEmpty, !pair[1].isEmpty else {
+                throw KVMethodError("'\(spec)': each option after '+' must be key=value")
+            }
+            guard options.updateValue(pair[1], forKey: pair[0]) == nil else { throw KVMethodError("'\(spec)': option '\(pair[0])' given twice") }
+        }
+        return (parts[0], options)
+    }
+
+    /// Throws unless every option name is one that at least one of `methods` (plain names or variants) has.
     public static func checkOptions(_ options: [String: String], usedBy methods: [String]) throws {
-        let known = Set(try methods.flatMap { try named($0).options.map(\.key) })
+        let known = Set(try methods.flatMap { try named(try variant($0).name).options.map(\.key) })
         if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
             throw KVMethodError("option '\(unknown)': none of the methods \(methods.joined(separator: ",")) has it")
         }
