@@ -41,4 +41,32 @@ final class Gemma3MethodTests: XCTestCase {
             }
         }
     }
+
+    /// Stage 1 on Gemma 3 with the default votes (shared over the 3 global layers, a hybrid model) keeps every
+    /// token of a passkey needle in every global layer at 4K, budget 256; with each layer's own votes (the paper's
+    /// rule) the deeper global layers evict it on this prompt (results/stage1-votes-2026-12-03/).
+    func testStageOneKeepsTheNeedleInEveryGlobalLayer() throws {
+        let file = TestModel.gemmaFile
+        let tokenizer = try Tokenizer(gguf: file)
+        let engine = Engine(model: try loadModel(file: file))
+        let key = "9677326"
+        let prompt = Passkey.prompt(haystack: try Haystack.paulGraham(), tokens: 4096, depth: 0.25, key: key, tokenizer: tokenizer)
+        let tokens = Array(prompt.tokens.dropLast())
+        let before = prompt.text.components(separatedBy: Passkey.needle(key: key))[0]
+        let start = tokenizer.encode(before, addSpecial: true, parseSpecial: false).count
+        let needle = start..<(start + tokenizer.encode(Passkey.needle(key: key), addSpecial: false, parseSpecial: false).count)
+        let snapshot = try engine.prefillSnapshot(tokens)
+        func needleKept(_ options: [String: String]) throws -> [Int] {
+            let policy = try KVMethods.make("rocket", context: KVMethodContext(layers: engine.model.config.layerAttention, budget: 256,
+                                                                                promptLength: tokens.count, maxNewTokens: 128, options: options))
+            snapshot.replay(into: policy)
+            let rocket = try XCTUnwrap((policy as? LayeredKV)?.caches.first { $0 is RocketPolicy } as? RocketPolicy)
+            return rocket.inspectableStreams.map { stream in
+                let kept = Set((0..<stream.count).map { Int(stream.positions[$0]) })
+                return needle.filter(kept.contains).count
+            }
+        }
+        XCTAssertEqual(try needleKept([:]), [needle.count, needle.count, needle.count])
+        XCTAssertLessThan(try needleKept(["votes": "layer"]).min()!, needle.count)
+    }
 }

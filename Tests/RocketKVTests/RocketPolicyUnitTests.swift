@@ -249,6 +249,17 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
             }
             XCTAssertEqual(kept(shared)[0].count, plan.promptBudget)
         }
+        // The default, votes=auto: shared on a hybrid model's global layers, each layer its own otherwise.
+        let global = LayerAttention(queryHeads: 4, kvHeads: 2, headDim: 32), sliding = LayerAttention(kind: .slidingWindow(16), queryHeads: 4, kvHeads: 2, headDim: 32)
+        for name in ["rocket", "rocket-mt"] {
+            func votes(_ layers: [LayerAttention]) throws -> StageOneVotes? {
+                let policy = try KVMethods.make(name, context: KVMethodContext(layers: layers, budget: 16, promptLength: 100, maxNewTokens: 8))
+                let method = (policy as? LayeredKV)?.caches.first { !($0 is SlidingWindowKV) } ?? policy
+                return (method as? RocketPolicy)?.plan.votes ?? (method as? RocketMTPolicy)?.plan.votes
+            }
+            XCTAssertEqual(try votes([global, global]), .layer, name)
+            XCTAssertEqual(try votes([sliding, global, sliding, global]), .shared, name)
+        }
     }
 
     func testHSAKeepsEverything() throws {

@@ -16,6 +16,9 @@ public struct KVMethodContext: Sendable {
     public var options: [String: String]
     /// How every layer's cache stores its key and value rows (`--kv-type`).
     public var kvType: KVRowType
+    /// True when the model has layers besides `layers` that this method instance does not serve (the
+    /// sliding-window layers of a hybrid model such as Gemma 3).
+    public var servesSomeLayersOnly = false
 
     public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
                 kvType: KVRowType = .f16) {
@@ -222,6 +225,7 @@ public enum KVMethods {
         return try LayeredKV(layers: context.layers, rowType: context.kvType) { layers in
             var sub = context
             sub.layers = layers
+            sub.servesSomeLayersOnly = layers.count < context.layers.count
             return try method.make(sub)
         }
     }

@@ -8,8 +8,8 @@ extension RocketPlan {
     static let pageOption = KVOption("page", computed: "from the budget planner", "override the HSA page size P")
     static let k1Option = KVOption("k1", computed: "from the budget planner", "override the head dimensions k1 used by HSA's page scores")
     static let k2Option = KVOption("k2", computed: "from the budget planner", "override the tokens k2 attended exactly per step")
-    static let votesOption = KVOption("votes", default: "layer",
-                                      "stage-1 votes: each layer its own window's (layer, the paper) or summed over the method's layers by position (shared)")
+    static let votesOption = KVOption("votes", default: "auto",
+                                      "stage-1 votes: each layer its own window's (layer, the paper), summed over the method's layers by position (shared), or auto: shared on a hybrid model's global layers, layer otherwise")
 
     /// The options of `hsa`: the HSA overrides.
     static let hsaOptions = [pageRoundOption, pageOption, k1Option, k2Option]
@@ -39,7 +39,8 @@ extension RocketPlan {
                                headDim: d, rho: rho, window: window, kernel: kernel)
         }
         try plan.applyOverrides(context)
-        plan.votes = StageOneVotes(rawValue: try context.choice(votesOption, among: StageOneVotes.allCases.map(\.rawValue)))!
+        let votes = try context.choice(votesOption, among: ["auto"] + StageOneVotes.allCases.map(\.rawValue))
+        plan.votes = StageOneVotes(rawValue: votes) ?? (context.servesSomeLayersOnly ? .shared : .layer)
         guard plan.promptBudget >= 1 else {
             throw KVMethodError("the budget leaves no prompt tokens (B_p = \(plan.promptBudget)); raise --budget or lower the new-token count")
         }

@@ -3,8 +3,9 @@ public enum StageOneVotes: String, Sendable, CaseIterable {
     /// Each layer its own window's votes (§3, the paper).
     case layer
     /// The votes of every layer the method serves, summed by token position: one kept set per KV group for
-    /// all of them (project option, §16). On a model with few global layers (Gemma 3) the first global
-    /// layer's window finds a needle that the deeper ones' windows miss.
+    /// all of them (project decision, the default on a hybrid model's global layers, EVALUATION.md). On
+    /// Gemma 3's three global layers the first one's window finds a needle the deeper ones' windows miss; on
+    /// SmolLM2's 30 layers the sum drowns the few layers that find it, so there each layer keeps its own.
     case shared
 }
 
