@@ -27,6 +27,17 @@ final class PagedKV: @unchecked Sendable {
         meta.extend(covering: stream)
     }
 
+    /// Runs `body` once for every (layer, KV group) and its stream, on the pool.
+    func forEachGroup(_ body: @Sendable (_ layer: Int, _ group: Int, _ stream: KVStream) -> Void) {
+        let streams = store.streams, kvHeads = shape.kvHeads
+        ThreadPool.parallelFor(shape.layers * kvHeads) { units in
+            for unit in units {
+                let l = unit / kvHeads, g = unit % kvHeads
+                body(l, g, streams[l][g])
+            }
+        }
+    }
+
     /// Appends the decode token, then attends with HSA (§2 step 3). `update(g)` brings group g's metadata up
     /// to date with the token first; `slotMaps[g]`, when given, maps metadata slots to stream slots.
     func decode(layer: Int, _ input: AttentionInput, k1: Int, k2: Int, slotMaps: [[Int32]]? = nil, output: UnsafeMutablePointer<Float>,

@@ -41,16 +41,12 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
         let spare = plan.maxNewTokens + 1
         let selected = StageOne.keptSlots(store: cache.store, window: window, plan: plan)
         let shape = shape, cache = cache
-        ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
-            for unit in units {
-                let l = unit / shape.kvHeads, g = unit % shape.kvHeads
-                let stream = cache.store.streams[l][g]
-                let meta = cache.metadata[l][g]
-                meta.release()
-                let kept = selected[unit] ?? Array(0..<stream.count)
-                meta.reserve(tokens: kept.count + spare)
-                for s in kept { meta.append(slot: s, of: stream) }
-            }
+        cache.forEachGroup { l, g, stream in
+            let meta = cache.metadata[l][g]
+            meta.release()
+            let kept = selected[l * shape.kvHeads + g] ?? Array(0..<stream.count)
+            meta.reserve(tokens: kept.count + spare)
+            for s in kept { meta.append(slot: s, of: stream) }
         }
         filtered = (0..<shape.layers).map { l in
             (0..<shape.kvHeads).map { g in

@@ -32,18 +32,14 @@ public final class RocketPolicy: KVPolicy, KVStreamInspectable {
     public func finishPrefill() {
         let spare = plan.maxNewTokens + 1
         let kept = StageOne.keptSlots(store: cache.store, window: window, plan: plan)
-        let shape = shape, cache = cache
-        ThreadPool.parallelFor(shape.layers * shape.kvHeads) { units in
-            for unit in units {
-                let l = unit / shape.kvHeads, g = unit % shape.kvHeads
-                let stream = cache.store.streams[l][g]
-                if let kept = kept[unit] {
-                    stream.retain(slots: kept)
-                    cache.metadata[l][g].release()
-                }
-                stream.reserve(stream.count + spare)
-                cache.sync(layer: l, group: g, spare: spare)
+        let kvHeads = shape.kvHeads, cache = cache
+        cache.forEachGroup { l, g, stream in
+            if let kept = kept[l * kvHeads + g] {
+                stream.retain(slots: kept)
+                cache.metadata[l][g].release()
             }
+            stream.reserve(stream.count + spare)
+            cache.sync(layer: l, group: g, spare: spare)
         }
         window.reset()
     }
