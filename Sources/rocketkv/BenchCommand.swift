@@ -38,6 +38,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOption: [String] = []
 
+    @Flag(help: "Also report where a decode step's time goes: weight matmuls, the KV method's attention, the rest, the pool's idle time and fork-joins per token.")
+    var breakdown = false
+
     @Flag(name: .long, help: "One JSON object per configuration per line on stdout instead of the table.")
     var json = false
 
@@ -90,6 +93,7 @@ struct BenchCommand: ParsableCommand {
         }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
         if !json { printTableHeader() }
+        var rows: [[String: Any]] = []
         for (index, (method, type, budget, context)) in configs.enumerated() {
             if let failure = failures[index] {
                 printError("\(method) \(type) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
@@ -97,6 +101,7 @@ struct BenchCommand: ParsableCommand {
             }
             let row = summarize(runs[index], method: method, type: type, budget: budget, context: context, bandwidth: bandwidth,
                                 threads: threadCount)
+            rows.append(row)
             if json {
                 let data = try JSONSerialization.data(withJSONObject: row, options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
@@ -108,6 +113,7 @@ struct BenchCommand: ParsableCommand {
         if !json {
             print(String(format: "read bandwidth %.1f GB/s (%d threads), %@ kernels; bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
                          bandwidth / 1e9, threadCount, Ops.kernelLevel, repetitions))
+            if breakdown { printBreakdown(rows) }
         }
     }
 
@@ -120,6 +126,7 @@ struct BenchCommand: ParsableCommand {
                          "--gen", String(gen), "--threads", String(threads), "--progress"]
         if let budget { arguments += ["--budget", String(budget)] }
         for option in kvOption { arguments += ["--kv-option", option] }
+        if breakdown { arguments.append("--breakdown") }
         process.arguments = arguments
         let stdoutPipe = Pipe(), stderrPipe = Pipe()
         process.standardOutput = stdoutPipe
@@ -200,6 +207,7 @@ struct BenchCommand: ParsableCommand {
             "bound_tok_s": bytesPerToken > 0 ? bandwidth / bytesPerToken : 0,
         ]
         if let plan = runs.first?["plan"] { row["plan"] = plan }
+        for key in BenchChildCommand.breakdownKeys where runs.contains(where: { $0[key] != nil }) { row[key] = median(key) }
         return row
     }
 
@@ -216,6 +224,22 @@ struct BenchCommand: ParsableCommand {
                      d("decode_tok_s"), d("decode_tok_s_spread"), d("decode_ms"), d("bound_tok_s"), d("achieved_gbs"),
                      d("kv_bytes_read_per_token") / 1e6, d("kv_bytes_stored") / 1e6, d("peak_rss_bytes") / 1e6,
                      d("decode_rss_bytes") / 1e6))
+    }
+
+    /// Where a decode step's time goes, per configuration (medians over the runs; ms per token).
+    private func printBreakdown(_ rows: [[String: Any]]) {
+        print("")
+        print("| method | kv type | budget | context | ms/tok | matmul ms | attention ms | other ms | pool idle ms (all threads) | fork-joins/tok |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows {
+            func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
+            print(String(format: "| %@ | %@ | %@ | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f |",
+                         r["method"] as! String, r["kv_type"] as! String, (r["budget"] as? Int).map(String.init) ?? "-", r["context"] as! Int,
+                         d("decode_ms"), d("breakdown_matmul_ms"), d("breakdown_attention_ms"), d("breakdown_other_ms"),
+                         d("breakdown_pool_idle_ms"), d("breakdown_jobs_per_token")))
+        }
+        print("matmul and attention: wall time on the forward pass's thread (pool jobs inside them included); other: the rest of a step; "
+              + "pool idle: thread-time the workers waited inside jobs for the slowest one")
     }
 
     private func measureBandwidthInChild(threads: Int) throws -> Double {
@@ -291,6 +315,11 @@ struct BenchChildCommand: ParsableCommand {
     @Option(parsing: .singleValue) var kvOption: [String] = []
     @Flag(help: "Report the prefill's progress as `progress DONE TOTAL` lines on stderr.") var progress = false
     @Option var kvType = "f16"
+    @Flag var breakdown = false
+
+    /// The per-token breakdown a child reports with `--breakdown` (ms; fork-joins as a count).
+    static let breakdownKeys = ["breakdown_matmul_ms", "breakdown_attention_ms", "breakdown_other_ms", "breakdown_pool_idle_ms",
+                                "breakdown_jobs_per_token"]
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
@@ -337,6 +366,8 @@ struct BenchChildCommand: ParsableCommand {
         var next = logits.indices.max(by: { logits[$0] < logits[$1] })!
         var kvRead = 0
         var decodeRSS = 0
+        StepProfile.reset()
+        StepProfile.enabled = breakdown
         let t2 = DispatchTime.now().uptimeNanoseconds
         for step in 0..<gen {
             next = argmax(try session.decode(next, allowBeyondContext: true))
@@ -346,6 +377,7 @@ struct BenchChildCommand: ParsableCommand {
             if step == gen / 2 { decodeRSS = BenchChildCommand.residentBytes() }
         }
         let t3 = DispatchTime.now().uptimeNanoseconds
+        StepProfile.enabled = false
         let stats = session.policy.statistics
         // On a model with sliding-window layers, what the method itself stores (the windows are the same for every method).
         let methodCaches = (session.policy as? LayeredKV)?.caches.filter { !($0 is SlidingWindowKV) } ?? [session.policy]
@@ -363,6 +395,13 @@ struct BenchChildCommand: ParsableCommand {
             "decode_rss_bytes": decodeRSS,
         ]
         if let plan = session.policy.planDescription { result["plan"] = plan }
+        if breakdown {
+            let p = StepProfile.totals, perToken = 1e6 * Double(gen)
+            let matmul = Double(p.nanoseconds(.matmul)), attention = Double(p.nanoseconds(.attention))
+            let values = [matmul / perToken, attention / perToken, (Double(t3 - t2) - matmul - attention) / perToken,
+                          Double(p.idleNanoseconds) / perToken, Double(p.jobs) / Double(gen)]
+            for (key, value) in zip(Self.breakdownKeys, values) { result[key] = value }
+        }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

@@ -21,6 +21,28 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
+    /// `StepProfile` (bench --breakdown): a job's wall time over its workers and their busy time, so a worker that
+    /// waits for a slower one shows as idle; phases nested in a measured phase count once, in the outer one.
+    func testStepProfileCountsJobsIdleTimeAndPhases() {
+        StepProfile.reset()
+        StepProfile.enabled = true
+        defer { StepProfile.enabled = false; StepProfile.reset() }
+        let pool = ThreadPool(threads: 2)
+        pool.parallelFor(2) { range in if range.contains(0) { usleep(20_000) } }   // one worker busy 20 ms, the other not
+        pool.runPhases(groups: 1, phases: [1, 1]) { _, phase, _ in if phase == 1 { usleep(5_000) } }
+        let totals = StepProfile.totals
+        XCTAssertEqual(totals.jobs, 2)
+        XCTAssertGreaterThanOrEqual(totals.jobBusyNanoseconds, 25_000_000)
+        XCTAssertGreaterThanOrEqual(totals.idleNanoseconds, 15_000_000, "the worker without work waited for the one sleeping")
+        XCTAssertLessThanOrEqual(totals.idleNanoseconds, totals.jobThreadNanoseconds)
+        StepProfile.measure(.attention) { StepProfile.measure(.matmul) { usleep(2_000) } }
+        XCTAssertGreaterThanOrEqual(StepProfile.totals.nanoseconds(.attention), 2_000_000)
+        XCTAssertEqual(StepProfile.totals.nanoseconds(.matmul), 0)
+        StepProfile.enabled = false
+        pool.parallelFor(2) { _ in }
+        XCTAssertEqual(StepProfile.totals.jobs, 2, "nothing is recorded while off")
+    }
+
     /// The static members reach the installed pool (installs nest), a worker's own pool inside a job, and
     /// `ThreadPool.global` elsewhere.
     func testStaticMembersUseTheCurrentPool() {

@@ -67,6 +67,11 @@ public func matmul(_ weight: WeightMatrix, input: UnsafePointer<Float>, tokens: 
 /// and all rows are split across the pool in one job (a decode step issues a few jobs per layer, not a dozen).
 public func matmul(_ weights: [WeightMatrix], input: UnsafePointer<Float>, tokens: Int,
                    outputs: [UnsafeMutablePointer<Float>], outputStrides: [Int]? = nil, scratch: MatmulScratch) {
+    StepProfile.measure(.matmul) { matmulUnmeasured(weights, input: input, tokens: tokens, outputs: outputs, outputStrides: outputStrides, scratch: scratch) }
+}
+
+private func matmulUnmeasured(_ weights: [WeightMatrix], input: UnsafePointer<Float>, tokens: Int,
+                              outputs: [UnsafeMutablePointer<Float>], outputStrides: [Int]?, scratch: MatmulScratch) {
     let n = weights[0].columns
     let strides = outputStrides ?? weights.map(\.rows)
     // The pool's tasks read `input` and write disjoint parts of the outputs (the entries of their weight rows).

@@ -89,7 +89,31 @@ public final class ThreadPool: @unchecked Sendable {
 
     // MARK: Jobs on a pool
 
+    /// Runs `body(index, threads)` on every worker. With `StepProfile` on, records the job's wall time and each
+    /// worker's busy time: the whole call of `body`, or what `body` adds to `busy[index]` itself when given
+    /// `countsBusy` (a job whose workers also wait inside it).
+    private static func run(on pool: OpaquePointer, countsBusy: Bool = false,
+                            _ body: @Sendable (_ index: Int, _ count: Int, _ busy: UnsafeMutablePointer<UInt64>?) -> Void) {
+        guard StepProfile.enabled else { return runJob(on: pool) { body($0, $1, nil) } }
+        let threads = Int(rk_pool_threads(pool))
+        nonisolated(unsafe) let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: threads)
+        busy.initialize(repeating: 0, count: threads)
+        defer { busy.deallocate() }
+        let start = StepProfile.now()
+        runJob(on: pool) { index, count in
+            if countsBusy { body(index, count, busy); return }
+            let begin = StepProfile.now()
+            body(index, count, busy)
+            busy[index] = StepProfile.now() - begin
+        }
+        StepProfile.recordJob(threads: threads, wall: StepProfile.now() - start, busy: (0..<threads).reduce(0) { $0 + busy[$1] })
+    }
+
     private static func run(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) {
+        run(on: pool) { index, count, _ in body(index, count) }
+    }
+
+    private static func runJob(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) {
         withoutActuallyEscaping(body) { escaping in
             var job = escaping
             withUnsafeMutablePointer(to: &job) { pointer in
@@ -123,7 +147,7 @@ public final class ThreadPool: @unchecked Sendable {
             // Shared by the tasks through atomic C operations only (rk_counter_next, rk_progress_*).
             nonisolated(unsafe) let next = counters.bindMemory(to: Int32.self, capacity: 1 + groups), finished = next + 1
             next.initialize(repeating: 0, count: 1 + groups)
-            run(on: pool) { _, _ in
+            run(on: pool, countsBusy: true) { index, _, busy in
                 while true {
                     var task = Int(rk_counter_next(next))
                     if task >= tasks { break }
@@ -136,7 +160,9 @@ public final class ThreadPool: @unchecked Sendable {
                     }
                     let group = task / phases[phase]
                     rk_progress_wait(finished + group, Int32(earlier))
+                    let begin = busy == nil ? 0 : StepProfile.now()
                     body(group, phase, task % phases[phase])
+                    if let busy { busy[index] += StepProfile.now() - begin }
                     rk_progress_add(finished + group)
                 }
             }

@@ -185,7 +185,9 @@ enum ForwardSteps {
             let input = AttentionInput(queries: state.q + row * qDim, keys: state.k + row * kvDim, values: state.v + row * kvDim,
                                        tokens: segment.tokens.count, firstPosition: segment.position)
             let output = state.attention + row * qDim
-            if segment.decode { segment.policy.decode(layer: l, input, output: output) } else { segment.policy.prefill(layer: l, input, output: output) }
+            StepProfile.measure(.attention) {
+                if segment.decode { segment.policy.decode(layer: l, input, output: output) } else { segment.policy.prefill(layer: l, input, output: output) }
+            }
         }
     }
 
