@@ -41,14 +41,8 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
         let spare = plan.maxNewTokens + 1
         let selected = StageOne.keptSlots(store: cache.store, window: window, plan: plan)
         let shape = shape, cache = cache
-        cache.forEachGroup { l, g, stream in
-            let meta = cache.metadata[l][g]
-            meta.release()
-            let kept = selected[l * shape.kvHeads + g] ?? Array(0..<stream.count)
-            meta.reserve(tokens: kept.count + spare)
-            for s in kept { meta.append(slot: s, of: stream) }
-        }
-        filtered = (0..<shape.layers).map { l in
+        // R: stage 1's selection, or all of F where nothing was evicted, with room for this turn's tokens.
+        let filtered: [[[Int32]]] = (0..<shape.layers).map { l in
             (0..<shape.kvHeads).map { g in
                 var slots = [Int32]()
                 let kept = selected[l * shape.kvHeads + g] ?? Array(0..<cache.store.streams[l][g].count)
@@ -57,6 +51,13 @@ public final class RocketMTPolicy: KVPolicy, KVStreamInspectable {
                 return slots
             }
         }
+        cache.forEachGroup { l, g, stream in
+            let meta = cache.metadata[l][g], slots = filtered[l][g]
+            meta.release()
+            meta.reserve(tokens: slots.count + spare)
+            for s in slots { meta.append(slot: Int(s), of: stream) }
+        }
+        self.filtered = filtered
         window.reset()
     }
 
