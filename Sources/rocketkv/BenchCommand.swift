@@ -342,8 +342,8 @@ struct BenchChildCommand: ParsableCommand {
         let options = try KVMethods.options(try parseKVOptions(kvOption), for: method)
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
-            let kvContext = KVMethodContext(layers: llama.config.layerAttention, budget: budget, promptLength: context,
-                                            maxNewTokens: gen, options: options, kvType: try KVRowType(parsing: kvType))
+            let kvContext = KVMethodContext(model: llama, budget: budget, promptLength: context, maxNewTokens: gen, options: options,
+                                            kvType: try KVRowType(parsing: kvType))
             return engine.session(policy: try KVMethods.make(method, context: kvContext))
         }
         func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {

@@ -98,12 +98,12 @@ struct EvalRunCommand: ParsableCommand {
                 throw ValidationError("--haystack: '\(haystack)' is not a folder")
             }
         }
-        try usage { _ = try settings(model: "", contextLength: nil) }
+        try usage { _ = try settings(model: nil) }
     }
 
-    /// The sweep's settings, checked (against the model's context when known): every rejection happens here,
-    /// before the haystack is fetched or anything is written to --out.
-    func settings(model: String, contextLength: Int?) throws -> EvalSettings {
+    /// The sweep's settings, checked (against the model's context and layers when known, every method planned
+    /// for every length): every rejection happens here, before the haystack is fetched or anything is written to --out.
+    func settings(model: LanguageModel?) throws -> EvalSettings {
         func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
             let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             let values = items.compactMap(parse)
@@ -125,10 +125,10 @@ struct EvalRunCommand: ParsableCommand {
             lengths: try list(lengths ?? (task == "passkey" ? "2048,4096" : "4096"), "lengths") { Int($0) },
             depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
             planNewTokens: planNewTokens, continuation: continuation,
-            haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model,
+            haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model?.config.name ?? "",
             firstToken: firstToken, turns: turns, shard: shard, kvType: try KVRowType(parsing: kvType))
         do {
-            try settings.validate(contextLength: contextLength)
+            if let model { try settings.validate(for: model) } else { try settings.validate(contextLength: nil) }
         } catch let error as InferenceError {
             throw ValidationError(error.description)
         } catch let error as KVMethodError {
@@ -140,7 +140,7 @@ struct EvalRunCommand: ParsableCommand {
     func run() throws {
         let loaded = try modelOptions.load()
         let model = loaded.model!
-        let settings = try settings(model: model.config.name, contextLength: model.config.contextLength)
+        let settings = try settings(model: model)
         let folder = URL(fileURLWithPath: out)
         let (configurations, sweepIndex) = EvalFolder.adding(settings, to: try EvalFolder.configurations(in: folder))
         let text: Haystack

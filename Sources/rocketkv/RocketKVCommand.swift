@@ -203,8 +203,8 @@ struct KVOptions: ParsableArguments {
         if let budget, budget > model.config.contextLength {
             throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
         }
-        let context = KVMethodContext(layers: model.config.layerAttention, budget: budget, promptLength: promptLength,
-                                      maxNewTokens: maxNewTokens, options: try parsedOptions(), kvType: try rowType())
+        let context = KVMethodContext(model: model, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens,
+                                      options: try parsedOptions(), kvType: try rowType())
         let policy = try KVMethods.make(kv, context: context)
         if verbose {
             printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + ", \(kvType) rows" + (policy.planDescription.map { " — \($0)" } ?? ""))

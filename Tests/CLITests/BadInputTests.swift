@@ -119,6 +119,9 @@ final class BadInputTests: XCTestCase {
                  says: "plan-new-tokens"),
             Case(name: "negative samples", arguments: ["eval", "passkey", "--samples", "-3"], status: 64, says: "samples"),
             Case(name: "unknown kv type", arguments: sweep + ["--lengths", "128", "--kv-type", "q9"], status: 64, says: "--kv-type"),
+            Case(name: "bad option value", arguments: sweep + ["--lengths", "128", "--kv-option", "votes=bogus"], status: 64, says: "votes=bogus"),
+            Case(name: "bad variant option value", arguments: sweep + ["--lengths", "128", "--methods", "full,rocket+split=bogus"], status: 64,
+                 says: "split=bogus"),
         ])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a refused sweep wrote its output folder")
         try check([Case(name: "output under a file", arguments: Array(sweep.dropLast()) + ["/dev/null/eval", "--lengths", "128"],

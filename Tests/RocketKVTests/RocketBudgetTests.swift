@@ -160,4 +160,47 @@ final class RocketBudgetTests: XCTestCase {
         XCTAssertEqual(small.pageSize, 1)
         XCTAssertEqual(small.k1, Int((64 / small.stage2Compression).rounded(.down)))
     }
+
+    /// `scores`: `exact` is pages of one slot on every dimension; `auto` takes it exactly when the extra bytes it
+    /// reads are at most 5 % of the step's (weights + stage 2), so on the threshold's two sides it differs; without
+    /// the weights' bytes it keeps the paper's estimate; explicit `page`/`k1` win over both.
+    func testExactScoresWhereTheyAreCheap() throws {
+        func plan(_ shape: AttentionShape, prompt: Int, weights: Int?, _ options: [String: String] = [:]) throws -> RocketPlan {
+            var context = KVMethodContext(shape: shape, budget: 256, promptLength: prompt, maxNewTokens: 64, options: options)
+            context.weightBytesPerToken = weights
+            return try RocketPlan.rocket(context, window: RocketPolicy.windowOption)
+        }
+        // Gemma 3 270M's global layers (3 layers, one KV head of 256 dims) against its 246 MB of weights per token,
+        // and SmolLM2-135M's 30 layers of 3 KV heads of 64 dims against its ~96 MB.
+        let gemma = AttentionShape(layers: 3, queryHeads: 4, kvHeads: 1, headDim: 256)
+        let smol = AttentionShape(layers: 30, queryHeads: 9, kvHeads: 3, headDim: 64)
+        let paper = try plan(gemma, prompt: 16_000, weights: nil)
+        XCTAssertFalse(paper.exactScores)
+        XCTAssertEqual(try plan(gemma, prompt: 16_000, weights: nil, ["scores": "auto"]), paper)
+        let cheap = try plan(gemma, prompt: 16_000, weights: 246_364_840)
+        XCTAssertEqual([cheap.pageSize, cheap.k1], [1, 256])
+        XCTAssertTrue(cheap.exactScores && cheap.description.hasSuffix(" scores=exact"), cheap.description)
+        var expected = paper
+        expected.scoreExactly(headDim: 256)
+        XCTAssertEqual(cheap, expected, "only P and k1 change")
+        XCTAssertEqual(try plan(gemma, prompt: 16_000, weights: 246_364_840, ["scores": "estimate"]), paper)
+        XCTAssertFalse(try plan(smol, prompt: 8_000, weights: 96_000_000).exactScores)
+        XCTAssertTrue(try plan(smol, prompt: 8_000, weights: 96_000_000, ["scores": "exact"]).exactScores)
+        let overridden = try plan(gemma, prompt: 16_000, weights: 246_364_840, ["page": "2"])
+        XCTAssertEqual([overridden.pageSize, overridden.k1], [2, 256])
+        XCTAssertFalse(overridden.exactScores)
+
+        // The threshold: extra = exact − estimate bytes; exact iff extra ≤ 0.05 · (weights + estimate).
+        let estimate = paper.stageTwoBytes(gemma), extra = expected.stageTwoBytes(gemma) - estimate
+        XCTAssertEqual(estimate, 3 * (paper.k1 * ((paper.capacity + paper.pageSize - 1) / paper.pageSize) * 2 + paper.k2 * 2 * 512))
+        XCTAssertGreaterThan(extra, 0)
+        let threshold = Int((Double(extra) / 0.05).rounded(.up)) - estimate
+        XCTAssertTrue(try plan(gemma, prompt: 16_000, weights: threshold + 1).exactScores)
+        XCTAssertFalse(try plan(gemma, prompt: 16_000, weights: threshold - 2).exactScores)
+        for name in ["rocket", "rocket-mt"] {
+            var context = KVMethodContext(shape: gemma, budget: 256, promptLength: 4000, maxNewTokens: 64, options: ["scores": "fast"])
+            context.weightBytesPerToken = 1
+            XCTAssertThrowsError(try KVMethods.make(name, context: context), name)
+        }
+    }
 }

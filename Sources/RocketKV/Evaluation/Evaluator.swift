@@ -150,7 +150,6 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         }
     }
 
-    /// Throws unless every setting is usable with a model of `contextLength` tokens (nil: not known yet).
     /// Tokens kept free after a prompt for what is generated.
     var room: Int { max(128, maxTokens, continuation) }
 
@@ -167,6 +166,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         return cut
     }
 
+    /// Throws unless every setting is usable with a model of `contextLength` tokens (nil: not known yet).
     public func validate(contextLength: Int?) throws {
         // Far above any context, and small enough that sums of these cannot overflow.
         let limit = 1 << 28
@@ -194,6 +194,25 @@ public struct EvalSettings: Codable, Sendable, Equatable {
         _ = try runs()
         for method in methods { _ = try configuration(for: method) }
     }
+
+    /// `validate(contextLength:)` with `model`'s context, and every method × budget planned for every prompt
+    /// length, so that an option value a method refuses (`votes=bogus`) stops the sweep before it starts.
+    public func validate(for model: LanguageModel) throws {
+        try validate(contextLength: model.config.contextLength)
+        for run in try runs() {
+            for length in Set(lengths.map { promptTokens(length: $0, contextLength: model.config.contextLength) }).sorted() {
+                _ = try makePolicy(run, model: model, promptLength: length)
+            }
+        }
+    }
+
+    /// The policy of `run` for a prompt of `promptLength` tokens, with the options the method has (the fidelity
+    /// reference `full` runs plain beside a tuned `rocket`).
+    func makePolicy(_ run: (method: String, budget: Int?), model: LanguageModel, promptLength: Int) throws -> KVPolicy {
+        try KVMethods.make(try KVMethods.variant(run.method).name, context: KVMethodContext(
+            model: model, budget: run.budget, promptLength: promptLength, maxNewTokens: planNewTokens,
+            options: try KVMethods.options(kvOptions, for: run.method), kvType: kvType))
+    }
 }
 
 /// Runs the evaluation tasks: one dense prefill per prompt, replayed into every method and budget.
@@ -214,7 +233,7 @@ public final class Evaluator {
     public private(set) var computed = 0
 
     public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
-        try settings.validate(contextLength: engine.model.config.contextLength)
+        try settings.validate(for: engine.model)
         self.engine = engine
         self.tokenizer = tokenizer
         self.settings = settings
@@ -453,12 +472,8 @@ public final class Evaluator {
         }
     }
 
-    /// The method's policy with the options it has (the fidelity reference `full` runs plain beside a tuned `rocket`).
     private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
-        try KVMethods.make(try KVMethods.variant(run.method).name, context: KVMethodContext(
-            layers: model.config.layerAttention, budget: run.budget, promptLength: promptLength,
-            maxNewTokens: settings.planNewTokens, options: try KVMethods.options(settings.kvOptions, for: run.method),
-            kvType: settings.kvType))
+        try settings.makePolicy(run, model: model, promptLength: promptLength)
     }
 
     /// A fresh policy of `run` filled from the snapshot, its session, and the logits the first answer token is

@@ -33,8 +33,8 @@ public struct KVConfiguration: Hashable, Sendable, CustomStringConvertible {
     /// The policy of a new sequence whose first prompt has `promptLength` tokens.
     public func makePolicy(model: LanguageModel, promptLength: Int, maxNewTokens: Int) throws -> KVPolicy {
         try validate(for: model)
-        let context = KVMethodContext(layers: model.config.layerAttention, budget: budget, promptLength: promptLength,
-                                      maxNewTokens: maxNewTokens, options: options, kvType: kvType)
+        let context = KVMethodContext(model: model, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens,
+                                      options: options, kvType: kvType)
         return try KVMethods.make(method, context: context)
     }
 

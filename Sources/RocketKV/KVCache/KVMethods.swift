@@ -19,6 +19,9 @@ public struct KVMethodContext: Sendable {
     /// True when the model has layers besides `layers` that this method instance does not serve (the
     /// sliding-window layers of a hybrid model such as Gemma 3).
     public var servesSomeLayersOnly = false
+    /// Bytes of weights the model reads per decoded token, or nil when unknown: a planner that prices its own
+    /// reads against the whole step's (`rocket`'s `scores=auto`) needs it.
+    public var weightBytesPerToken: Int?
 
     public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
                 kvType: KVRowType = .f16) {
@@ -28,6 +31,14 @@ public struct KVMethodContext: Sendable {
         self.maxNewTokens = maxNewTokens
         self.options = options
         self.kvType = kvType
+    }
+
+    /// A context for a sequence of `model`: its layers and the bytes of weights it reads per token.
+    public init(model: LanguageModel, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
+                kvType: KVRowType = .f16) {
+        self.init(layers: model.config.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens,
+                  options: options, kvType: kvType)
+        weightBytesPerToken = model.weightBytesPerToken
     }
 
     /// A context whose layers are `shape.layers` global layers of that shape, stored as `shape.rowType`.

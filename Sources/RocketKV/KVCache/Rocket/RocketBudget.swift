@@ -46,6 +46,8 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
     public var kernel: Int
     /// Whose window votes stage 1 uses in each layer.
     public var votes: StageOneVotes = .layer
+    /// True when stage 2 scores every kept token exactly (`P = 1`, `k1 = d`) instead of HSA's estimate.
+    public var exactScores = false
 
     /// §5.3 [A]. `rho` overrides the adaptive `ρ = min(0.2 + 0.06·log2 c, 0.8)`.
     public static func accuracy(sequenceLength S: Int, budget t: Int, maxNewTokens: Int, headDim d: Int,
@@ -97,6 +99,37 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         k1 = Self.headDims(d, pageSize: pageSize, ratio: stage2Compression, rounding: split == .efficiency ? .toNearestOrEven : .down)
     }
 
+    /// Stage 2 scoring every kept token exactly: pages of one slot and every head dimension, so HSA's page
+    /// scores are `q·k` and its top-`k2` is exact top-k over what stage 1 kept (option `scores=exact`).
+    public mutating func scoreExactly(headDim d: Int) {
+        pageSize = 1
+        k1 = d
+        exactScores = true
+    }
+
+    /// Bytes stage 2 reads per decode step in the layers of `shape` (§7.2): per KV group `k1` page bounds per page
+    /// and the `k2` attended rows, over the capacity `C`.
+    public func stageTwoBytes(_ shape: AttentionShape) -> Int {
+        let pages = (capacity + pageSize - 1) / pageSize
+        return shape.layers * shape.kvHeads * HSA.bytesRead(k1: k1, pages: pages, attended: min(k2, capacity),
+                                                            headDim: shape.headDim, rowType: shape.rowType)
+    }
+
+    /// The share of a decode step's bytes that exact scores may add before `scores=auto` keeps the estimate.
+    static let exactScoresAllowance = 0.05
+
+    /// Whether exact scores add at most `exactScoresAllowance` to the bytes a decode step reads: the model's
+    /// weights plus this plan's stage-2 reads in the layers of `shape` (project decision, EVALUATION.md: the
+    /// estimate exists to save bytes; where what it saves is a few per cent of the step, it is not worth its
+    /// recall). False when the weights' bytes are unknown.
+    public func exactScoresAreCheap(_ shape: AttentionShape, weightBytesPerToken: Int?) -> Bool {
+        guard let weightBytesPerToken else { return false }
+        var exact = self
+        exact.scoreExactly(headDim: shape.headDim)
+        let estimate = stageTwoBytes(shape)
+        return Double(exact.stageTwoBytes(shape) - estimate) <= Self.exactScoresAllowance * Double(weightBytesPerToken + estimate)
+    }
+
     /// HSA's page size for the stage-2 ratio `c2`: `√c2` rounded by `rule`, or 1 where that exceeds `c2`.
     static func pageSize(ratio c2: Double, rounding rule: FloatingPointRoundingRule) -> Int {
         let P = max(1, Int(c2.squareRoot().rounded(rule)))
@@ -114,6 +147,7 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
         var s = name + String(format: " S=%d t=%d c=%.3f ρ=%.3f C=%d B_p=%d k2=%d c2=%.3f P=%d k1=%d",
                        sequenceLength, budget, compression, rho, capacity, promptBudget, k2, stage2Compression, pageSize, k1)
         if split != .hsa { s += " w=\(window) κ=\(kernel)" + (votes == .layer ? "" : " votes=\(votes.rawValue)") }
+        if exactScores { s += " scores=exact" }
         return s
     }
 }
