@@ -229,17 +229,19 @@ struct BenchCommand: ParsableCommand {
     /// Where a decode step's time goes, per configuration (medians over the runs; ms per token).
     private func printBreakdown(_ rows: [[String: Any]]) {
         print("")
-        print("| method | kv type | budget | context | ms/tok | matmul ms | attention ms | other ms | pool idle ms (all threads) | fork-joins/tok |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | kv type | budget | context | ms/tok | matmul ms | attention ms | other ms | pool idle ms (all threads) | fork-joins/tok | HSA selection ms (all threads) | HSA attention ms (all threads) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows {
             func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
-            print(String(format: "| %@ | %@ | %@ | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f |",
+            print(String(format: "| %@ | %@ | %@ | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f |",
                          r["method"] as! String, r["kv_type"] as! String, (r["budget"] as? Int).map(String.init) ?? "-", r["context"] as! Int,
                          d("decode_ms"), d("breakdown_matmul_ms"), d("breakdown_attention_ms"), d("breakdown_other_ms"),
-                         d("breakdown_pool_idle_ms"), d("breakdown_jobs_per_token")))
+                         d("breakdown_pool_idle_ms"), d("breakdown_jobs_per_token"), d("breakdown_hsa_selection_thread_ms"),
+                         d("breakdown_hsa_attention_thread_ms")))
         }
         print("matmul and attention: wall time on the forward pass's thread (pool jobs inside them included); other: the rest of a step; "
-              + "pool idle: thread-time the workers waited inside jobs for the slowest one")
+              + "pool idle: thread-time the workers waited inside jobs for the slowest one; HSA selection (page bounds, dimensions, page "
+            + "scores, top pages, gather) and HSA attention: thread-time inside attention summed over the workers (0 for methods without HSA)")
     }
 
     private func measureBandwidthInChild(threads: Int) throws -> Double {
@@ -319,7 +321,7 @@ struct BenchChildCommand: ParsableCommand {
 
     /// The per-token breakdown a child reports with `--breakdown` (ms; fork-joins as a count).
     static let breakdownKeys = ["breakdown_matmul_ms", "breakdown_attention_ms", "breakdown_other_ms", "breakdown_pool_idle_ms",
-                                "breakdown_jobs_per_token"]
+                                "breakdown_jobs_per_token", "breakdown_hsa_selection_thread_ms", "breakdown_hsa_attention_thread_ms"]
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
@@ -399,7 +401,8 @@ struct BenchChildCommand: ParsableCommand {
             let p = StepProfile.totals, perToken = 1e6 * Double(gen)
             let matmul = Double(p.nanoseconds(.matmul)), attention = Double(p.nanoseconds(.attention))
             let values = [matmul / perToken, attention / perToken, (Double(t3 - t2) - matmul - attention) / perToken,
-                          Double(p.idleNanoseconds) / perToken, Double(p.jobs) / Double(gen)]
+                          Double(p.idleNanoseconds) / perToken, Double(p.jobs) / Double(gen),
+                          Double(p.threadNanoseconds(.hsaSelection)) / perToken, Double(p.threadNanoseconds(.hsaAttention)) / perToken]
             for (key, value) in zip(Self.breakdownKeys, values) { result[key] = value }
         }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

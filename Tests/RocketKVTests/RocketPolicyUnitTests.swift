@@ -175,7 +175,16 @@ final class RocketPolicyUnitTests: TwoThreadTestCase {
         }
         _ = step(tokens: 300, at: 0)
         policy.finishPrefill()
-        for t in 0..<6 { XCTAssertFalse(step(tokens: 1, at: 300 + t).isEmpty) }
+        for t in 0..<5 { XCTAssertFalse(step(tokens: 1, at: 300 + t).isEmpty) }
+        // `bench --breakdown` sees the step's selection and attention as thread-time.
+        StepProfile.reset()
+        StepProfile.enabled = true
+        XCTAssertFalse(step(tokens: 1, at: 305).isEmpty)
+        StepProfile.enabled = false
+        let totals = StepProfile.totals
+        StepProfile.reset()
+        XCTAssertGreaterThan(totals.threadNanoseconds(.hsaSelection), 0)
+        XCTAssertGreaterThan(totals.threadNanoseconds(.hsaAttention), 0)
     }
 
     /// `votes=shared`: every layer keeps, per KV group, the slots chosen by the sum over layers of the window

@@ -38,9 +38,12 @@ final class ThreadPoolTests: XCTestCase {
         StepProfile.measure(.attention) { StepProfile.measure(.matmul) { usleep(2_000) } }
         XCTAssertGreaterThanOrEqual(StepProfile.totals.nanoseconds(.attention), 2_000_000)
         XCTAssertEqual(StepProfile.totals.nanoseconds(.matmul), 0)
+        pool.parallelFor(2) { _ in StepProfile.measure(work: .hsaSelection) { _ = usleep(3_000) } }
+        XCTAssertGreaterThanOrEqual(StepProfile.totals.threadNanoseconds(.hsaSelection), 6_000_000, "work is thread-time, summed over workers")
+        XCTAssertEqual(StepProfile.totals.threadNanoseconds(.hsaAttention), 0)
         StepProfile.enabled = false
         pool.parallelFor(2) { _ in }
-        XCTAssertEqual(StepProfile.totals.jobs, 2, "nothing is recorded while off")
+        XCTAssertEqual(StepProfile.totals.jobs, 3, "nothing is recorded while off")
     }
 
     /// The static members reach the installed pool (installs nest), a worker's own pool inside a job, and

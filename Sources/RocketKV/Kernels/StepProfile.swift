@@ -3,9 +3,11 @@ import Foundation
 /// Where decode time goes (`rocketkv bench --breakdown`): wall time spent in weight matmuls and in the KV
 /// method's attention on the thread that runs the forward pass, and, inside every thread-pool job, how long the
 /// workers sat idle waiting for the slowest one (synchronisation). Everything else in a step (norms, RoPE,
-/// embedding, logits' argmax) is the remainder. Off by default; when off, each measured call reads one flag.
+/// embedding, logits' argmax) is the remainder. Inside attention, the thread-time of HSA's steps on every worker
+/// is split into selection and sparse attention. Off by default; when off, each measured call reads one flag.
 ///
-/// Only one forward pass may run while it is enabled (the bench's child process); the counters are not locked.
+/// Only one forward pass may run while it is enabled (the bench's child process); the phase counters are not
+/// locked (the work counters, added from every worker, are).
 public enum StepProfile {
     /// Per-step phases measured on the calling thread.
     public enum Phase: Int, CaseIterable, Sendable {
@@ -15,6 +17,15 @@ public enum StepProfile {
         case attention
     }
 
+    /// Work measured as thread-time on whichever worker runs it (summed over threads).
+    public enum Work: Int, CaseIterable, Sendable {
+        /// HSA's selection: the decode token's page bounds, the query's dimensions, page scores, their softmax,
+        /// the top pages and the gather of their rows.
+        case hsaSelection
+        /// HSA's exact attention over the gathered rows.
+        case hsaAttention
+    }
+
     public struct Totals: Sendable, Equatable {
         /// Wall nanoseconds per phase.
         public var phaseNanoseconds = [UInt64](repeating: 0, count: Phase.allCases.count)
@@ -22,10 +33,13 @@ public enum StepProfile {
         public var jobs = 0
         /// Σ over jobs of threads × job wall time, and Σ of the workers' busy time inside them.
         public var jobThreadNanoseconds: UInt64 = 0, jobBusyNanoseconds: UInt64 = 0
+        /// Thread nanoseconds per kind of work.
+        public var workThreadNanoseconds = [UInt64](repeating: 0, count: Work.allCases.count)
 
         /// Thread-nanoseconds the workers waited inside jobs.
         public var idleNanoseconds: UInt64 { jobThreadNanoseconds &- min(jobThreadNanoseconds, jobBusyNanoseconds) }
         public func nanoseconds(_ phase: Phase) -> UInt64 { phaseNanoseconds[phase.rawValue] }
+        public func threadNanoseconds(_ work: Work) -> UInt64 { workThreadNanoseconds[work.rawValue] }
     }
 
     nonisolated(unsafe) public static var enabled = false
@@ -47,6 +61,20 @@ public enum StepProfile {
         defer {
             depth = 0
             totals.phaseNanoseconds[phase.rawValue] += now() - start
+        }
+        return try body()
+    }
+
+    private static let workLock = NSLock()
+
+    /// Runs `body` on any thread, adding its duration to `work`'s thread-time when profiling.
+    @inline(__always)
+    public static func measure<T>(work: Work, _ body: () throws -> T) rethrows -> T {
+        guard enabled else { return try body() }
+        let start = now()
+        defer {
+            let elapsed = now() - start
+            workLock.withLock { totals.workThreadNanoseconds[work.rawValue] += elapsed }
         }
         return try body()
     }

@@ -269,7 +269,7 @@ final class HSALayerStep {
         let G = shape.groupSize, d = shape.headDim
         let shape = shape, scoreParts = scoreParts, groups = groups
         nonisolated(unsafe) let output = output   // each head's task writes its own row
-        ThreadPool.runPhases(groups: shape.kvHeads, phases: [1, scoreParts, G, 1, G]) { g, phase, index in
+        @Sendable func task(_ g: Int, _ phase: Int, _ index: Int) {
             switch phase {
             case 0:
                 update(g)
@@ -287,6 +287,9 @@ final class HSALayerStep {
             default:
                 groups[g].attendHead(index, queries: input.queries + g * G * d, scale: shape.scale, output: output + g * G * d)
             }
+        }
+        ThreadPool.runPhases(groups: shape.kvHeads, phases: [1, scoreParts, G, 1, G]) { g, phase, index in
+            StepProfile.measure(work: phase == 4 ? .hsaAttention : .hsaSelection) { task(g, phase, index) }
         }
         return zip(groups, metadata).reduce(0) { $0 + $1.0.bytesRead(metadata: $1.1) }
     }
