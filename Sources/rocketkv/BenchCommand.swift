@@ -38,7 +38,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOption: [String] = []
 
-    @Flag(help: "Also report where a decode step's time goes: weight matmuls, the KV method's attention, the rest, the pool's idle time and fork-joins per token.")
+    @Flag(help: "Also report where a decode step's time goes: weight matmuls, the KV method's attention (HSA's selection and attention as thread-time), the rest, the pool's idle time and fork-joins per token.")
     var breakdown = false
 
     @Flag(name: .long, help: "One JSON object per configuration per line on stdout instead of the table.")
