@@ -7,7 +7,10 @@ OpenAI-compatible server) at several concurrencies, each client sending one ~N-t
 For each KV setting the script starts `.build/release/rocketkv serve --parallel MAX` on a free port (or uses
 --url for a server already running, e.g. llama-cpp-python's), warms it up, then for each concurrency C sends C
 requests at once (distinct prompts, greedy, `max_tokens` = --gen, stop strings none) and prints one JSON line:
-aggregate tok/s = all generated tokens / wall time of the round; decode tok/s = first of each / (last end - first first-token); TTFT median and max. Needs httpx.
+aggregate tok/s = all generated tokens / wall time of the round; decode tok/s = first of each / (last end - first first-token); TTFT median and max;
+the server's peak resident memory so far and its resident memory after the round (VmHWM, VmRSS; when its pid is
+known: started here, or --pid). With --cache-ram, finished conversations stay cached, so the memory after a round
+of C conversations holds all C of them. Needs httpx.
 """
 import argparse
 import json
@@ -35,6 +38,8 @@ def one_request(url, model, kv, index, args, out):
     body = {"model": model, "messages": [{"role": "user", "content": prompt_text(index, args.prompt_tokens)}],
             "max_tokens": args.gen, "temperature": 0, "stream": True, "stream_options": {"include_usage": True},
             "ignore_eos": True}
+    if args.suppress_token:   # servers without ignore_eos (llama-cpp-python's): the end token banned by logit bias
+        body["logit_bias"] = {str(t): -100 for t in args.suppress_token}
     if kv:
         body["kv"] = kv
     start = time.perf_counter()
@@ -75,6 +80,18 @@ def run_round(url, model, kv, concurrency, args, offset):
             "ttft_median_s": round(statistics.median(ttft), 3), "ttft_max_s": round(ttft[-1], 3), "wall_s": round(wall, 2)}
 
 
+def rss_bytes(pid, field="VmHWM"):
+    """The process's peak (VmHWM) or current (VmRSS) resident set in bytes, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +101,8 @@ def free_port():
 def wait_healthy(url, proc=None):
     for _ in range(3000):
         try:
-            if httpx.get(url + "/health").status_code == 200:
+            # /health where the server has it (rocketkv, llama-server), else /v1/models (llama-cpp-python's server)
+            if any(httpx.get(url + path).status_code == 200 for path in ("/health", "/v1/models")):
                 return
         except httpx.TransportError:
             pass
@@ -103,6 +121,12 @@ def main():
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--url", help="an already running server (then --kv is sent per request only)")
     p.add_argument("--label", default="rocketkv")
+    p.add_argument("--binary", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "rocketkv"),
+                   help="the rocketkv binary to start (default: this checkout's release build)")
+    p.add_argument("--pid", type=int, help="pid of the --url server, for its peak resident memory")
+    p.add_argument("--suppress-token", type=int, action="append", default=[],
+                   help="token id sent with logit bias -100 (repeatable), for servers that ignore ignore_eos")
+    p.add_argument("--cache-ram", type=int, default=0, help="the started server's --cache-ram in MB (default 0: nothing kept)")
     args = p.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     settings = args.kv or ["full"]
@@ -115,9 +139,8 @@ def main():
         if not url:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            binary = os.path.join(os.path.dirname(__file__), "..", ".build", "release", "rocketkv")
-            proc = subprocess.Popen([binary, "serve", "--model", args.model, "--port", str(port), "--parallel", str(max(levels)),
-                                     "--cache-ram", "0"], stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen([args.binary, "serve", "--model", args.model, "--port", str(port), "--parallel", str(max(levels)),
+                                     "--cache-ram", str(args.cache_ram)], stderr=subprocess.DEVNULL)
         try:
             wait_healthy(url, proc)
             model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
@@ -126,6 +149,8 @@ def main():
                 offset += c
                 row = run_round(url, model, kv if args.label == "rocketkv" else None, c, args, offset)
                 row.update({"server": args.label, "kv": setting, "prompt_tokens": args.prompt_tokens, "gen": args.gen,
+                            "server_peak_rss_bytes": rss_bytes(proc.pid if proc else args.pid),
+                            "server_rss_bytes": rss_bytes(proc.pid if proc else args.pid, "VmRSS"), "cache_ram_mb": args.cache_ram,
                             "date": time.strftime("%Y-%m-%d %H:%M:%S")})
                 print(json.dumps(row), flush=True)
         finally:
