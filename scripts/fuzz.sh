@@ -9,8 +9,14 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"; shift || true
 harnesses=("$@"); [ ${#harnesses[@]} -gt 0 ] || harnesses=(gguf tokenizer template request)
 
-swift build -c release --package-path Fuzz --scratch-path .build-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v -e "^\[" -e "distributed-tracing" || true
+# A failed build stops here: running the harnesses an earlier build left behind would test old code.
+mkdir -p .fuzz
+if ! swift build -c release --package-path Fuzz --scratch-path .build-fuzz \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -use-ld=lld > .fuzz/build.log 2>&1; then
+    grep -E "error" .fuzz/build.log | head -20 >&2
+    echo "fuzz: the harnesses did not build (.fuzz/build.log)" >&2
+    exit 1
+fi
 bin=.build-fuzz/release
 
 status=0
