@@ -374,7 +374,7 @@ public final class Evaluator {
             var pending: [PendingRun] = []
             for run in runs {
                 let candidate = PendingRun(run: run, configuration: configurations[run.method]!,
-                                           plan: try makePolicy(run, promptLength: prefilled.count).planDescription)
+                                           plan: try settings.makePolicy(run, model: model, promptLength: prefilled.count).planDescription)
                 var probe = EvalPrediction(task: cell.task, method: run.method, budget: run.budget, length: cell.length, depth: cell.depth,
                                            sample: cell.sample, output: "", expected: "", score: 0, promptTokens: 0, statistics: KVStatistics())
                 probe.configuration = candidate.configuration
@@ -472,16 +472,12 @@ public final class Evaluator {
         }
     }
 
-    private func makePolicy(_ run: (method: String, budget: Int?), promptLength: Int) throws -> KVPolicy {
-        try settings.makePolicy(run, model: model, promptLength: promptLength)
-    }
-
     /// A fresh policy of `run` filled from the snapshot, its session, and the logits the first answer token is
     /// drawn from: the prefill's, or — with a held-back last prompt token — those of feeding that token as the
     /// first decode step through the method's cache (§2.2).
     private func start(_ snapshot: PrefillSnapshot, run: (method: String, budget: Int?),
                        heldBack: Int?) throws -> (KVPolicy, InferenceSession, [Float]) {
-        let policy = try makePolicy(run, promptLength: snapshot.tokens.count)
+        let policy = try settings.makePolicy(run, model: model, promptLength: snapshot.tokens.count)
         snapshot.replay(into: policy)
         let session = snapshot.session(model: model, policy: policy)
         guard let heldBack else { return (policy, session, snapshot.lastLogits) }
