@@ -607,7 +607,8 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
 //   Q4_K: 4 lanes accm[k] = fma(−d_x·dmin_w, float(m[2k]·Σx(2k) + m[2k+1]·Σx(2k+1)), accm[k]), added as
 //         (accm0 + accm2) + (accm1 + accm3) (Σx(s): the activations' sum over sub-block s, from bsums);
 //   Q5_K: one scalar summs = fma(−d_x·dmin_w, float(Σ_s m[s]·Σx(s)), summs) (GCC contracts `summs += dmin * i`);
-//   Q6_K: nothing (its −32 offset is inside the lanes).
+//   Q6_K: nothing; its lanes hold the products of the unsigned 6-bit values, and the −32 offset is taken off
+//         lane m as 32·(Σx(2m)·scale[2m] + Σx(2m+1)·scale[2m+1]) (Σx(j): activations' sum over elements 16j..16j+15).
 // The integer lanes are exact whatever the order, so the portable path gives the same bits with plain loops.
 
 // ggml's nearest_int: round to nearest, ties to even, through the mantissa of x + 1.5·2^23 (|x| < 2^22).
@@ -681,14 +682,20 @@ static void lanes_k4_portable(const uint8_t sm[16], const uint8_t *qs, const uin
 }
 
 // Q6_K: element e = 128g + r has low bits nibble r / 64 of ql[64g + r % 64], high bits 2·(r / 32) of qh[32g + r % 32],
-// value q − 32, scale scales[e / 16].
-static void lanes_q6_K_portable(const block_q6_K *w, const int8_t *q8, int32_t lane[8]) {
+// value q − 32, scale scales[e / 16]. The lanes sum scale·q·x; the offset comes off per lane from the activations' sums
+// of 16, as ggml's AVX2 kernel pairs them (lane m: groups 2m and 2m + 1).
+static void q6_K_offsets(const block_q6_K *w, const int16_t bsums[16], int32_t lane[8]) {
+    for (int m = 0; m < 8; m++) lane[m] -= 32 * (bsums[2 * m] * w->scales[2 * m] + bsums[2 * m + 1] * w->scales[2 * m + 1]);
+}
+
+static void lanes_q6_K_portable(const block_q6_K *w, const int8_t *q8, const int16_t bsums[16], int32_t lane[8]) {
     for (int l = 0; l < 8; l++) lane[l] = 0;
     for (int e = 0; e < 256; e++) {
         const int g = e / 128, r = e % 128;
         const int q = ((w->ql[64 * g + r % 64] >> (4 * (r / 64))) & 15) | ((w->qh[32 * g + r % 32] >> (2 * (r / 32))) & 3) << 4;
-        lane[e % 32 / 4] += w->scales[e / 16] * (q - 32) * q8[e];
+        lane[e % 32 / 4] += w->scales[e / 16] * q * q8[e];
     }
+    q6_K_offsets(w, bsums, lane);
 }
 
 #if RK_X86
@@ -710,8 +717,8 @@ RK_AVX2 static void lanes_k4_avx2(const uint8_t sm[16], const uint8_t *qs, const
     _mm256_storeu_si256((__m256i *)lane, sumi);
 }
 
-RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, int32_t lane[8]) {
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), m32 = _mm256_set1_epi8(32);
+RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, const int16_t bsums[16], int32_t lane[8]) {
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < 2; g++) {
         const __m256i low[2] = {_mm256_loadu_si256((const __m256i *)(w->ql + 64 * g)), _mm256_loadu_si256((const __m256i *)(w->ql + 64 * g + 32))};
@@ -720,13 +727,14 @@ RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, int32
             const __m256i lo = _mm256_and_si256(k < 2 ? low[k] : _mm256_srli_epi16(low[k - 2], 4), m4);
             const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * k)), m3), 4);
             const __m256i x = _mm256_loadu_si256((const __m256i *)(q8 + 128 * g + 32 * k));
-            const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x), _mm256_maddubs_epi16(m32, x));
+            const __m256i p16 = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x);
             const int8_t *sc = w->scales + 8 * g + 2 * k;   // elements 0–15 of the 32, then 16–31
             const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
             sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
         }
     }
     _mm256_storeu_si256((__m256i *)lane, sumi);
+    q6_K_offsets(w, bsums, lane);
 }
 #endif
 
@@ -741,7 +749,7 @@ ATTRIBUTES static float NAME(int kind, int n, const void *w, const void *vx) {  
         float d, dmin = 0;                                                                                        \
         if (kind == 6) {                                                                                          \
             const block_q6_K *wb = (const block_q6_K *)w + b;                                                     \
-            LANES_Q6(wb, x[b].qs, lane);                                                                          \
+            LANES_Q6(wb, x[b].qs, x[b].bsums, lane);                                                              \
             d = x[b].d * TO_FLOAT(wb->d);                                                                         \
         } else {                                                                                                  \
             const block_q4_K *w4 = (const block_q4_K *)w + b;                                                     \
@@ -764,6 +772,51 @@ ATTRIBUTES static float NAME(int kind, int n, const void *w, const void *vx) {  
 RK_K_DOT(dot_k_portable, , half_to_float, lanes_k4_portable, lanes_q6_K_portable)
 #if RK_X86
 RK_K_DOT(dot_k_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6_K_avx2)
+#endif
+
+// ---- K-quants in a batch: llama.cpp's tiled K-quant matmul ----
+// For ≥ 8 activation rows, ggml_compute_forward_mul_mat hands Q4_K (when not repacked), Q5_K and Q6_K matrices to
+// ggml-cpu/tiled (tiled_run_microtile_avx2), which sums each super-block's integer products in full before any float
+// step: per super-block the exact dot S (Q6_K: with its −32 offset; Q4_K/Q5_K: Σ scale·q·x, and the min term
+// M = Σ_s min_s·Σx(s)), then res = d_w·float(S), Q4_K/Q5_K: res = fma(−dmin_w, float(M), res), and
+// acc = fma(res, d_x, acc) from acc = 0, super-blocks in order. The lanes give S exactly whatever their split.
+#define RK_K_TILED(NAME, ATTRIBUTES, TO_FLOAT, LANES_K4, LANES_Q6)                                                 \
+ATTRIBUTES static float NAME(int kind, int n, const void *w, const void *vx) {                                    \
+    _Pragma("clang fp contract(off)")                                                                             \
+    const block_q8_K *x = (const block_q8_K *)vx;                                                                 \
+    float acc = 0;                                                                                                \
+    for (int b = 0; b < n / 256; b++) {                                                                           \
+        int32_t lane[8], mins[4] = {0};                                                                           \
+        float res;                                                                                                \
+        if (kind == 6) {                                                                                          \
+            const block_q6_K *wb = (const block_q6_K *)w + b;                                                     \
+            LANES_Q6(wb, x[b].qs, x[b].bsums, lane);                                                              \
+            res = TO_FLOAT(wb->d) * (float)sum_lanes(lane);                                                       \
+        } else {                                                                                                  \
+            const block_q4_K *w4 = (const block_q4_K *)w + b;                                                     \
+            const block_q5_K *w5 = (const block_q5_K *)w + b;                                                     \
+            if (kind == 5) w4 = (const block_q4_K *)w5;                                                           \
+            uint8_t sm[16];                                                                                       \
+            scales_mins_k4(w4->scales, sm);                                                                       \
+            if (kind == 4) LANES_K4(sm, w4->qs, NULL, x[b].qs, lane); else LANES_K4(sm, w5->qs, w5->qh, x[b].qs, lane); \
+            min_pairs(sm, x[b].bsums, mins);                                                                      \
+            res = TO_FLOAT(w4->d) * (float)sum_lanes(lane);                                                       \
+            res = fmaf(-TO_FLOAT(w4->dmin), (float)(mins[0] + mins[1] + mins[2] + mins[3]), res);                 \
+        }                                                                                                         \
+        acc = fmaf(res, x[b].d, acc);                                                                             \
+    }                                                                                                             \
+    return acc;                                                                                                   \
+}
+
+static inline int32_t sum_lanes(const int32_t lane[8]) {
+    int32_t s = 0;
+    for (int l = 0; l < 8; l++) s += lane[l];
+    return s;
+}
+
+RK_K_TILED(dot_k_tiled_portable, , half_to_float, lanes_k4_portable, lanes_q6_K_portable)
+#if RK_X86
+RK_K_TILED(dot_k_tiled_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6_K_avx2)
 #endif
 
 // ---- Q4_K as llama.cpp's CPU_REPACK buffer computes it ----
@@ -848,6 +901,9 @@ float rk_vec_dot_q5_0_q8_0(int n, const void *w, const void *x) { return DISPATC
 float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(4, n, w, x); }
 float rk_vec_dot_q5_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(5, n, w, x); }
 float rk_vec_dot_q6_K_q8_K(int n, const void *w, const void *x) { return DISPATCH(dot_k_avx2, dot_k_portable)(6, n, w, x); }
+float rk_vec_dot_q4_K_q8_K_tiled(int n, const void *w, const void *x) { return DISPATCH(dot_k_tiled_avx2, dot_k_tiled_portable)(4, n, w, x); }
+float rk_vec_dot_q5_K_q8_K_tiled(int n, const void *w, const void *x) { return DISPATCH(dot_k_tiled_avx2, dot_k_tiled_portable)(5, n, w, x); }
+float rk_vec_dot_q6_K_q8_K_tiled(int n, const void *w, const void *x) { return DISPATCH(dot_k_tiled_avx2, dot_k_tiled_portable)(6, n, w, x); }
 float rk_vec_dot_q4_K_q8_K_repacked(int n, const void *w, const void *x, int gemm) {
     return DISPATCH(dot_q4_K_repacked_avx2, dot_q4_K_repacked_portable)(n, w, x, gemm);
 }
@@ -881,8 +937,15 @@ void rk_f16_to_f32(const uint16_t *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = half_to_float(x[i]);
 }
 
-// The row-dot for weights of GGML type `type` (NULL for a type without an integer kernel).
-static quant_dot_fn quant_dot(int type) {
+// The row-dot llama.cpp uses for weights of GGML type `type` in a batch of `ntok` activation rows (NULL for a type
+// without an integer kernel): its tiled K-quant matmul from 8 rows on, ggml_vec_dot below.
+static quant_dot_fn quant_dot(int type, int ntok) {
+    if (ntok >= 8)
+        switch (type) {
+        case 12: return rk_vec_dot_q4_K_q8_K_tiled;
+        case 13: return rk_vec_dot_q5_K_q8_K_tiled;
+        case 14: return rk_vec_dot_q6_K_q8_K_tiled;
+        }
     switch (type) {
     case 2: return rk_vec_dot_q4_0_q8_0;
     case 3: return rk_vec_dot_q4_1_q8_1;
@@ -895,9 +958,18 @@ static quant_dot_fn quant_dot(int type) {
     }
 }
 
+// One row-dot per output of rows [r0, r1) and tokens [0, ntok).
+static void matmul_rows(quant_dot_fn dot, const char *wb, size_t wstride, int r0, int r1, const char *xb, size_t xstride,
+                        int ntok, float *y, size_t ystride, int n) {
+    for (int r = r0; r < r1; r++) {
+        const void *row = wb + (size_t)r * wstride;
+        for (int t = 0; t < ntok; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
+    }
+}
+
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
-    const quant_dot_fn dot = quant_dot(type);
+    const quant_dot_fn dot = quant_dot(type, ntok);
     if (!dot) return -1;
 #if RK_X86
     if (rk_simd_level() && type < 12) {
@@ -908,8 +980,8 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
     // K-quants (and the portable level): row-dots over token blocks of 32, whose activations stay in L2 while
     // every row of the range passes over them.
     for (int t0 = 0; t0 < ntok; t0 += 32)
-        rk_matmul_quant_reference(type, w, wstride, r0, r1, (const char *)x + (size_t)t0 * xstride, xstride,
-                                  ntok - t0 < 32 ? ntok - t0 : 32, y + (size_t)t0 * ystride, ystride, n);
+        matmul_rows(dot, (const char *)w, wstride, r0, r1, (const char *)x + (size_t)t0 * xstride, xstride,
+                    ntok - t0 < 32 ? ntok - t0 : 32, y + (size_t)t0 * ystride, ystride, n);
     return 0;
 }
 
@@ -930,13 +1002,9 @@ int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const
 // The plain reference: one row-dot per output (tests compare the tiled kernels with it bit for bit).
 int rk_matmul_quant_reference(int type, const void *w, size_t wstride, int r0, int r1,
                               const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n) {
-    const quant_dot_fn dot = quant_dot(type);
+    const quant_dot_fn dot = quant_dot(type, ntok);
     if (!dot) return -1;
-    const char *wb = (const char *)w, *xb = (const char *)x;
-    for (int r = r0; r < r1; r++) {
-        const void *row = wb + (size_t)r * wstride;
-        for (int t = 0; t < ntok; t++) y[(size_t)t * ystride + r] = dot(n, row, xb + (size_t)t * xstride);
-    }
+    matmul_rows(dot, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, y, ystride, n);
     return 0;
 }
 
@@ -1485,7 +1553,8 @@ RK_AVX2 static void round_to_half_avx2(float *x, int n) {
 }
 #endif
 
-void rk_attn_probs(float *x, int n, int padded) {
+void rk_attn_probs(float *x, int n, int masked, int padded) {
+    for (int i = 0; i < masked && i < n; i++) x[i] = -INFINITY;   // exp gives exactly 0 for them
     rk_attn_softmax(x, n);
 #if RK_X86
     if (rk_simd_level()) round_to_half_avx2(x, n); else
@@ -1552,7 +1621,7 @@ void rk_attn_pv_reduce(const float *acc, int nq, int d, float *out, size_t ostri
     attn_pv_reduce_portable(acc, nq, d, out, ostride);
 }
 
-void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
+void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int masked, int nq, const uint16_t *keys,
                     const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched) {
     int maxcount = 0;
     for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
@@ -1561,7 +1630,7 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int n
     static __thread size_t scap = 0;
     if ((size_t)nq * pstride > scap) { free(sbuf); scap = (size_t)nq * pstride; sbuf = (float *)malloc(scap * sizeof(float)); }
     rk_attn_scores(q, qstride, nq, keys, d, 0, maxcount, scale, sbuf, pstride, batched);
-    for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], (int)pstride);
+    for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], masked, (int)pstride);
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 

@@ -42,7 +42,7 @@ extension ReferenceKernels {
         var acc = [Float](repeating: 0, count: 8), accm = [Float](repeating: 0, count: 4), summs: Float = 0
         for b in 0..<(x.count / 256) {
             var block = Array(w[(b * size)..<((b + 1) * size)])
-            let (dx, q8, _) = quantizeQ8_K(x[(256 * b)..<(256 * b + 256)])
+            let (dx, q8, sums) = quantizeQ8_K(x[(256 * b)..<(256 * b + 256)])
             // scale·q (Q6_K: scale·(q − 32)) with d = 1, dmin = 0.
             let d = half(block, dOffset)
             setHalf(&block, dOffset, 1)
@@ -50,6 +50,13 @@ extension ReferenceKernels {
             let products = dequantized(type, block, count: 256)
             var lanes = [Int](repeating: 0, count: 8)
             for e in 0..<256 { lanes[e % 32 / 4] += Int(products[e]) * Int(q8[e]) }
+            if type == .q6_K {
+                // The lanes hold scale·q with q unsigned (q − 32, plus 32); the offset comes off lane m as
+                // 32·(Σx(2m)·scale[2m] + Σx(2m+1)·scale[2m+1]) from the activations' sums of 16.
+                let scales = (0..<16).map { Int(Int8(bitPattern: block[192 + $0])) }
+                for e in 0..<256 { lanes[e % 32 / 4] += 32 * scales[e / 16] * Int(q8[e]) }
+                for m in 0..<8 { lanes[m] -= 32 * (Int(sums[2 * m]) * scales[2 * m] + Int(sums[2 * m + 1]) * scales[2 * m + 1]) }
+            }
             for l in 0..<8 { acc[l].addProduct(dx * d, Float(lanes[l])) }
             guard type != .q6_K else { continue }
             // −min per element with d = 0, dmin = 1; term s = min of sub-block s times its activations' sum.
@@ -69,6 +76,32 @@ extension ReferenceKernels {
         case .q5_K: return hsum8(acc) + summs
         default: return hsum8(acc)
         }
+    }
+
+    /// The same row in the order of llama.cpp's tiled K-quant matmul (batches of ≥ 8 rows): per super-block the
+    /// exact S = Σ (scale·q) · q8 (Q6_K: scale·(q − 32)) and M = Σ_s min_s · Σx(s), res = d·S, then res − dmin·M
+    /// fused, then acc + res·d_x fused, from 0.
+    static func dotKTiled(_ type: GGMLType, _ w: [UInt8], _ x: [Float]) -> Float {
+        let size = type.bytesPerBlock, dOffset = type == .q6_K ? 208 : 0
+        var acc: Float = 0
+        for b in 0..<(x.count / 256) {
+            var block = Array(w[(b * size)..<((b + 1) * size)])
+            let (dx, q8, _) = quantizeQ8_K(x[(256 * b)..<(256 * b + 256)])
+            let d = half(block, dOffset), dmin = type == .q6_K ? 0 : half(block, 2)
+            setHalf(&block, dOffset, 1)
+            if type != .q6_K { setHalf(&block, 2, 0) }
+            let products = dequantized(type, block, count: 256)
+            var res = d * Float((0..<256).reduce(0) { $0 + Int(products[$1]) * Int(q8[$1]) })
+            if type != .q6_K {
+                setHalf(&block, 0, 0)
+                setHalf(&block, 2, 1)
+                let negativeMins = dequantized(type, block, count: 256)
+                let M = (0..<256).reduce(0) { $0 - Int(negativeMins[$1]) * Int(q8[$1]) }
+                res.addProduct(-dmin, Float(M))
+            }
+            acc.addProduct(res, dx)
+        }
+        return acc
     }
 
     /// A Q5_0 row with f32 activations quantized to Q8_0 (ggml_vec_dot_q5_0_q8_0 on AVX2).
@@ -109,6 +142,17 @@ extension KernelTests {
         var q = [UInt8](repeating: 0, count: activation.byteCount(elements: x.count))
         if activation == .q8_K { rk_quantize_row_q8_K(x, &q, Int32(x.count)) } else { rk_quantize_row_q8_0(x, &q, Int32(x.count)) }
         return q
+    }
+
+    /// The row-dot llama.cpp takes for a batch of `tokens` rows: the K-quants' tiled order from 8 rows on.
+    func vecDot(_ type: GGMLType, _ w: [UInt8], _ q: [UInt8], n: Int, tokens: Int) -> Float {
+        guard tokens >= 8 else { return vecDot(type, w, q, n: n) }
+        switch type {
+        case .q4_K: return rk_vec_dot_q4_K_q8_K_tiled(Int32(n), w, q)
+        case .q5_K: return rk_vec_dot_q5_K_q8_K_tiled(Int32(n), w, q)
+        case .q6_K: return rk_vec_dot_q6_K_q8_K_tiled(Int32(n), w, q)
+        default: return vecDot(type, w, q, n: n)
+        }
     }
 
     func vecDot(_ type: GGMLType, _ w: [UInt8], _ q: [UInt8], n: Int) -> Float {
@@ -156,6 +200,25 @@ extension KernelTests {
         }
     }
 
+    func testTiledKQuantDotsAreBitExactWithReference() {
+        var differs = 0
+        for type in Self.kQuantTypes {
+            for blocks in [1, 3, 8] {
+                for _ in 0..<10 {
+                    let n = blocks * 256
+                    let w = randomRow(type, blocks: blocks), x = randomFloats(n, scale: 2)
+                    let expected = ReferenceKernels.dotKTiled(type, w, x)
+                    if expected != ReferenceKernels.dotK(type, w, x) { differs += 1 }
+                    forEachPath { path in
+                        let got = vecDot(type, w, quantizedActivations(type, x), n: n, tokens: 8)
+                        XCTAssertEqual(got.bitPattern, expected.bitPattern, "\(path) \(type) × \(blocks) blocks: \(got) vs \(expected)")
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(differs, 0, "the tiled order never rounded differently from ggml_vec_dot's")
+    }
+
     /// The kernels read gguf-py's blocks (ReferenceVectors.known) as gguf-py's dequantizer does: the dot with
     /// quantized activations equals Σ dequantized weight · dequantized activation up to float rounding.
     func testKQuantKernelsAgreeWithGGUFPyDequantization() {
@@ -184,13 +247,13 @@ extension KernelTests {
     }
 
     /// `matmul` quantizes activations to the weight's format and takes the integer kernels: its outputs are the
-    /// row dots' bits, for one matrix, matrices sharing Q8_K activations, and a mix of Q8_K and Q8_0 ones.
+    /// row dots' bits (the K-quants' tiled order from 8 tokens), for one matrix, matrices sharing Q8_K activations, and a mix of Q8_K and Q8_0 ones.
     func testMatmulTakesKQuantAndQ5_0Kernels() {
         let types: [GGMLType] = Self.kQuantTypes + [.q5_0]
         XCTAssertTrue(Set(types).isSubset(of: WeightMatrix.integerKernelTypes))
         let rows = 11, columns = 512
         let weights = types.map { randomRow($0, blocks: rows * columns / $0.blockSize) }
-        for tokens in [1, 3, 37] {
+        for tokens in [1, 3, 7, 8, 37] {
             let x = randomFloats(tokens * columns, scale: 2)
             var expected: [[Float]] = []
             for (type, w) in zip(types, weights) {
@@ -199,7 +262,7 @@ extension KernelTests {
                     let q = quantizedActivations(type, Array(x[(t * columns)..<((t + 1) * columns)]))
                     for r in 0..<rows {
                         let row = Array(w[(r * type.byteCount(elements: columns))..<((r + 1) * type.byteCount(elements: columns))])
-                        y[t * rows + r] = vecDot(type, row, q, n: columns)
+                        y[t * rows + r] = vecDot(type, row, q, n: columns, tokens: tokens)
                     }
                 }
                 expected.append(y)
@@ -278,7 +341,8 @@ extension KernelTests {
     }
 
     /// `matmul` takes the repacked order exactly where llama.cpp repacks (Q4_K, rows % 8 == 0): tokens below
-    /// tokens − tokens % 4 in the gemm order, the rest in the gemv order; other row counts keep ggml_vec_dot's.
+    /// tokens − tokens % 4 in the gemm order, the rest in the gemv order; other row counts take
+    /// ggml_vec_dot's order below 8 tokens and the tiled matmul's from 8.
     func testMatmulTakesRepackedQ4_KWhereLlamaCppRepacks() {
         let columns = 512
         for rows in [16, 11] {
@@ -295,7 +359,7 @@ extension KernelTests {
                     for r in 0..<rows {
                         let row = Array(w[(r * rowBytes)..<((r + 1) * rowBytes)])
                         let expected = rows % 8 == 0 ? ReferenceKernels.dotQ4_KRepacked(row, xt, gemm: t < tokens - tokens % 4)
-                                                     : ReferenceKernels.dotK(.q4_K, row, xt)
+                                     : tokens >= 8 ? ReferenceKernels.dotKTiled(.q4_K, row, xt) : ReferenceKernels.dotK(.q4_K, row, xt)
                         XCTAssertEqual(y[t * rows + r].bitPattern, expected.bitPattern, "rows \(rows) token \(t) of \(tokens) row \(r)")
                     }
                 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import RocketKV
 import XCTest
@@ -61,11 +62,12 @@ final class KVSeamTests: XCTestCase {
         for stream in inspectable.inspectableStreams { XCTAssertEqual(positions(stream), kept) }
     }
 
-    /// Each token of a sliding-window layer attends to the last `window` tokens, whatever the chunking, and
-    /// the layer holds at most `2·window` rows.
+    /// Each token of a sliding-window layer attends to the last `window` tokens, whatever the chunking; the layer
+    /// holds at most `2·window` rows (or `window + rowGroup`) besides a chunk, and drops rows in multiples of
+    /// `rowGroup`, so that a slot's position modulo `rowGroup` is its slot's.
     func testSlidingWindowAgainstReference() {
         let window = 5
-        for chunks in [[3, 9, 1, 1, 1, 7], [12], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]] {
+        for chunks in [[3, 9, 1, 1, 1, 7], [12], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [40, 1, 1, 30, 1, 1]] {
             let policy = SlidingWindowKV(shape: shape, window: window)
             let feed = RandomFeed(shape: shape, seed: UInt64(chunks.count))
             for (i, count) in chunks.enumerated() {
@@ -81,10 +83,53 @@ final class KVSeamTests: XCTestCase {
                         }
                     }
                 }
-                for stream in policy.inspectableStreams { XCTAssertLessThan(stream.count, 2 * window + count) }
+                for stream in policy.inspectableStreams {
+                    XCTAssertLessThan(stream.count, max(2 * window, window + Attention.rowGroup) + count)
+                    XCTAssertEqual((feed.tokens - stream.count) % Attention.rowGroup, 0, "rows dropped")
+                }
             }
             let s = policy.statistics
             XCTAssertEqual(s.bytesReadLastStep, shape.layers * shape.kvHeads * window * shape.rowPairBytes)
+        }
+    }
+
+    /// llama.cpp's formulation of a sliding window, bit for bit: token p in slot p of a cache that keeps every row,
+    /// the rows before the window masked (rk_attn_causal from slot 0 with `masked` = the window's first slot), in
+    /// prefill chunks and single-token steps, with windows that start mid-way through a row group, after rows were
+    /// dropped, and long enough (300, d = 64) for the decode's three-phase path.
+    func testSlidingWindowIsLlamaCppsMaskedCache() {
+        for (window, d, chunks) in [(40, 32, [50, 1, 1, 1, 30, 1, 1, 25, 1]), (300, 64, [310, 1, 1, 5, 1, 300, 1])] {
+            let shape = AttentionShape(layers: 1, queryHeads: 4, kvHeads: 2, headDim: d)
+            let policy = SlidingWindowKV(shape: shape, window: window)
+            let feed = RandomFeed(shape: shape, seed: UInt64(window))
+            for (i, count) in chunks.enumerated() {
+                let first = feed.tokens
+                let out = feed.step([policy], count: count, decode: i > 0 && count == 1)[0][0]
+                let everything = (0..<shape.kvHeads).map { _ in KVStream(headDim: d) }
+                for p in 0..<feed.tokens {
+                    for kv in 0..<shape.kvHeads {
+                        let row = (p * shape.kvHeads + kv) * d
+                        feed.keys[0][row..<(row + d)].withUnsafeBufferPointer { k in
+                            feed.values[0][row..<(row + d)].withUnsafeBufferPointer { v in
+                                everything[kv].append(key: k.baseAddress!, value: v.baseAddress!, position: p)
+                            }
+                        }
+                    }
+                }
+                for t in 0..<count {
+                    let position = first + t, hidden = max(0, position + 1 - window)
+                    for h in 0..<shape.queryHeads {
+                        let stream = everything[h / shape.groupSize], row = (position * shape.queryHeads + h) * d
+                        var expected = [Float](repeating: .nan, count: d), visible = [Int32(position + 1)]
+                        feed.queries[0][row..<(row + d)].withUnsafeBufferPointer { q in
+                            rk_attn_causal(q.baseAddress!, d, &visible, Int32(hidden), 1, stream.halfKeys, stream.halfValues, Int32(d),
+                                           shape.scale, &expected, d, count == 1 && i > 0 ? 0 : 1)
+                        }
+                        let got = Array(out[((t * shape.queryHeads + h) * d)..<((t * shape.queryHeads + h + 1) * d)])
+                        XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "window \(window) position \(position) head \(h)")
+                    }
+                }
+            }
         }
     }
 

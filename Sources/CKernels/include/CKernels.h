@@ -44,11 +44,17 @@ int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const
 float rk_vec_dot_q4_K_q8_K(int n, const void *w, const void *x);
 float rk_vec_dot_q5_K_q8_K(int n, const void *w, const void *x);
 float rk_vec_dot_q6_K_q8_K(int n, const void *w, const void *x);
+/// The same rows in the float order of llama.cpp's tiled K-quant matmul (ggml-cpu/tiled), which it takes for these
+/// types in batches of 8 or more activation rows: per super-block res = d_w·S (− dmin_w·M), acc = fma(res, d_x, acc).
+float rk_vec_dot_q4_K_q8_K_tiled(int n, const void *w, const void *x);
+float rk_vec_dot_q5_K_q8_K_tiled(int n, const void *w, const void *x);
+float rk_vec_dot_q6_K_q8_K_tiled(int n, const void *w, const void *x);
 
 /// y[t*ystride + r] = dot(row r of W, activation row t) for r in [r0, r1), t in [0, ntok).
 /// `type` is the GGML type id of W (2 = Q4_0, 3 = Q4_1, 6 = Q5_0, 8 = Q8_0, 12 = Q4_K, 13 = Q5_K, 14 = Q6_K);
 /// activations are quantized to the matching Q8 format (Q8_1 for Q4_1, Q8_K for the K-quants, else Q8_0) with
-/// row stride `xstride` bytes. Returns 0, or -1 for an unsupported type.
+/// row stride `xstride` bytes. K-quants take llama.cpp's order for the batch: ggml_vec_dot's below 8 tokens, its
+/// tiled matmul's from 8. Returns 0, or -1 for an unsupported type.
 int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
                     const void *x, size_t xstride, int ntok, float *y, size_t ystride, int n);
 
@@ -109,8 +115,10 @@ void rk_attn_values(const uint16_t *p, const uint16_t *v, const int32_t *slots, 
 /// scores[i·sstride + j] = (k_j · f16(q_i)) · scale for keys j in [j0, j1) (q_i at q + i·qstride, d a multiple of 32).
 void rk_attn_scores(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
                     float scale, float *scores, size_t sstride, int batched);
-/// Softmax of x[0..<n], each probability rounded to f16 (kept as float), zeros up to `padded`.
-void rk_attn_probs(float *x, int n, int padded);
+/// Softmax of x[0..<n], each probability rounded to f16 (kept as float), zeros up to `padded`. The first `masked`
+/// entries are masked out (probability exactly 0) but keep their places in the sums' lanes, as the rows a
+/// llama.cpp mask hides do.
+void rk_attn_probs(float *x, int n, int masked, int padded);
 /// out[i·ostride + c] = Σ_{j<count} p[i·pstride + j]·v_j[c] for all d dims;
 /// each p row zero from its own count up to count rounded up to 64.
 void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
@@ -121,8 +129,9 @@ void rk_attn_pv(const float *p, size_t pstride, int nq, int count, const uint16_
 void rk_attn_pv_lanes(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                       int lane0, int lane1, float *acc);
 void rk_attn_pv_reduce(const float *acc, int nq, int d, float *out, size_t ostride);
-/// Scores, probabilities and values for `nq` queries of one KV head; query i sees rows [0, counts[i]).
-void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int nq, const uint16_t *keys,
+/// Scores, probabilities and values for `nq` queries of one KV head; query i sees rows [masked, counts[i]) (the
+/// first `masked` rows take their lanes with probability 0, see rk_attn_probs).
+void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int masked, int nq, const uint16_t *keys,
                     const uint16_t *values, int d, float scale, float *out, size_t ostride, int batched);
 
 // ---- Attention over KV rows stored in ggml blocks (32 values per block, an f16 scale) ----

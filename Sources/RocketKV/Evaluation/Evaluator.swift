@@ -33,7 +33,7 @@ public struct EvalShard: Codable, Sendable, Equatable, CustomStringConvertible {
 public struct EvalSettings: Codable, Sendable, Equatable {
     /// Changes whenever a change to the engine or the harness can change a prediction; part of every
     /// prediction's `configuration`, so a resumed sweep recomputes what an older engine made.
-    public static let engineVersion = "2026-12-03.1"
+    public static let engineVersion = "2026-12-04.1"
 
     public var task: String
     public var methods: [String]

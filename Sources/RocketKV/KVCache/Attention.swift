@@ -23,14 +23,27 @@ public enum Attention {
     /// slots, or with a `window` only the last `window` of them (a sliding-window layer). Bit-identical to
     /// `subset` over those slots per query (the kernels share each key and value load among the query heads
     /// of a KV group and, in prefill, among 4 consecutive tokens).
+    ///
+    /// A window that starts mid-way through a group of `rowGroup` slots is read from the group's start with the
+    /// rows before the window masked (f16 rows): llama.cpp holds token p in slot p and masks the rows outside the
+    /// window, and its sums group rows by slot, so the masked rows' zeros keep the lanes where its sums have them.
+    /// That is exact as long as slot and position agree modulo `rowGroup` (`SlidingWindowKV` drops rows in
+    /// multiples of it).
     public static func causal(_ input: AttentionInput, streams: [KVStream], visibleBefore: Int, shape: AttentionShape,
                               output: UnsafeMutablePointer<Float>, window: Int? = nil) {
         let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
         guard input.outputNeeded else { return }
-        @Sendable func firstVisible(_ visible: Int) -> Int { window.map { max(0, visible - $0) } ?? 0 }
+        let group = shape.rowType.isQuantized ? 1 : rowGroup   // llama.cpp's flash attention skips masked rows
+        /// The first slot read by a query that sees `visible` slots, and how many of the rows from it are masked.
+        @Sendable func start(_ visible: Int) -> (first: Int, masked: Int) {
+            guard let window, visible > window else { return (0, 0) }
+            let first = visible - window
+            return (first - first % group, first % group)
+        }
         if n == 1 {
-            let first = firstVisible(visibleBefore + 1)
-            decode(query: input.queries, streams: streams, first: first, count: visibleBefore + 1 - first, shape: shape, output: output)
+            let (first, masked) = start(visibleBefore + 1)
+            decode(query: input.queries, streams: streams, first: first, count: visibleBefore + 1 - first, masked: masked,
+                   shape: shape, output: output)
             return
         }
         // A window gives each token its own first slot: blocks of one token then.
@@ -47,7 +60,7 @@ public enum Attention {
                     for unit in stride(from: index, to: units, by: threads) {
                         let kv = unit % shape.kvHeads, t0 = unit / shape.kvHeads * tokenBlock
                         let tokens = min(tokenBlock, n - t0)
-                        let first = firstVisible(visibleBefore + t0 + 1)
+                        let (first, masked) = start(visibleBefore + t0 + 1)
                         var nq = 0
                         for t in t0..<(t0 + tokens) {
                             for h in (kv * g)..<(kv * g + g) {
@@ -57,8 +70,9 @@ public enum Attention {
                             }
                         }
                         let stream = streams[kv]
-                        attendRows(queries: q, counts: counts.baseAddress!, nq, keys: stream.keyRow(first), values: stream.valueRow(first),
-                                   rowType: stream.rowType, headDim: d, scale: shape.scale, output: out, batched: true)
+                        attendRows(queries: q, counts: counts.baseAddress!, masked: masked, nq, keys: stream.keyRow(first),
+                                   values: stream.valueRow(first), rowType: stream.rowType, headDim: d, scale: shape.scale, output: out,
+                                   batched: true)
                         nq = 0
                         for t in t0..<(t0 + tokens) {
                             for h in (kv * g)..<(kv * g + g) {
@@ -72,12 +86,17 @@ public enum Attention {
         }
     }
 
-    /// Single-token attention (llama.cpp's decode order) of every query head over slots `first ..< first + count`.
+    /// llama.cpp's f16 attention sums rows in groups of slots: 8 for the softmax's sum and the prefill's P·V, 32 (four
+    /// accumulators of 8) for the single-token P·V.
+    public static let rowGroup = 32
+
+    /// Single-token attention (llama.cpp's decode order) of every query head over slots `first ..< first + count`,
+    /// the first `masked` of them masked (f16 rows only).
     ///
     /// Long caches take three parallel phases so both cores stream the cache: scores per (KV head, key range),
     /// softmax per query head, then P·V per share of accumulator lanes; short ones one job per KV head.
-    private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, shape: AttentionShape,
-                               output: UnsafeMutablePointer<Float>) {
+    private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, masked: Int = 0,
+                               shape: AttentionShape, output: UnsafeMutablePointer<Float>) {
         if shape.rowType.isQuantized {
             quantizedDecode(query: query, streams: streams, first: first, count: count, shape: shape, output: output)
             return
@@ -92,7 +111,7 @@ public enum Attention {
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
                     for i in 0..<g { counts[i] = Int32(count) }
                     for kv in range {
-                        rk_attn_causal(query + kv * g * d, d, counts.baseAddress!, Int32(g), keys(kv), values(kv),
+                        rk_attn_causal(query + kv * g * d, d, counts.baseAddress!, Int32(masked), Int32(g), keys(kv), values(kv),
                                        Int32(d), shape.scale, output + kv * g * d, d, 0)
                     }
                 }
@@ -108,7 +127,7 @@ public enum Attention {
                                scores + kv * g * pstride, pstride, 0)
             }
             ThreadPool.parallelFor(heads) { range in
-                for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(pstride)) }
+                for h in range { rk_attn_probs(scores + h * pstride, Int32(count), Int32(masked), Int32(pstride)) }
             }
             // P·V: the KV groups' 32 accumulator lanes each, dealt to the threads in equal contiguous shares, so
             // that a thread reads whole value rows (a split by dims made each thread read every other cache line,
@@ -196,13 +215,13 @@ public enum Attention {
 
     /// `nq` queries (rows of `headDim`) over the first `counts[i]` of the given key and value rows: the f16 kernel
     /// (`batched` order or not) or the quantized one.
-    private static func attendRows(queries: UnsafePointer<Float>, counts: UnsafePointer<Int32>, _ nq: Int, keys: UnsafeRawPointer,
-                                   values: UnsafeRawPointer, rowType: KVRowType, headDim d: Int, scale: Float,
+    private static func attendRows(queries: UnsafePointer<Float>, counts: UnsafePointer<Int32>, masked: Int = 0, _ nq: Int,
+                                   keys: UnsafeRawPointer, values: UnsafeRawPointer, rowType: KVRowType, headDim d: Int, scale: Float,
                                    output: UnsafeMutablePointer<Float>, batched: Bool) {
         if rowType.isQuantized {
             rk_kv_attend(rowType.kernelType, queries, d, counts, Int32(nq), keys, values, Int32(d), scale, output, d, nil, 0)
         } else {
-            rk_attn_causal(queries, d, counts, Int32(nq), keys.assumingMemoryBound(to: UInt16.self), values.assumingMemoryBound(to: UInt16.self),
+            rk_attn_causal(queries, d, counts, Int32(masked), Int32(nq), keys.assumingMemoryBound(to: UInt16.self), values.assumingMemoryBound(to: UInt16.self),
                            Int32(d), scale, output, d, batched ? 1 : 0)
         }
     }

@@ -50,7 +50,8 @@ public final class LayeredKV: KVPolicy {
 
 /// A sliding-window layer's cache: each token attends to the last `window` tokens (itself included), in
 /// prefill and decode alike, and older rows are dropped, so memory stays bounded by the window (rows are
-/// removed in batches once `2·window` are held, one move of `window` rows per `window` tokens).
+/// removed in batches once `2·window` are held, one move of about `window` rows per `window` tokens, always a
+/// multiple of `Attention.rowGroup` rows so that slots keep llama.cpp's lanes, see `Attention.causal`).
 public final class SlidingWindowKV: KVPolicy, KVStreamInspectable {
     public let store: KVStore
     public let window: Int
@@ -69,8 +70,9 @@ public final class SlidingWindowKV: KVPolicy, KVStreamInspectable {
         store.attend(layer: layer, input, visibleBefore: before, output: output, window: window)
         let count = store.count(layer: layer)
         attended[layer] = min(window, count)
-        if count >= 2 * window {   // keep the `window − 1` rows the next token sees besides itself
-            for stream in store.streams[layer] { stream.remove(slots: 0..<(count - (window - 1))) }
+        if count >= 2 * window {   // keep the `window − 1` rows the next token sees besides itself, and < rowGroup more
+            let dropped = (count - (window - 1)) / Attention.rowGroup * Attention.rowGroup
+            for stream in store.streams[layer] { stream.remove(slots: 0..<dropped) }
         }
     }
 
