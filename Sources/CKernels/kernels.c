@@ -819,6 +819,45 @@ RK_K_TILED(dot_k_tiled_portable, , half_to_float, lanes_k4_portable, lanes_q6_K_
 RK_K_TILED(dot_k_tiled_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6_K_avx2)
 #endif
 
+#if RK_X86
+// dot_k_tiled for Q6_K and up to 4 tokens at once: each super-block's 6-bit values are unpacked once for all of
+// them; every token's integer S and float steps are dot_k_tiled's, so the bits are too.
+RK_AVX2 static void dot4_q6_K_tiled_avx2(int n, const void *w, const char *x, size_t xstride, int ntok, float out[4]) {
+#pragma clang fp contract(off)
+    const block_q6_K *wb = (const block_q6_K *)w;
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
+    float acc[4] = {0};
+    for (int b = 0; b < n / 256; b++) {
+        const block_q6_K *blk = wb + b;
+        __m256i q[8];   // elements 32k … 32k + 31 (k = 4g + j), unsigned 0…63
+        for (int g = 0; g < 2; g++) {
+            const __m256i low[2] = {_mm256_loadu_si256((const __m256i *)(blk->ql + 64 * g)), _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * g + 32))};
+            const __m256i high = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * g));
+            for (int j = 0; j < 4; j++) {
+                const __m256i lo = _mm256_and_si256(j < 2 ? low[j] : _mm256_srli_epi16(low[j - 2], 4), m4);
+                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * j)), m3), 4);
+                q[4 * g + j] = _mm256_or_si256(lo, hi);
+            }
+        }
+        const float dw = half_to_float_avx(blk->d);
+        for (int t = 0; t < ntok; t++) {
+            const block_q8_K *xt = (const block_q8_K *)(x + (size_t)t * xstride) + b;
+            __m256i sumi = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(blk->scales[2 * k + 1]), _mm_set1_epi16(blk->scales[2 * k]));
+                const __m256i p16 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(xt->qs + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
+            }
+            int32_t lane[8];
+            _mm256_storeu_si256((__m256i *)lane, sumi);
+            q6_K_offsets(blk, xt->bsums, lane);
+            acc[t] = fmaf(dw * (float)sum_lanes(lane), xt->d, acc[t]);
+        }
+    }
+    for (int t = 0; t < ntok; t++) out[t] = acc[t];
+}
+#endif
+
 // ---- Q4_K as llama.cpp's CPU_REPACK buffer computes it ----
 // On an AVX2 build, ggml_repack_get_optimal_repack_type stores every Q4_K matrix whose row count is a multiple of 8
 // as block_q4_Kx8 (8 rows interleaved) and multiplies it with ggml_gemv_q4_K_8x8_q8_K (one activation row) or
@@ -839,18 +878,67 @@ static void pairs_q4_K_portable(const uint8_t sm[16], const uint8_t *qs, const i
 }
 
 #if RK_X86
+// The sums of four vectors of 8 int32 lanes, out[i] = Σ lanes of s[i] (exact: integer additions in any order).
+RK_AVX2 static inline void hsum4_epi32(const __m256i s[4], int32_t out[4]) {
+    const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    _mm_storeu_si128((__m128i *)out, _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1)));
+}
+
 RK_AVX2 static void pairs_q4_K_avx2(const uint8_t sm[16], const uint8_t *qs, const int8_t *q8, int32_t out[4]) {
     const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i s[4];
     for (int p = 0; p < 4; p++) {
         const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
         const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4), _mm256_loadu_si256((const __m256i *)(q8 + 64 * p)));
         const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), _mm256_loadu_si256((const __m256i *)(q8 + 64 * p + 32)));
-        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p]), lo), _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p + 1]), hi));
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        h = _mm_add_epi32(h, _mm_unpackhi_epi64(h, h));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 1));
-        out[p] = _mm_cvtsi128_si32(h);
+        s[p] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p]), lo), _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p + 1]), hi));
     }
+    hsum4_epi32(s, out);
+}
+
+// dot_q4_K_repacked for up to 4 tokens at once (x rows `xstride` bytes apart, token t in the gemm order when
+// gemm[t]): each super-block's scales and nibbles are unpacked once for all of them; every token's integers and
+// float steps are dot_q4_K_repacked's, so the bits are too.
+RK_AVX2 static void dot4_q4_K_repacked_avx2(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
+                                            float out[4]) {
+#pragma clang fp contract(off)
+    const block_q4_K *wb = (const block_q4_K *)w;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    float acc[4] = {0}, accm[4] = {0};
+    for (int b = 0; b < n / 256; b++) {
+        uint8_t sm[16];
+        scales_mins_k4(wb[b].scales, sm);
+        __m256i lo[4], hi[4];
+        for (int p = 0; p < 4; p++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(wb[b].qs + 32 * p));
+            lo[p] = _mm256_and_si256(bits, m4);
+            hi[p] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        }
+        const float dw = half_to_float_avx(wb[b].d), dminw = half_to_float_avx(wb[b].dmin);
+        for (int t = 0; t < ntok; t++) {
+            const block_q8_K *xt = (const block_q8_K *)(x + (size_t)t * xstride) + b;
+            __m256i s[4];
+            for (int p = 0; p < 4; p++) {
+                const __m256i l = _mm256_maddubs_epi16(lo[p], _mm256_loadu_si256((const __m256i *)(xt->qs + 64 * p)));
+                const __m256i h = _mm256_maddubs_epi16(hi[p], _mm256_loadu_si256((const __m256i *)(xt->qs + 64 * p + 32)));
+                s[p] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p]), l), _mm256_madd_epi16(_mm256_set1_epi16(sm[2 * p + 1]), h));
+            }
+            int32_t I[4], M[4];
+            hsum4_epi32(s, I);
+            min_pairs(sm, xt->bsums, M);
+            const float d = dw * xt->d, dmin = dminw * xt->d;
+            if (gemm[t]) {
+                for (int p = 0; p < 4; p++) {
+                    acc[t] = fmaf((float)I[p], d, acc[t]);
+                    accm[t] = fmaf((float)M[p], dmin, accm[t]);
+                }
+            } else {
+                acc[t] = fmaf((float)(I[0] + I[1] + I[2] + I[3]), d, acc[t]);
+                accm[t] = fmaf((float)(M[0] + M[1] + M[2] + M[3]), dmin, accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < ntok; t++) out[t] = acc[t] - accm[t];
 }
 #endif
 
@@ -977,6 +1065,22 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
         return 0;
     }
 #endif
+#if RK_X86
+    if (rk_simd_level() && type == 14 && ntok >= 8) {   // Q6_K in a batch: 4 tokens per unpacked row, blocks of 32
+        for (int t0 = 0; t0 < ntok; t0 += 32) {
+            const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
+            for (int r = r0; r < r1; r++) {
+                for (int t = t0; t < t1; t += 4) {
+                    const int k = t1 - t < 4 ? t1 - t : 4;
+                    float out[4];
+                    dot4_q6_K_tiled_avx2(n, (const char *)w + (size_t)r * wstride, (const char *)x + (size_t)t * xstride, xstride, k, out);
+                    for (int i = 0; i < k; i++) y[(size_t)(t + i) * ystride + r] = out[i];
+                }
+            }
+        }
+        return 0;
+    }
+#endif
     // K-quants (and the portable level): row-dots over token blocks of 32, whose activations stay in L2 while
     // every row of the range passes over them.
     for (int t0 = 0; t0 < ntok; t0 += 32)
@@ -988,6 +1092,23 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
 int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const void *x, size_t xstride, int ntok,
                             int gemm_tokens, float *y, size_t ystride, int n) {
     const char *wb = (const char *)w, *xb = (const char *)x;
+#if RK_X86
+    if (rk_simd_level()) {   // 4 tokens per unpacked weight row, token blocks of 32 kept in L2 as below
+        for (int t0 = 0; t0 < ntok; t0 += 32) {
+            const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
+            for (int r = r0; r < r1; r++) {
+                for (int t = t0; t < t1; t += 4) {
+                    const int k = t1 - t < 4 ? t1 - t : 4;
+                    const int gemm[4] = {t < gemm_tokens, t + 1 < gemm_tokens, t + 2 < gemm_tokens, t + 3 < gemm_tokens};
+                    float out[4];
+                    dot4_q4_K_repacked_avx2(n, wb + (size_t)r * wstride, xb + (size_t)t * xstride, xstride, k, gemm, out);
+                    for (int i = 0; i < k; i++) y[(size_t)(t + i) * ystride + r] = out[i];
+                }
+            }
+        }
+        return 0;
+    }
+#endif
     for (int t0 = 0; t0 < ntok; t0 += 32) {   // token blocks of 32 stay in L2 while the rows pass over them
         const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
         for (int r = r0; r < r1; r++) {
