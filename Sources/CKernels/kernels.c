@@ -717,24 +717,37 @@ RK_AVX2 static void lanes_k4_avx2(const uint8_t sm[16], const uint8_t *qs, const
     _mm256_storeu_si256((__m256i *)lane, sumi);
 }
 
-RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, const int16_t bsums[16], int32_t lane[8]) {
+// A Q6_K super-block's values as 8 vectors of 32 (q[k] holds elements 32k … 32k + 31, unsigned 0…63).
+RK_AVX2 static inline void unpack_q6_K_avx2(const block_q6_K *w, __m256i q[8]) {
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
-    __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < 2; g++) {
         const __m256i low[2] = {_mm256_loadu_si256((const __m256i *)(w->ql + 64 * g)), _mm256_loadu_si256((const __m256i *)(w->ql + 64 * g + 32))};
         const __m256i high = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * g));
-        for (int k = 0; k < 4; k++) {
-            const __m256i lo = _mm256_and_si256(k < 2 ? low[k] : _mm256_srli_epi16(low[k - 2], 4), m4);
-            const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * k)), m3), 4);
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(q8 + 128 * g + 32 * k));
-            const __m256i p16 = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x);
-            const int8_t *sc = w->scales + 8 * g + 2 * k;   // elements 0–15 of the 32, then 16–31
-            const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
+        for (int j = 0; j < 4; j++) {
+            const __m256i lo = _mm256_and_si256(j < 2 ? low[j] : _mm256_srli_epi16(low[j - 2], 4), m4);
+            const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * j)), m3), 4);
+            q[4 * g + j] = _mm256_or_si256(lo, hi);
         }
+    }
+}
+
+// The lanes of one Q6_K super-block against the activations q8 (scale of elements 0–15 of each 32, then 16–31).
+RK_AVX2 static inline void lanes_q6_K_unpacked_avx2(const block_q6_K *w, const __m256i q[8], const int8_t *q8,
+                                                    const int16_t bsums[16], int32_t lane[8]) {
+    __m256i sumi = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k++) {
+        const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(w->scales[2 * k + 1]), _mm_set1_epi16(w->scales[2 * k]));
+        const __m256i p16 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
     }
     _mm256_storeu_si256((__m256i *)lane, sumi);
     q6_K_offsets(w, bsums, lane);
+}
+
+RK_AVX2 static void lanes_q6_K_avx2(const block_q6_K *w, const int8_t *q8, const int16_t bsums[16], int32_t lane[8]) {
+    __m256i q[8];
+    unpack_q6_K_avx2(w, q);
+    lanes_q6_K_unpacked_avx2(w, q, q8, bsums, lane);
 }
 #endif
 
@@ -825,32 +838,15 @@ RK_K_TILED(dot_k_tiled_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6
 RK_AVX2 static void dot4_q6_K_tiled_avx2(int n, const void *w, const char *x, size_t xstride, int ntok, float out[4]) {
 #pragma clang fp contract(off)
     const block_q6_K *wb = (const block_q6_K *)w;
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
     float acc[4] = {0};
     for (int b = 0; b < n / 256; b++) {
-        const block_q6_K *blk = wb + b;
-        __m256i q[8];   // elements 32k … 32k + 31 (k = 4g + j), unsigned 0…63
-        for (int g = 0; g < 2; g++) {
-            const __m256i low[2] = {_mm256_loadu_si256((const __m256i *)(blk->ql + 64 * g)), _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * g + 32))};
-            const __m256i high = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * g));
-            for (int j = 0; j < 4; j++) {
-                const __m256i lo = _mm256_and_si256(j < 2 ? low[j] : _mm256_srli_epi16(low[j - 2], 4), m4);
-                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(high, _mm_cvtsi32_si128(2 * j)), m3), 4);
-                q[4 * g + j] = _mm256_or_si256(lo, hi);
-            }
-        }
-        const float dw = half_to_float_avx(blk->d);
+        __m256i q[8];
+        unpack_q6_K_avx2(wb + b, q);
+        const float dw = half_to_float_avx(wb[b].d);
         for (int t = 0; t < ntok; t++) {
             const block_q8_K *xt = (const block_q8_K *)(x + (size_t)t * xstride) + b;
-            __m256i sumi = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++) {
-                const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(blk->scales[2 * k + 1]), _mm_set1_epi16(blk->scales[2 * k]));
-                const __m256i p16 = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(xt->qs + 32 * k)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale, p16));
-            }
             int32_t lane[8];
-            _mm256_storeu_si256((__m256i *)lane, sumi);
-            q6_K_offsets(blk, xt->bsums, lane);
+            lanes_q6_K_unpacked_avx2(wb + b, q, xt->qs, xt->bsums, lane);
             acc[t] = fmaf(dw * (float)sum_lanes(lane), xt->d, acc[t]);
         }
     }

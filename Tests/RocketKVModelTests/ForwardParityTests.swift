@@ -31,6 +31,18 @@ func compare(_ logits: [Float], vocabulary: Int, with positions: [LogitsFixture.
     return (maxDiff, misses)
 }
 
+/// Greedy decoding of `count` tokens after `prompt`, one token per step (the fixtures' `greedy`).
+func greedyContinuation(_ session: InferenceSession, prompt: [Int], count: Int) throws -> [Int] {
+    var logits = try session.prefill(prompt)
+    var generated: [Int] = []
+    for _ in 0..<count {
+        let next = logits.indices.max { logits[$0] < logits[$1] }!
+        generated.append(next)
+        logits = Array(try session.decode(next))
+    }
+    return generated
+}
+
 /// The forward pass against llama.cpp (same model, same prompt tokens, f16 KV cache, no flash attention).
 ///
 /// Bound: the engine reproduces llama.cpp's CPU arithmetic operation for operation (int8 activation
@@ -63,14 +75,8 @@ final class ForwardParityTests: XCTestCase {
         for name in Self.fixtureNames {
             let fixture = try TestModel.fixture("logits_\(name).json", as: LogitsFixture.self)
             let session = InferenceSession(model: model, policy: FullKV(shape: model.config.attentionShape))
-            var logits = try session.prefill(fixture.tokens)
-            var generated: [Int] = []
-            for _ in 0..<fixture.greedy.count {
-                let next = logits.indices.max { logits[$0] < logits[$1] }!
-                generated.append(next)
-                logits = Array(try session.decode(next))
-            }
-            XCTAssertEqual(generated, fixture.greedy, "\(name): greedy continuation differs from llama.cpp")
+            XCTAssertEqual(try greedyContinuation(session, prompt: fixture.tokens, count: fixture.greedy.count), fixture.greedy,
+                           "\(name): greedy continuation differs from llama.cpp")
         }
     }
 }

@@ -37,14 +37,8 @@ final class Gemma3ParityTests: XCTestCase {
         for name in TestModel.fixtureNames(in: "gemma3", prefix: "logits_") {
             let fixture = try TestModel.fixture(name, as: LogitsFixture.self)
             let session = engine.session(policy: try fullCache(engine.model, promptLength: fixture.tokens.count))
-            var logits = try session.prefill(fixture.tokens)
-            var generated: [Int] = []
-            for _ in 0..<fixture.greedy.count {
-                let next = logits.indices.max { logits[$0] < logits[$1] }!
-                generated.append(next)
-                logits = Array(try session.decode(next))
-            }
-            XCTAssertEqual(generated, fixture.greedy, "\(name): greedy continuation differs from llama.cpp")
+            XCTAssertEqual(try greedyContinuation(session, prompt: fixture.tokens, count: fixture.greedy.count), fixture.greedy,
+                           "\(name): greedy continuation differs from llama.cpp")
         }
     }
 
