@@ -359,8 +359,8 @@ extension JinjaInterpreter {
     func replace(_ s: String, _ old: String, _ new: String, count: Int) throws -> String {
         let growth = new.utf8.count - old.utf8.count
         if growth > 0 {
-            var replacements = old.isEmpty ? s.unicodeScalars.count + 1 : s.components(separatedBy: old).count - 1
-            if count >= 0 { replacements = min(replacements, count) }
+            let replacements = old.isEmpty ? (count < 0 ? s.unicodeScalars.count + 1 : min(count, s.unicodeScalars.count + 1))
+                : pythonOccurrences(of: Array(old.unicodeScalars), in: Array(s.unicodeScalars), limit: count).count
             let (added, overflow) = replacements.multipliedReportingOverflow(by: growth)
             try budget.checkBytes(overflow ? .max : s.utf8.count + added)
         }

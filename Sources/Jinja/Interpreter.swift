@@ -543,7 +543,7 @@ struct JinjaInterpreter {
                 throw TemplateError("'in <string>' requires string as left operand, not \(item.typeName)")
             }
             try budget.charge(RenderBudget.cost(of: container))
-            return needle.isEmpty || text.contains(needle)
+            return needle.isEmpty || !pythonOccurrences(of: Array(needle.unicodeScalars), in: Array(text.unicodeScalars), limit: 1).isEmpty
         case .array(let items): return try items.contains { try equals($0, item) }
         case .dict(let dict):
             return JinjaKey(item).map { dict[$0] != nil } ?? false

@@ -126,23 +126,12 @@ extension JinjaInterpreter {
     }
 
     /// `find`, `count`, `index`...: `result` of the code-point offsets where the argument occurs
-    /// (not overlapping; an empty argument also matches at the end).
+    /// (not overlapping; an empty argument at every offset, the end included, as in Python).
     private static func search(_ result: @escaping @Sendable ([Int]) throws -> JinjaValue) -> JinjaMethod<String> {
         JinjaMethod(["sub"]) { c in
             guard case .string(let needle)? = c[0] else { throw TemplateError("\(c.name)() needs a string") }
             let hay = Array(c.subject.unicodeScalars), sub = Array(needle.unicodeScalars)
-            var positions: [Int] = []
-            var i = 0
-            while i + sub.count <= hay.count {
-                if hay[i..<i + sub.count].elementsEqual(sub) {
-                    positions.append(i)
-                    i += max(sub.count, 1)
-                } else {
-                    i += 1
-                }
-            }
-            if sub.isEmpty { positions.append(hay.count) }
-            return try result(positions)
+            return try result(sub.isEmpty ? Array(0...hay.count) : pythonOccurrences(of: sub, in: hay))
         }
     }
 

@@ -15,6 +15,32 @@ func pythonStrip(_ s: String, chars: String?, left: Bool, right: Bool) -> String
     return String(out)
 }
 
+/// The scalar offsets of `needle`'s non-overlapping occurrences in `hay`, left to right, at most `limit` of them
+/// (all when negative): Python's literal code-point matching, for `find`, `count`, `replace`, `split` and `in`
+/// (Knuth–Morris–Pratt, so the work stays linear whatever the strings). An empty needle occurs nowhere here.
+func pythonOccurrences(of needle: [Unicode.Scalar], in hay: [Unicode.Scalar], limit: Int = -1) -> [Int] {
+    guard !needle.isEmpty, needle.count <= hay.count, limit != 0 else { return [] }
+    var failure = [Int](repeating: 0, count: needle.count)   // longest proper border of needle[...i]
+    var k = 0
+    for i in 1..<needle.count {
+        while k > 0 && needle[i] != needle[k] { k = failure[k - 1] }
+        if needle[i] == needle[k] { k += 1 }
+        failure[i] = k
+    }
+    var found: [Int] = []
+    k = 0
+    for (i, c) in hay.enumerated() {
+        while k > 0 && c != needle[k] { k = failure[k - 1] }
+        if c == needle[k] { k += 1 }
+        if k == needle.count {
+            found.append(i + 1 - k)
+            if found.count == limit { break }
+            k = 0   // the next match starts after this one
+        }
+    }
+    return found
+}
+
 /// `str.split(sep, maxsplit)` / `str.rsplit(sep, maxsplit)`.
 func pythonSplit(_ s: String, separator: String?, maxSplit: Int, fromRight: Bool) -> [String] {
     var scalars = Array(s.unicodeScalars)
@@ -31,17 +57,11 @@ func pythonSplit(_ s: String, separator: String?, maxSplit: Int, fromRight: Bool
     var parts: [String] = []
     var splits = 0
     if let sep {
-        var start = 0, i = 0
-        while i + sep.count <= scalars.count {
-            if maxSplit >= 0 && splits >= maxSplit { break }
-            if Array(scalars[i..<i + sep.count]) == sep {
-                parts.append(string(scalars[start..<i]))
-                i += sep.count
-                start = i
-                splits += 1
-            } else {
-                i += 1
-            }
+        var start = 0
+        for i in pythonOccurrences(of: sep, in: scalars, limit: maxSplit) {
+            parts.append(string(scalars[start..<i]))
+            start = i + sep.count
+            splits += 1
         }
         parts.append(string(scalars[start...]))
     } else {
@@ -88,17 +108,17 @@ func pythonSplitLines(_ s: String) -> [String] {
 }
 
 func pythonReplace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-    if count < 0 { return old.isEmpty ? pythonReplaceEmpty(s, new, count: count) : s.replacingOccurrences(of: old, with: new) }
     if old.isEmpty { return pythonReplaceEmpty(s, new, count: count) }
-    var result = ""
-    var rest = Substring(s)
-    var done = 0
-    while done < count, let range = rest.range(of: old) {
-        result += rest[..<range.lowerBound] + new
-        rest = rest[range.upperBound...]
-        done += 1
+    let scalars = Array(s.unicodeScalars), oldLength = old.unicodeScalars.count
+    var result = String.UnicodeScalarView()
+    var start = 0
+    for i in pythonOccurrences(of: Array(old.unicodeScalars), in: scalars, limit: count) {
+        result.append(contentsOf: scalars[start..<i])
+        result.append(contentsOf: new.unicodeScalars)
+        start = i + oldLength
     }
-    return result + rest
+    result.append(contentsOf: scalars[start...])
+    return String(result)
 }
 
 /// `"ab".replace("", "-")` is "-a-b-".

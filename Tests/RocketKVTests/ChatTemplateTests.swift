@@ -209,6 +209,20 @@ final class ChatTemplateTests: XCTestCase {
     // MARK: - Errors (the interpreter's own are tested in JinjaTests)
 
     /// Each kind of `Jinja.TemplateError` comes out as the same kind of `ChatTemplateError`.
+    /// String search is Python's literal code-point matching (Jinja2's rendering of the same template, with the
+    /// strings passed in messages): a NUL in the pattern, a lone combining mark, overlapping candidates, an empty
+    /// pattern. `'aaa'.replace('aa\0', …)` used to trap (Foundation's search ended a match past the string).
+    func testStringSearchIsLiteralCodePoints() throws {
+        let source = "{% set nul = messages[0]['content'] %}{% set acc = messages[1]['content'] %}{% set mark = messages[2]['content'] %}"
+            + "{{ 'aaa'.replace(nul, 'b', 2) }}|{{ 'aaa'.replace(nul, 'b') }}|{{ 'aaa'.replace('a', 'b', 2) }}|{{ 'abab'.replace('ab', 'x') }}|"
+            + "{{ 'aaaa'.count('aa') }}|{{ 'abc'.count('') }}|{{ 'abc'.find('') }}|{{ 'abc'.rfind('') }}|{{ 'aaa'.find(nul) }}|"
+            + "{{ acc.replace(mark, '') }}|{{ acc.count(mark) }}|{{ mark in acc }}|{{ nul in 'aaa' }}|{{ acc.split(mark) }}|{{ 'aXbXc'.rsplit('X', 1) }}|"
+            + "{{ 'abaabaab'.replace('abaab', '_') }}|{{ 'aaaa'.split('aa') }}"
+        let messages = ["aa\u{0}", "e\u{301}te\u{301}", "\u{301}"].map { ChatMessage(role: "user", content: $0) }
+        XCTAssertEqual(try render(source, messages),
+                       "aaa|aaa|bba|xx|2|4|0|3|-1|ete|2|True|False|['e', 'te', '']|['aXb', 'c']|_aab|['', '', '']")
+    }
+
     func testTemplateErrorsBecomeChatTemplateErrors() {
         assertError(.syntax, containing: "unknown tag 'frobnicate'") { _ = try ChatTemplate(source: "{% frobnicate %}") }
         assertError(.unsupported, containing: "'include'") { _ = try ChatTemplate(source: "{% include 'x.jinja' %}") }
