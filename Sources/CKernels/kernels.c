@@ -835,8 +835,10 @@ RK_K_TILED(dot_k_tiled_avx2, RK_AVX2, half_to_float_avx, lanes_k4_avx2, lanes_q6
 #if RK_X86
 // dot_k_tiled for Q6_K and up to 4 tokens at once: each super-block's 6-bit values are unpacked once for all of
 // them; every token's integer S and float steps are dot_k_tiled's, so the bits are too.
-RK_AVX2 static void dot4_q6_K_tiled_avx2(int n, const void *w, const char *x, size_t xstride, int ntok, float out[4]) {
+RK_AVX2 static void dot4_q6_K_tiled_avx2(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
+                                         float out[4]) {
 #pragma clang fp contract(off)
+    (void)gemm;   // one order for every token
     const block_q6_K *wb = (const block_q6_K *)w;
     float acc[4] = {0};
     for (int b = 0; b < n / 256; b++) {
@@ -1042,6 +1044,29 @@ static quant_dot_fn quant_dot(int type, int ntok) {
     }
 }
 
+#if RK_X86
+// A kernel giving one weight row's dots with up to 4 consecutive tokens (gemm[i]: token i in the gemm order).
+typedef void (*dot4_fn)(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4], float out[4]);
+
+// Rows [r0, r1) × all tokens through a 4-token kernel: token blocks of 32 stay in L2 while the rows pass over them,
+// each row unpacked once per 4 tokens; tokens below `gemm_tokens` in the gemm order.
+static void matmul_dot4(dot4_fn dot4, const char *w, size_t wstride, int r0, int r1, const char *x, size_t xstride,
+                        int ntok, int gemm_tokens, float *y, size_t ystride, int n) {
+    for (int t0 = 0; t0 < ntok; t0 += 32) {
+        const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
+        for (int r = r0; r < r1; r++) {
+            for (int t = t0; t < t1; t += 4) {
+                const int k = t1 - t < 4 ? t1 - t : 4;
+                const int gemm[4] = {t < gemm_tokens, t + 1 < gemm_tokens, t + 2 < gemm_tokens, t + 3 < gemm_tokens};
+                float out[4];
+                dot4(n, w + (size_t)r * wstride, x + (size_t)t * xstride, xstride, k, gemm, out);
+                for (int i = 0; i < k; i++) y[(size_t)(t + i) * ystride + r] = out[i];
+            }
+        }
+    }
+}
+#endif
+
 // One row-dot per output of rows [r0, r1) and tokens [0, ntok).
 static void matmul_rows(quant_dot_fn dot, const char *wb, size_t wstride, int r0, int r1, const char *xb, size_t xstride,
                         int ntok, float *y, size_t ystride, int n) {
@@ -1062,18 +1087,8 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
     }
 #endif
 #if RK_X86
-    if (rk_simd_level() && type == 14 && ntok >= 8) {   // Q6_K in a batch: 4 tokens per unpacked row, blocks of 32
-        for (int t0 = 0; t0 < ntok; t0 += 32) {
-            const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
-            for (int r = r0; r < r1; r++) {
-                for (int t = t0; t < t1; t += 4) {
-                    const int k = t1 - t < 4 ? t1 - t : 4;
-                    float out[4];
-                    dot4_q6_K_tiled_avx2(n, (const char *)w + (size_t)r * wstride, (const char *)x + (size_t)t * xstride, xstride, k, out);
-                    for (int i = 0; i < k; i++) y[(size_t)(t + i) * ystride + r] = out[i];
-                }
-            }
-        }
+    if (rk_simd_level() && type == 14 && ntok >= 8) {   // Q6_K in a batch: 4 tokens per unpacked row
+        matmul_dot4(dot4_q6_K_tiled_avx2, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, 0, y, ystride, n);
         return 0;
     }
 #endif
@@ -1089,19 +1104,8 @@ int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const
                             int gemm_tokens, float *y, size_t ystride, int n) {
     const char *wb = (const char *)w, *xb = (const char *)x;
 #if RK_X86
-    if (rk_simd_level()) {   // 4 tokens per unpacked weight row, token blocks of 32 kept in L2 as below
-        for (int t0 = 0; t0 < ntok; t0 += 32) {
-            const int t1 = t0 + 32 < ntok ? t0 + 32 : ntok;
-            for (int r = r0; r < r1; r++) {
-                for (int t = t0; t < t1; t += 4) {
-                    const int k = t1 - t < 4 ? t1 - t : 4;
-                    const int gemm[4] = {t < gemm_tokens, t + 1 < gemm_tokens, t + 2 < gemm_tokens, t + 3 < gemm_tokens};
-                    float out[4];
-                    dot4_q4_K_repacked_avx2(n, wb + (size_t)r * wstride, xb + (size_t)t * xstride, xstride, k, gemm, out);
-                    for (int i = 0; i < k; i++) y[(size_t)(t + i) * ystride + r] = out[i];
-                }
-            }
-        }
+    if (rk_simd_level()) {   // 4 tokens per unpacked weight row
+        matmul_dot4(dot4_q4_K_repacked_avx2, wb, wstride, r0, r1, xb, xstride, ntok, gemm_tokens, y, ystride, n);
         return 0;
     }
 #endif

@@ -358,12 +358,10 @@ extension JinjaInterpreter {
     /// `s.replace(old, new, count)`, within the string limit.
     func replace(_ s: String, _ old: String, _ new: String, count: Int) throws -> String {
         let growth = new.utf8.count - old.utf8.count
-        if growth > 0 {
-            let replacements = old.isEmpty ? (count < 0 ? s.unicodeScalars.count + 1 : min(count, s.unicodeScalars.count + 1))
-                : pythonOccurrences(of: Array(old.unicodeScalars), in: Array(s.unicodeScalars), limit: count).count
+        return try pythonReplace(s, old, new, count: count) { replacements in
+            guard growth > 0 else { return }
             let (added, overflow) = replacements.multipliedReportingOverflow(by: growth)
             try budget.checkBytes(overflow ? .max : s.utf8.count + added)
         }
-        return pythonReplace(s, old, new, count: count)
     }
 }

@@ -55,17 +55,15 @@ func pythonSplit(_ s: String, separator: String?, maxSplit: Int, fromRight: Bool
         return String(out)
     }
     var parts: [String] = []
-    var splits = 0
     if let sep {
         var start = 0
         for i in pythonOccurrences(of: sep, in: scalars, limit: maxSplit) {
             parts.append(string(scalars[start..<i]))
             start = i + sep.count
-            splits += 1
         }
         parts.append(string(scalars[start...]))
     } else {
-        var i = 0
+        var i = 0, splits = 0
         while true {
             while i < scalars.count && isPythonWhitespace(scalars[i]) { i += 1 }
             if i >= scalars.count { break }
@@ -107,12 +105,19 @@ func pythonSplitLines(_ s: String) -> [String] {
     return lines
 }
 
-func pythonReplace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-    if old.isEmpty { return pythonReplaceEmpty(s, new, count: count) }
+/// `s.replace(old, new, count)`; `check` sees the number of replacements before the result is built.
+func pythonReplace(_ s: String, _ old: String, _ new: String, count: Int, check: (Int) throws -> Void) rethrows -> String {
+    if old.isEmpty {
+        let places = s.unicodeScalars.count + 1
+        try check(count < 0 ? places : min(count, places))
+        return pythonReplaceEmpty(s, new, count: count)
+    }
     let scalars = Array(s.unicodeScalars), oldLength = old.unicodeScalars.count
+    let occurrences = pythonOccurrences(of: Array(old.unicodeScalars), in: scalars, limit: count)
+    try check(occurrences.count)
     var result = String.UnicodeScalarView()
     var start = 0
-    for i in pythonOccurrences(of: Array(old.unicodeScalars), in: scalars, limit: count) {
+    for i in occurrences {
         result.append(contentsOf: scalars[start..<i])
         result.append(contentsOf: new.unicodeScalars)
         start = i + oldLength
