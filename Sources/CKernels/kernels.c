@@ -1583,16 +1583,19 @@ RK_AVX512 static void NAME(const float *p, size_t pstride, const uint16_t *value
 RK_PV512_GROUP(pv512_group1, 1, 4)
 RK_PV512_GROUP(pv512_group2, 2, 4)
 RK_PV512_GROUP(pv512_group3, 3, 4)
+RK_PV512_GROUP(pv512_group4, 4, 4)
 RK_PV512_GROUP(pv512_half_group1, 1, 2)
 RK_PV512_GROUP(pv512_half_group2, 2, 2)
 RK_PV512_GROUP(pv512_half_group3, 3, 2)
+RK_PV512_GROUP(pv512_half_group4, 4, 2)
 
 // P·V accumulators over the rows of lanes [l0, l1) of `lanes` (lane = row mod lanes): A[i][chunk][lane]
 // holds one 8-float accumulator of dims 8·chunk…, the FMA chain of that lane in row order. Tiles of rows
 // stay in cache while every lane and query group passes over them; rows past count are skipped (they would
-// add a zero probability times a zero row). A pass covers `step` chunks of a row for 1–3 queries (`group`).
+// add a zero probability times a zero row). A pass covers `step` chunks of a row for up to `widest` queries
+// (`group[n - 1]` for n of them: 3 fit AVX2's 16 registers, 4 AVX-512's 32).
 static void attn_pv_lanes_simd(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
-                               int lanes, int l0, int l1, float *A, int step, const pv_group_fn group[3]) {
+                               int lanes, int l0, int l1, float *A, int step, const pv_group_fn group[4], int widest) {
     enum { TILE = 512 };
     const int nc = d / 8, span = l1 - l0;
     const size_t astride = (size_t)nc * lanes;
@@ -1600,7 +1603,7 @@ static void attn_pv_lanes_simd(const float *p, size_t pstride, int nq, int count
         const int t1 = count - t0 < TILE ? count : t0 + TILE;
         for (int g = 0; g < nc; g += step)
             for (int i = 0; i < nq;) {
-                const int n = nq - i >= 3 ? 3 : nq - i;
+                const int n = nq - i >= widest ? widest : nq - i;
                 int ahead = t0 + TILE + l0, col = 0;   // next tile's rows of these lanes, in row order
                 for (int l = l0; l < l1; l++) {
                     // A lane walks the tile with a `lanes`-row stride, which defeats the hardware prefetcher:
@@ -1622,12 +1625,12 @@ static void attn_pv_lanes_simd(const float *p, size_t pstride, int nq, int count
 // The P·V lanes with the widest passes the CPU has: whole 64-dim rows (AVX-512), else 32 dims.
 static void attn_pv_lanes_x86(const float *p, size_t pstride, int nq, int count, const uint16_t *values, int d,
                                int lanes, int l0, int l1, float *A) {
-    static const pv_group_fn avx2[3] = {pv_group1, pv_group2, pv_group3};
-    static const pv_group_fn wide[3] = {pv512_group1, pv512_group2, pv512_group3};
-    static const pv_group_fn half[3] = {pv512_half_group1, pv512_half_group2, pv512_half_group3};
-    if (rk_simd_level() < 2) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, avx2);
-    else if (d % 64 == 0) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 8, wide);
-    else attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, half);
+    static const pv_group_fn avx2[4] = {pv_group1, pv_group2, pv_group3, NULL};
+    static const pv_group_fn wide[4] = {pv512_group1, pv512_group2, pv512_group3, pv512_group4};
+    static const pv_group_fn half[4] = {pv512_half_group1, pv512_half_group2, pv512_half_group3, pv512_half_group4};
+    if (rk_simd_level() < 2) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, avx2, 3);
+    else if (d % 64 == 0) attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 8, wide, 4);
+    else attn_pv_lanes_simd(p, pstride, nq, count, values, d, lanes, l0, l1, A, 4, half, 4);
 }
 
 // out[i][0..<d] from the accumulators of all lanes, summed in ggml's reduction order.

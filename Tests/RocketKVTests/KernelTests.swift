@@ -176,15 +176,19 @@ final class KernelTests: TwoThreadTestCase {
 
     /// The multi-query attention kernels (prefill blocks and the three-phase long decode) give exactly
     /// `Attention.dense`'s bits for every query.
-    /// Query groups of 1–4 heads (the kernels take 3 queries at a time in decode, 12 in prefill), both head
-    /// widths in use, KV groups whole on a thread or split between two (1 and 3 groups on 2 threads), every
-    /// kernel path: the batched kernels agree bit for bit with one query at a time.
+    /// Query groups of 1–4 heads (the kernels take 3 or, with AVX-512, 4 queries at a time in decode, 12 in
+    /// prefill), the head widths in use (Gemma 3's 256 with one KV head for 4 query heads, whose short decode
+    /// splits the group's heads between threads; 96 for the 32-dim AVX-512 passes), KV groups whole on a thread
+    /// or split between two (1 and 3 groups on 2 threads), every kernel path: the batched kernels agree bit for
+    /// bit with one query at a time.
     func testCausalAttentionIsBitExactWithPerQueryAttention() {
         let shapes = [AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64),
                       AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 128),
                       AttentionShape(layers: 1, queryHeads: 2, kvHeads: 1, headDim: 64),
                       AttentionShape(layers: 1, queryHeads: 2, kvHeads: 2, headDim: 32),
-                      AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64)]
+                      AttentionShape(layers: 1, queryHeads: 9, kvHeads: 3, headDim: 64),
+                      AttentionShape(layers: 1, queryHeads: 4, kvHeads: 1, headDim: 256),
+                      AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 96)]
         for shape in shapes {
             for rowType in KVRowType.allCases {
                 let typed = AttentionShape(layers: 1, queryHeads: shape.queryHeads, kvHeads: shape.kvHeads, headDim: shape.headDim, rowType: rowType)

@@ -94,7 +94,8 @@ public enum Attention {
     /// the first `masked` of them masked (f16 rows only).
     ///
     /// Long caches take three parallel phases so both cores stream the cache: scores per (KV head, key range),
-    /// softmax per query head, then P·V per share of accumulator lanes; short ones one job per KV head.
+    /// softmax per query head, then P·V per share of accumulator lanes; short ones one job over the query heads, each
+    /// thread a contiguous share of them (a model with one KV head, as Gemma 3 270M, still uses every thread).
     private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, masked: Int = 0,
                                shape: AttentionShape, output: UnsafeMutablePointer<Float>) {
         if shape.rowType.isQuantized {
@@ -107,12 +108,15 @@ public enum Attention {
         @Sendable func keys(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].halfKeys + first * d) }
         @Sendable func values(_ kv: Int) -> UnsafePointer<UInt16> { UnsafePointer(streams[kv].halfValues + first * d) }
         if count < 256 || d % 64 != 0 {
-            ThreadPool.parallelFor(kvHeads) { range in
+            ThreadPool.parallelFor(shape.queryHeads) { range in
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: g) { counts in
                     for i in 0..<g { counts[i] = Int32(count) }
-                    for kv in range {
-                        rk_attn_causal(query + kv * g * d, d, counts.baseAddress!, Int32(masked), Int32(g), keys(kv), values(kv),
-                                       Int32(d), shape.scale, output + kv * g * d, d, 0)
+                    var h = range.lowerBound
+                    while h < range.upperBound {
+                        let kv = h / g, end = min(range.upperBound, (kv + 1) * g)
+                        rk_attn_causal(query + h * d, d, counts.baseAddress!, Int32(masked), Int32(end - h), keys(kv), values(kv),
+                                       Int32(d), shape.scale, output + h * d, d, 0)
+                        h = end
                     }
                 }
             }
