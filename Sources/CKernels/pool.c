@@ -132,11 +132,11 @@ void rk_pool_destroy(rk_pool *pool) {
 
 int rk_pool_threads(const rk_pool *pool) { return pool->threads; }
 
-void rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context) {
+int rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context) {
     const int n = pool->threads;
     if (n == 1 || atomic_exchange(&pool->busy, 1)) {
         for (int p = 0; p < n; p++) fn(context, p, n);
-        return;
+        return 0;
     }
     const uint64_t g = atomic_load(&pool->generation) + 1;
     pool->job_fn = fn;
@@ -165,6 +165,7 @@ void rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context) {
         }
     }
     atomic_store(&pool->busy, 0);
+    return 1;
 }
 
 // ---- Shared counters for jobs whose threads claim tasks one by one ----

@@ -41,9 +41,15 @@ final class ThreadPoolTests: XCTestCase {
         pool.parallelFor(2) { _ in StepProfile.measure(work: .hsaSelection) { _ = usleep(3_000) } }
         XCTAssertGreaterThanOrEqual(StepProfile.totals.threadNanoseconds(.hsaSelection), 6_000_000, "work is thread-time, summed over workers")
         XCTAssertEqual(StepProfile.totals.threadNanoseconds(.hsaAttention), 0)
+        // Jobs nested in a job run on the thread that started them: part of the outer job's busy time, not jobs.
+        let before = StepProfile.totals
+        pool.install { ThreadPool.parallelFor(2) { _ in ThreadPool.parallelFor(2) { _ in usleep(1_000) } } }
+        XCTAssertEqual(StepProfile.totals.jobs, before.jobs + 1, "only the outer job is recorded")
+        XCTAssertGreaterThanOrEqual(StepProfile.totals.jobBusyNanoseconds - before.jobBusyNanoseconds, 4_000_000)
+        XCTAssertLessThan(StepProfile.totals.idleNanoseconds - before.idleNanoseconds, 4_000_000, "a nested job's serial run is no idle time")
         StepProfile.enabled = false
         pool.parallelFor(2) { _ in }
-        XCTAssertEqual(StepProfile.totals.jobs, 3, "nothing is recorded while off")
+        XCTAssertEqual(StepProfile.totals.jobs, 4, "nothing is recorded while off")
     }
 
     /// The static members reach the installed pool (installs nest), a worker's own pool inside a job, and

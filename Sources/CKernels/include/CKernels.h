@@ -191,7 +191,8 @@ void rk_pool_destroy(rk_pool *pool);
 int rk_pool_threads(const rk_pool *pool);
 /// Runs fn(context, i, n) for every thread i in [0, n) and returns when all are done. While the pool is busy
 /// with another job (another thread's, or this call is nested in one), all n run on the calling thread.
-void rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context);
+/// Returns 1 when the job was spread over the pool's threads, 0 when it ran on the calling thread alone.
+int rk_pool_run(rk_pool *pool, rk_task_fn fn, void *context);
 /// The calling thread's current pool (NULL until set; a worker's is its own pool) / sets it, returning the previous.
 rk_pool *rk_pool_current(void);
 rk_pool *rk_pool_set_current(rk_pool *pool);

@@ -81,6 +81,9 @@ public enum StepProfile {
 
     /// Records one pool job: its wall time over `threads` workers and their summed busy time.
     static func recordJob(threads: Int, wall: UInt64, busy: UInt64) {
+        // Jobs nested in a job (a sequence's attention in a batched step) run on the workers too: locked.
+        workLock.lock()
+        defer { workLock.unlock() }
         totals.jobs += 1
         totals.jobThreadNanoseconds += UInt64(threads) * wall
         totals.jobBusyNanoseconds += busy

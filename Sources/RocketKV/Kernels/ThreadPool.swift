@@ -94,32 +94,35 @@ public final class ThreadPool: @unchecked Sendable {
     /// `countsBusy` (a job whose workers also wait inside it).
     private static func run(on pool: OpaquePointer, countsBusy: Bool = false,
                             _ body: @Sendable (_ index: Int, _ count: Int, _ busy: UnsafeMutablePointer<UInt64>?) -> Void) {
-        guard StepProfile.enabled else { return runJob(on: pool) { body($0, $1, nil) } }
+        guard StepProfile.enabled else { runJob(on: pool) { body($0, $1, nil) }; return }
         let threads = Int(rk_pool_threads(pool))
         nonisolated(unsafe) let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: threads)
         busy.initialize(repeating: 0, count: threads)
         defer { busy.deallocate() }
         let start = StepProfile.now()
-        runJob(on: pool) { index, count in
+        let spread = runJob(on: pool) { index, count in
             if countsBusy { body(index, count, busy); return }
             let begin = StepProfile.now()
             body(index, count, busy)
             busy[index] = StepProfile.now() - begin
         }
-        StepProfile.recordJob(threads: threads, wall: StepProfile.now() - start, busy: (0..<threads).reduce(0) { $0 + busy[$1] })
+        // A job that ran on the calling thread alone (nested in another) is part of that job's busy time.
+        if spread { StepProfile.recordJob(threads: threads, wall: StepProfile.now() - start, busy: (0..<threads).reduce(0) { $0 + busy[$1] }) }
     }
 
     private static func run(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) {
         run(on: pool) { index, count, _ in body(index, count) }
     }
 
-    private static func runJob(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) {
+    /// Whether the job was spread over the pool's threads (`rk_pool_run`).
+    @discardableResult
+    private static func runJob(on pool: OpaquePointer, _ body: @Sendable (_ index: Int, _ count: Int) -> Void) -> Bool {
         withoutActuallyEscaping(body) { escaping in
             var job = escaping
-            withUnsafeMutablePointer(to: &job) { pointer in
+            return withUnsafeMutablePointer(to: &job) { pointer in
                 rk_pool_run(pool, { context, index, count in
                     context!.assumingMemoryBound(to: (@Sendable (Int, Int) -> Void).self).pointee(Int(index), Int(count))
-                }, pointer)
+                }, pointer) != 0
             }
         }
     }

@@ -179,15 +179,31 @@ enum ForwardSteps {
 
     /// Layer `l`'s attention of `state.q/k/v` (after RoPE) into `state.attention`, each segment of `batch`
     /// through its own policy.
+    ///
+    /// Decode rows of several sequences (a server step) are one pool job whose threads claim whole sequences:
+    /// a sequence's attention is too small to split well, and splitting each would cost a few fork-joins per
+    /// sequence and layer. The policies' own jobs then run on the claiming thread (the pool is busy), which
+    /// gives the same bits. Prompt chunks, and a lone decode row, use the whole pool as before.
     static func attend(layer l: Int, batch: ForwardBatch, config c: ModelConfig, state: ForwardState) {
         let qDim = c.queryHeads * c.headDim, kvDim = c.kvHeads * c.headDim
-        for (segment, row) in zip(batch.segments, batch.firstRows) {
-            let input = AttentionInput(queries: state.q + row * qDim, keys: state.k + row * kvDim, values: state.v + row * kvDim,
+        let firstRows = batch.firstRows
+        // Read only; each policy is used by the one thread that claimed its segment.
+        nonisolated(unsafe) let segments = batch.segments
+        nonisolated(unsafe) let q = state.q, k = state.k, v = state.v, attention = state.attention   // each segment its own rows
+        @Sendable func attend(_ i: Int) {
+            let segment = segments[i], row = firstRows[i]
+            let input = AttentionInput(queries: q + row * qDim, keys: k + row * kvDim, values: v + row * kvDim,
                                        tokens: segment.tokens.count, firstPosition: segment.position)
-            let output = state.attention + row * qDim
-            StepProfile.measure(.attention) {
-                if segment.decode { segment.policy.decode(layer: l, input, output: output) } else { segment.policy.prefill(layer: l, input, output: output) }
+            if segment.decode { segment.policy.decode(layer: l, input, output: attention + row * qDim) } else { segment.policy.prefill(layer: l, input, output: attention + row * qDim) }
+        }
+        StepProfile.measure(.attention) {
+            let decodes = segments.indices.filter { segments[$0].decode }
+            if decodes.count > 1 {
+                ThreadPool.runPhases(groups: decodes.count, phases: [1]) { i, _, _ in attend(decodes[i]) }
+            } else {
+                decodes.forEach(attend)
             }
+            for i in segments.indices where !segments[i].decode { attend(i) }
         }
     }
 
