@@ -29,6 +29,9 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, parsing: .unconditional, help: "Tokens decoded after the prefill.")
     var gen = 64
 
+    @Option(name: .long, help: "Comma-separated numbers of sequences decoded together, one batched forward pass per step as `serve` runs them (decode tok/s is then their aggregate).")
+    var batch = "1"
+
     @Option(name: .long, parsing: .unconditional, help: "Repetitions per configuration (each in a fresh process).")
     var repetitions = 3
 
@@ -46,6 +49,7 @@ struct BenchCommand: ParsableCommand {
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: try contexts, budgets: try budgets.compactMap { $0 }, threads: threads)
+        guard try batches.allSatisfy(BenchLimits.batch.contains) else { throw ValidationError("--batch values must be in \(BenchLimits.batch)") }
         guard (1...100).contains(repetitions) else { throw ValidationError("--repetitions must be in 1...100") }
         try usage {
             for method in methods { _ = try KVMethods.named(method) }
@@ -54,6 +58,7 @@ struct BenchCommand: ParsableCommand {
     }
 
     var contexts: [Int] { get throws { try BenchLimits.integers(context, option: "--context") } }
+    var batches: [Int] { get throws { try BenchLimits.integers(batch, option: "--batch") } }
     var budgets: [Int?] { get throws { try budget.map { try BenchLimits.integers($0, option: "--budget") } ?? [nil] } }
     var methods: [String] { kv.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
     var kvTypes: [KVRowType] {
@@ -72,20 +77,21 @@ struct BenchCommand: ParsableCommand {
         let bandwidth = try measureBandwidthInChild(threads: threadCount)
         printError(String(format: "read bandwidth: %.1f GB/s; kernels: %@", bandwidth / 1e9, Ops.kernelLevel))
 
-        let contexts = try contexts, budgets = try budgets, types = try kvTypes
-        let configs = methods.flatMap { m in types.flatMap { t in budgets.flatMap { b in contexts.map { (m, t, b, $0) } } } }
+        let contexts = try contexts, budgets = try budgets, types = try kvTypes, batches = try batches
+        let configs = methods.flatMap { m in types.flatMap { t in budgets.flatMap { b in contexts.flatMap { c in batches.map { (m, t, b, c, $0) } } } } }
         // Repetitions are interleaved (every configuration once, then again): on a shared machine the load
         // drifts over minutes, and interleaving lets every configuration see the same mix of it.
         var runs = [[[String: Any]]](repeating: [], count: configs.count)
         var failures = [String?](repeating: nil, count: configs.count)
         for rep in 0..<repetitions {
-            for (index, (method, type, budget, context)) in configs.enumerated() where failures[index] == nil {
+            for (index, (method, type, budget, context, batch)) in configs.enumerated() where failures[index] == nil {
                 let label = "run \(rep + 1)/\(repetitions), [\(index + 1)/\(configs.count)] \(method) \(type)\(budget.map { " budget \($0)" } ?? "") context \(context)"
+                    + (batch > 1 ? " × \(batch) sequences" : "")
                 FileHandle.standardError.write(Data("\r\u{1B}[K\(label)".utf8))
                 let prefill = ProgressLine(label: label + ": prefill")
                 do {
                     runs[index].append(try runChild(model: modelPath, method: method, type: type, budget: budget, context: context,
-                                                    threads: threadCount, progress: prefill.update))
+                                                    batch: batch, threads: threadCount, progress: prefill.update))
                 } catch {
                     failures[index] = "\(error)"
                 }
@@ -94,12 +100,12 @@ struct BenchCommand: ParsableCommand {
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
         if !json { printTableHeader() }
         var rows: [[String: Any]] = []
-        for (index, (method, type, budget, context)) in configs.enumerated() {
+        for (index, (method, type, budget, context, batch)) in configs.enumerated() {
             if let failure = failures[index] {
-                printError("\(method) \(type) budget \(budget.map(String.init) ?? "-") context \(context): \(failure)")
+                printError("\(method) \(type) budget \(budget.map(String.init) ?? "-") context \(context) batch \(batch): \(failure)")
                 continue
             }
-            let row = summarize(runs[index], method: method, type: type, budget: budget, context: context, bandwidth: bandwidth,
+            let row = summarize(runs[index], method: method, type: type, budget: budget, context: context, batch: batch, bandwidth: bandwidth,
                                 threads: threadCount)
             rows.append(row)
             if json {
@@ -111,19 +117,19 @@ struct BenchCommand: ParsableCommand {
         }
         fflush(nil)  // every output stream, stdout included (the C global `stdout` is not concurrency-safe in Swift 6)
         if !json {
-            print(String(format: "read bandwidth %.1f GB/s (%d threads), %@ kernels; bound = bandwidth / (weight + KV bytes read per token); ± is half the range over %d runs",
+            print(String(format: "read bandwidth %.1f GB/s (%d threads), %@ kernels; bound = bandwidth / (weight + KV bytes read per token; with seqs > 1 a step reads the weights once for all, and tok/s is their aggregate); ± is half the range over %d runs",
                          bandwidth / 1e9, threadCount, Ops.kernelLevel, repetitions))
             if breakdown { printBreakdown(rows) }
         }
     }
 
     /// Runs one configuration in a child; its prefill progress (`progress DONE TOTAL` lines on its stderr) goes to `progress`.
-    private func runChild(model: String, method: String, type: KVRowType, budget: Int?, context: Int, threads: Int,
+    private func runChild(model: String, method: String, type: KVRowType, budget: Int?, context: Int, batch: Int, threads: Int,
                           progress: @escaping (Int, Int) -> Void) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
         var arguments = ["bench-child", "--model", model, "--method", method, "--kv-type", type.rawValue, "--context", String(context),
-                         "--gen", String(gen), "--threads", String(threads), "--progress"]
+                         "--gen", String(gen), "--batch", String(batch), "--threads", String(threads), "--progress"]
         if let budget { arguments += ["--budget", String(budget)] }
         for option in kvOption { arguments += ["--kv-option", option] }
         if breakdown { arguments.append("--breakdown") }
@@ -173,8 +179,8 @@ struct BenchCommand: ParsableCommand {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    private func summarize(_ runs: [[String: Any]], method: String, type: KVRowType, budget: Int?, context: Int, bandwidth: Double,
-                           threads: Int) -> [String: Any] {
+    private func summarize(_ runs: [[String: Any]], method: String, type: KVRowType, budget: Int?, context: Int, batch: Int,
+                           bandwidth: Double, threads: Int) -> [String: Any] {
         func values(_ key: String) -> [Double] { runs.compactMap { ($0[key] as? NSNumber)?.doubleValue } }
         func median(_ key: String) -> Double { BenchStats.median(values(key)) }
         func spread(_ key: String) -> Double { BenchStats.halfRange(values(key)) }
@@ -186,6 +192,7 @@ struct BenchCommand: ParsableCommand {
             "kv_type": type.rawValue,
             "budget": budget.map { $0 as Any } ?? NSNull(),
             "context": context,
+            "batch": batch,
             "gen": gen,
             "threads": threads,
             "repetitions": runs.count,
@@ -212,29 +219,31 @@ struct BenchCommand: ParsableCommand {
     }
 
     private func printTableHeader() {
-        print("| method | kv type | budget | context | prefill tok/s | decode tok/s | ms/tok | bound tok/s | GB/s | KV read/tok MB | KV stored MB | peak RSS MB | decode RSS MB |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | kv type | budget | context | seqs | prefill tok/s | decode tok/s | ms/tok | bound tok/s | GB/s | KV read/tok MB | KV stored MB | peak RSS MB | decode RSS MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     }
 
     private func printTableRow(_ r: [String: Any]) {
         func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
         let budget = (r["budget"] as? Int).map(String.init) ?? "-"
-        print(String(format: "| %@ | %@ | %@ | %d | %.1f ± %.1f | %.1f ± %.1f | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f |",
-                     r["method"] as! String, r["kv_type"] as! String, budget, r["context"] as! Int, d("prefill_tok_s"), d("prefill_tok_s_spread"),
+        print(String(format: "| %@ | %@ | %@ | %d | %d | %.1f ± %.1f | %.1f ± %.1f | %.2f | %.1f | %.2f | %.2f | %.1f | %.1f | %.1f |",
+                     r["method"] as! String, r["kv_type"] as! String, budget, r["context"] as! Int, r["batch"] as! Int,
+                     d("prefill_tok_s"), d("prefill_tok_s_spread"),
                      d("decode_tok_s"), d("decode_tok_s_spread"), d("decode_ms"), d("bound_tok_s"), d("achieved_gbs"),
                      d("kv_bytes_read_per_token") / 1e6, d("kv_bytes_stored") / 1e6, d("peak_rss_bytes") / 1e6,
                      d("decode_rss_bytes") / 1e6))
     }
 
-    /// Where a decode step's time goes, per configuration (medians over the runs; ms per token).
+    /// Where a decode step's time goes, per configuration (medians over the runs; ms per decoded token, a step's time / seqs).
     private func printBreakdown(_ rows: [[String: Any]]) {
         print("")
-        print("| method | kv type | budget | context | ms/tok | matmul ms | attention ms | other ms | pool idle ms (all threads) | fork-joins/tok | HSA selection ms (all threads) | HSA attention ms (all threads) |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| method | kv type | budget | context | seqs | ms/tok | matmul ms | attention ms | other ms | pool idle ms (all threads) | fork-joins/tok | HSA selection ms (all threads) | HSA attention ms (all threads) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows {
             func d(_ k: String) -> Double { (r[k] as? NSNumber)?.doubleValue ?? 0 }
-            print(String(format: "| %@ | %@ | %@ | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f |",
+            print(String(format: "| %@ | %@ | %@ | %d | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.2f | %.2f |",
                          r["method"] as! String, r["kv_type"] as! String, (r["budget"] as? Int).map(String.init) ?? "-", r["context"] as! Int,
+                         r["batch"] as! Int,
                          d("decode_ms"), d("breakdown_matmul_ms"), d("breakdown_attention_ms"), d("breakdown_other_ms"),
                          d("breakdown_pool_idle_ms"), d("breakdown_jobs_per_token"), d("breakdown_hsa_selection_thread_ms"),
                          d("breakdown_hsa_attention_thread_ms")))
@@ -272,7 +281,7 @@ enum BenchStats {
 /// What `bench` and `bench-child` accept: contexts up to 262,144 tokens (past every catalog model's trained
 /// context, as speed measurements), up to 100,000 decoded tokens, budgets of at least 16.
 enum BenchLimits {
-    static let contexts = 1...262_144, gen = 1...100_000, threads = 1...64
+    static let contexts = 1...262_144, gen = 1...100_000, threads = 1...64, batch = 1...64
 
     static func check(gen: Int, contexts: [Int], budgets: [Int], threads: Int?) throws {
         guard Self.gen.contains(gen) else { throw ValidationError("--gen must be in \(Self.gen)") }
@@ -313,6 +322,7 @@ struct BenchChildCommand: ParsableCommand {
     @Option(parsing: .unconditional) var budget: Int?
     @Option(parsing: .unconditional) var context: Int = 512
     @Option(parsing: .unconditional) var gen: Int = 64
+    @Option(parsing: .unconditional) var batch: Int = 1
     @Option(parsing: .unconditional) var threads: Int = 1
     @Option(parsing: .singleValue) var kvOption: [String] = []
     @Flag(help: "Report the prefill's progress as `progress DONE TOTAL` lines on stderr.") var progress = false
@@ -325,6 +335,7 @@ struct BenchChildCommand: ParsableCommand {
 
     func validate() throws {
         try BenchLimits.check(gen: gen, contexts: [context], budgets: budget.map { [$0] } ?? [], threads: threads)
+        guard BenchLimits.batch.contains(batch) else { throw ValidationError("--batch must be in \(BenchLimits.batch)") }
         try usage {
             _ = try KVMethods.named(method)
             _ = try KVRowType(parsing: kvType)
@@ -360,48 +371,56 @@ struct BenchChildCommand: ParsableCommand {
             _ = try warm.decode(logits.indices.max(by: { logits[$0] < logits[$1] })!, allowBeyondContext: true)
         }
 
-        let session = try makeSession()
+        // `batch` sequences, each prompt the bench text rotated by a different amount, decoded together.
+        let sessions = try (0..<batch).map { _ in try makeSession() }
         let t0 = DispatchTime.now().uptimeNanoseconds
         let report: ((Int, Int) -> Void)? = progress ? { done, total in printError("progress \(done) \(total)") } : nil
-        let logits = try session.prefill(prompt, allowBeyondContext: true, progress: report)
+        var next = try sessions.enumerated().map { i, session in
+            let shift = i * 997 % prompt.count
+            let logits = try session.prefill(Array(prompt[shift...] + prompt[..<shift]), allowBeyondContext: true, progress: report)
+            return logits.indices.max(by: { logits[$0] < logits[$1] })!
+        }
         let t1 = DispatchTime.now().uptimeNanoseconds
-        var next = logits.indices.max(by: { logits[$0] < logits[$1] })!
+        let vocabulary = llama.config.vocabularySize
+        let state = ForwardState()
         var kvRead = 0
         var decodeRSS = 0
         StepProfile.reset()
         StepProfile.enabled = breakdown
         let t2 = DispatchTime.now().uptimeNanoseconds
         for step in 0..<gen {
-            next = argmax(try session.decode(next, allowBeyondContext: true))
+            let logits = try engine.pool.install { try InferenceSession.decode(next, sessions: sessions, state: state, allowBeyondContext: true) }
+            next = (0..<batch).map { argmax(UnsafeBufferPointer(rebasing: logits[($0 * vocabulary)..<(($0 + 1) * vocabulary)])) }
             if step == gen - 1 {
-                kvRead = session.policy.statistics.bytesReadLastStep
+                kvRead = sessions.reduce(0) { $0 + $1.policy.statistics.bytesReadLastStep } / batch
             }
             if step == gen / 2 { decodeRSS = BenchChildCommand.residentBytes() }
         }
         let t3 = DispatchTime.now().uptimeNanoseconds
         StepProfile.enabled = false
-        let stats = session.policy.statistics
         // On a model with sliding-window layers, what the method itself stores (the windows are the same for every method).
-        let methodCaches = (session.policy as? LayeredKV)?.caches.filter { !($0 is SlidingWindowKV) } ?? [session.policy]
+        let methodCaches = sessions.flatMap { (($0.policy as? LayeredKV)?.caches.filter { !($0 is SlidingWindowKV) }) ?? [$0.policy] }
         let methodStored = methodCaches.reduce(0) { $0 + $1.statistics.storedBytes }
         var usage = rusage()
         getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        let tokens = Double(gen * batch)
         var result: [String: Any] = [
-            "prefill_tok_s": Double(context) / (Double(t1 - t0) / 1e9),
-            "decode_tok_s": Double(gen) / (Double(t3 - t2) / 1e9),
-            "weight_bytes_per_token": llama.weightBytesPerToken,
+            "prefill_tok_s": Double(context * batch) / (Double(t1 - t0) / 1e9),
+            "decode_tok_s": tokens / (Double(t3 - t2) / 1e9),
+            // Read once per step for every sequence.
+            "weight_bytes_per_token": llama.weightBytesPerToken / batch,
             "kv_bytes_read_per_token": kvRead,
-            "kv_bytes_stored": stats.storedBytes,
+            "kv_bytes_stored": sessions.reduce(0) { $0 + $1.policy.statistics.storedBytes },
             "kv_bytes_stored_method_layers": methodStored,
             "peak_rss_bytes": Int(usage.ru_maxrss) * 1024,
             "decode_rss_bytes": decodeRSS,
         ]
-        if let plan = session.policy.planDescription { result["plan"] = plan }
+        if let plan = sessions[0].policy.planDescription { result["plan"] = plan }
         if breakdown {
-            let p = StepProfile.totals, perToken = 1e6 * Double(gen)
+            let p = StepProfile.totals, perToken = 1e6 * tokens
             let matmul = Double(p.nanoseconds(.matmul)), attention = Double(p.nanoseconds(.attention))
             let values = [matmul / perToken, attention / perToken, (Double(t3 - t2) - matmul - attention) / perToken,
-                          Double(p.idleNanoseconds) / perToken, Double(p.jobs) / Double(gen),
+                          Double(p.idleNanoseconds) / perToken, Double(p.jobs) / tokens,
                           Double(p.threadNanoseconds(.hsaSelection)) / perToken, Double(p.threadNanoseconds(.hsaAttention)) / perToken]
             for (key, value) in zip(Self.breakdownKeys, values) { result[key] = value }
         }

@@ -36,21 +36,34 @@ final class BatchedDecodeTests: XCTestCase {
         }
         var next = alone.map(\.1)
         XCTAssertEqual(next, batched.map(\.1))
-        var positions = runs.map(\.prompt.count)
         let state = ForwardState()
         for _ in 0..<12 {
             let expected = try zip(alone, next).map { (run, token) in Array(try run.0.decode(token)) }
-            let batch = ForwardBatch(zip(batched, zip(next, positions)).map { run, tokenPosition in
-                .init(tokens: [tokenPosition.0], position: tokenPosition.1, policy: run.0.policy, decode: true, logits: .last)
-            })
-            let logits = model.forward(batch, state: state)
+            let logits = try InferenceSession.decode(next, sessions: batched.map(\.0), state: state)
             XCTAssertEqual(logits.count, runs.count * vocabulary)
             for i in runs.indices {
                 XCTAssertEqual(Array(logits[(i * vocabulary)..<((i + 1) * vocabulary)]), expected[i], "sequence \(i) (\(runs[i].method))")
             }
             next = expected.map(argmax)
-            positions = positions.map { $0 + 1 }
         }
+        XCTAssertEqual(batched.map(\.0.position), alone.map(\.0.position))
+    }
+
+    /// A batched step that cannot be one (a token missing, a session twice, a token outside the vocabulary)
+    /// throws before any session moves.
+    func testBatchedDecodeRejectsMalformedSteps() throws {
+        let prompt = Array(try TestModel.fixture("logits_long.json", as: LogitsFixture.self).tokens.prefix(20))
+        let sessions = try (0..<2).map { _ in
+            let session = InferenceSession(model: model, policy: try policy("full", budget: nil, promptLength: prompt.count))
+            _ = try session.prefill(prompt)
+            return session
+        }
+        let state = ForwardState()
+        XCTAssertThrowsError(try InferenceSession.decode([1], sessions: sessions, state: state))
+        XCTAssertThrowsError(try InferenceSession.decode([1, 2], sessions: [sessions[0], sessions[0]], state: state))
+        XCTAssertThrowsError(try InferenceSession.decode([1, model.config.vocabularySize], sessions: sessions, state: state))
+        XCTAssertThrowsError(try InferenceSession.decode([], sessions: [], state: state))
+        XCTAssertEqual(sessions.map(\.position), [prompt.count, prompt.count])
     }
 
     /// A prompt chunk in the same pass as decode rows: the chunk's last logits and the decode rows' match.

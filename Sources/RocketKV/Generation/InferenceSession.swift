@@ -92,6 +92,30 @@ public final class InferenceSession {
         return out
     }
 
+    /// One decode step of several sessions of the same model as one batched forward pass (the weights are read
+    /// once for all of them), as a server step runs them: `tokens[i]` goes to `sessions[i]`. Returns the logits
+    /// `[sessions.count][vocabularySize]` in `state`'s buffer, valid until its next use; each session's row is
+    /// bit for bit what its own `decode` would give. Runs on the calling thread's current pool.
+    public static func decode(_ tokens: [Int], sessions: [InferenceSession], state: ForwardState,
+                              allowBeyondContext: Bool = false) throws -> UnsafeBufferPointer<Float> {
+        guard tokens.count == sessions.count, let model = sessions.first?.model else {
+            throw InferenceError("a batched decode step needs one token per session and at least one session")
+        }
+        guard sessions.allSatisfy({ $0.model === model }), Set(sessions.map(ObjectIdentifier.init)).count == sessions.count else {
+            throw InferenceError("a batched decode step needs distinct sessions of one model")
+        }
+        for (session, token) in zip(sessions, tokens) {
+            try session.checkRoom(for: 1, allowBeyondContext: allowBeyondContext)
+            try session.checkVocabulary([token])
+        }
+        let batch = ForwardBatch(zip(sessions, tokens).map { session, token in
+            .init(tokens: [token], position: session.position, policy: session.policy, decode: true, logits: .last)
+        })
+        let logits = model.forward(batch, state: state)
+        for (session, token) in zip(sessions, tokens) { session.didProcess([token]) }
+        return logits
+    }
+
     private func checkVocabulary(_ tokens: [Int]) throws {
         let vocabulary = model.config.vocabularySize
         if let bad = tokens.first(where: { !(0..<vocabulary).contains($0) }) {
