@@ -110,6 +110,25 @@ final class KVMethodInvariantTests: XCTestCase {
         }
     }
 
+    /// `rocket` and `hsa` with `k2` covering the whole cache select every slot (§4.3 step 9): they attend like
+    /// `full`, bit for bit, and read what it reads.
+    func testRocketWithK2CoveringTheCacheIsFull() throws {
+        let context = KVMethodContext(shape: shape, budget: 2 * (prompt + newTokens), promptLength: prompt, maxNewTokens: newTokens)
+        let policies = try ["full", "rocket", "hsa"].map { try KVMethods.make($0, context: context) }
+        let feed = RandomFeed(shape: shape, seed: 14)
+        let prefill = feed.step(policies, count: prompt, decode: false)
+        XCTAssertEqual(prefill[0], prefill[1])
+        XCTAssertEqual(prefill[0], prefill[2])
+        policies.forEach { $0.finishPrefill() }
+        for _ in 0..<newTokens {
+            let outputs = feed.step(policies, count: 1, decode: true)
+            XCTAssertEqual(outputs[0], outputs[1], "rocket")
+            XCTAssertEqual(outputs[0], outputs[2], "hsa")
+            let read = policies.map(\.statistics.bytesReadLastStep)
+            XCTAssertEqual(read, [read[0], read[0], read[0]])
+        }
+    }
+
     /// Options are validated: unknown names and out-of-range values are user errors.
     func testOptions() throws {
         let context = KVMethodContext(shape: shape, budget: budget, promptLength: prompt, maxNewTokens: newTokens, options: ["sinks": "99"])

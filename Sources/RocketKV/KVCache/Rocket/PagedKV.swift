@@ -38,12 +38,22 @@ final class PagedKV: @unchecked Sendable {
         }
     }
 
-    /// Appends the decode token, then attends with HSA (§2 step 3). `update(g)` brings group g's metadata up
-    /// to date with the token first; `slotMaps[g]`, when given, maps metadata slots to stream slots.
+    /// Appends the decode token, then attends with HSA (§2 step 3), or densely while every stream holds at most
+    /// `k2` slots (HSA would select them all). `update(g)` brings group g's metadata up to date with the token
+    /// first; `slotMaps[g]`, when given, maps metadata slots to stream slots.
     func decode(layer: Int, _ input: AttentionInput, k1: Int, k2: Int, slotMaps: [[Int32]]? = nil, output: UnsafeMutablePointer<Float>,
                 update: @Sendable (Int) -> Void) {
         precondition(input.tokens == 1, "decode takes one token")
-        store.append(layer: layer, input)
+        let before = store.append(layer: layer, input)
+        let streams = store.streams[layer]
+        if slotMaps == nil, streams.allSatisfy({ $0.count <= k2 }) {
+            // k2' = min(k2, N) = N (§4.3 step 9): every slot is selected, so the scores cannot change the result.
+            // Dense attention in slot order (the set is the same; §4.3 leaves the order free), as `full` does.
+            for g in streams.indices { update(g) }
+            store.attend(layer: layer, input, visibleBefore: before, output: output)
+            bytesRead[layer] = streams.reduce(0) { $0 + $1.count * shape.rowPairBytes }
+            return
+        }
         bytesRead[layer] = hsa.run(input, streams: store.streams[layer], metadata: metadata[layer], slotMaps: slotMaps, k1: k1, k2: k2,
                                    output: output, update: update)
     }
