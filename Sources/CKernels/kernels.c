@@ -1828,8 +1828,10 @@ static void expf_array_portable(const float *x, float *y, int n) { for (int i = 
 
 void rk_expf_array(const float *x, float *y, int n) { DISPATCH(expf_array_avx2, expf_array_portable)(x, y, n); }
 
-void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_size, int last_page_tokens,
-                               int group_size, float *out) {
+// One head's page softmax (HSA steps 6–7): logits s·inv, minus their maximum, exp, each page weighted by its token
+// count in a double sum in page order, then scaled by 1/(z·G).
+static void hsa_page_probabilities_portable(const float *s, int pages, float inv, int page_size, int last_page_tokens,
+                                            int group_size, float *out) {
 #pragma clang fp contract(off)
     float m = -INFINITY;
     for (int p = 0; p < pages; p++) {
@@ -1843,6 +1845,46 @@ void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_si
     if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
     const float scale = (float)(1.0 / (z * (double)group_size));
     for (int p = 0; p < pages; p++) out[p] = out[p] * scale;
+}
+
+#if RK_X86
+// The same operations lane by lane: the maximum is the portable loop's select (x ≥ m, so NaN never wins; of +0 and
+// −0 either may, and x − (±0) differs only for x = −0, whose exp is 1 both ways), exp is glibc's (expf_glibc4), and
+// the double sum stays one chain in page order.
+RK_AVX2 static void hsa_page_probabilities_avx2(const float *s, int pages, float inv, int page_size, int last_page_tokens,
+                                                int group_size, float *out) {
+#pragma clang fp contract(off)
+    const __m256 vinv = _mm256_set1_ps(inv);
+    __m256 vm = _mm256_set1_ps(-INFINITY);
+    int p = 0;
+    for (; p + 8 <= pages; p += 8) {
+        const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + p), vinv);
+        _mm256_storeu_ps(out + p, x);
+        vm = _mm256_blendv_ps(vm, x, _mm256_cmp_ps(x, vm, _CMP_GE_OQ));
+    }
+    float lanes[8], m = -INFINITY;
+    _mm256_storeu_ps(lanes, vm);
+    for (int i = 0; i < 8; i++) m = lanes[i] >= m ? lanes[i] : m;
+    for (; p < pages; p++) {
+        out[p] = s[p] * inv;
+        m = out[p] >= m ? out[p] : m;
+    }
+    const __m128 vmax = _mm_set1_ps(m);
+    for (p = 0; p + 4 <= pages; p += 4) _mm_storeu_ps(out + p, expf_glibc4(_mm_sub_ps(_mm_loadu_ps(out + p), vmax)));
+    for (; p < pages; p++) out[p] = expf(out[p] - m);
+    double z = 0;   // in page order
+    for (p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];
+    if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
+    const float scale = (float)(1.0 / (z * (double)group_size));
+    const __m256 vscale = _mm256_set1_ps(scale);
+    for (p = 0; p + 8 <= pages; p += 8) _mm256_storeu_ps(out + p, _mm256_mul_ps(_mm256_loadu_ps(out + p), vscale));
+    for (; p < pages; p++) out[p] = out[p] * scale;
+}
+#endif
+
+void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_size, int last_page_tokens,
+                               int group_size, float *out) {
+    DISPATCH(hsa_page_probabilities_avx2, hsa_page_probabilities_portable)(s, pages, inv, page_size, last_page_tokens, group_size, out);
 }
 
 // Bounds compared as floats (as the f32 keys they widen by), f16 bit patterns stored.

@@ -296,6 +296,37 @@ final class KernelTests: TwoThreadTestCase {
         }
     }
 
+    /// HSA's page softmax gives a plain Swift twin's bits on every path: page counts around the vector widths,
+    /// a short last page, and logits with NaN, infinities and both zeros (the maximum's select skips NaN; of +0
+    /// and −0 either may win without changing a result).
+    func testPageProbabilitiesMatchReference() {
+        var rng = Xoshiro256StarStar(seed: 43)
+        func reference(_ s: [Float], inv: Float, pageSize: Int, last: Int, group: Int) -> [Float] {
+            var m = -Float.infinity
+            for x in s where x * inv >= m { m = x * inv }
+            let e = s.map { expf($0 * inv - m) }
+            var z: Double = 0
+            for p in e.indices { z += Double(p + 1 == e.count ? last : pageSize) * Double(e[p]) }
+            let scale = Float(1 / (z * Double(group)))
+            return e.map { $0 * scale }
+        }
+        var cases: [[Float]] = [1, 3, 7, 8, 9, 15, 16, 17, 480, 735].map { n in (0..<n).map { _ in Float.random(in: -40...40, using: &rng) } }
+        cases += [[0, -0.0, -1], [-0.0, 0, -0.0, -2, -3, -4, -5, -6, -7, -8], [.nan, 1, 2], [1, .nan, .infinity, 3, 4, 5, 6, 7, 8],
+                  [-.infinity, -.infinity], Array(repeating: .nan, count: 9), [-.infinity, 2, -.infinity, 5, 5, 5, 5, 5, 5, 0]]
+        forEachPath { path in
+            for (c, s) in cases.enumerated() {
+                for (inv, pageSize, group) in [(Float(0.3), 3, 3), (Float(1), 1, 1), (Float(0.125), 8, 4)] {
+                    let last = max(1, pageSize - 1)
+                    var out = [Float](repeating: 0, count: s.count)
+                    rk_hsa_page_probabilities(s, Int32(s.count), inv, Int32(pageSize), Int32(last), Int32(group), &out)
+                    let expected = reference(s, inv: inv, pageSize: pageSize, last: last, group: group)
+                    XCTAssert(zip(out, expected).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) },
+                              "\(path) case \(c): \(out.prefix(10)) vs \(expected.prefix(10))")
+                }
+            }
+        }
+    }
+
     /// The llama.cpp-order attention kernels give the same bits on the SIMD and the portable paths.
     func testAttentionKernelsAgreeAcrossPaths() {
         // Head dims the SIMD chunks do not divide (16 and 48 single-token, 12 batched) take the portable path, reading nothing past n.
