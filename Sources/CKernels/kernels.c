@@ -1932,22 +1932,88 @@ static void sift_worst_down(uint64_t *h, int size, int i) {
     h[i] = x;
 }
 
-int rk_top_indices(const float *values, int n, int k, int32_t *out) {
-    if (k > n) k = n;
-    if (k <= 0) return 0;
-    uint64_t *h = (uint64_t *)malloc((size_t)k * sizeof(uint64_t));
+// Sorts keys best first: insertion for up to 128 (one mispredicted branch per key), heap sort beyond.
+static void sort_keys_descending(uint64_t *h, int k) {
+    if (k <= 128) {
+        for (int i = 1; i < k; i++) {
+            const uint64_t x = h[i];
+            int j = i;
+            for (; j > 0 && h[j - 1] < x; j--) h[j] = h[j - 1];
+            h[j] = x;
+        }
+        return;
+    }
+    for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(h, k, i);
+    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
+        const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
+        sift_worst_down(h, m, 0);
+    }
+}
+
+// Moves the k largest of the distinct keys a[0..n) to a[0..k), in any order (0 < k < n): quickselect with
+// median-of-three pivots and a branch-free partition through `tmp` (n keys). Returns 0 if it gave up after
+// 64 rounds (an adversarial order), with a[] still a permutation of the keys.
+static int select_largest_keys(uint64_t *a, int n, int k, uint64_t *tmp) {
+    int lo = 0, hi = n;   // the k-th largest lies in a[lo..hi), everything before lo is larger
+    for (int round = 0; hi - lo > 16; round++) {
+        if (round == 64) return 0;
+        const uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+        const uint64_t pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        int above = 0, below = 0;
+        uint64_t *low = tmp + (hi - lo);   // the keys below the pivot, written from the back of tmp
+        for (int i = lo; i < hi; i++) {
+            const uint64_t v = a[i];
+            tmp[above] = v;
+            low[-1 - below] = v;
+            above += v > pivot;
+            below += v < pivot;
+        }
+        memcpy(a + lo, tmp, (size_t)above * sizeof *a);
+        a[lo + above] = pivot;
+        for (int i = 0; i < below; i++) a[lo + above + 1 + i] = low[-1 - i];
+        const int split = lo + above;   // the pivot's rank
+        if (k <= split) hi = split;
+        else if (k == split + 1) return 1;
+        else lo = split + 1;
+    }
+    sort_keys_descending(a + lo, hi - lo);
+    return 1;
+}
+
+// The heap selection: one pass keeping the k best in a min-heap, then heap sort (the reference the
+// quickselect path is tested against, and its fallback).
+static void top_keys_heap(const float *values, int n, int k, uint64_t *h) {
     for (int i = 0; i < k; i++) h[i] = rank_key(values, i);
     for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(h, k, i);
     for (int i = k; i < n; i++) {
         const uint64_t key = rank_key(values, i);
         if (key > h[0]) { h[0] = key; sift_worst_down(h, k, 0); }
     }
-    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
+    for (int m = k - 1; m > 0; m--) {
         const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
         sift_worst_down(h, m, 0);
     }
+}
+
+int rk_top_indices_heap(const float *values, int n, int k, int32_t *out) {
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    uint64_t *h = (uint64_t *)malloc((size_t)k * sizeof(uint64_t));
+    top_keys_heap(values, n, k, h);
     for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)h[i];
     free(h);
+    return k;
+}
+
+int rk_top_indices(const float *values, int n, int k, int32_t *out) {
+    if (k > n) k = n;
+    if (k <= 0) return 0;
+    uint64_t *a = (uint64_t *)malloc(2 * (size_t)n * sizeof(uint64_t));
+    for (int i = 0; i < n; i++) a[i] = rank_key(values, i);
+    if (k == n || select_largest_keys(a, n, k, a + n)) sort_keys_descending(a, k);
+    else top_keys_heap(values, n, k, a);
+    for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)a[i];
+    free(a);
     return k;
 }
 

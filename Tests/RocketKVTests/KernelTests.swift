@@ -296,6 +296,34 @@ final class KernelTests: TwoThreadTestCase {
         }
     }
 
+    /// The quickselect top-k returns what the heap selection returns (same keys, best first), and a full sort's
+    /// prefix: random values with ties and NaN, already sorted and reversed orders, all-equal values, every size
+    /// class of k.
+    func testTopIndicesQuickselectMatchesHeap() {
+        var rng = Xoshiro256StarStar(seed: 47)
+        var inputs: [[Float]] = []
+        for n in [1, 2, 16, 17, 33, 64, 65, 200, 480, 2000, 40_000] {
+            inputs.append((0..<n).map { _ in Float.random(in: -1...1, using: &rng) })
+            inputs.append((0..<n).map { _ in Float(Int.random(in: -3...3, using: &rng)) })
+            inputs.append((0..<n).map(Float.init))
+            inputs.append((0..<n).map { Float(n - $0) })
+            inputs.append(Array(repeating: 0.5, count: n))
+        }
+        inputs.append([.nan, -0.0, 0, .infinity, -.infinity, 1, .nan, 2] + (0..<40).map { _ in Float.random(in: -1...1, using: &rng) })
+        for values in inputs {
+            let n = values.count
+            let key = { (i: Int) -> Float in values[i].isNaN ? -.infinity : values[i] }
+            let order = n <= 2000 ? values.indices.sorted { key($0) > key($1) || (key($0) == key($1) && $0 < $1) } : nil
+            for k in Set([1, 2, n / 10, n / 3, n / 2, n - 1, n, n + 3, 64, 65]) where k > 0 {
+                var fast = [Int32](repeating: -1, count: k), heap = fast
+                let count = rk_top_indices(values, Int32(n), Int32(k), &fast)
+                XCTAssertEqual(count, rk_top_indices_heap(values, Int32(n), Int32(k), &heap))
+                XCTAssertEqual(fast, heap, "n \(n) k \(k)")
+                if let order { XCTAssertEqual(fast.prefix(Int(count)).map(Int.init), Array(order.prefix(k)), "n \(n) k \(k)") }
+            }
+        }
+    }
+
     /// HSA's page softmax gives a plain Swift twin's bits on every path: page counts around the vector widths,
     /// a short last page, and logits with NaN, infinities and both zeros (the maximum's select skips NaN; of +0
     /// and −0 either may win without changing a result).

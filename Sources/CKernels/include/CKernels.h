@@ -70,6 +70,8 @@ float rk_dot_f32(const float *a, const float *b, int n);
 /// Indices of the `k` largest of `values[0..<n]` into `out`, best first (larger value, then lower index; NaN
 /// ranks as -inf). Returns min(k, n).
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
+/// The same by a min-heap of k (the plain twin `rk_top_indices`'s quickselect is tested against).
+int rk_top_indices_heap(const float *values, int n, int k, int32_t *out);
 /// dst row i = src row slots[i] (rows of `bytes` bytes) for i < n, requesting rows ahead of the copy so that the
 /// misses of scattered rows overlap.
 void rk_gather_rows(const void *src, size_t bytes, const int32_t *slots, int n, void *dst);
