@@ -197,10 +197,11 @@ final class HSAGroupStep: @unchecked Sendable {
     /// the selected keys and values are gathered for `attendHead`.
     func rank(metadata: PageMetadata, k2: Int, slotMap: UnsafePointer<Int32>? = nil, stream: KVStream? = nil) {
         let G = groupSize, P = metadata.pageSize, want = min(k2, metadata.tokens)
-        for p in 0..<pages {
-            var sum: Float = 0
-            for h in 0..<G { sum += probabilities[h * pages + p] }
-            omega[p] = sum
+        // Per page 0 + head 0 + head 1 + …, as the reference sums it; heads outer so the page loop vectorizes.
+        omega.initialize(repeating: 0, count: pages)
+        for h in 0..<G {
+            let row = probabilities + h * pages
+            for p in 0..<pages { omega[p] += row[p] }
         }
         orderCount = Int(rk_top_indices(omega, Int32(pages), Int32(min(pages, (want + P - 1) / P + 1)), order))
         if want > slotCapacity {
