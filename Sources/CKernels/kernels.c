@@ -1932,6 +1932,14 @@ static void sift_worst_down(uint64_t *h, int size, int i) {
     h[i] = x;
 }
 
+// Sorts a min-heap of k keys best first: the worst goes last, the best ends up first.
+static void heap_sort_keys(uint64_t *h, int k) {
+    for (int m = k - 1; m > 0; m--) {
+        const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
+        sift_worst_down(h, m, 0);
+    }
+}
+
 // Sorts keys best first: insertion for up to 128 (one mispredicted branch per key), heap sort beyond.
 static void sort_keys_descending(uint64_t *h, int k) {
     if (k <= 128) {
@@ -1944,10 +1952,7 @@ static void sort_keys_descending(uint64_t *h, int k) {
         return;
     }
     for (int i = k / 2 - 1; i >= 0; i--) sift_worst_down(h, k, i);
-    for (int m = k - 1; m > 0; m--) {   // heap sort: the worst goes last, the best ends up first
-        const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
-        sift_worst_down(h, m, 0);
-    }
+    heap_sort_keys(h, k);
 }
 
 // Moves the k largest of the distinct keys a[0..n) to a[0..k), in any order (0 < k < n): quickselect with
@@ -1989,10 +1994,7 @@ static void top_keys_heap(const float *values, int n, int k, uint64_t *h) {
         const uint64_t key = rank_key(values, i);
         if (key > h[0]) { h[0] = key; sift_worst_down(h, k, 0); }
     }
-    for (int m = k - 1; m > 0; m--) {
-        const uint64_t t = h[0]; h[0] = h[m]; h[m] = t;
-        sift_worst_down(h, m, 0);
-    }
+    heap_sort_keys(h, k);
 }
 
 int rk_top_indices_heap(const float *values, int n, int k, int32_t *out) {

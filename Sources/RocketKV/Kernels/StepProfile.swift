@@ -81,11 +81,11 @@ public enum StepProfile {
 
     /// Records one pool job: its wall time over `threads` workers and their summed busy time.
     static func recordJob(threads: Int, wall: UInt64, busy: UInt64) {
-        // Jobs nested in a job (a sequence's attention in a batched step) run on the workers too: locked.
-        workLock.lock()
-        defer { workLock.unlock() }
-        totals.jobs += 1
-        totals.jobThreadNanoseconds += UInt64(threads) * wall
-        totals.jobBusyNanoseconds += busy
+        // Pools side by side (engines on different threads) record at once.
+        workLock.withLock {
+            totals.jobs += 1
+            totals.jobThreadNanoseconds += UInt64(threads) * wall
+            totals.jobBusyNanoseconds += busy
+        }
     }
 }

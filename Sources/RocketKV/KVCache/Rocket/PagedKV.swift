@@ -54,7 +54,7 @@ final class PagedKV: @unchecked Sendable {
             bytesRead[layer] = streams.reduce(0) { $0 + $1.count * shape.rowPairBytes }
             return
         }
-        bytesRead[layer] = hsa.run(input, streams: store.streams[layer], metadata: metadata[layer], slotMaps: slotMaps, k1: k1, k2: k2,
+        bytesRead[layer] = hsa.run(input, streams: streams, metadata: metadata[layer], slotMaps: slotMaps, k1: k1, k2: k2,
                                    output: output, update: update)
     }
 
