@@ -68,7 +68,12 @@ final class EvaluationTests: XCTestCase {
         let html = EvalReport.html(predictions: predictions, settings: [:])
         XCTAssertTrue(html.hasPrefix("<!doctype html>"))
         XCTAssertEqual(html.components(separatedBy: "<polyline").count - 1, 1, "one curve: rocket over its two budgets")
-        XCTAssertEqual(html.components(separatedBy: "<rect").count - 1, 6, "three heatmaps of one length × two depths")
+        XCTAssertEqual(html.components(separatedBy: "<rect").count - 1, 7, "three heatmaps of one length × two depths, and full's interval band")
+        XCTAssertEqual(html.components(separatedBy: "<path class='ci'").count - 1, 2, "an interval bar on each of rocket's two points")
+        XCTAssertEqual(html.components(separatedBy: "<rect class='ci'").count - 1, 1, "full's interval as a band")
+        // One of two prompts found: 50 % with the Wilson interval of 1 in 2, 9.5–90.5 %.
+        XCTAssertTrue(html.contains("<title>rocket @ 128: 50.0 % [9–91], n = 2, wilson</title>"))
+        XCTAssertTrue(html.contains("<title>full: 50.0 % [9–91], n = 2, wilson</title>"))
         XCTAssertTrue(html.contains("rocket @ 256"))
         XCTAssertTrue(html.contains("<td>50.0</td>"))
     }

@@ -29,6 +29,7 @@ public enum EvalReport {
             body += "<div class=grid>" + lengths.map { length in
                 "<div class=cell><b>\(length) tokens</b><br>" + curves(taskMetrics.filter { $0.length == length }, task: task) + "</div>"
             }.joined() + "</div>\n"
+            body += "<p class=note>Bars (and the bands of methods without a budget): 95 % intervals, Wilson for proportions of 0/1 scores, bootstrap over prompts for means of partial scores.</p>\n"
             if task == "passkey" { body += heatmaps(taskPredictions) }
             body += table(metrics.filter { $0.task == task }, task: task)
         }
@@ -46,7 +47,8 @@ public enum EvalReport {
         """
     }
 
-    /// Accuracy (mean over lengths) against budget, one line per method; budgetless methods as dashed levels.
+    /// Accuracy (mean over lengths) against budget, one line per method with each point's 95 % interval as a bar;
+    /// budgetless methods as dashed levels inside a band of their interval.
     static func curves(_ metrics: [EvalMetric], task: String) -> String {
         let budgets = Array(Set(metrics.compactMap(\.budget))).sorted()
         let methods = orderedUnique(metrics.map(\.method))
@@ -72,19 +74,38 @@ public enum EvalReport {
             svg += "<text x='\(left + plotW + 24)' y='\(legendY + 4)' fill='\(color)'>\(method)</text>"
             if rows.allSatisfy({ $0.budget == nil }) {
                 let level = rows.map(\.accuracy).reduce(0, +) / Double(rows.count)
+                if rows.count == 1, let interval = rows.first?.interval {   // its 95 % interval as a band
+                    svg += "<rect class='ci' x='\(left)' y='\(y(interval.high))' width='\(plotW)' height='\(y(interval.low) - y(interval.high))' fill='\(color)' fill-opacity='0.08'>"
+                        + "<title>\(escape(method)): \(describe(rows[0]))</title></rect>"
+                }
                 svg += "<line x1='\(left)' x2='\(left + plotW)' y1='\(y(level))' y2='\(y(level))' stroke='\(color)' stroke-dasharray='5 4'/>"
                 svg += "<line x1='\(left + plotW + 6)' x2='\(left + plotW + 20)' y1='\(legendY)' y2='\(legendY)' stroke='\(color)' stroke-dasharray='4 2'/>"
                 continue
             }
+            // Methods side by side at a budget are nudged apart so that their interval bars stay readable.
+            let nudge = (Double(index) - Double(methods.count - 1) / 2) * 4
             let points = budgets.compactMap { b -> (Double, Double)? in
                 let r = rows.filter { $0.budget == b }
-                return r.isEmpty ? nil : (x(b), y(r.map(\.accuracy).reduce(0, +) / Double(r.count)))
+                return r.isEmpty ? nil : (x(b) + nudge, y(r.map(\.accuracy).reduce(0, +) / Double(r.count)))
             }
             svg += "<polyline fill='none' stroke='\(color)' stroke-width='2' points='\(points.map { "\($0.0),\($0.1)" }.joined(separator: " "))'/>"
+            for b in budgets {   // each point's 95 % interval as an error bar (a point averaged over configurations has none)
+                let r = rows.filter { $0.budget == b }
+                guard r.count == 1, let metric = r.first else { continue }
+                let cx = x(b) + nudge, low = y(metric.interval.low), high = y(metric.interval.high)
+                svg += "<path class='ci' d='M\(cx - 3),\(high)H\(cx + 3)M\(cx),\(high)V\(low)M\(cx - 3),\(low)H\(cx + 3)' stroke='\(color)' stroke-width='1'>"
+                    + "<title>\(escape(method)) @ \(b): \(describe(metric))</title></path>"
+            }
             for p in points { svg += "<circle cx='\(p.0)' cy='\(p.1)' r='3' fill='\(color)'/>" }
             svg += "<line x1='\(left + plotW + 6)' x2='\(left + plotW + 20)' y1='\(legendY)' y2='\(legendY)' stroke='\(color)' stroke-width='2'/>"
         }
         return svg + "</svg>\n"
+    }
+
+    /// "62.5 % [50–75], n = 20, bootstrap": a point of a curve with its 95 % interval, for the bar's tooltip.
+    static func describe(_ metric: EvalMetric) -> String {
+        String(format: "%.1f %% [%.0f–%.0f], n = %d, ", metric.accuracy, metric.interval.low, metric.interval.high, metric.count)
+            + metric.interval.method
     }
 
     /// One length × depth grid per method and budget, green for found, red for missed.
