@@ -14,14 +14,14 @@ score = {}
 for line in open(f"{folder}/predictions.jsonl"):
     r = json.loads(line)
     name = r["method"] + (f"@{r['budget']}" if r.get("budget") else "")
-    score[(name, r["task"], r["sample"])] = r["score"]
+    score[(name, r["task"], (r["length"], r.get("depth"), r["sample"]))] = r["score"]   # one prompt
 rng = random.Random(12345)
 for pair in pairs:
     a, b = pair.split(":")
     tasks = {}
-    for (m, task, sample) in score:
-        if m == a and (b, task, sample) in score:
-            tasks.setdefault(task, []).append(100 * (score[(a, task, sample)] - score[(b, task, sample)]))
+    for (m, task, prompt) in score:
+        if m == a and (b, task, prompt) in score:
+            tasks.setdefault(task, []).append(100 * (score[(a, task, prompt)] - score[(b, task, prompt)]))
     def mean_over_tasks(draw):
         return sum(sum(draw(d)) / len(d) for d in tasks.values()) / len(tasks)
     means = sorted(mean_over_tasks(lambda d: [rng.choice(d) for _ in d]) for _ in range(10000))
