@@ -84,17 +84,17 @@ public enum EvalReport {
             }
             // Methods side by side at a budget are nudged apart so that their interval bars stay readable.
             let nudge = (Double(index) - Double(methods.count - 1) / 2) * 4
-            let points = budgets.compactMap { b -> (Double, Double)? in
+            let cells = budgets.compactMap { b -> (budget: Int, x: Double, metrics: [EvalMetric])? in
                 let r = rows.filter { $0.budget == b }
-                return r.isEmpty ? nil : (x(b) + nudge, y(r.map(\.accuracy).reduce(0, +) / Double(r.count)))
+                return r.isEmpty ? nil : (b, x(b) + nudge, r)
             }
+            let points = cells.map { ($0.x, y($0.metrics.map(\.accuracy).reduce(0, +) / Double($0.metrics.count))) }
             svg += "<polyline fill='none' stroke='\(color)' stroke-width='2' points='\(points.map { "\($0.0),\($0.1)" }.joined(separator: " "))'/>"
-            for b in budgets {   // each point's 95 % interval as an error bar (a point averaged over configurations has none)
-                let r = rows.filter { $0.budget == b }
-                guard r.count == 1, let metric = r.first else { continue }
-                let cx = x(b) + nudge, low = y(metric.interval.low), high = y(metric.interval.high)
+            // Each point's 95 % interval as an error bar (a point averaged over configurations has none).
+            for cell in cells where cell.metrics.count == 1 {
+                let metric = cell.metrics[0], cx = cell.x, low = y(metric.interval.low), high = y(metric.interval.high)
                 svg += "<path class='ci' d='M\(cx - 3),\(high)H\(cx + 3)M\(cx),\(high)V\(low)M\(cx - 3),\(low)H\(cx + 3)' stroke='\(color)' stroke-width='1'>"
-                    + "<title>\(escape(method)) @ \(b): \(describe(metric))</title></path>"
+                    + "<title>\(escape(method)) @ \(cell.budget): \(describe(metric))</title></path>"
             }
             for p in points { svg += "<circle cx='\(p.0)' cy='\(p.1)' r='3' fill='\(color)'/>" }
             svg += "<line x1='\(left + plotW + 6)' x2='\(left + plotW + 20)' y1='\(legendY)' y2='\(legendY)' stroke='\(color)' stroke-width='2'/>"
