@@ -17,11 +17,17 @@ for line in open(f"{folder}/predictions.jsonl"):
     score[(name, r["task"], (r["length"], r.get("depth"), r["sample"]))] = r["score"]   # one prompt
 rng = random.Random(12345)
 for pair in pairs:
+    if pair.count(":") != 1:
+        print(f"paired_differences.py: {pair!r} is not A:B", file=sys.stderr)
+        sys.exit(64)
     a, b = pair.split(":")
     tasks = {}
     for (m, task, prompt) in score:
         if m == a and (b, task, prompt) in score:
             tasks.setdefault(task, []).append(100 * (score[(a, task, prompt)] - score[(b, task, prompt)]))
+    if not tasks:
+        print(f"paired_differences.py: {a} and {b} share no prompt in {folder}/predictions.jsonl", file=sys.stderr)
+        sys.exit(64)
     def mean_over_tasks(draw):
         return sum(sum(draw(d)) / len(d) for d in tasks.values()) / len(tasks)
     means = sorted(mean_over_tasks(lambda d: [rng.choice(d) for _ in d]) for _ in range(10000))
