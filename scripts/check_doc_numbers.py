@@ -13,7 +13,7 @@ For a sourced table, every number in a data row (outside the first column, which
 file paths under results/ and sample counts written n = N) must equal, at the precision it is written
 with, a number of the source files — as it is, × 100 (a fraction as a percentage), or in MB, MiB or GB (from
 bytes) — or be a ratio written `N×` of two other numbers of the same row (within 2 %), a difference written `+N` or
-`−N` of two numbers of the row or itself a raw number (of either sign), or, in a column headed "ratio" or "× ...", a ratio of two numbers of the table. JSON files are read value by
+`−N` of two numbers of the row or itself a raw number with that sign, or, in a column headed "ratio" or "× ...", a ratio of two numbers of the table. JSON files are read value by
 value (numbers inside strings too), other files as text. Exit status 1 on any failure.
 
     python3 scripts/check_doc_numbers.py [--strict] [FILE.md ...]
@@ -136,9 +136,10 @@ def check(path, strict):
                     continue   # the row's label (lengths, budgets, prompt counts as words)
                 text = re.sub(r"`[^`]*`|results/\S+|\bn\s*=\s*\d+", "", text)
                 for m in number.finditer(text):
-                    kind = ("row-ratio" if re.match(r"×(?!\d)", text[m.end():]) else "difference" if text[m.start() - 1:m.start()] in ("+", "−")
+                    sign = text[m.start() - 1:m.start()]
+                    kind = ("row-ratio" if re.match(r"×(?!\d)", text[m.end():]) else "difference" if sign in ("+", "−")
                             else "table-ratio" if c in ratio_columns else "value")
-                    parsed.append((m.group(0), kind))
+                    parsed.append(("-" + m.group(0) if kind == "difference" and sign == "−" else m.group(0), kind))
             rows.append((r, parsed))
             table_values += [float(t.replace(",", "")) for t, kind in parsed if kind == "value"]
         for r, parsed in rows:
@@ -146,9 +147,9 @@ def check(path, strict):
             for token, kind in parsed:
                 x = float(token.replace(",", ""))
                 pool = row_values if kind in ("row-ratio", "difference") else table_values
-                if kind == "difference":   # a signed raw number (e.g. a paired difference), or two of the row's apart
-                    if not (quoted(token, raw) or quoted("-" + token, raw)
-                            or any(abs(abs(a - b) - x) <= 0.5 * 10 ** -decimals(token) + 1e-9 for a in pool for b in pool)):
+                if kind == "difference":   # a raw number with this sign (e.g. a paired difference), or two of the row's apart
+                    if not (quoted(token, raw)
+                            or any(abs(abs(a - b) - abs(x)) <= 0.5 * 10 ** -decimals(token) + 1e-9 for a in pool for b in pool)):
                         errors.append(f"{where} row {r + 1}: difference {token} is not one of two numbers of the row")
                 elif kind != "value":
                     if not any(b and abs(a / b - x) <= max(0.5 * 10 ** -decimals(token), 0.02 * x) for a in pool for b in pool):
