@@ -375,7 +375,8 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
 
 #define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
 RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
-                         const float *dx, const float *sx, int ts, float *y, size_t ystride) {                   \
+                         const float *dx, const void *extra, int ts, float *y, size_t ystride) {                 \
+    const float *sx = (const float *)extra;                                                                       \
     __m256 acc[TR][TT];                                                                                           \
     float summs[TR][TT];                                                                                          \
     __m256 summv = _mm256_setzero_ps();                                                                           \
@@ -454,37 +455,34 @@ RK_TILE_KERNEL(tile_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw_q5_0, pair_sig
 // AVX-512 tiles: a pair of weight rows shares one 512-bit register (row 2p in lanes 0–7, row 2p+1 in lanes
 // 8–15) against the activation block in both halves, and VNNI's vpdpbusd forms each int32 lane (four byte
 // products) as maddubs + madd do: the pair sums stay below 2^15 for these formats, so nothing saturates.
-// Signed weights pass as |w| with w's sign moved onto the activations (vpsignb has no 512-bit form). Every
-// lane then takes the AVX2 tile's operations in its order, so the bits are the same.
-#define RK_TILE512_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW2, SIGNED, HAS_MIN)                                   \
+// Every lane then takes the AVX2 tile's operations in its order, so the bits are the same. Q4_1 (unsigned
+// weights, Σ m·s kept in `extra`, lane i·TT + j):
+#define RK_TILE512_Q4_1_KERNEL(NAME, TR, TT)                                                                       \
 RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
-                           const float *dx, const float *sx, int ts, float *y, size_t ystride) {                 \
+                           const float *dx, const void *extra, int ts, float *y, size_t ystride) {               \
     enum { NP = TR / 2 };                                                                                         \
+    const float *sx = (const float *)extra;                                                                       \
     __m512 acc[NP][TT];                                                                                           \
-    __m256 summv = _mm256_setzero_ps();   /* Q4_1's Σ m·s of output (i, j) in lane i·TT + j */                   \
+    __m256 summv = _mm256_setzero_ps();                                                                           \
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
     const __m256i min_lanes = TT == 4 ? _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3) : _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7); \
     for (int b = 0; b < nb; b++) {                                                                                \
-        if (TT == 1) RK_TILE_PREFETCH(TR, WBLOCK);                                                               \
-        const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
-        __m512i qw[NP]; __m512 dw[NP]; __mmask64 neg[NP];                                                         \
+        if (TT == 1) RK_TILE_PREFETCH(TR, block_q4_1);                                                           \
+        const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(block_q4_1), TR)); \
+        __m512i qw[NP]; __m512 dw[NP];                                                                            \
         for (int p = 0; p < NP; p++) {                                                                            \
-            qw[p] = LOADW2((const WBLOCK *)(w + (size_t)(2 * p) * wstride) + b, (const WBLOCK *)(w + (size_t)(2 * p + 1) * wstride) + b); \
-            dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, \
-                                                           4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p), scales); \
-            if (SIGNED) { neg[p] = _mm512_movepi8_mask(qw[p]); qw[p] = _mm512_abs_epi8(qw[p]); }                  \
+            qw[p] = nibbles2(((const block_q4_1 *)(w + (size_t)(2 * p) * wstride) + b)->qs,                       \
+                             ((const block_q4_1 *)(w + (size_t)(2 * p + 1) * wstride) + b)->qs);                  \
+            dw[p] = pair_scales(scales, p);                                                                       \
         }                                                                                                         \
-        if (HAS_MIN) {                                                                                            \
-            const __m256 sv = TT == 4 ? _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts)) : _mm256_set1_ps(sx[(size_t)b * ts]); \
-            summv = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), min_lanes), sv, summv); \
-        }                                                                                                         \
+        const __m256 sv = TT == 4 ? _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts)) : _mm256_set1_ps(sx[(size_t)b * ts]); \
+        summv = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), min_lanes), sv, summv);  \
         for (int j = 0; j < TT; j++) {                                                                            \
-            const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
+            const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)j * xstride) + b;                             \
             const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));               \
             const __m512 dxj = _mm512_set1_ps(dx[(size_t)b * ts + j]);                                            \
             for (int p = 0; p < NP; p++) {                                                                        \
-                const __m512i sx8 = SIGNED ? _mm512_mask_sub_epi8(qx, neg[p], _mm512_setzero_si512(), qx) : qx;    \
-                const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[p], sx8));   \
+                const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qw[p], qx));    \
                 acc[p][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dxj), dot, acc[p][j]);                           \
             }                                                                                                     \
         }                                                                                                         \
@@ -493,8 +491,44 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
     _mm256_storeu_ps(lanes, summv);                                                                               \
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) {                                                   \
         const float r[2] = {hsum_ps(_mm512_castps512_ps256(acc[p][j])), hsum_ps(_mm512_extractf32x8_ps(acc[p][j], 1))}; \
-        for (int h = 0; h < 2; h++)                                                                               \
-            y[(size_t)j * ystride + 2 * p + h] = HAS_MIN ? r[h] + lanes[(2 * p + h) * TT + j] : r[h];              \
+        for (int h = 0; h < 2; h++) y[(size_t)j * ystride + 2 * p + h] = r[h] + lanes[(2 * p + h) * TT + j];      \
+    }                                                                                                             \
+}
+
+// The signed formats (Q4_0, Q5_0, Q8_0) go in as the unsigned bytes the file stores, u = w + OFF (the raw
+// nibble, the raw 5-bit value, w ^ 0x80), and each lane's vpdpbusd starts from −OFF·Σ of its four activations
+// (`extra`: 8 int32 per token and block, made once per token by the driver), so the lane ends as the exact
+// Σ w·x the AVX2 path forms: the same float steps, the same bits, and no sign work per weight or token. Four
+// rows (two registers) per tile share each activation load.
+#define RK_TILE512_OFFSET_KERNEL(NAME, TR, TT, WBLOCK, LOADU2)                                                     \
+RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
+                           const float *dx, const void *extra, int ts, float *y, size_t ystride) {               \
+    enum { NP = TR / 2 };                                                                                         \
+    const __m256i *corr = (const __m256i *)extra;                                                                 \
+    __m512 acc[NP][TT];                                                                                           \
+    for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
+    for (int b = 0; b < nb; b++) {                                                                                \
+        if (TT == 1) RK_TILE_PREFETCH(TR, WBLOCK);                                                               \
+        const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
+        __m512i qw[NP]; __m512 dw[NP];                                                                            \
+        for (int p = 0; p < NP; p++) {                                                                            \
+            qw[p] = LOADU2((const WBLOCK *)(w + (size_t)(2 * p) * wstride) + b, (const WBLOCK *)(w + (size_t)(2 * p + 1) * wstride) + b); \
+            dw[p] = pair_scales(scales, p);                                                                       \
+        }                                                                                                         \
+        for (int j = 0; j < TT; j++) {                                                                            \
+            const block_q8_0 *xb = (const block_q8_0 *)(x + (size_t)j * xstride) + b;                             \
+            const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));               \
+            const __m512i cj = _mm512_broadcast_i64x4(_mm256_loadu_si256(corr + (size_t)b * ts + j));             \
+            const __m512 dxj = _mm512_set1_ps(dx[(size_t)b * ts + j]);                                            \
+            for (int p = 0; p < NP; p++) {                                                                        \
+                const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(cj, qw[p], qx));                        \
+                acc[p][j] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dxj), dot, acc[p][j]);                           \
+            }                                                                                                     \
+        }                                                                                                         \
+    }                                                                                                             \
+    for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) {                                                   \
+        y[(size_t)j * ystride + 2 * p] = hsum_ps(_mm512_castps512_ps256(acc[p][j]));                              \
+        y[(size_t)j * ystride + 2 * p + 1] = hsum_ps(_mm512_extractf32x8_ps(acc[p][j], 1));                       \
     }                                                                                                             \
 }
 
@@ -505,6 +539,12 @@ RK_AVX512 static inline __m256 tile_scales(const char *w, size_t wstride, size_t
     return _mm256_cvtph_ps(_mm_set_epi32(h[3], h[2], h[1], h[0]));
 }
 
+// Rows 2p and 2p + 1's d (lanes 4p and 4p + 2 of tile_scales), each across its half of a 512-bit register.
+RK_AVX512 static inline __m512 pair_scales(__m512 scales, int p) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2, 4 * p + 2,
+                                                  4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p, 4 * p), scales);
+}
+
 // Two rows' 32 weights as bytes, row a in the low 256 bits: nibble formats put each row's 16 bytes in both
 // 128-bit halves and shift the upper copy by 4 (low nibbles are elements 0–15, high nibbles 16–31).
 RK_AVX512 static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
@@ -513,52 +553,63 @@ RK_AVX512 static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
     const __m512i shifts = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0, 0x0004000400040004, 0x0004000400040004, 0, 0);
     return _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi8(0x0f));
 }
-RK_AVX512 static inline __m512i loadw2_q4_1(const block_q4_1 *a, const block_q4_1 *b) { return nibbles2(a->qs, b->qs); }
-RK_AVX512 static inline __m512i loadw2_q4_0(const block_q4_0 *a, const block_q4_0 *b) {
-    return _mm512_sub_epi8(nibbles2(a->qs, b->qs), _mm512_set1_epi8(8));
+// The stored (unsigned) bytes of two rows: Q4_0's nibbles (w + 8), Q8_0's w ^ 0x80 (w + 128), Q5_0's nibble with
+// its fifth bit from qh (w + 16; bit e of qh for element e, as ggml's bytes_from_bits_32 spreads it).
+RK_AVX512 static inline __m512i loadu2_q4_0(const block_q4_0 *a, const block_q4_0 *b) { return nibbles2(a->qs, b->qs); }
+RK_AVX512 static inline __m512i loadu2_q8_0(const block_q8_0 *a, const block_q8_0 *b) {
+    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)),
+                                               _mm256_loadu_si256((const __m256i *)b->qs), 1), _mm512_set1_epi8((char)0x80));
 }
-RK_AVX512 static inline __m512i loadw2_q8_0(const block_q8_0 *a, const block_q8_0 *b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)), _mm256_loadu_si256((const __m256i *)b->qs), 1);
+RK_AVX512 static inline __m512i loadu2_q5_0(const block_q5_0 *a, const block_q5_0 *b) {
+    uint32_t ha, hb;
+    memcpy(&ha, a->qh, 4);
+    memcpy(&hb, b->qh, 4);
+    const __mmask64 high = (__mmask64)ha | (__mmask64)hb << 32;
+    const __m512i q = nibbles2(a->qs, b->qs);
+    return _mm512_mask_add_epi8(q, high, q, _mm512_set1_epi8(16));
 }
 
-RK_TILE512_KERNEL(tile512_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw2_q4_1, 0, 1)
-RK_TILE512_KERNEL(tile512_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw2_q4_1, 0, 1)
-RK_TILE512_KERNEL(tile512_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw2_q4_0, 1, 0)
-RK_TILE512_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw2_q4_0, 1, 0)
-RK_TILE512_KERNEL(tile512_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
-RK_TILE512_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw2_q8_0, 1, 0)
-RK_AVX512 static inline __m512i loadw2_q5_0(const block_q5_0 *a, const block_q5_0 *b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(loadw_q5_0(a)), loadw_q5_0(b), 1);
-}
-RK_TILE512_KERNEL(tile512_q5_0_2x4, 2, 4, block_q5_0, block_q8_0, loadw2_q5_0, 1, 0)
-RK_TILE512_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw2_q5_0, 1, 0)
+RK_TILE512_Q4_1_KERNEL(tile512_q4_1_2x4, 2, 4)
+RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x1, 4, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x4, 4, 4, block_q4_0, loadu2_q4_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, loadu2_q4_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x4, 4, 4, block_q8_0, loadu2_q8_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, loadu2_q8_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0)
 
-typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const float *, int, float *, size_t);
+typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const void *, int, float *, size_t);
 
-// Rows [r0, r1) × all tokens with TR×TT tiles; the ragged edges take the row-dot.
+// Rows [r0, r1) × all tokens with big tiles (big_rows × 4 tokens) and narrow ones (4 rows × 1 token); the ragged
+// edges take the row-dot.
 RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
                                        const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
                                        quant_dot_fn dot) {
     tile_fn big, narrow;
     const int wide = rk_simd_level() >= 2;
     switch (type) {
-    case 2: big = wide ? tile512_q4_0_2x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; break;
+    case 2: big = wide ? tile512_q4_0_4x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; break;
     case 3: big = wide ? tile512_q4_1_2x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; break;
-    case 6: big = wide ? tile512_q5_0_2x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; break;
-    default: big = wide ? tile512_q8_0_2x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; break;
+    case 6: big = wide ? tile512_q5_0_4x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; break;
+    default: big = wide ? tile512_q8_0_4x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; break;
     }
+    // The AVX-512 tiles of the signed formats take stored bytes u = w + offset and start each lane at −offset·Σx.
+    const int offset = !wide || type == 3 ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
+    const int big_rows = offset ? 4 : 2;
     const int nb = n / 32;
-    // Token blocks of 32 keep their activations in L2 while every row of the range passes over them.
+    // Token blocks of 32 keep their activations in L2 while every row of the range passes over them. Per token
+    // and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets.
     enum { TB = 32 };
     static __thread float *table = NULL;
     static __thread size_t table_cap = 0;
-    const size_t need = (size_t)nb * TB * 2;
+    const size_t need = (size_t)nb * TB * 9;
     if (need > table_cap) {
         free(table);
         table = (float *)malloc(need * sizeof(float));
         table_cap = need;
     }
     float *dx = table, *sx = table + (size_t)nb * TB;
+    int32_t *corr = (int32_t *)sx;
     for (int t0 = 0; t0 < ntok; t0 += TB) {
         const int t1 = t0 + TB < ntok ? t0 + TB : ntok;
         for (int t = t0; t < t1; t++) {
@@ -569,32 +620,35 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
                     dx[b * TB + (t - t0)] = _cvtsh_ss(xb->d);
                     sx[b * TB + (t - t0)] = _cvtsh_ss(xb->s);
                 } else {
-                    dx[b * TB + (t - t0)] = _cvtsh_ss(((const block_q8_0 *)xt + b)->d);
+                    const block_q8_0 *xb = (const block_q8_0 *)xt + b;
+                    dx[b * TB + (t - t0)] = _cvtsh_ss(xb->d);
+                    if (offset) {   // −offset·(four activations' sum) per lane; |x| ≤ 127 keeps the int16 pairs exact
+                        const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset), _mm256_loadu_si256((const __m256i *)xb->qs));
+                        _mm256_storeu_si256((__m256i *)(corr + ((size_t)b * TB + (t - t0)) * 8), _mm256_madd_epi16(pairs, _mm256_set1_epi16(-1)));
+                    }
                 }
             }
         }
-        int r = r0;
+        // Column t of the table as the tiles index it.
+#define RK_TILE_ARGS(t) dx + ((t) - t0), offset ? (const void *)(corr + (size_t)((t) - t0) * 8) : (const void *)(sx + ((t) - t0)), TB
+        int t = t0;
         if (t1 - t0 >= 4) {
-            // Token quads outer, row pairs inner: the quad's activations stay in L1 while the rows stream
-            // from L2 (a row pair's block is 40 bytes, a quad's 144).
-            const int rpairs = r0 + (r1 - r0) / 2 * 2;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4)
-                for (r = r0; r < rpairs; r += 2)
-                    big(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB,
-                        y + (size_t)t * ystride + r, ystride);
-            for (; t < t1; t++)
-                for (r = r0; r < rpairs; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
-            r = rpairs;
-        } else {
-            for (; r + 4 <= r1; r += 4) {
-                const char *wr = w + (size_t)r * wstride;
-                for (int t = t0; t < t1; t++)
-                    narrow(nb, wr, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0), sx + (t - t0), TB, y + (size_t)t * ystride + r, ystride);
+            // Token quads outer, row groups inner: the quad's activations stay in L1 while the rows stream from L2.
+            const int rb = r0 + (r1 - r0) / big_rows * big_rows;
+            for (; t + 4 <= t1; t += 4) {
+                for (int r = r0; r < rb; r += big_rows)
+                    big(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
+                for (int u = t; u < t + 4; u++)
+                    for (int r = rb; r < r1; r++) y[(size_t)u * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)u * xstride);
             }
         }
-        for (; r < r1; r++)
-            for (int t = t0; t < t1; t++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+        for (; t < t1; t++) {   // the tokens left over: 4 rows at a time
+            int r = r0;
+            for (; r + 4 <= r1; r += 4)
+                narrow(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
+            for (; r < r1; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+        }
+#undef RK_TILE_ARGS
     }
 }
 #endif
@@ -651,8 +705,50 @@ static void quantize_q8_K(const float *x, void *vy, int n, int positive_ties) {
     }
 }
 
-void rk_quantize_row_q8_K(const float *x, void *y, int n) { quantize_q8_K(x, y, n, 0); }
-void rk_quantize_row_q8_K_x4(const float *x, void *y, int n) { quantize_q8_K(x, y, n, 1); }
+#if RK_X86
+// quantize_q8_K 16 at a time: the same first-largest element, the same products and nearest_int steps, and the
+// int8 store truncating as the scalar cast does.
+RK_AVX512 static void quantize_q8_K_avx512(const float *x, void *vy, int n, int positive_ties) {
+#pragma clang fp contract(off)
+    block_q8_K *y = (block_q8_K *)vy;
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int b = 0; b < n / 256; b++, x += 256) {
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < 256; j += 16) m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + j), abs_mask), m);   // NaN lanes keep m
+        const float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0) {
+            memset(y[b].bsums, 0, sizeof y[b].bsums);
+            y[b].d = 0;
+            memset(y[b].qs, 0, 256);
+            continue;
+        }
+        float max = amax;
+        for (int j = 0; j < 256; j += 16) {
+            const __mmask16 hit = _mm512_cmp_ps_mask(_mm512_and_ps(_mm512_loadu_ps(x + j), abs_mask), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (hit) { max = x[j + __builtin_ctz(hit)]; break; }
+        }
+        if (positive_ties && max < 0)
+            for (int j = 0; j < 256; j += 16)
+                if (_mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), _mm512_set1_ps(amax), _CMP_EQ_OQ)) { max = amax; break; }
+        const float iscale = -127.f / max;
+        const __m512 iv = _mm512_set1_ps(iscale);
+        for (int j = 0; j < 256; j += 16) {
+            const __m512 v = _mm512_add_ps(_mm512_mul_ps(iv, _mm512_loadu_ps(x + j)), _mm512_set1_ps(12582912.f));
+            __m512i q = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x007fffff)), _mm512_set1_epi32(0x00400000));
+            q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(y[b].qs + j), _mm512_cvtepi32_epi8(q));
+            y[b].bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(_mm512_cvtepi32_epi8(q)));
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+#define RK_Q8_K(x, y, n, ties) (rk_simd_level() >= 2 ? quantize_q8_K_avx512 : quantize_q8_K)(x, y, n, ties)
+#else
+#define RK_Q8_K(x, y, n, ties) quantize_q8_K(x, y, n, ties)
+#endif
+void rk_quantize_row_q8_K(const float *x, void *y, int n) { RK_Q8_K(x, y, n, 0); }
+void rk_quantize_row_q8_K_x4(const float *x, void *y, int n) { RK_Q8_K(x, y, n, 1); }
+#undef RK_Q8_K
 
 // The 6-bit scales (bytes 0–7) and mins (bytes 8–15) of Q4_K/Q5_K's eight sub-blocks (ggml's get_scale_min_k4).
 static inline void scales_mins_k4(const uint8_t *q, uint8_t sm[16]) {
@@ -940,6 +1036,126 @@ RK_AVX2 static void dot4_q4_K_repacked_avx2(int n, const void *w, const char *x,
 }
 #endif
 
+#if RK_X86
+// ---- The 4-token K-quant kernels on AVX-512 VNNI ----
+// The same integers and float steps as dot4_q4_K_repacked_avx2 and dot4_q6_K_tiled_avx2, with fewer instructions:
+// vpdpbusd takes a sub-block pair (64 bytes) at once, each of its int32 lanes (four products, |·| < 2^15) is
+// scaled by vpmaddwd against (scale, 0), and the four tokens' sums are reduced together, so their float steps
+// run as one 4-lane vector (lane t: token t, each lane the scalar chain). Tokens past ntok repeat the last one.
+
+// Σ of each vector's 16 lanes, as lanes 0–3 (exact: integer additions in any order).
+RK_AVX512 static inline __m128i hsum4_epi32_512(const __m512i s[4]) {
+    __m256i f[4];
+    for (int i = 0; i < 4; i++) f[i] = _mm256_add_epi32(_mm512_castsi512_si256(s[i]), _mm512_extracti64x4_epi64(s[i], 1));
+    const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(f[0], f[1]), _mm256_hadd_epi32(f[2], f[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+}
+
+// Sub-block scales as vpmaddwd multipliers: int32 lane l of 16 holds (bytes[idx[l]] as int16, 0).
+RK_AVX512 static inline __m512i scale_lanes(__m128i bytes, __m128i idx, int is_signed) {
+    const __m128i picked = _mm_shuffle_epi8(bytes, idx);
+    return is_signed ? _mm512_and_si512(_mm512_cvtepi8_epi32(picked), _mm512_set1_epi32(0xffff)) : _mm512_cvtepu8_epi32(picked);
+}
+
+RK_AVX512 static void dot4_q4_K_repacked_avx512(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
+                                              float out[4]) {
+#pragma clang fp contract(off)
+    for (int t = 1; t < ntok; t++)
+        if (gemm[t] != gemm[0]) { dot4_q4_K_repacked_avx2(n, w, x, xstride, ntok, gemm, out); return; }
+    const block_q4_K *wb = (const block_q4_K *)w;
+    const block_q8_K *xs[4];
+    for (int t = 0; t < 4; t++) xs[t] = (const block_q8_K *)(x + (size_t)(t < ntok ? t : ntok - 1) * xstride);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
+    for (int b = 0; b < n / 256; b++) {
+        uint8_t sm[16];
+        scales_mins_k4(wb[b].scales, sm);
+        const __m128i smv = _mm_loadu_si128((const __m128i *)sm);
+        __m512i q[4], scale[4];
+        for (int p = 0; p < 4; p++) {   // pair p: sub-block 2p (low nibbles) in the low half, 2p + 1 in the high
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(wb[b].qs + 32 * p));
+            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(bits, m4)), _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), 1);
+            scale[p] = scale_lanes(smv, _mm_set_epi64x(0x0101010101010101LL * (2 * p + 1), 0x0101010101010101LL * (2 * p)), 0);
+        }
+        // The mins as int16 pairs against bsums: lane s of 8 is m[s]·Σx(s).
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(sm + 8)), _mm_loadl_epi64((const __m128i *)(sm + 8))));
+        __m512i S[4][4];   // [pair][token]
+        __m256i M[4];
+        float dx[4];
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *xt = xs[t] + b;
+            for (int p = 0; p < 4; p++)
+                S[p][t] = _mm512_madd_epi16(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], _mm512_loadu_si512(xt->qs + 64 * p)), scale[p]);
+            M[t] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xt->bsums), mins);
+            dx[t] = xt->d;
+        }
+        __m128i I[4];
+        for (int p = 0; p < 4; p++) I[p] = hsum4_epi32_512(S[p]);
+        // M_p of token t = lanes 2p + 2p + 1 of M[t]: after the hadds, lane t of the low (high) half of mp[0] holds
+        // M_0 (M_2), of mp[1] M_1 (M_3).
+        const __m256 h01 = _mm256_castsi256_ps(_mm256_hadd_epi32(M[0], M[1])), h23 = _mm256_castsi256_ps(_mm256_hadd_epi32(M[2], M[3]));
+        const __m256i mp[2] = {_mm256_castps_si256(_mm256_shuffle_ps(h01, h23, _MM_SHUFFLE(2, 0, 2, 0))),
+                               _mm256_castps_si256(_mm256_shuffle_ps(h01, h23, _MM_SHUFFLE(3, 1, 3, 1)))};
+        const __m128i Mp[4] = {_mm256_castsi256_si128(mp[0]), _mm256_castsi256_si128(mp[1]), _mm256_extracti128_si256(mp[0], 1),
+                               _mm256_extracti128_si256(mp[1], 1)};
+        const __m128 dxv = _mm_loadu_ps(dx);
+        const __m128 d = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].d)), dxv), dmin = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].dmin)), dxv);
+        if (gemm[0]) {
+            for (int p = 0; p < 4; p++) {
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(I[p]), d, acc);
+                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(Mp[p]), dmin, accm);
+            }
+        } else {
+            const __m128i Isum = _mm_add_epi32(_mm_add_epi32(I[0], I[1]), _mm_add_epi32(I[2], I[3]));
+            const __m128i Msum = _mm_add_epi32(_mm_add_epi32(Mp[0], Mp[1]), _mm_add_epi32(Mp[2], Mp[3]));
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(Isum), d, acc);
+            accm = _mm_fmadd_ps(_mm_cvtepi32_ps(Msum), dmin, accm);
+        }
+    }
+    float r[4];
+    _mm_storeu_ps(r, _mm_sub_ps(acc, accm));
+    for (int t = 0; t < ntok; t++) out[t] = r[t];
+}
+
+RK_AVX512 static void dot4_q6_K_tiled_avx512(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
+                                           float out[4]) {
+#pragma clang fp contract(off)
+    (void)gemm;   // one order for every token
+    const block_q6_K *wb = (const block_q6_K *)w;
+    const block_q8_K *xs[4];
+    for (int t = 0; t < 4; t++) xs[t] = (const block_q8_K *)(x + (size_t)(t < ntok ? t : ntok - 1) * xstride);
+    __m128 acc = _mm_setzero_ps();
+    for (int b = 0; b < n / 256; b++) {
+        __m256i q32[8];
+        unpack_q6_K_avx2(wb + b, q32);
+        const __m128i sc = _mm_loadu_si128((const __m128i *)wb[b].scales);
+        __m512i q[4], scale[4];
+        for (int k = 0; k < 4; k++) {   // elements 64k … 64k + 63; lane l's four take scale 4k + l / 4
+            q[k] = _mm512_inserti64x4(_mm512_castsi256_si512(q32[2 * k]), q32[2 * k + 1], 1);
+            scale[k] = scale_lanes(sc, _mm_set_epi32(0x01010101 * (4 * k + 3), 0x01010101 * (4 * k + 2), 0x01010101 * (4 * k + 1), 0x01010101 * (4 * k)), 1);
+        }
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc);
+        __m512i S[4];
+        float dx[4];
+        for (int t = 0; t < 4; t++) {
+            const block_q8_K *xt = xs[t] + b;
+            __m512i s = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++)
+                s = _mm512_add_epi32(s, _mm512_madd_epi16(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k], _mm512_loadu_si512(xt->qs + 64 * k)), scale[k]));
+            // The −32 offset: 32·Σ_j scale_j·Σx(j), in the low half's lanes.
+            const __m256i offsets = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xt->bsums), sc16), 5);
+            S[t] = _mm512_sub_epi32(s, _mm512_zextsi256_si512(offsets));
+            dx[t] = xt->d;
+        }
+        const __m128 res = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].d)), _mm_cvtepi32_ps(hsum4_epi32_512(S)));
+        acc = _mm_fmadd_ps(res, _mm_loadu_ps(dx), acc);
+    }
+    float r[4];
+    _mm_storeu_ps(r, acc);
+    for (int t = 0; t < ntok; t++) out[t] = r[t];
+}
+#endif
+
 #define RK_Q4K_REPACK_DOT(NAME, ATTRIBUTES, TO_FLOAT, PAIRS)                                                      \
 ATTRIBUTES static float NAME(int n, const void *w, const void *vx, int gemm) {                                     \
     _Pragma("clang fp contract(off)")                                                                             \
@@ -1088,7 +1304,8 @@ int rk_matmul_quant(int type, const void *w, size_t wstride, int r0, int r1,
 #endif
 #if RK_X86
     if (rk_simd_level() && type == 14 && ntok >= 8) {   // Q6_K in a batch: 4 tokens per unpacked row
-        matmul_dot4(dot4_q6_K_tiled_avx2, (const char *)w, wstride, r0, r1, (const char *)x, xstride, ntok, 0, y, ystride, n);
+        matmul_dot4(rk_simd_level() >= 2 ? dot4_q6_K_tiled_avx512 : dot4_q6_K_tiled_avx2, (const char *)w, wstride, r0, r1,
+                    (const char *)x, xstride, ntok, 0, y, ystride, n);
         return 0;
     }
 #endif
@@ -1105,7 +1322,8 @@ int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const
     const char *wb = (const char *)w, *xb = (const char *)x;
 #if RK_X86
     if (rk_simd_level()) {   // 4 tokens per unpacked weight row
-        matmul_dot4(dot4_q4_K_repacked_avx2, wb, wstride, r0, r1, xb, xstride, ntok, gemm_tokens, y, ystride, n);
+        matmul_dot4(rk_simd_level() >= 2 ? dot4_q4_K_repacked_avx512 : dot4_q4_K_repacked_avx2, wb, wstride, r0, r1, xb, xstride,
+                    ntok, gemm_tokens, y, ystride, n);
         return 0;
     }
 #endif
@@ -1356,7 +1574,7 @@ void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swig
 // ggml's f32 GELU (GGML_GELU_FP16) rounds its input to f16 and reads f16(gelu(x)) from a table of every f16 x,
 // gelu(x) = 0.5x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))) as GCC compiles it (the inner 1 + a·x·x fused into one
 // FMA); inputs ≤ −10 give 0 and ≥ 10 give x.
-static uint16_t gelu_table[1 << 16];
+static uint16_t gelu_table[(1 << 16) + 2];   // + 2: a 32-bit gather of the last entry reads past it
 static pthread_once_t gelu_table_once = PTHREAD_ONCE_INIT;
 
 float rk_gelu_formula(float x) {
@@ -1369,15 +1587,38 @@ static void fill_gelu_table(void) {
     for (int i = 0; i < (1 << 16); i++) gelu_table[i] = float_to_half(rk_gelu_formula(half_to_float((uint16_t)i)));
 }
 
-void rk_geglu(float *gate, const float *up, int n) {
+static void geglu_portable(float *gate, const float *up, int n) {
 #pragma clang fp contract(off)
-    pthread_once(&gelu_table_once, fill_gelu_table);
     for (int i = 0; i < n; i++) {
         const float x = gate[i];
         if (x <= -10.0f) gate[i] = 0.0f;
         else if (x >= 10.0f) gate[i] = x * up[i];
         else gate[i] = half_to_float(gelu_table[float_to_half(x)]) * up[i];
     }
+}
+
+#if RK_X86
+// 8 at a time: F16C rounds to nearest even as float_to_half does, and a gather reads the table.
+RK_AVX2 static void geglu_avx2(float *gate, const float *up, int n) {
+#pragma clang fp contract(off)
+    const __m256 low = _mm256_set1_ps(-10.0f), high = _mm256_set1_ps(10.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(gate + i), u = _mm256_loadu_ps(up + i);
+        const __m256i idx = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const __m256i g32 = _mm256_and_si256(_mm256_i32gather_epi32((const int *)gelu_table, idx, 2), _mm256_set1_epi32(0xffff));
+        const __m256 g = _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(g32), _mm256_extracti128_si256(g32, 1)));
+        __m256 r = _mm256_blendv_ps(_mm256_mul_ps(g, u), _mm256_mul_ps(x, u), _mm256_cmp_ps(x, high, _CMP_GE_OQ));
+        r = _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(x, low, _CMP_LE_OQ));
+        _mm256_storeu_ps(gate + i, r);
+    }
+    geglu_portable(gate + i, up + i, n - i);
+}
+#endif
+
+void rk_geglu(float *gate, const float *up, int n) {
+    pthread_once(&gelu_table_once, fill_gelu_table);
+    DISPATCH(geglu_avx2, geglu_portable)(gate, up, n);
 }
 
 // ---- memory bandwidth probe ----

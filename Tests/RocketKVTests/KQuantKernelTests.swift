@@ -183,6 +183,27 @@ extension KernelTests {
         }
     }
 
+    /// The gemm's activations (`_x4`: a positive maximum wins a tie of magnitudes, as llama.cpp's x86 quantizer)
+    /// are the same bytes at every level, and differ from the plain ones only on the tied block.
+    func testQ8KGemmQuantizationAgreesAtEveryLevel() {
+        var x = randomFloats(256 * 3, scale: 3)
+        x[9] = -7; x[200] = 7        // a tie of magnitudes, the negative first
+        x[256 + 5] = -9              // a negative maximum without a tie
+        var outputs: [[UInt8]] = []
+        var plain = [UInt8](repeating: 0, count: 292 * 3)
+        forEachPath { _ in
+            var q = [UInt8](repeating: 0xEE, count: 292 * 3)
+            rk_quantize_row_q8_K_x4(x, &q, Int32(x.count))
+            outputs.append(q)
+            rk_quantize_row_q8_K(x, &plain, Int32(x.count))
+        }
+        XCTAssertGreaterThan(outputs.count, 1)
+        for q in outputs { XCTAssertEqual(q, outputs[0]) }
+        func scale(_ q: [UInt8], _ b: Int) -> Float { q.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 292 * b, as: Float.self) } }
+        XCTAssertEqual(scale(outputs[0], 0), -scale(plain, 0))   // the tie: max +7 instead of −7
+        XCTAssertEqual(Array(outputs[0][292...]), Array(plain[292...]))
+    }
+
     /// Kernels against the plain references, bit for bit, at every level.
     func testKQuantAndQ5_0DotsAreBitExactWithReference() {
         for type in Self.kQuantTypes + [.q5_0] {
