@@ -573,10 +573,13 @@ RK_TILE512_Q4_1_KERNEL(tile512_q4_1_2x4, 2, 4)
 RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x1, 4, 1)
 RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x4, 4, 4, block_q4_0, loadu2_q4_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, loadu2_q4_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x8, 4, 8, block_q4_0, loadu2_q4_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x4, 4, 4, block_q8_0, loadu2_q8_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, loadu2_q8_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x8, 4, 8, block_q8_0, loadu2_q8_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x8, 4, 8, block_q5_0, loadu2_q5_0)
 
 typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const void *, int, float *, size_t);
 
@@ -585,13 +588,13 @@ typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const f
 RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
                                        const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
                                        quant_dot_fn dot) {
-    tile_fn big, narrow;
+    tile_fn wider = NULL, big, narrow;   // big_rows × 8 tokens, big_rows × 4, 4 × 1
     const int wide = rk_simd_level() >= 2;
     switch (type) {
-    case 2: big = wide ? tile512_q4_0_4x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; break;
+    case 2: big = wide ? tile512_q4_0_4x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; if (wide) wider = tile512_q4_0_4x8; break;
     case 3: big = wide ? tile512_q4_1_2x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; break;
-    case 6: big = wide ? tile512_q5_0_4x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; break;
-    default: big = wide ? tile512_q8_0_4x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; break;
+    case 6: big = wide ? tile512_q5_0_4x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; if (wide) wider = tile512_q5_0_4x8; break;
+    default: big = wide ? tile512_q8_0_4x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; if (wide) wider = tile512_q8_0_4x8; break;
     }
     // The AVX-512 tiles of the signed formats take stored bytes u = w + offset and start each lane at −offset·Σx.
     const int offset = !wide || type == 3 ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
@@ -632,16 +635,17 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
         // Column t of the table as the tiles index it.
 #define RK_TILE_ARGS(t) dx + ((t) - t0), offset ? (const void *)(corr + (size_t)((t) - t0) * 8) : (const void *)(sx + ((t) - t0)), TB
         int t = t0;
-        if (t1 - t0 >= 4) {
-            // Token quads outer, row groups inner: the quad's activations stay in L1 while the rows stream from L2.
-            const int rb = r0 + (r1 - r0) / big_rows * big_rows;
-            for (; t + 4 <= t1; t += 4) {
+        // Token groups (8 where a tile takes them, then 4) outer, row groups inner: the group's activations stay
+        // in L1 while the rows stream from L2.
+        const struct { tile_fn tile; int tokens; } tiers[2] = {{wider, 8}, {big, 4}};
+        const int rb = r0 + (r1 - r0) / big_rows * big_rows;
+        for (int k = 0; k < 2; k++)
+            for (; tiers[k].tile && t + tiers[k].tokens <= t1; t += tiers[k].tokens) {
                 for (int r = r0; r < rb; r += big_rows)
-                    big(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
-                for (int u = t; u < t + 4; u++)
+                    tiers[k].tile(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
+                for (int u = t; u < t + tiers[k].tokens; u++)
                     for (int r = rb; r < r1; r++) y[(size_t)u * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)u * xstride);
             }
-        }
         for (; t < t1; t++) {   // the tokens left over: 4 rows at a time
             int r = r0;
             for (; r + 4 <= r1; r += 4)
@@ -1057,64 +1061,104 @@ RK_AVX512 static inline __m512i scale_lanes(__m128i bytes, __m128i idx, int is_s
     return is_signed ? _mm512_and_si512(_mm512_cvtepi8_epi32(picked), _mm512_set1_epi32(0xffff)) : _mm512_cvtepu8_epi32(picked);
 }
 
-RK_AVX512 static void dot4_q4_K_repacked_avx512(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
-                                              float out[4]) {
+// Q4_K against tokens four at a time, transposed: per super-block, chunk c of the activations (elements 16c …
+// 16c + 15) is 64 bytes whose 4-byte group g holds the four tokens side by side (byte 16g + 4t + k), so one
+// vpdpbusd against the weights' group g repeated four times gives lane (g, t) of all four tokens, and the
+// lanes of a sub-block pair reduce to the tokens' I_p as one 4-lane vector with no horizontal sums per token.
+// Each quad also carries its tokens' d_x and, per pair, Σx of both sub-blocks as int16 halves.
+typedef struct { int8_t q[16][64]; float d[4]; int32_t sums[4][4]; } quad_q8_K;
+
+static void pack_quad_q8_K(const char *x, size_t xstride, int ntok, int nb, quad_q8_K *out) {
+    for (int b = 0; b < nb; b++)
+        for (int t = 0; t < 4; t++) {   // tokens past ntok repeat the last one
+            const block_q8_K *xb = (const block_q8_K *)(x + (size_t)(t < ntok ? t : ntok - 1) * xstride) + b;
+            for (int e = 0; e < 256; e += 4) memcpy(&out[b].q[e / 16][e % 16 / 4 * 16 + 4 * t], xb->qs + e, 4);
+            out[b].d[t] = xb->d;
+            for (int p = 0; p < 4; p++) {
+                const uint16_t lo = (uint16_t)(xb->bsums[4 * p] + xb->bsums[4 * p + 1]), hi = (uint16_t)(xb->bsums[4 * p + 2] + xb->bsums[4 * p + 3]);
+                out[b].sums[p][t] = (int32_t)((uint32_t)lo | (uint32_t)hi << 16);
+            }
+        }
+}
+
+// One weight row against `nq` (1 or 2) quads `qstride` apart; quad i in the gemm order when gemm[i]. The integers
+// and float steps of every token are dot_q4_K_repacked's (lane t of each vector is token t's scalar chain).
+RK_AVX512 static void quads_q4_K_avx512(int nb, const block_q4_K *wb, const quad_q8_K *xq, size_t qstride, int nq,
+                                      const int gemm[2], float out[8]) {
 #pragma clang fp contract(off)
-    for (int t = 1; t < ntok; t++)
-        if (gemm[t] != gemm[0]) { dot4_q4_K_repacked_avx2(n, w, x, xstride, ntok, gemm, out); return; }
-    const block_q4_K *wb = (const block_q4_K *)w;
-    const block_q8_K *xs[4];
-    for (int t = 0; t < 4; t++) xs[t] = (const block_q8_K *)(x + (size_t)(t < ntok ? t : ntok - 1) * xstride);
-    const __m256i m4 = _mm256_set1_epi8(15);
-    __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
-    for (int b = 0; b < n / 256; b++) {
+    const __m512i rep = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()}, accm[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    for (int b = 0; b < nb; b++) {
         uint8_t sm[16];
         scales_mins_k4(wb[b].scales, sm);
-        const __m128i smv = _mm_loadu_si128((const __m128i *)sm);
-        __m512i q[4], scale[4];
-        for (int p = 0; p < 4; p++) {   // pair p: sub-block 2p (low nibbles) in the low half, 2p + 1 in the high
-            const __m256i bits = _mm256_loadu_si256((const __m256i *)(wb[b].qs + 32 * p));
-            q[p] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(bits, m4)), _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), 1);
-            scale[p] = scale_lanes(smv, _mm_set_epi64x(0x0101010101010101LL * (2 * p + 1), 0x0101010101010101LL * (2 * p)), 0);
+        __m128 d[2], dmin[2];
+        __m128i Isum[2] = {_mm_setzero_si128(), _mm_setzero_si128()}, Msum[2] = {_mm_setzero_si128(), _mm_setzero_si128()};
+        for (int i = 0; i < nq; i++) {
+            const __m128 dx = _mm_loadu_ps(xq[i * qstride + b].d);
+            d[i] = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].d)), dx);
+            dmin[i] = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].dmin)), dx);
         }
-        // The mins as int16 pairs against bsums: lane s of 8 is m[s]·Σx(s).
-        const __m256i mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(sm + 8)), _mm_loadl_epi64((const __m128i *)(sm + 8))));
-        __m512i S[4][4];   // [pair][token]
-        __m256i M[4];
-        float dx[4];
-        for (int t = 0; t < 4; t++) {
-            const block_q8_K *xt = xs[t] + b;
-            for (int p = 0; p < 4; p++)
-                S[p][t] = _mm512_madd_epi16(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[p], _mm512_loadu_si512(xt->qs + 64 * p)), scale[p]);
-            M[t] = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xt->bsums), mins);
-            dx[t] = xt->d;
-        }
-        __m128i I[4];
-        for (int p = 0; p < 4; p++) I[p] = hsum4_epi32_512(S[p]);
-        // M_p of token t = lanes 2p + 2p + 1 of M[t]: after the hadds, lane t of the low (high) half of mp[0] holds
-        // M_0 (M_2), of mp[1] M_1 (M_3).
-        const __m256 h01 = _mm256_castsi256_ps(_mm256_hadd_epi32(M[0], M[1])), h23 = _mm256_castsi256_ps(_mm256_hadd_epi32(M[2], M[3]));
-        const __m256i mp[2] = {_mm256_castps_si256(_mm256_shuffle_ps(h01, h23, _MM_SHUFFLE(2, 0, 2, 0))),
-                               _mm256_castps_si256(_mm256_shuffle_ps(h01, h23, _MM_SHUFFLE(3, 1, 3, 1)))};
-        const __m128i Mp[4] = {_mm256_castsi256_si128(mp[0]), _mm256_castsi256_si128(mp[1]), _mm256_extracti128_si256(mp[0], 1),
-                               _mm256_extracti128_si256(mp[1], 1)};
-        const __m128 dxv = _mm_loadu_ps(dx);
-        const __m128 d = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].d)), dxv), dmin = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].dmin)), dxv);
-        if (gemm[0]) {
-            for (int p = 0; p < 4; p++) {
-                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(I[p]), d, acc);
-                accm = _mm_fmadd_ps(_mm_cvtepi32_ps(Mp[p]), dmin, accm);
+        for (int p = 0; p < 4; p++) {
+            // Chunks 4p, 4p + 1: sub-block 2p (low nibbles); 4p + 2, 4p + 3: sub-block 2p + 1 (high nibbles).
+            const __m128i bits[2] = {_mm_loadu_si128((const __m128i *)(wb[b].qs + 32 * p)), _mm_loadu_si128((const __m128i *)(wb[b].qs + 32 * p + 16))};
+            __m512i W[4];
+            for (int c = 0; c < 4; c++) {
+                const __m128i nib = _mm_and_si128(c < 2 ? bits[c] : _mm_srli_epi16(bits[c - 2], 4), m4);
+                W[c] = _mm512_permutexvar_epi32(rep, _mm512_castsi128_si512(nib));
             }
-        } else {
-            const __m128i Isum = _mm_add_epi32(_mm_add_epi32(I[0], I[1]), _mm_add_epi32(I[2], I[3]));
-            const __m128i Msum = _mm_add_epi32(_mm_add_epi32(Mp[0], Mp[1]), _mm_add_epi32(Mp[2], Mp[3]));
-            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(Isum), d, acc);
-            accm = _mm_fmadd_ps(_mm_cvtepi32_ps(Msum), dmin, accm);
+            const __m512i scale_lo = _mm512_set1_epi32(sm[2 * p]), scale_hi = _mm512_set1_epi32(sm[2 * p + 1]);
+            const __m128i mins = _mm_set1_epi32(sm[8 + 2 * p] | sm[9 + 2 * p] << 16);
+            for (int i = 0; i < nq; i++) {
+                const quad_q8_K *X = xq + i * qstride + b;
+                const __m512i lo = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W[0], _mm512_loadu_si512(X->q[4 * p])), W[1], _mm512_loadu_si512(X->q[4 * p + 1]));
+                const __m512i hi = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W[2], _mm512_loadu_si512(X->q[4 * p + 2])), W[3], _mm512_loadu_si512(X->q[4 * p + 3]));
+                const __m512i s = _mm512_add_epi32(_mm512_madd_epi16(lo, scale_lo), _mm512_madd_epi16(hi, scale_hi));
+                const __m256i s2 = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+                const __m128i I = _mm_add_epi32(_mm256_castsi256_si128(s2), _mm256_extracti128_si256(s2, 1));
+                const __m128i M = _mm_madd_epi16(_mm_loadu_si128((const __m128i *)X->sums[p]), mins);
+                if (gemm[i]) {
+                    acc[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(I), d[i], acc[i]);
+                    accm[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(M), dmin[i], accm[i]);
+                } else {
+                    Isum[i] = _mm_add_epi32(Isum[i], I);
+                    Msum[i] = _mm_add_epi32(Msum[i], M);
+                }
+            }
         }
+        for (int i = 0; i < nq; i++)
+            if (!gemm[i]) {
+                acc[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(Isum[i]), d[i], acc[i]);
+                accm[i] = _mm_fmadd_ps(_mm_cvtepi32_ps(Msum[i]), dmin[i], accm[i]);
+            }
     }
-    float r[4];
-    _mm_storeu_ps(r, _mm_sub_ps(acc, accm));
-    for (int t = 0; t < ntok; t++) out[t] = r[t];
+    for (int i = 0; i < nq; i++) _mm_storeu_ps(out + 4 * i, _mm_sub_ps(acc[i], accm[i]));
+}
+
+// Rows [r0, r1) × all tokens through quads_q4_K_avx512; tokens below gemm_tokens (a multiple of 4, or ≥ ntok) in
+// the gemm order. Token blocks of 32 stay in L2 while the rows pass over them.
+RK_AVX512 static void matmul_q4_K_quads(const char *w, size_t wstride, int r0, int r1, const char *x, size_t xstride, int ntok,
+                                      int gemm_tokens, float *y, size_t ystride, int n) {
+    const int nb = n / 256, nq = (ntok + 3) / 4;
+    static __thread quad_q8_K *buffer = NULL;
+    static __thread size_t capacity = 0;
+    if ((size_t)nq * nb > capacity) {
+        free(buffer);
+        capacity = (size_t)nq * nb;
+        buffer = (quad_q8_K *)malloc(capacity * sizeof(quad_q8_K));
+    }
+    for (int q = 0; q < nq; q++) pack_quad_q8_K(x + (size_t)4 * q * xstride, xstride, ntok - 4 * q < 4 ? ntok - 4 * q : 4, nb, buffer + (size_t)q * nb);
+    for (int q0 = 0; q0 < nq; q0 += 8) {
+        const int q1 = q0 + 8 < nq ? q0 + 8 : nq;
+        for (int r = r0; r < r1; r++)
+            for (int q = q0; q < q1; q += 2) {
+                const int k = q1 - q < 2 ? q1 - q : 2;
+                const int gemm[2] = {4 * q < gemm_tokens, 4 * q + 4 < gemm_tokens};
+                float out[8];
+                quads_q4_K_avx512(nb, (const block_q4_K *)(w + (size_t)r * wstride), buffer + (size_t)q * nb, nb, k, gemm, out);
+                for (int t = 4 * q; t < 4 * (q + k) && t < ntok; t++) y[(size_t)t * ystride + r] = out[t - 4 * q];
+            }
+    }
 }
 
 RK_AVX512 static void dot4_q6_K_tiled_avx512(int n, const void *w, const char *x, size_t xstride, int ntok, const int gemm[4],
@@ -1322,8 +1366,11 @@ int rk_matmul_q4_K_repacked(const void *w, size_t wstride, int r0, int r1, const
     const char *wb = (const char *)w, *xb = (const char *)x;
 #if RK_X86
     if (rk_simd_level()) {   // 4 tokens per unpacked weight row
-        matmul_dot4(rk_simd_level() >= 2 ? dot4_q4_K_repacked_avx512 : dot4_q4_K_repacked_avx2, wb, wstride, r0, r1, xb, xstride,
-                    ntok, gemm_tokens, y, ystride, n);
+        // A quad of tokens in one order each (and enough tokens to fill one): the transposed AVX-512 kernel.
+        if (rk_simd_level() >= 2 && ntok >= 4 && (gemm_tokens % 4 == 0 || gemm_tokens >= ntok))
+            matmul_q4_K_quads(wb, wstride, r0, r1, xb, xstride, ntok, gemm_tokens, y, ystride, n);
+        else
+            matmul_dot4(dot4_q4_K_repacked_avx2, wb, wstride, r0, r1, xb, xstride, ntok, gemm_tokens, y, ystride, n);
         return 0;
     }
 #endif

@@ -60,7 +60,8 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
         let c = config
         let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
         state.reserve(tokens: n, config: c)
-        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
+        let x = state.x, xb = state.xb, v = state.v
+        nonisolated(unsafe) let q = state.q, k = state.k   // each token's rows rotated by one thread
 
         ForwardSteps.embed(batch.tokens, embedding: tokenEmbedding, config: c, scale: c.embeddingScale, into: x)
 
@@ -68,14 +69,15 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
             // Attention block, normalised before and after.
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
-            let base = c.ropeBase(layer: l), frequencyScale = c.ropeFrequencyScale(layer: l)
-            for t in 0..<n {
+            let base = c.ropeBase(layer: l), frequencyScale = c.ropeFrequencyScale(layer: l), positions = batch.positions
+            nonisolated(unsafe) let layer = layer   // read-only weights
+            ForwardSteps.eachToken(n) { t in
                 let qt = q + t * qDim, kt = k + t * kvDim
                 Ops.rmsNormRows(qt, rows: c.queryHeads, weight: layer.queryNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: base,
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
                          style: .neox, frequencyScale: frequencyScale)
                 Ops.rmsNormRows(kt, rows: c.kvHeads, weight: layer.keyNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: base,
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
                          style: .neox, frequencyScale: frequencyScale)
                 if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
             }

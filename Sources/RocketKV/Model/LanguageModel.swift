@@ -170,11 +170,18 @@ public final class ForwardState {
 /// The steps the architectures share: embedding, norms over token rows, attention through the policy, the
 /// gated feed-forward, and the final norm and unembedding.
 enum ForwardSteps {
+    /// `body(t)` for every token row `t` of `0..<n`, rows independent of each other: spread over the pool for a
+    /// prompt chunk, inline for a few rows (a fork-join would cost more than their work).
+    static func eachToken(_ n: Int, _ body: @Sendable (_ t: Int) -> Void) {
+        if n < 8 { for t in 0..<n { body(t) } } else { ThreadPool.parallelFor(n) { rows in for t in rows { body(t) } } }
+    }
+
     /// RMSNorm of each of the `n` token rows of `x` into `output` (they may be the same buffer).
     static func normalize(_ x: UnsafePointer<Float>, rows n: Int, weight: UnsafePointer<Float>, config c: ModelConfig,
                           into output: UnsafeMutablePointer<Float>) {
-        let dim = c.embeddingLength
-        for t in 0..<n { Ops.rmsNorm(x + t * dim, weight: weight, epsilon: c.rmsEpsilon, count: dim, output: output + t * dim) }
+        let dim = c.embeddingLength, epsilon = c.rmsEpsilon
+        nonisolated(unsafe) let x = x, weight = weight, output = output   // each row read and written by one thread
+        eachToken(n) { t in Ops.rmsNorm(x + t * dim, weight: weight, epsilon: epsilon, count: dim, output: output + t * dim) }
     }
 
     /// Layer `l`'s attention of `state.q/k/v` (after RoPE) into `state.attention`, each segment of `batch`
@@ -211,7 +218,11 @@ enum ForwardSteps {
     /// `down · (activation(gate · x) ⊙ (up · x))`, with SiLU (SwiGLU) or ggml's tabulated GELU (GEGLU).
     static func gatedFeedForward(_ w: FeedForwardWeights, gelu: Bool, tokens n: Int, config c: ModelConfig, state: ForwardState) {
         matmul([w.gate, w.up], input: state.xb, tokens: n, outputs: [state.hb, state.hb2], scratch: state.scratch)
-        if gelu { rk_geglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) } else { rk_swiglu(state.hb, state.hb2, Int32(n * c.feedForwardLength)) }
+        let ff = c.feedForwardLength
+        nonisolated(unsafe) let gate = state.hb, up = state.hb2   // each row read and written by one thread
+        eachToken(n) { t in
+            if gelu { rk_geglu(gate + t * ff, up + t * ff, Int32(ff)) } else { rk_swiglu(gate + t * ff, up + t * ff, Int32(ff)) }
+        }
         matmul(w.down, input: state.hb, tokens: n, output: state.xb, scratch: state.scratch)
     }
 

@@ -57,7 +57,8 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
         let c = config
         let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
         state.reserve(tokens: n, config: c)
-        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
+        let x = state.x, xb = state.xb, v = state.v
+        nonisolated(unsafe) let q = state.q, k = state.k   // each token's rows rotated by one thread
 
         ForwardSteps.embed(batch.tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
 
@@ -65,10 +66,11 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             // Attention block.
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
-            for t in 0..<n {
-                Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
+            let positions = batch.positions
+            ForwardSteps.eachToken(n) { t in
+                Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
                          frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
-                Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
+                Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
                          frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
             }
             ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)

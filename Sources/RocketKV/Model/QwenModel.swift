@@ -61,7 +61,8 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
         let c = config
         let dim = c.embeddingLength, hd = c.headDim, qDim = c.queryHeads * hd, kvDim = c.kvHeads * hd
         state.reserve(tokens: n, config: c)
-        let x = state.x, xb = state.xb, q = state.q, k = state.k, v = state.v
+        let x = state.x, xb = state.xb
+        nonisolated(unsafe) let q = state.q, k = state.k, v = state.v   // each token's rows finished by one thread
 
         ForwardSteps.embed(batch.tokens, embedding: tokenEmbedding, config: c, scale: nil, into: x)
 
@@ -69,16 +70,18 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
             // Attention block.
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
-            for t in 0..<n {
+            let positions = batch.positions
+            nonisolated(unsafe) let layer = layer   // read-only weights
+            ForwardSteps.eachToken(n) { t in
                 let qt = q + t * qDim, kt = k + t * kvDim, vt = v + t * kvDim
                 if let b = layer.queryBias { Ops.add(qt, b, count: qDim) }
                 if let b = layer.keyBias { Ops.add(kt, b, count: kvDim) }
                 if let b = layer.valueBias { Ops.add(vt, b, count: kvDim) }
                 if let w = layer.queryNorm { Ops.rmsNormRows(qt, rows: c.queryHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
                 if let w = layer.keyNorm { Ops.rmsNormRows(kt, rows: c.kvHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
+                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
                          style: .neox, frequencyScale: c.ropeFrequencyScale)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: batch.positions[t], base: c.ropeBase,
+                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
                          style: .neox, frequencyScale: c.ropeFrequencyScale)
             }
             ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
