@@ -1617,6 +1617,33 @@ RK_AVX2 static void swiglu_avx2(float *gate, const float *up, int n) {
 
 void rk_swiglu(float *gate, const float *up, int n) { DISPATCH(swiglu_avx2, swiglu_portable)(gate, up, n); }
 
+// ---- RMSNorm over rows ----
+// ggml's rms_norm (Σ x² summed in double in element order, scale = 1/√(mean + ε)) then ggml_mul by the weight,
+// for `rows` rows `xstride` apart into rows `ostride` apart (out may be x). Eight rows at a time, so their eight
+// dependent chains of double additions overlap instead of running one after another; each row's additions stay
+// in order, so the bits are those of one row at a time (Ops.rmsNorm, its twin in the tests).
+#define RK_NORM_ROWS(M)                                                                                           \
+    do {                                                                                                          \
+        double sum[M] = {0};                                                                                      \
+        for (int i = 0; i < n; i++)                                                                               \
+            for (int r = 0; r < M; r++) { const float v = x[(size_t)(r0 + r) * xstride + i]; sum[r] += (double)(v * v); } \
+        for (int r = 0; r < M; r++) {                                                                             \
+            const float scale = 1.0f / sqrtf((float)(sum[r] / (double)n) + epsilon);                             \
+            const float *xr = x + (size_t)(r0 + r) * xstride;                                                     \
+            float *o = out + (size_t)(r0 + r) * ostride;                                                          \
+            for (int i = 0; i < n; i++) o[i] = (xr[i] * scale) * weight[i];                                       \
+        }                                                                                                         \
+    } while (0)
+
+void rk_rms_norm_rows(const float *x, size_t xstride, int rows, const float *weight, float epsilon, int n, float *out, size_t ostride) {
+#pragma clang fp contract(off)
+    int r0 = 0;
+    for (; r0 + 8 <= rows; r0 += 8) RK_NORM_ROWS(8);
+    for (; r0 + 4 <= rows; r0 += 4) RK_NORM_ROWS(4);
+    for (; r0 < rows; r0++) RK_NORM_ROWS(1);
+}
+#undef RK_NORM_ROWS
+
 // ---- GELU-gated feed-forward (Gemma) ----
 // ggml's f32 GELU (GGML_GELU_FP16) rounds its input to f16 and reads f16(gelu(x)) from a table of every f16 x,
 // gelu(x) = 0.5x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x²))) as GCC compiles it (the inner 1 + a·x·x fused into one

@@ -55,9 +55,28 @@ final class ModelBlockTests: XCTestCase {
     func testPerHeadNormalisesEachRow() {
         var x: [Float] = [1, 2, 3, 4, -4, 0, 0, 0]
         let w: [Float] = [1, 1, 2, 0.5]
-        Ops.rmsNormRows(&x, rows: 2, weight: w, epsilon: 1e-6, count: 4)
+        x.withUnsafeMutableBufferPointer { Ops.rmsNormRows($0.baseAddress!, rows: 2, weight: w, epsilon: 1e-6, count: 4, output: $0.baseAddress!) }
         let r0 = (30.0 / 4).squareRoot(), r1 = (16.0 / 4).squareRoot()
         let expected = [1 / r0, 2 / r0, 2 * 3 / r0, 0.5 * 4 / r0, -4 / r1, 0, 0, 0]
         for (a, b) in zip(x, expected) { XCTAssertEqual(Double(a), b, accuracy: 1e-5) }
+    }
+
+    /// The several-rows kernel against its twin, one row at a time, bit for bit: every group size (8, 4, 1)
+    /// and row lengths of heads and embeddings, with rows of very different magnitudes side by side.
+    func testNormRowsMatchesOneRowAtATime() {
+        var state: UInt64 = 11
+        func next() -> Float { state = state &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(state >> 33) % 20001) / 10000 - 1 }
+        for (rows, n) in [(1, 64), (3, 256), (4, 640), (13, 256), (21, 96)] {
+            let x = (0..<(rows * n)).map { i in next() * (i / n % 3 == 0 ? 1e3 : 1e-3) }
+            let w = (0..<n).map { _ in next() + 1 }
+            var got = [Float](repeating: .nan, count: rows * n), expected = got
+            got.withUnsafeMutableBufferPointer { Ops.rmsNormRows(x, rows: rows, weight: w, epsilon: 1e-6, count: n, output: $0.baseAddress!) }
+            expected.withUnsafeMutableBufferPointer { out in
+                x.withUnsafeBufferPointer { xp in
+                    for r in 0..<rows { Ops.rmsNorm(xp.baseAddress! + r * n, weight: w, epsilon: 1e-6, count: n, output: out.baseAddress! + r * n) }
+                }
+            }
+            XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(rows) rows of \(n)")
+        }
     }
 }

@@ -173,6 +173,9 @@ void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *count
 void rk_swiglu(float *gate, const float *up, int n);
 /// gate[i] = gelu(gate[i]) * up[i] in ggml's arithmetic (GELU through its f16 lookup table).
 void rk_geglu(float *gate, const float *up, int n);
+/// RMSNorm (ggml's: Σ x² in double, in order) times `weight` of `rows` rows of `n`, `xstride` apart, into rows
+/// `ostride` apart (`out` may be `x`); eight rows' sums at a time, each with the bits of a lone row.
+void rk_rms_norm_rows(const float *x, size_t xstride, int rows, const float *weight, float epsilon, int n, float *out, size_t ostride);
 /// ggml's GELU formula in f32, as the table is built from it (the reference twin's building block).
 float rk_gelu_formula(float x);
 

@@ -42,9 +42,11 @@ public enum Ops {
         }
     }
 
-    /// `rmsNorm` of each of `rows` consecutive rows of `count` values, in place (per-head Q/K norms).
-    public static func rmsNormRows(_ x: UnsafeMutablePointer<Float>, rows: Int, weight: UnsafePointer<Float>, epsilon: Float, count n: Int) {
-        for r in 0..<rows { rmsNorm(x + r * n, weight: weight, epsilon: epsilon, count: n, output: x + r * n) }
+    /// `rmsNorm` of each of `rows` consecutive rows of `count` values into `output` (which may be `x`), several
+    /// rows' sums at a time (`rk_rms_norm_rows`; the same bits as `rmsNorm` row by row).
+    public static func rmsNormRows(_ x: UnsafePointer<Float>, rows: Int, weight: UnsafePointer<Float>, epsilon: Float, count n: Int,
+                                   output: UnsafeMutablePointer<Float>) {
+        rk_rms_norm_rows(x, n, Int32(rows), weight, epsilon, Int32(n), output, n)
     }
 
     /// `x[i] *= s` (ggml_scale).

@@ -71,15 +71,18 @@ public final class Gemma3Model: LanguageModel, @unchecked Sendable {
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             let base = c.ropeBase(layer: l), frequencyScale = c.ropeFrequencyScale(layer: l), positions = batch.positions
             nonisolated(unsafe) let layer = layer   // read-only weights
-            ForwardSteps.eachToken(n) { t in
-                let qt = q + t * qDim, kt = k + t * kvDim
-                Ops.rmsNormRows(qt, rows: c.queryHeads, weight: layer.queryNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
-                         style: .neox, frequencyScale: frequencyScale)
-                Ops.rmsNormRows(kt, rows: c.kvHeads, weight: layer.keyNorm, epsilon: c.rmsEpsilon, count: hd)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
-                         style: .neox, frequencyScale: frequencyScale)
-                if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
+            ForwardSteps.tokenRanges(n) { rows in
+                let qs = q + rows.lowerBound * qDim, ks = k + rows.lowerBound * kvDim   // every head a row of hd
+                Ops.rmsNormRows(qs, rows: rows.count * c.queryHeads, weight: layer.queryNorm, epsilon: c.rmsEpsilon, count: hd, output: qs)
+                Ops.rmsNormRows(ks, rows: rows.count * c.kvHeads, weight: layer.keyNorm, epsilon: c.rmsEpsilon, count: hd, output: ks)
+                for t in rows {
+                    let qt = q + t * qDim, kt = k + t * kvDim
+                    Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
+                             style: .neox, frequencyScale: frequencyScale)
+                    Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: base,
+                             style: .neox, frequencyScale: frequencyScale)
+                    if let s = c.queryScale { Ops.scale(qt, by: s, count: qDim) }
+                }
             }
             ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
             matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)

@@ -170,10 +170,10 @@ public final class ForwardState {
 /// The steps the architectures share: embedding, norms over token rows, attention through the policy, the
 /// gated feed-forward, and the final norm and unembedding.
 enum ForwardSteps {
-    /// `body(t)` for every token row `t` of `0..<n`, rows independent of each other: spread over the pool for a
-    /// prompt chunk, inline for a few rows (a fork-join would cost more than their work).
-    static func eachToken(_ n: Int, _ body: @Sendable (_ t: Int) -> Void) {
-        if n < 8 { for t in 0..<n { body(t) } } else { ThreadPool.parallelFor(n) { rows in for t in rows { body(t) } } }
+    /// `body(rows)` over token rows `0..<n` split into ranges, rows independent of each other: one range per
+    /// pool thread for a prompt chunk, all of them inline for a few rows (a fork-join would cost more than their work).
+    static func tokenRanges(_ n: Int, _ body: @Sendable (_ rows: Range<Int>) -> Void) {
+        if n < 8 { body(0..<n) } else { ThreadPool.parallelFor(n, body) }
     }
 
     /// RMSNorm of each of the `n` token rows of `x` into `output` (they may be the same buffer).
@@ -181,7 +181,9 @@ enum ForwardSteps {
                           into output: UnsafeMutablePointer<Float>) {
         let dim = c.embeddingLength, epsilon = c.rmsEpsilon
         nonisolated(unsafe) let x = x, weight = weight, output = output   // each row read and written by one thread
-        eachToken(n) { t in Ops.rmsNorm(x + t * dim, weight: weight, epsilon: epsilon, count: dim, output: output + t * dim) }
+        tokenRanges(n) { rows in
+            Ops.rmsNormRows(x + rows.lowerBound * dim, rows: rows.count, weight: weight, epsilon: epsilon, count: dim, output: output + rows.lowerBound * dim)
+        }
     }
 
     /// Layer `l`'s attention of `state.q/k/v` (after RoPE) into `state.attention`, each segment of `batch`
@@ -220,8 +222,9 @@ enum ForwardSteps {
         matmul([w.gate, w.up], input: state.xb, tokens: n, outputs: [state.hb, state.hb2], scratch: state.scratch)
         let ff = c.feedForwardLength
         nonisolated(unsafe) let gate = state.hb, up = state.hb2   // each row read and written by one thread
-        eachToken(n) { t in
-            if gelu { rk_geglu(gate + t * ff, up + t * ff, Int32(ff)) } else { rk_swiglu(gate + t * ff, up + t * ff, Int32(ff)) }
+        tokenRanges(n) { rows in
+            let first = rows.lowerBound * ff, count = Int32(rows.count * ff)
+            if gelu { rk_geglu(gate + first, up + first, count) } else { rk_swiglu(gate + first, up + first, count) }
         }
         matmul(w.down, input: state.hb, tokens: n, output: state.xb, scratch: state.scratch)
     }

@@ -67,11 +67,13 @@ public final class LlamaModel: LanguageModel, @unchecked Sendable {
             ForwardSteps.normalize(x, rows: n, weight: layer.attentionNorm, config: c, into: xb)
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             let positions = batch.positions
-            ForwardSteps.eachToken(n) { t in
-                Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
-                         frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
-                Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
-                         frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
+            ForwardSteps.tokenRanges(n) { rows in
+                for t in rows {
+                    Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
+                             frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
+                    Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
+                             frequencyScale: c.ropeFrequencyScale, frequencyFactors: ropeFrequencyFactors)
+                }
             }
             ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
             matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)

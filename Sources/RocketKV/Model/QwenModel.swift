@@ -72,17 +72,22 @@ public final class QwenModel: LanguageModel, @unchecked Sendable {
             matmul([layer.attention.query, layer.attention.key, layer.attention.value], input: xb, tokens: n, outputs: [q, k, v], scratch: state.scratch)
             let positions = batch.positions
             nonisolated(unsafe) let layer = layer   // read-only weights
-            ForwardSteps.eachToken(n) { t in
-                let qt = q + t * qDim, kt = k + t * kvDim, vt = v + t * kvDim
-                if let b = layer.queryBias { Ops.add(qt, b, count: qDim) }
-                if let b = layer.keyBias { Ops.add(kt, b, count: kvDim) }
-                if let b = layer.valueBias { Ops.add(vt, b, count: kvDim) }
-                if let w = layer.queryNorm { Ops.rmsNormRows(qt, rows: c.queryHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
-                if let w = layer.keyNorm { Ops.rmsNormRows(kt, rows: c.kvHeads, weight: w, epsilon: c.rmsEpsilon, count: hd) }
-                Ops.rope(qt, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
-                         style: .neox, frequencyScale: c.ropeFrequencyScale)
-                Ops.rope(kt, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
-                         style: .neox, frequencyScale: c.ropeFrequencyScale)
+            ForwardSteps.tokenRanges(n) { rows in
+                for t in rows {
+                    let qt = q + t * qDim, kt = k + t * kvDim, vt = v + t * kvDim
+                    if let b = layer.queryBias { Ops.add(qt, b, count: qDim) }
+                    if let b = layer.keyBias { Ops.add(kt, b, count: kvDim) }
+                    if let b = layer.valueBias { Ops.add(vt, b, count: kvDim) }
+                }
+                let qs = q + rows.lowerBound * qDim, ks = k + rows.lowerBound * kvDim   // every head a row of hd
+                if let w = layer.queryNorm { Ops.rmsNormRows(qs, rows: rows.count * c.queryHeads, weight: w, epsilon: c.rmsEpsilon, count: hd, output: qs) }
+                if let w = layer.keyNorm { Ops.rmsNormRows(ks, rows: rows.count * c.kvHeads, weight: w, epsilon: c.rmsEpsilon, count: hd, output: ks) }
+                for t in rows {
+                    Ops.rope(q + t * qDim, heads: c.queryHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
+                             style: .neox, frequencyScale: c.ropeFrequencyScale)
+                    Ops.rope(k + t * kvDim, heads: c.kvHeads, headDim: hd, ropeDims: c.ropeDims, position: positions[t], base: c.ropeBase,
+                             style: .neox, frequencyScale: c.ropeFrequencyScale)
+                }
             }
             ForwardSteps.attend(layer: l, batch: batch, config: c, state: state)
             matmul(layer.attention.output, input: state.attention, tokens: n, output: xb, scratch: state.scratch)
