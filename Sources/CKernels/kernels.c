@@ -581,10 +581,56 @@ RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x8, 4, 8, block_q5_0, loadu2_q5_0)
 
-typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const void *, int, float *, size_t);
+// A Q4_0/Q5_0 block unpacked for a prompt's matmul: d, and each element's stored value (w + 8, w + 16) as a byte.
+// Unpacking every row once per call (rather than once per tile) is the bulk of what the signed formats cost
+// above Q8_0's plain bytes.
+typedef struct { uint16_t d; uint16_t pad; uint8_t u[32]; } block_u32;
+_Static_assert(sizeof(block_u32) == 36, "u32 size");
+RK_AVX512 static inline __m512i loadu2_u32(const block_u32 *a, const block_u32 *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->u)), _mm256_loadu_si256((const __m256i *)b->u), 1);
+}
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x8, 4, 8, block_u32, loadu2_u32)
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x4, 4, 4, block_u32, loadu2_u32)
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x1, 4, 1, block_u32, loadu2_u32)
 
-// Rows [r0, r1) × all tokens with big tiles (big_rows × 4 tokens) and narrow ones (4 rows × 1 token); the ragged
-// edges take the row-dot.
+// `rows` (even) rows of Q4_0 (type 2) or Q5_0 (type 6) as block_u32, row after row.
+RK_AVX512 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
+    for (int i = 0; i < rows; i += 2)
+        for (int b = 0; b < nb; b++) {
+            const char *ra = w + (size_t)i * wstride, *rb = ra + wstride;
+            const __m512i u = type == 6 ? loadu2_q5_0((const block_q5_0 *)ra + b, (const block_q5_0 *)rb + b)
+                                        : loadu2_q4_0((const block_q4_0 *)ra + b, (const block_q4_0 *)rb + b);
+            block_u32 *oa = out + (size_t)i * nb + b, *ob = oa + nb;
+            memcpy(&oa->d, ra + (size_t)b * (type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0)), 2);
+            memcpy(&ob->d, rb + (size_t)b * (type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0)), 2);
+            oa->pad = ob->pad = 0;
+            _mm256_storeu_si256((__m256i *)oa->u, _mm512_castsi512_si256(u));
+            _mm256_storeu_si256((__m256i *)ob->u, _mm512_extracti64x4_epi64(u, 1));
+        }
+}
+
+typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const void *, int, float *, size_t);
+typedef struct { tile_fn tile; int tokens; } tile_tier;
+
+// Rows [0, rows) (a multiple of 4) × tokens [t0, t1), the activation table made from token t0 with column stride
+// ts (`extra` advancing extra_bytes a column): tiers of `tile_rows` rows × 8 or 4 tokens (token groups outer, so
+// a group's activations stay in L1 while the rows pass), then the narrow tile (4 rows × 1 token) for the rest.
+RK_AVX2 static void run_tiles(const tile_tier tiers[2], int tile_rows, tile_fn narrow, int nb, const char *w, size_t wstride, int rows,
+                              const char *x, size_t xstride, int t0, int t1, const float *dx, const char *extra, size_t extra_bytes,
+                              int ts, float *y, size_t ystride) {
+    int t = t0;
+    for (int k = 0; k < 2; k++)
+        for (; tiers[k].tile && t + tiers[k].tokens <= t1; t += tiers[k].tokens)
+            for (int r = 0; r < rows; r += tile_rows)
+                tiers[k].tile(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0),
+                              extra + (size_t)(t - t0) * extra_bytes, ts, y + (size_t)t * ystride + r, ystride);
+    for (; t < t1; t++)
+        for (int r = 0; r < rows; r += 4)
+            narrow(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, dx + (t - t0),
+                   extra + (size_t)(t - t0) * extra_bytes, ts, y + (size_t)t * ystride + r, ystride);
+}
+
+// Rows [r0, r1) × all tokens with the tiles; rows past the last multiple of 4 take the row-dot.
 RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, int r0, int r1,
                                        const char *x, size_t xstride, int ntok, float *y, size_t ystride, int n,
                                        quant_dot_fn dot) {
@@ -598,14 +644,17 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     }
     // The AVX-512 tiles of the signed formats take stored bytes u = w + offset and start each lane at −offset·Σx.
     const int offset = !wide || type == 3 ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
-    const int big_rows = offset ? 4 : 2;
-    const int nb = n / 32;
-    // Token blocks of 32 keep their activations in L2 while every row of the range passes over them. Per token
-    // and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets.
-    enum { TB = 32 };
+    const int big_rows = offset ? 4 : 2, nb = n / 32, r4 = r0 + (r1 - r0) / 4 * 4;
+    // Q4_0/Q5_0 in a prompt: each chunk of rows (about 32 KB unpacked) is unpacked once and meets every token, the
+    // table covering all of them. Otherwise token blocks of 32 keep their table in L2 while every row passes.
+    const int unpack = offset && (type == 2 || type == 6) && ntok >= 32;
+    const int TB = unpack ? ntok : 32;
+    const int chunk_rows = ((32768 / (nb * (int)sizeof(block_u32))) & ~3) > 4 ? (32768 / (nb * (int)sizeof(block_u32))) & ~3 : 4;
+    // Per token and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets; then the
+    // unpacked rows.
     static __thread float *table = NULL;
     static __thread size_t table_cap = 0;
-    const size_t need = (size_t)nb * TB * 9;
+    const size_t need = (size_t)nb * TB * 9 + (unpack ? (size_t)chunk_rows * nb * sizeof(block_u32) / sizeof(float) : 0);
     if (need > table_cap) {
         free(table);
         table = (float *)malloc(need * sizeof(float));
@@ -613,6 +662,10 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     }
     float *dx = table, *sx = table + (size_t)nb * TB;
     int32_t *corr = (int32_t *)sx;
+    block_u32 *rows_u32 = (block_u32 *)(table + (size_t)nb * TB * 9);
+    const tile_tier tiers[2] = {{wider, 8}, {big, 4}};
+    const char *extra = offset ? (const char *)corr : (const char *)sx;
+    const size_t extra_bytes = offset ? 32 : sizeof(float);
     for (int t0 = 0; t0 < ntok; t0 += TB) {
         const int t1 = t0 + TB < ntok ? t0 + TB : ntok;
         for (int t = t0; t < t1; t++) {
@@ -632,27 +685,20 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
                 }
             }
         }
-        // Column t of the table as the tiles index it.
-#define RK_TILE_ARGS(t) dx + ((t) - t0), offset ? (const void *)(corr + (size_t)((t) - t0) * 8) : (const void *)(sx + ((t) - t0)), TB
-        int t = t0;
-        // Token groups (8 where a tile takes them, then 4) outer, row groups inner: the group's activations stay
-        // in L1 while the rows stream from L2.
-        const struct { tile_fn tile; int tokens; } tiers[2] = {{wider, 8}, {big, 4}};
-        const int rb = r0 + (r1 - r0) / big_rows * big_rows;
-        for (int k = 0; k < 2; k++)
-            for (; tiers[k].tile && t + tiers[k].tokens <= t1; t += tiers[k].tokens) {
-                for (int r = r0; r < rb; r += big_rows)
-                    tiers[k].tile(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
-                for (int u = t; u < t + tiers[k].tokens; u++)
-                    for (int r = rb; r < r1; r++) y[(size_t)u * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)u * xstride);
+        if (unpack) {
+            const tile_tier unpacked[2] = {{tile512_u32_4x8, 8}, {tile512_u32_4x4, 4}};
+            for (int rc = r0; rc < r4; rc += chunk_rows) {
+                const int rows = r4 - rc < chunk_rows ? r4 - rc : chunk_rows;
+                unpack_rows_u32(type, w + (size_t)rc * wstride, wstride, rows, nb, rows_u32);
+                run_tiles(unpacked, 4, tile512_u32_4x1, nb, (const char *)rows_u32, (size_t)nb * sizeof(block_u32), rows,
+                          x, xstride, t0, t1, dx, extra, extra_bytes, TB, y + rc, ystride);
             }
-        for (; t < t1; t++) {   // the tokens left over: 4 rows at a time
-            int r = r0;
-            for (; r + 4 <= r1; r += 4)
-                narrow(nb, w + (size_t)r * wstride, wstride, x + (size_t)t * xstride, xstride, RK_TILE_ARGS(t), y + (size_t)t * ystride + r, ystride);
-            for (; r < r1; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
+        } else {
+            run_tiles(tiers, big_rows, narrow, nb, w + (size_t)r0 * wstride, wstride, r4 - r0, x, xstride, t0, t1, dx, extra, extra_bytes,
+                      TB, y + r0, ystride);
         }
-#undef RK_TILE_ARGS
+        for (int t = t0; t < t1; t++)
+            for (int r = r4; r < r1; r++) y[(size_t)t * ystride + r] = dot(n, w + (size_t)r * wstride, x + (size_t)t * xstride);
     }
 }
 #endif

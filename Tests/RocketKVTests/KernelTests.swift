@@ -140,7 +140,7 @@ final class KernelTests: TwoThreadTestCase {
     func testTiledMatmulIsBitExactWithRowDots() {
         forEachPath { path in
             for (type, blockBytes, activation) in [(3, 20, 36), (8, 34, 34), (2, 18, 34), (6, 22, 34)] {
-                for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (6, 5, 3), (3, 2, 2)] {
+                for (rows, tokens, blocks) in [(37, 1, 18), (16, 1, 48), (35, 70, 18), (130, 33, 20), (6, 5, 3), (3, 2, 2)] {   // 130 × 20: several unpacked chunks
                     var w: [UInt8] = []
                     for _ in 0..<(rows * blocks) {
                         switch type {
