@@ -1127,19 +1127,22 @@ static void pack_quad_q8_K(const char *x, size_t xstride, int ntok, int nb, quad
         }
 }
 
-// One weight row against `nq` (1 or 2) quads `qstride` apart; quad i in the gemm order when gemm[i]. The integers
+#define RK_QUADS 8   // the driver's token block: 32 tokens per weight row's unpacking
+// One weight row against `nq` (1 … RK_QUADS) quads `qstride` apart; quad i in the gemm order when gemm[i]. The integers
 // and float steps of every token are dot_q4_K_repacked's (lane t of each vector is token t's scalar chain).
 RK_AVX512 static void quads_q4_K_avx512(int nb, const block_q4_K *wb, const quad_q8_K *xq, size_t qstride, int nq,
-                                      const int gemm[2], float out[8]) {
+                                      const int gemm[RK_QUADS], float out[4 * RK_QUADS]) {
 #pragma clang fp contract(off)
     const __m512i rep = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
     const __m128i m4 = _mm_set1_epi8(15);
-    __m128 acc[2] = {_mm_setzero_ps(), _mm_setzero_ps()}, accm[2] = {_mm_setzero_ps(), _mm_setzero_ps()};
+    __m128 acc[RK_QUADS], accm[RK_QUADS];
+    for (int i = 0; i < RK_QUADS; i++) acc[i] = accm[i] = _mm_setzero_ps();
     for (int b = 0; b < nb; b++) {
         uint8_t sm[16];
         scales_mins_k4(wb[b].scales, sm);
-        __m128 d[2], dmin[2];
-        __m128i Isum[2] = {_mm_setzero_si128(), _mm_setzero_si128()}, Msum[2] = {_mm_setzero_si128(), _mm_setzero_si128()};
+        __m128 d[RK_QUADS], dmin[RK_QUADS];
+        __m128i Isum[RK_QUADS], Msum[RK_QUADS];
+        for (int i = 0; i < RK_QUADS; i++) Isum[i] = Msum[i] = _mm_setzero_si128();
         for (int i = 0; i < nq; i++) {
             const __m128 dx = _mm_loadu_ps(xq[i * qstride + b].d);
             d[i] = _mm_mul_ps(_mm_set1_ps(half_to_float_avx(wb[b].d)), dx);
@@ -1197,10 +1200,11 @@ RK_AVX512 static void matmul_q4_K_quads(const char *w, size_t wstride, int r0, i
     for (int q0 = 0; q0 < nq; q0 += 8) {
         const int q1 = q0 + 8 < nq ? q0 + 8 : nq;
         for (int r = r0; r < r1; r++)
-            for (int q = q0; q < q1; q += 2) {
-                const int k = q1 - q < 2 ? q1 - q : 2;
-                const int gemm[2] = {4 * q < gemm_tokens, 4 * q + 4 < gemm_tokens};
-                float out[8];
+            for (int q = q0; q < q1; q += RK_QUADS) {
+                const int k = q1 - q < RK_QUADS ? q1 - q : RK_QUADS;
+                int gemm[RK_QUADS];
+                for (int i = 0; i < RK_QUADS; i++) gemm[i] = 4 * (q + i) < gemm_tokens;
+                float out[4 * RK_QUADS];
                 quads_q4_K_avx512(nb, (const block_q4_K *)(w + (size_t)r * wstride), buffer + (size_t)q * nb, nb, k, gemm, out);
                 for (int t = 4 * q; t < 4 * (q + k) && t < ntok; t++) y[(size_t)t * ystride + r] = out[t - 4 * q];
             }
