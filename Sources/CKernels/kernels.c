@@ -1871,6 +1871,49 @@ RK_SCORES_GROUP(scores_batched1, key_dots_batched, 1)
 RK_SCORES_GROUP(scores_batched4, key_dots_batched, 4)
 RK_SCORES_GROUP(scores_batched12, key_dots_batched, 12)
 
+// AVX-512, batched order: two keys share a register (key a's 8 lanes, then key b's) against the query chunk in both
+// halves, so each lane keeps the AVX2 chain (one FMA per 8 dims, in order) at half the FMAs; attn_reduce8 then
+// sees the same 8 vectors per query.
+RK_AVX512 static RK_INLINE void key_pair_dots_batched(const uint16_t *ka, const uint16_t *kb, const float *qf, int d, const int NQ,
+                                                      __m512 *s, int sstride) {
+    __m512 a[12];
+    for (int i = 0; i < NQ; i++) a[i] = _mm512_setzero_ps();
+    for (int c = 0; c < d; c += 8) {
+        const __m512 k = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(ka + c))),
+                                                                 _mm_loadu_si128((const __m128i *)(kb + c)), 1));
+        for (int i = 0; i < NQ; i++) a[i] = _mm512_fmadd_ps(k, _mm512_broadcast_f32x8(_mm256_loadu_ps(qf + (size_t)i * d + c)), a[i]);
+    }
+    for (int i = 0; i < NQ; i++) s[i * sstride] = a[i];
+}
+
+#define RK_SCORES512_GROUP(NAME, NQ)                                                                              \
+RK_AVX512 static void NAME(const float *qf, const uint16_t *keys, int d, int j0, int j1, __m256 vscale,          \
+                           float *scores, size_t sstride) {                                                       \
+    __m512 s[NQ * 4];                                                                                           \
+    for (int jb = j0; jb < j1; jb += 8) {                                                                       \
+        const int m = j1 - jb < 8 ? j1 - jb : 8;                                                                \
+        for (int p = 0; p < 4; p++) {   /* keys 2p, 2p + 1 of the eight (a lone last key pairs with itself) */  \
+            if (2 * p < m) key_pair_dots_batched(keys + (size_t)(jb + 2 * p) * d, keys + (size_t)(jb + (2 * p + 1 < m ? 2 * p + 1 : 2 * p)) * d, \
+                                                 qf, d, NQ, s + p, 4);                                          \
+            else for (int i = 0; i < NQ; i++) s[i * 4 + p] = _mm512_setzero_ps();                              \
+        }                                                                                                       \
+        for (int i = 0; i < NQ; i++) {                                                                          \
+            __m256 v[8];                                                                                        \
+            for (int p = 0; p < 4; p++) {                                                                       \
+                v[2 * p] = _mm512_castps512_ps256(s[i * 4 + p]);                                                \
+                v[2 * p + 1] = _mm512_extractf32x8_ps(s[i * 4 + p], 1);                                         \
+            }                                                                                                   \
+            const __m256 r = _mm256_mul_ps(attn_reduce8(v, 1), vscale);                                         \
+            float *out = scores + (size_t)i * sstride + jb;                                                     \
+            if (m == 8) _mm256_storeu_ps(out, r);                                                               \
+            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }       \
+        }                                                                                                       \
+    }                                                                                                           \
+}
+RK_SCORES512_GROUP(scores512_batched1, 1)
+RK_SCORES512_GROUP(scores512_batched4, 4)
+RK_SCORES512_GROUP(scores512_batched12, 12)
+
 RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
                                      float scale, float *scores, size_t sstride, int batched) {
     float *qf = attn_scratch(0, (size_t)nq * d);
@@ -1886,6 +1929,10 @@ RK_AVX2 static void attn_scores_avx2(const float *q, size_t qstride, int nq, con
             if (left >= 3) { scores_single3(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 3; }
             else if (left == 2) { scores_single2(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 2; }
             else { scores_single1(qi, keys, d, j0, j1, vscale, si, sstride, 0); i += 1; }
+        } else if (rk_simd_level() >= 2) {
+            if (left >= 12) { scores512_batched12(qi, keys, d, j0, j1, vscale, si, sstride); i += 12; }
+            else if (left >= 4) { scores512_batched4(qi, keys, d, j0, j1, vscale, si, sstride); i += 4; }
+            else { scores512_batched1(qi, keys, d, j0, j1, vscale, si, sstride); i += 1; }
         } else {
             if (left >= 12) { scores_batched12(qi, keys, d, j0, j1, vscale, si, sstride, 1); i += 12; }
             else if (left >= 4) { scores_batched4(qi, keys, d, j0, j1, vscale, si, sstride, 1); i += 4; }

@@ -181,6 +181,26 @@ final class KernelTests: TwoThreadTestCase {
     /// splits the group's heads between threads; 96 for the 32-dim AVX-512 passes), KV groups whole on a thread
     /// or split between two (1 and 3 groups on 2 threads), every kernel path: the batched kernels agree bit for
     /// bit with one query at a time.
+    /// Attention scores (both orders) are the same bits at every kernel level, for query group sizes around
+    /// each kernel's (1, 4, 12) and key ranges that end mid-group.
+    func testAttentionScoresAgreeAtEveryLevel() {
+        for d in [64, 256] {
+            for (nq, j0, j1) in [(1, 0, 9), (5, 3, 40), (13, 0, 17), (12, 8, 8 + 64)] {
+                let keys = randomFloats(j1 * d, scale: 3).map { Float16($0).bitPattern }, q = randomFloats(nq * d, scale: 2)
+                for batched in [Int32(0), 1] {
+                    var outputs: [[UInt32]] = []
+                    forEachPath { _ in
+                        var scores = [Float](repeating: .nan, count: nq * j1)
+                        rk_attn_scores(q, d, Int32(nq), keys, Int32(d), Int32(j0), Int32(j1), 0.0625, &scores, j1, batched)
+                        outputs.append((0..<nq).flatMap { i in scores[(i * j1 + j0)..<(i * j1 + j1)].map(\.bitPattern) })
+                    }
+                    XCTAssertGreaterThan(outputs.count, 1)
+                    for o in outputs { XCTAssertEqual(o, outputs.last!, "d \(d), \(nq) queries, keys \(j0)..<\(j1), batched \(batched)") }
+                }
+            }
+        }
+    }
+
     func testCausalAttentionIsBitExactWithPerQueryAttention() {
         let shapes = [AttentionShape(layers: 1, queryHeads: 6, kvHeads: 2, headDim: 64),
                       AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 128),
