@@ -456,16 +456,17 @@ RK_TILE_KERNEL(tile_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw_q5_0, pair_sig
 // 8–15) against the activation block in both halves, and VNNI's vpdpbusd forms each int32 lane (four byte
 // products) as maddubs + madd do: the pair sums stay below 2^15 for these formats, so nothing saturates.
 // Every lane then takes the AVX2 tile's operations in its order, so the bits are the same. Q4_1 (unsigned
-// weights, Σ m·s kept in `extra`, lane i·TT + j):
+// weights; `extra` holds s_x, and each output's Σ m·s chain is lane 8h + j of summ[p] for row 2p + h, token j, or
+// for one token lane 2p + h of summ1, one 256-bit FMA per block where decode reads the weights):
 #define RK_TILE512_Q4_1_KERNEL(NAME, TR, TT)                                                                       \
 RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
                            const float *dx, const void *extra, int ts, float *y, size_t ystride) {               \
     enum { NP = TR / 2 };                                                                                         \
     const float *sx = (const float *)extra;                                                                       \
-    __m512 acc[NP][TT];                                                                                           \
-    __m256 summv = _mm256_setzero_ps();                                                                           \
+    __m512 acc[NP][TT], summ[NP];                                                                                 \
+    __m256 summ1 = _mm256_setzero_ps();                                                                           \
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
-    const __m256i min_lanes = TT == 4 ? _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3) : _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7); \
+    for (int p = 0; p < NP; p++) summ[p] = _mm512_setzero_ps();                                                   \
     for (int b = 0; b < nb; b++) {                                                                                \
         if (TT == 1) RK_TILE_PREFETCH(TR, block_q4_1);                                                           \
         const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(block_q4_1), TR)); \
@@ -475,8 +476,14 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
                              ((const block_q4_1 *)(w + (size_t)(2 * p + 1) * wstride) + b)->qs);                  \
             dw[p] = pair_scales(scales, p);                                                                       \
         }                                                                                                         \
-        const __m256 sv = TT == 4 ? _mm256_broadcast_ps((const __m128 *)(sx + (size_t)b * ts)) : _mm256_set1_ps(sx[(size_t)b * ts]); \
-        summv = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), min_lanes), sv, summv);  \
+        const __m512 sv = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps((__mmask8)((1u << TT) - 1), sx + (size_t)b * ts)); \
+        if (TT == 1)                                                                                              \
+            summ1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7)), \
+                                    _mm256_set1_ps(sx[(size_t)b * ts]), summ1);                                   \
+        else for (int p = 0; p < NP; p++)   /* m of rows 2p, 2p + 1: lanes 4p + 1, 4p + 3 of tile_scales */     \
+            summ[p] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_set_epi32(4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3, 4 * p + 3, \
+                                                                              4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1, 4 * p + 1), scales), \
+                                      sv, summ[p]);                                                               \
         for (int j = 0; j < TT; j++) {                                                                            \
             const block_q8_1 *xb = (const block_q8_1 *)(x + (size_t)j * xstride) + b;                             \
             const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));               \
@@ -487,11 +494,15 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
             }                                                                                                     \
         }                                                                                                         \
     }                                                                                                             \
-    float lanes[8];                                                                                               \
-    _mm256_storeu_ps(lanes, summv);                                                                               \
-    for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) {                                                   \
-        const float r[2] = {hsum_ps(_mm512_castps512_ps256(acc[p][j])), hsum_ps(_mm512_extractf32x8_ps(acc[p][j], 1))}; \
-        for (int h = 0; h < 2; h++) y[(size_t)j * ystride + 2 * p + h] = r[h] + lanes[(2 * p + h) * TT + j];      \
+    float one[8];                                                                                                 \
+    _mm256_storeu_ps(one, summ1);                                                                                 \
+    for (int p = 0; p < NP; p++) {                                                                                \
+        float lanes[16];                                                                                          \
+        _mm512_storeu_ps(lanes, summ[p]);                                                                         \
+        for (int j = 0; j < TT; j++) {                                                                            \
+            const float r[2] = {hsum_ps(_mm512_castps512_ps256(acc[p][j])), hsum_ps(_mm512_extractf32x8_ps(acc[p][j], 1))}; \
+            for (int h = 0; h < 2; h++) y[(size_t)j * ystride + 2 * p + h] = r[h] + (TT == 1 ? one[2 * p + h] : lanes[8 * h + j]); \
+        }                                                                                                         \
     }                                                                                                             \
 }
 
@@ -569,7 +580,8 @@ RK_AVX512 static inline __m512i loadu2_q5_0(const block_q5_0 *a, const block_q5_
     return _mm512_mask_add_epi8(q, high, q, _mm512_set1_epi8(16));
 }
 
-RK_TILE512_Q4_1_KERNEL(tile512_q4_1_2x4, 2, 4)
+RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x8, 4, 8)
+RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x4, 4, 4)
 RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x1, 4, 1)
 RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x4, 4, 4, block_q4_0, loadu2_q4_0)
 RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, loadu2_q4_0)
@@ -638,13 +650,13 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     const int wide = rk_simd_level() >= 2;
     switch (type) {
     case 2: big = wide ? tile512_q4_0_4x4 : tile_q4_0_2x4; narrow = wide ? tile512_q4_0_4x1 : tile_q4_0_4x1; if (wide) wider = tile512_q4_0_4x8; break;
-    case 3: big = wide ? tile512_q4_1_2x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; break;
+    case 3: big = wide ? tile512_q4_1_4x4 : tile_q4_1_2x4; narrow = wide ? tile512_q4_1_4x1 : tile_q4_1_4x1; if (wide) wider = tile512_q4_1_4x8; break;
     case 6: big = wide ? tile512_q5_0_4x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; if (wide) wider = tile512_q5_0_4x8; break;
     default: big = wide ? tile512_q8_0_4x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; if (wide) wider = tile512_q8_0_4x8; break;
     }
     // The AVX-512 tiles of the signed formats take stored bytes u = w + offset and start each lane at −offset·Σx.
     const int offset = !wide || type == 3 ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
-    const int big_rows = offset ? 4 : 2, nb = n / 32, r4 = r0 + (r1 - r0) / 4 * 4;
+    const int big_rows = wide ? 4 : 2, nb = n / 32, r4 = r0 + (r1 - r0) / 4 * 4;
     // Q4_0/Q5_0 in a prompt: each chunk of rows (about 32 KB unpacked) is unpacked once and meets every token, the
     // table covering all of them. Otherwise token blocks of 32 keep their table in L2 while every row passes.
     const int unpack = offset && (type == 2 || type == 6) && ntok >= 32;
