@@ -513,7 +513,7 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
 // (`extra`: 8 int32 per token and block, made once per token by the driver), so the lane ends as the exact
 // Σ w·x the AVX2 path forms: the same float steps, the same bits, and no sign work per weight or token. Four
 // rows (two registers) per tile share each activation load.
-#define RK_TILE512_OFFSET_KERNEL(NAME, TR, TT, WBLOCK, LOADU2)                                                     \
+#define RK_TILE512_OFFSET_KERNEL(NAME, TR, TT, WBLOCK, LOADU2, PREFETCH)                                                     \
 RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
                            const float *dx, const void *extra, int ts, float *y, size_t ystride) {               \
     enum { NP = TR / 2 };                                                                                         \
@@ -521,7 +521,7 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
     __m512 acc[NP][TT];                                                                                           \
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
     for (int b = 0; b < nb; b++) {                                                                                \
-        RK_TILE_PREFETCH(TR, WBLOCK);                                                                             \
+        if (PREFETCH) RK_TILE_PREFETCH(TR, WBLOCK);                                                                             \
         const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
         __m512i qw[NP]; __m512 dw[NP];                                                                            \
         for (int p = 0; p < NP; p++) {                                                                            \
@@ -585,15 +585,15 @@ RK_AVX512 static inline __m512i loadu2_q5_0(const block_q5_0 *a, const block_q5_
 RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x8, 4, 8)
 RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x4, 4, 4)
 RK_TILE512_Q4_1_KERNEL(tile512_q4_1_4x1, 4, 1)
-RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x4, 4, 4, block_q4_0, loadu2_q4_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, loadu2_q4_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x8, 4, 8, block_q4_0, loadu2_q4_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x4, 4, 4, block_q8_0, loadu2_q8_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, loadu2_q8_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x8, 4, 8, block_q8_0, loadu2_q8_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0)
-RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x8, 4, 8, block_q5_0, loadu2_q5_0)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x4, 4, 4, block_q4_0, loadu2_q4_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x1, 4, 1, block_q4_0, loadu2_q4_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q4_0_4x8, 4, 8, block_q4_0, loadu2_q4_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x4, 4, 4, block_q8_0, loadu2_q8_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x1, 4, 1, block_q8_0, loadu2_q8_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q8_0_4x8, 4, 8, block_q8_0, loadu2_q8_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0, 1)
+RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x8, 4, 8, block_q5_0, loadu2_q5_0, 1)
 
 // A Q4_0/Q5_0 block unpacked for a prompt's matmul: d, and each element's stored value (w + 8, w + 16) as a byte.
 // Unpacking every row once per call (rather than once per tile) is the bulk of what the signed formats cost
@@ -603,9 +603,9 @@ _Static_assert(sizeof(block_u32) == 36, "u32 size");
 RK_AVX512 static inline __m512i loadu2_u32(const block_u32 *a, const block_u32 *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->u)), _mm256_loadu_si256((const __m256i *)b->u), 1);
 }
-RK_TILE512_OFFSET_KERNEL(tile512_u32_4x8, 4, 8, block_u32, loadu2_u32)
-RK_TILE512_OFFSET_KERNEL(tile512_u32_4x4, 4, 4, block_u32, loadu2_u32)
-RK_TILE512_OFFSET_KERNEL(tile512_u32_4x1, 4, 1, block_u32, loadu2_u32)
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x8, 4, 8, block_u32, loadu2_u32, 0)
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x4, 4, 4, block_u32, loadu2_u32, 0)
+RK_TILE512_OFFSET_KERNEL(tile512_u32_4x1, 4, 1, block_u32, loadu2_u32, 0)
 
 // `rows` (even) rows of Q4_0 (type 2) or Q5_0 (type 6) as block_u32, row after row.
 RK_AVX512 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
