@@ -478,7 +478,8 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
                              ((const block_q4_1 *)(w + (size_t)(2 * p + 1) * wstride) + b)->qs);                  \
             dw[p] = pair_scales(scales, p);                                                                       \
         }                                                                                                         \
-        const __m512 sv = _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps((__mmask8)((1u << TT) - 1), sx + (size_t)b * ts)); \
+        const __m512 sv = TT == 1 ? _mm512_setzero_ps()                                                           \
+                                  : _mm512_broadcast_f32x8(_mm256_maskz_loadu_ps((__mmask8)((1u << TT) - 1), sx + (size_t)b * ts)); \
         if (TT == 1)                                                                                              \
             summ1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm512_castps512_ps256(scales), _mm256_setr_epi32(1, 3, 5, 7, 7, 7, 7, 7)), \
                                     _mm256_set1_ps(sx[(size_t)b * ts]), summ1);                                   \
@@ -513,7 +514,7 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
 // (`extra`: 8 int32 per token and block, made once per token by the driver), so the lane ends as the exact
 // Σ w·x the AVX2 path forms: the same float steps, the same bits, and no sign work per weight or token. Four
 // rows (two registers) per tile share each activation load.
-#define RK_TILE512_OFFSET_KERNEL(NAME, TR, TT, WBLOCK, LOADU2, PREFETCH)                                                     \
+#define RK_TILE512_OFFSET_KERNEL(NAME, TR, TT, WBLOCK, LOADU2, PREFETCH)                                         \
 RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                \
                            const float *dx, const void *extra, int ts, float *y, size_t ystride) {               \
     enum { NP = TR / 2 };                                                                                         \
@@ -521,7 +522,7 @@ RK_AVX512 static void NAME(int nb, const char *w, size_t wstride, const char *x,
     __m512 acc[NP][TT];                                                                                           \
     for (int p = 0; p < NP; p++) for (int j = 0; j < TT; j++) acc[p][j] = _mm512_setzero_ps();                    \
     for (int b = 0; b < nb; b++) {                                                                                \
-        if (PREFETCH) RK_TILE_PREFETCH(TR, WBLOCK);                                                                             \
+        if (PREFETCH) RK_TILE_PREFETCH(TR, WBLOCK);                                                               \
         const __m512 scales = _mm512_castps256_ps512(tile_scales(w, wstride, (size_t)b * sizeof(WBLOCK), TR));   \
         __m512i qw[NP]; __m512 dw[NP];                                                                            \
         for (int p = 0; p < NP; p++) {                                                                            \
@@ -609,14 +610,15 @@ RK_TILE512_OFFSET_KERNEL(tile512_u32_4x1, 4, 1, block_u32, loadu2_u32, 0)
 
 // `rows` (even) rows of Q4_0 (type 2) or Q5_0 (type 6) as block_u32, row after row.
 RK_AVX512 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
+    const size_t block = type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0);
     for (int i = 0; i < rows; i += 2)
         for (int b = 0; b < nb; b++) {
             const char *ra = w + (size_t)i * wstride, *rb = ra + wstride;
             const __m512i u = type == 6 ? loadu2_q5_0((const block_q5_0 *)ra + b, (const block_q5_0 *)rb + b)
                                         : loadu2_q4_0((const block_q4_0 *)ra + b, (const block_q4_0 *)rb + b);
             block_u32 *oa = out + (size_t)i * nb + b, *ob = oa + nb;
-            memcpy(&oa->d, ra + (size_t)b * (type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0)), 2);
-            memcpy(&ob->d, rb + (size_t)b * (type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0)), 2);
+            memcpy(&oa->d, ra + (size_t)b * block, 2);
+            memcpy(&ob->d, rb + (size_t)b * block, 2);
             oa->pad = ob->pad = 0;
             _mm256_storeu_si256((__m256i *)oa->u, _mm512_castsi512_si256(u));
             _mm256_storeu_si256((__m256i *)ob->u, _mm512_extracti64x4_epi64(u, 1));
@@ -663,7 +665,7 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     // table covering all of them. Otherwise token blocks of 32 keep their table in L2 while every row passes.
     const int unpack = offset && (type == 2 || type == 6) && ntok >= 32;
     const int TB = unpack ? ntok : 32;
-    const int chunk_rows = ((32768 / (nb * (int)sizeof(block_u32))) & ~3) > 4 ? (32768 / (nb * (int)sizeof(block_u32))) & ~3 : 4;
+    const int fit = (32768 / (nb * (int)sizeof(block_u32))) & ~3, chunk_rows = fit > 4 ? fit : 4;
     // Per token and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets; then the
     // unpacked rows.
     static __thread float *table = NULL;
@@ -1199,7 +1201,7 @@ RK_AVX512 static void quads_q4_K_avx512(int nb, const block_q4_K *wb, const quad
 }
 
 // Rows [r0, r1) × all tokens through quads_q4_K_avx512; tokens below gemm_tokens (a multiple of 4, or ≥ ntok) in
-// the gemm order. Token blocks of 32 stay in L2 while the rows pass over them.
+// the gemm order. Token blocks of 4·RK_QUADS stay in L2 while the rows pass over them.
 RK_AVX512 static void matmul_q4_K_quads(const char *w, size_t wstride, int r0, int r1, const char *x, size_t xstride, int ntok,
                                       int gemm_tokens, float *y, size_t ystride, int n) {
     const int nb = n / 256, nq = (ntok + 3) / 4;
@@ -1211,17 +1213,15 @@ RK_AVX512 static void matmul_q4_K_quads(const char *w, size_t wstride, int r0, i
         buffer = (quad_q8_K *)malloc(capacity * sizeof(quad_q8_K));
     }
     for (int q = 0; q < nq; q++) pack_quad_q8_K(x + (size_t)4 * q * xstride, xstride, ntok - 4 * q < 4 ? ntok - 4 * q : 4, nb, buffer + (size_t)q * nb);
-    for (int q0 = 0; q0 < nq; q0 += 8) {
-        const int q1 = q0 + 8 < nq ? q0 + 8 : nq;
-        for (int r = r0; r < r1; r++)
-            for (int q = q0; q < q1; q += RK_QUADS) {
-                const int k = q1 - q < RK_QUADS ? q1 - q : RK_QUADS;
-                int gemm[RK_QUADS];
-                for (int i = 0; i < RK_QUADS; i++) gemm[i] = 4 * (q + i) < gemm_tokens;
-                float out[4 * RK_QUADS];
-                quads_q4_K_avx512(nb, (const block_q4_K *)(w + (size_t)r * wstride), buffer + (size_t)q * nb, nb, k, gemm, out);
-                for (int t = 4 * q; t < 4 * (q + k) && t < ntok; t++) y[(size_t)t * ystride + r] = out[t - 4 * q];
-            }
+    for (int q = 0; q < nq; q += RK_QUADS) {
+        const int k = nq - q < RK_QUADS ? nq - q : RK_QUADS;
+        int gemm[RK_QUADS];
+        for (int i = 0; i < RK_QUADS; i++) gemm[i] = 4 * (q + i) < gemm_tokens;
+        for (int r = r0; r < r1; r++) {
+            float out[4 * RK_QUADS];
+            quads_q4_K_avx512(nb, (const block_q4_K *)(w + (size_t)r * wstride), buffer + (size_t)q * nb, nb, k, gemm, out);
+            for (int t = 4 * q; t < 4 * (q + k) && t < ntok; t++) y[(size_t)t * ystride + r] = out[t - 4 * q];
+        }
     }
 }
 
@@ -1859,6 +1859,13 @@ RK_AVX2 static RK_INLINE void key_dots_batched(const uint16_t *key, const float 
     for (int i = 0; i < NQ; i++) s[i * sstride] = a[i];
 }
 
+// Eight keys' 8-lane vectors of one query reduced to their scores, scaled, and the first m stored at out.
+RK_AVX2 static inline void store_scores8(const __m256 s[8], int batched, __m256 vscale, float *out, int m) {
+    const __m256 r = _mm256_mul_ps(attn_reduce8(s, batched), vscale);
+    if (m == 8) _mm256_storeu_ps(out, r);
+    else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }
+}
+
 // One query group (≤ 3 single-order or ≤ 12 batched queries) against keys [j0, j1), 8 keys per reduction.
 #define RK_SCORES_GROUP(NAME, DOTS, NQ)                                                                           \
 RK_AVX2 static void NAME(const float *qf, const uint16_t *keys, int d, int j0, int j1, __m256 vscale,            \
@@ -1870,12 +1877,7 @@ RK_AVX2 static void NAME(const float *qf, const uint16_t *keys, int d, int j0, i
             if (k < m) DOTS(keys + (size_t)(jb + k) * d, qf, d, NQ, s + k, 8);                                  \
             else for (int i = 0; i < NQ; i++) s[i * 8 + k] = _mm256_setzero_ps();                               \
         }                                                                                                       \
-        for (int i = 0; i < NQ; i++) {                                                                          \
-            const __m256 r = _mm256_mul_ps(attn_reduce8(s + i * 8, batched), vscale);                           \
-            float *out = scores + (size_t)i * sstride + jb;                                                     \
-            if (m == 8) _mm256_storeu_ps(out, r);                                                               \
-            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }       \
-        }                                                                                                       \
+        for (int i = 0; i < NQ; i++) store_scores8(s + i * 8, batched, vscale, scores + (size_t)i * sstride + jb, m); \
     }                                                                                                           \
 }
 RK_SCORES_GROUP(scores_single1, key_dots_single, 1)
@@ -1917,10 +1919,7 @@ RK_AVX512 static void NAME(const float *qf, const uint16_t *keys, int d, int j0,
                 v[2 * p] = _mm512_castps512_ps256(s[i * 4 + p]);                                                \
                 v[2 * p + 1] = _mm512_extractf32x8_ps(s[i * 4 + p], 1);                                         \
             }                                                                                                   \
-            const __m256 r = _mm256_mul_ps(attn_reduce8(v, 1), vscale);                                         \
-            float *out = scores + (size_t)i * sstride + jb;                                                     \
-            if (m == 8) _mm256_storeu_ps(out, r);                                                               \
-            else { float tmp[8]; _mm256_storeu_ps(tmp, r); for (int k = 0; k < m; k++) out[k] = tmp[k]; }       \
+            store_scores8(v, 1, vscale, scores + (size_t)i * sstride + jb, m);                                  \
         }                                                                                                       \
     }                                                                                                           \
 }
