@@ -366,8 +366,8 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
 // scalar chain of the row-dot.
 // Fetch the rows two tiles ahead, too short a stream for the hardware prefetcher (rows are nb blocks, so the
 // tile's next TR rows start 2·TR rows on; TR blocks' bytes per block step). Decode needs it at one token and at a
-// batch's eight alike: without it an 8-token tile waited on memory (SmolLM2, 8 sequences: 0.65 against 1.27 ms of
-// matmuls per token).
+// batch's eight alike: without it an 8-token tile waited on memory (SmolLM2, 8 sequences: BENCHMARKS.md, 2026-12-04
+// evening).
 #define RK_TILE_PREFETCH(TR, WBLOCK)                                                                              \
     do {                                                                                                          \
         const char *ahead = w + (size_t)2 * TR * wstride;                                                         \
