@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <stdlib.h>
+#include <stdio.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -330,6 +331,32 @@ RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nst
             for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float_avx(strips[s][i]), acc);
             y[(size_t)r * ystride + i] = acc;
         }
+}
+
+// The same sums 16 pages to a register, two registers per row: each broadcast coefficient serves 32 pages.
+RK_AVX512 static void strip_scores_f16_avx512(const uint16_t *const *strips, int nstrips, const float *a, int rows,
+                                              float *y, size_t ystride, int i0, int n) {
+    int i = i0;
+    for (; i + 32 <= n; i += 32)
+        for (int r0 = 0; r0 < rows; r0 += 4) {
+            const int nr = rows - r0 < 4 ? rows - r0 : 4;
+            __m512 acc[4][2];
+            for (int r = 0; r < nr; r++)
+                for (int u = 0; u < 2; u++) acc[r][u] = _mm512_loadu_ps(y + (size_t)(r0 + r) * ystride + i + 16 * u);
+            for (int s = 0; s < nstrips; s++) {
+                if (r0 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
+                const __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(strips[s] + i)));
+                const __m512 x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(strips[s] + i + 16)));
+                for (int r = 0; r < nr; r++) {
+                    const __m512 c = _mm512_set1_ps(a[(size_t)s * rows + r0 + r]);
+                    acc[r][0] = _mm512_fmadd_ps(c, x0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(c, x1, acc[r][1]);
+                }
+            }
+            for (int r = 0; r < nr; r++)
+                for (int u = 0; u < 2; u++) _mm512_storeu_ps(y + (size_t)(r0 + r) * ystride + i + 16 * u, acc[r][u]);
+        }
+    if (i < n) strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, i, n);
 }
 
 RK_AVX2 static void f32_to_f16_avx2(const float *x, uint16_t *y, int n) {
@@ -1323,6 +1350,7 @@ float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH
 void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
                          int i0, int n) {
 #if RK_X86
+    if (rk_simd_level() >= 2) { strip_scores_f16_avx512(strips, nstrips, a, rows, y, ystride, i0, n); return; }
     if (rk_simd_level()) { strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, i0, n); return; }
 #endif
     for (int r = 0; r < rows; r++)
@@ -1796,16 +1824,24 @@ uint64_t rk_stream_read(const void *p, size_t bytes) {
 // chain as rk_attn_values (lane j mod 8, or j mod 32), each value row converted once for a group of
 // queries; rows past a query's count multiply a zero probability, which leaves its accumulators as they were.
 
-static __thread float *attn_tls[2] = {NULL, NULL};
-static __thread size_t attn_tls_cap[2] = {0, 0};
-static float *attn_scratch(int which, size_t floats) {
-    if (floats > attn_tls_cap[which]) {
-        free(attn_tls[which]);
-        attn_tls[which] = (float *)aligned_alloc(64, ((floats * sizeof(float)) + 63) / 64 * 64);
-        attn_tls_cap[which] = floats;
+// A thread's scratch buffer grown to at least `bytes` (64-byte aligned, contents not kept). Running out of memory
+// here cannot be reported to the caller: the process says so on stderr and exits with EX_OSERR.
+static void *grow_scratch(void **buffer, size_t *capacity, size_t bytes) {
+    if (bytes > *capacity) {
+        free(*buffer);
+        *buffer = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!*buffer) {
+            fprintf(stderr, "rocketkv: out of memory (%zu bytes of kernel scratch)\n", bytes);
+            exit(71);
+        }
+        *capacity = bytes;
     }
-    return attn_tls[which];
+    return *buffer;
 }
+
+static __thread void *attn_tls[2] = {NULL, NULL};
+static __thread size_t attn_tls_cap[2] = {0, 0};
+static float *attn_scratch(int which, size_t floats) { return grow_scratch(&attn_tls[which], &attn_tls_cap[which], floats * sizeof(float)); }
 
 static void attn_scores_portable(const float *q, size_t qstride, int nq, const uint16_t *keys, int d, int j0, int j1,
                                  float scale, float *scores, size_t sstride, int batched) {
@@ -2183,19 +2219,31 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int m
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
 }
 
-void rk_gather_rows(const void *src, size_t bytes, const int32_t *slots, int n, void *dst) {
-    enum { AHEAD = 8 };   // rows requested ahead of the copy, so that several misses are in flight at once
+// One row's lines requested (its last byte too: a row need not start on a line).
+static inline void prefetch_row(const char *row, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
+    __builtin_prefetch(row + bytes - 1, 0, 3);
+}
+
+static inline void copy_row(char *to, const char *from, size_t bytes) {
+    if (bytes % 32 == 0) for (size_t o = 0; o < bytes; o += 32) memcpy(to + o, from + o, 32);   // inlined moves, no call per row
+    else memcpy(to, from, bytes);
+}
+
+void rk_gather_rows(const void *keys, const void *values, size_t bytes, const int32_t *slots, int n, void *key_rows, void *value_rows) {
+    // Rows requested ahead of the copy, keys and values together, so that many misses are in flight at once
+    // (HSA's rows are runs of a few slots scattered over the cache: the copy waits on memory latency, not bandwidth).
+    enum { AHEAD = 16 };
+    const char *k = keys, *v = values;
     for (int i = 0; i < n + AHEAD; i++) {
         if (i < n) {
-            const char *row = (const char *)src + (size_t)slots[i] * bytes;
-            for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(row + o, 0, 3);
-            __builtin_prefetch(row + bytes - 1, 0, 3);
+            prefetch_row(k + (size_t)slots[i] * bytes, bytes);
+            prefetch_row(v + (size_t)slots[i] * bytes, bytes);
         }
         if (i < AHEAD) continue;
-        char *to = (char *)dst + (size_t)(i - AHEAD) * bytes;
-        const char *from = (const char *)src + (size_t)slots[i - AHEAD] * bytes;
-        if (bytes % 32 == 0) for (size_t o = 0; o < bytes; o += 32) memcpy(to + o, from + o, 32);   // inlined moves, no call per row
-        else memcpy(to, from, bytes);
+        const int j = i - AHEAD;
+        copy_row((char *)key_rows + (size_t)j * bytes, k + (size_t)slots[j] * bytes, bytes);
+        copy_row((char *)value_rows + (size_t)j * bytes, v + (size_t)slots[j] * bytes, bytes);
     }
 }
 
@@ -2247,14 +2295,54 @@ RK_AVX2 static void expf_array_avx2(const float *x, float *y, int n) {
     for (; i + 4 <= n; i += 4) _mm_storeu_ps(y + i, expf_glibc4(_mm_loadu_ps(x + i)));
     for (; i < n; i++) y[i] = expf(x[i]);
 }
+
+// expf_glibc4's operations on eight lanes; the table entries picked by two two-register permutes.
+RK_AVX512 static void expf_array_avx512(const float *x, float *y, int n) {
+    const __m512d inv_ln2_n = _mm512_set1_pd(0x1.71547652b82fep+5), shift = _mm512_set1_pd(0x1.8p+52);
+    const __m512i t0 = _mm512_loadu_si512(expf_table), t1 = _mm512_loadu_si512(expf_table + 8);
+    const __m512i t2 = _mm512_loadu_si512(expf_table + 16), t3 = _mm512_loadu_si512(expf_table + 24);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 xs = _mm256_loadu_ps(x + i);
+        const __m512d xd = _mm512_cvtps_pd(xs);
+        const __m512d kd = _mm512_fmadd_pd(inv_ln2_n, xd, shift);
+        const __m512i ki = _mm512_castpd_si512(kd);
+        const __m512d r = _mm512_fmsub_pd(inv_ln2_n, xd, _mm512_sub_pd(kd, shift));
+        const __m512i index = _mm512_and_si512(ki, _mm512_set1_epi64(31));
+        const __m512i entry = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(index, _mm512_set1_epi64(16)),
+                                                      _mm512_permutex2var_epi64(t0, index, t1), _mm512_permutex2var_epi64(t2, index, t3));
+        const __m512i t = _mm512_add_epi64(entry, _mm512_slli_epi64(ki, 47));
+        const __m512d z = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.c6af84b912394p-20), _mm512_set1_pd(0x1.ebfce50fac4f3p-13));
+        const __m512d r2 = _mm512_mul_pd(r, r);
+        __m512d e = _mm512_fmadd_pd(r, _mm512_set1_pd(0x1.62e42ff0c52d6p-6), _mm512_set1_pd(1.0));
+        e = _mm512_fmadd_pd(z, r2, e);
+        e = _mm512_mul_pd(e, _mm512_castsi512_pd(t));
+        const __m256i large = _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(xs), _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x429fffff));
+        const int lanes = _mm256_movemask_ps(_mm256_castsi256_ps(large));
+        float in[8];   // y may be x: the large lanes' arguments kept before the store
+        if (lanes) _mm256_storeu_ps(in, xs);
+        _mm256_storeu_ps(y + i, _mm512_cvtpd_ps(e));
+        for (int k = 0; k < 8; k++) if (lanes >> k & 1) y[i + k] = expf(in[k]);
+    }
+    if (i < n) expf_array_avx2(x + i, y + i, n - i);
+}
 #endif
 
 static void expf_array_portable(const float *x, float *y, int n) { for (int i = 0; i < n; i++) y[i] = expf(x[i]); }
 
-void rk_expf_array(const float *x, float *y, int n) { DISPATCH(expf_array_avx2, expf_array_portable)(x, y, n); }
+void rk_expf_array(const float *x, float *y, int n) {
+#if RK_X86
+    if (rk_simd_level() >= 2) { expf_array_avx512(x, y, n); return; }
+#endif
+    DISPATCH(expf_array_avx2, expf_array_portable)(x, y, n);
+}
+
+// HSA's softmax normaliser z = Σ_p n_p·e_p in double, summed in eight chains (page p in chain p mod 8, in page
+// order: a single chain waits four cycles per page), joined pairwise as below.
+static inline double join_chains(const double c[8]) { return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7])); }
 
 // One head's page softmax (HSA steps 6–7): logits s·inv, minus their maximum, exp, each page weighted by its token
-// count in a double sum in page order, then scaled by 1/(z·G).
+// count in a double sum (join_chains' order), then scaled by 1/(z·G).
 static void hsa_page_probabilities_portable(const float *s, int pages, float inv, int page_size, int last_page_tokens,
                                             int group_size, float *out) {
 #pragma clang fp contract(off)
@@ -2265,17 +2353,16 @@ static void hsa_page_probabilities_portable(const float *s, int pages, float inv
     }
     for (int p = 0; p < pages; p++) out[p] = out[p] - m;
     rk_expf_array(out, out, pages);
-    double z = 0;   // in page order
-    for (int p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];
-    if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
-    const float scale = (float)(1.0 / (z * (double)group_size));
+    double chains[8] = {0};
+    for (int p = 0; p < pages; p++) chains[p % 8] += (double)(p + 1 < pages ? page_size : last_page_tokens) * (double)out[p];
+    const float scale = (float)(1.0 / (join_chains(chains) * (double)group_size));
     for (int p = 0; p < pages; p++) out[p] = out[p] * scale;
 }
 
 #if RK_X86
 // The same operations lane by lane: the maximum is the portable loop's select (x ≥ m, so NaN never wins; of +0 and
-// −0 either may, and x − (±0) differs only for x = −0, whose exp is 1 both ways), exp is glibc's (expf_glibc4), and
-// the double sum stays one chain in page order.
+// −0 either may, and x − (±0) differs only for x = −0, whose exp is 1 both ways), exp is glibc's (rk_expf_array), and
+// the double sum keeps the eight chains.
 RK_AVX2 static void hsa_page_probabilities_avx2(const float *s, int pages, float inv, int page_size, int last_page_tokens,
                                                 int group_size, float *out) {
 #pragma clang fp contract(off)
@@ -2294,13 +2381,21 @@ RK_AVX2 static void hsa_page_probabilities_avx2(const float *s, int pages, float
         out[p] = s[p] * inv;
         m = out[p] >= m ? out[p] : m;
     }
-    const __m128 vmax = _mm_set1_ps(m);
-    for (p = 0; p + 4 <= pages; p += 4) _mm_storeu_ps(out + p, expf_glibc4(_mm_sub_ps(_mm_loadu_ps(out + p), vmax)));
-    for (; p < pages; p++) out[p] = expf(out[p] - m);
-    double z = 0;   // in page order
-    for (p = 0; p + 1 < pages; p++) z += (double)page_size * (double)out[p];
-    if (pages > 0) z += (double)last_page_tokens * (double)out[pages - 1];
-    const float scale = (float)(1.0 / (z * (double)group_size));
+    const __m256 vmax = _mm256_set1_ps(m);
+    for (p = 0; p + 8 <= pages; p += 8) _mm256_storeu_ps(out + p, _mm256_sub_ps(_mm256_loadu_ps(out + p), vmax));
+    for (; p < pages; p++) out[p] = out[p] - m;
+    rk_expf_array(out, out, pages);
+    const __m256d n = _mm256_set1_pd((double)page_size);
+    __m256d c0 = _mm256_setzero_pd(), c1 = _mm256_setzero_pd();
+    for (p = 0; p + 8 < pages; p += 8) {   // pages before the last one, eight at a time
+        c0 = _mm256_add_pd(c0, _mm256_mul_pd(n, _mm256_cvtps_pd(_mm_loadu_ps(out + p))));
+        c1 = _mm256_add_pd(c1, _mm256_mul_pd(n, _mm256_cvtps_pd(_mm_loadu_ps(out + p + 4))));
+    }
+    double chains[8];
+    _mm256_storeu_pd(chains, c0);
+    _mm256_storeu_pd(chains + 4, c1);
+    for (; p < pages; p++) chains[p % 8] += (double)(p + 1 < pages ? page_size : last_page_tokens) * (double)out[p];
+    const float scale = (float)(1.0 / (join_chains(chains) * (double)group_size));
     const __m256 vscale = _mm256_set1_ps(scale);
     for (p = 0; p + 8 <= pages; p += 8) _mm256_storeu_ps(out + p, _mm256_mul_ps(_mm256_loadu_ps(out + p), vscale));
     for (; p < pages; p++) out[p] = out[p] * scale;
@@ -2342,6 +2437,39 @@ static inline uint64_t rank_key(const float *v, int32_t i) {
     const uint32_t ordered = b & 0x80000000u ? ~b : b | 0x80000000u;
     return (uint64_t)ordered << 32 | (uint32_t)~(uint32_t)i;
 }
+static void rank_keys_portable(const float *v, int n, uint64_t *keys) { for (int i = 0; i < n; i++) keys[i] = rank_key(v, i); }
+
+#if RK_X86
+// rank_key for 16 values at a time: NaN to −inf, −0 to +0, the bits ordered, the complemented index below.
+RK_AVX512 static void rank_keys_avx512(const float *v, int n, uint64_t *keys) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u), step = _mm512_set1_epi32(16);
+    __m512i index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int i = 0;
+    for (; i + 16 <= n; i += 16, index = _mm512_add_epi32(index, step)) {
+        __m512 x = _mm512_loadu_ps(v + i);
+        x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_ps(-INFINITY));
+        x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_EQ_OQ), _mm512_setzero_ps());
+        const __m512i b = _mm512_castps_si512(x);
+        const __m512i ordered = _mm512_mask_mov_epi32(_mm512_or_si512(b, sign), _mm512_test_epi32_mask(b, sign),
+                                                      _mm512_xor_si512(b, _mm512_set1_epi32(-1)));
+        const __m512i low = _mm512_xor_si512(index, _mm512_set1_epi32(-1));
+        for (int h = 0; h < 2; h++) {
+            const __m512i o = _mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(ordered, 1) : _mm512_castsi512_si256(ordered));
+            const __m512i l = _mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(low, 1) : _mm512_castsi512_si256(low));
+            _mm512_storeu_si512(keys + i + 8 * h, _mm512_or_si512(_mm512_slli_epi64(o, 32), l));
+        }
+    }
+    for (; i < n; i++) keys[i] = rank_key(v, i);
+}
+#endif
+
+static void rank_keys(const float *v, int n, uint64_t *keys) {
+#if RK_X86
+    if (rk_simd_level() >= 2) { rank_keys_avx512(v, n, keys); return; }
+#endif
+    rank_keys_portable(v, n, keys);
+}
+
 // Min-heap of keys (the worst of the heap at its root). Keys are distinct, so the result does not depend on how
 // the heap arranges them; the smaller child is picked without a branch.
 static void sift_worst_down(uint64_t *h, int size, int i) {
@@ -2432,15 +2560,48 @@ int rk_top_indices_heap(const float *values, int n, int k, int32_t *out) {
     return k;
 }
 
+// Keeps the keys of a[0..n) above a pivot that about 2k of them should pass (the 2k/n quantile of 64 evenly
+// spaced samples) in tmp, and returns how many passed; fewer than k means the estimate failed.
+static int keys_above_sampled_pivot(const uint64_t *a, int n, int k, uint64_t *tmp) {
+    enum { SAMPLES = 64 };
+    const int rank = (int)(2 * (int64_t)k * SAMPLES / n);   // the pivot is the sample of this rank, best first
+    uint64_t best[SAMPLES];   // the rank + 1 best samples so far, best first
+    int kept = 0;
+    for (int i = 0; i < SAMPLES; i++) {
+        const uint64_t x = a[(int64_t)i * n / SAMPLES];
+        int j;
+        if (kept <= rank) j = kept++;
+        else if (x > best[rank]) j = rank;
+        else continue;
+        for (; j > 0 && best[j - 1] < x; j--) best[j] = best[j - 1];
+        best[j] = x;
+    }
+    const uint64_t pivot = best[rank];
+    int count = 0;
+    for (int i = 0; i < n; i++) {   // branch-free: each key written, kept only if above
+        tmp[count] = a[i];
+        count += a[i] > pivot;
+    }
+    return count;
+}
+
+static __thread void *top_tls = NULL;
+static __thread size_t top_tls_cap = 0;
+
 int rk_top_indices(const float *values, int n, int k, int32_t *out) {
     if (k > n) k = n;
     if (k <= 0) return 0;
-    uint64_t *a = (uint64_t *)malloc(2 * (size_t)n * sizeof(uint64_t));
-    for (int i = 0; i < n; i++) a[i] = rank_key(values, i);
-    if (k == n || select_largest_keys(a, n, k, a + n)) sort_keys_descending(a, k);
-    else top_keys_heap(values, n, k, a);
-    for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)a[i];
-    free(a);
+    uint64_t *a = grow_scratch(&top_tls, &top_tls_cap, 3 * (size_t)n * sizeof(uint64_t)), *tmp = a + n;
+    rank_keys(values, n, a);
+    // A few best of many (HSA's top pages): most keys are dropped in one pass below a sampled pivot first.
+    int m = 0;
+    if (n >= 256 && 4 * k <= n) m = keys_above_sampled_pivot(a, n, k, tmp);
+    uint64_t *keys = a;
+    int candidates = n;
+    if (m >= k) { keys = tmp; candidates = m; tmp += m; }
+    if (k == candidates || select_largest_keys(keys, candidates, k, tmp)) sort_keys_descending(keys, k);
+    else top_keys_heap(values, n, k, keys = a);
+    for (int i = 0; i < k; i++) out[i] = (int32_t)~(uint32_t)keys[i];
     return k;
 }
 

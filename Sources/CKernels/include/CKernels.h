@@ -72,9 +72,10 @@ float rk_dot_f32(const float *a, const float *b, int n);
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
 /// The same by a min-heap of k (the plain twin `rk_top_indices`'s quickselect is tested against).
 int rk_top_indices_heap(const float *values, int n, int k, int32_t *out);
-/// dst row i = src row slots[i] (rows of `bytes` bytes) for i < n, requesting rows ahead of the copy so that the
-/// misses of scattered rows overlap.
-void rk_gather_rows(const void *src, size_t bytes, const int32_t *slots, int n, void *dst);
+/// key_rows row i = keys row slots[i], value_rows row i = values row slots[i] (rows of `bytes` bytes) for i < n,
+/// requesting rows ahead of the copy so that the misses of scattered rows overlap.
+void rk_gather_rows(const void *keys, const void *values, size_t bytes, const int32_t *slots, int n, void *key_rows,
+                    void *value_rows);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for

@@ -290,8 +290,7 @@ public enum Attention {
 
     /// Copies the key rows then the value rows of `slots` into `rows` (`2·count·rowBytes` bytes), for `gathered`.
     static func gather(_ stream: KVStream, slots: UnsafePointer<Int32>, count: Int, into rows: UnsafeMutableRawPointer) {
-        rk_gather_rows(stream.keys, stream.rowBytes, slots, Int32(count), rows)
-        rk_gather_rows(stream.values, stream.rowBytes, slots, Int32(count), rows + count * stream.rowBytes)
+        rk_gather_rows(stream.keys, stream.values, stream.rowBytes, slots, Int32(count), rows, rows + count * stream.rowBytes)
     }
 
     /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows of `rowType`
