@@ -141,6 +141,34 @@ final class BaselineTests: XCTestCase {
         }
     }
 
+    /// H2O's prompt path (the dense outputs, probabilities from the batched score kernel) gives the bits of its
+    /// one-query-at-a-time reference: outputs and accumulated scores, over an empty cache, a one-token chunk (the
+    /// reference path on both) and a chunk after a prefix.
+    func testH2OChunkedPrefillMatchesOneByOne() {
+        let shape = AttentionShape(layers: 1, queryHeads: 4, kvHeads: 2, headDim: 64)
+        var rng = Xoshiro256StarStar(seed: 5)
+        let fast = H2O(shape: shape, budget: 16), reference = H2O(shape: shape, budget: 16)
+        var position = 0
+        for chunk in [37, 1, 20] {
+            let q = (0..<chunk * 4 * 64).map { _ in Float.random(in: -2...2, using: &rng) }
+            let k = (0..<chunk * 2 * 64).map { _ in Float.random(in: -2...2, using: &rng) }
+            let v = (0..<chunk * 2 * 64).map { _ in Float.random(in: -1...1, using: &rng) }
+            var outFast = [Float](repeating: 0, count: chunk * 4 * 64), outReference = outFast
+            q.withUnsafeBufferPointer { q in k.withUnsafeBufferPointer { k in v.withUnsafeBufferPointer { v in
+                let input = AttentionInput(queries: q.baseAddress!, keys: k.baseAddress!, values: v.baseAddress!, tokens: chunk,
+                                           firstPosition: position)
+                TwoThreadTestCase.twoThreads.install {
+                    fast.prefill(layer: 0, input, output: &outFast)
+                    let before = reference.store.append(layer: 0, input)
+                    reference.attendOneByOne(layer: 0, input, visibleBefore: before, output: &outReference)
+                }
+            } } }
+            XCTAssertEqual(outFast.map(\.bitPattern), outReference.map(\.bitPattern), "chunk of \(chunk)")
+            for g in 0..<2 { XCTAssertEqual(fast.scores[0][g].map(\.bitPattern), reference.scores[0][g].map(\.bitPattern), "chunk of \(chunk)") }
+            position += chunk
+        }
+    }
+
     private func checkH2O(_ policy: H2O, kept: [[[Int]]], scores: [[[Double]]], line: UInt = #line) {
         let streams = policy.inspectableStreams
         for layer in 0..<shape.layers {

@@ -1,3 +1,5 @@
+import CKernels
+
 /// `h2o`: Heavy-Hitter Oracle (spec §9.6): per KV head, `t − ⌊t/2⌋` most recent tokens plus the `⌊t/2⌋`
 /// "heavy hitters" with the largest accumulated attention.
 ///
@@ -77,18 +79,56 @@ public final class H2O: KVPolicy, KVStreamInspectable {
     }
 
     /// Dense causal attention of the chunk, adding each token's probabilities to the group's scores.
+    ///
+    /// A prompt chunk of f16 rows takes the shared dense path for its outputs (skipped when they are not needed,
+    /// as in an evaluation's prefill replay) and the batched score kernel for its probabilities, 8 tokens of a
+    /// head per pass over the keys: the same bits as `subset`'s, added in the same order, so the scores equal
+    /// `attendOneByOne`'s (tested), the reference it keeps for decode steps and quantized rows.
     private func attend(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
+        guard input.tokens > 1, !shape.rowType.isQuantized else {
+            attendOneByOne(layer: layer, input, visibleBefore: visibleBefore, output: output)
+            return
+        }
+        let d = shape.headDim, heads = shape.queryHeads, n = visibleBefore + input.tokens, tokens = input.tokens
+        let shape = shape, layerStreams = store.streams[layer]
+        Attention.causal(input, streams: layerStreams, visibleBefore: visibleBefore, shape: shape, output: output)
+        accumulate(layer: layer, visible: n) { sums in
+            nonisolated(unsafe) let sums = sums   // each head's row written by one thread
+            ThreadPool.parallelFor(heads) { range in
+                let block = 8
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: block * n) { buffer in
+                    let scores = buffer.baseAddress!
+                    for h in range {
+                        let row = sums + h * n, keys = layerStreams[h / shape.groupSize].halfKeys
+                        for t0 in stride(from: 0, to: tokens, by: block) {
+                            let count = min(block, tokens - t0)
+                            rk_attn_scores(input.queries + (t0 * heads + h) * d, heads * d, Int32(count), keys, Int32(d), 0,
+                                           Int32(visibleBefore + t0 + count), shape.scale, scores, n, 1)
+                            for i in 0..<count {
+                                let p = scores + i * n, visible = visibleBefore + t0 + i + 1
+                                rk_attn_softmax(p, Int32(visible))
+                                for j in 0..<visible { row[j] += p[j] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The same, one query at a time through `Attention.subset` (its probabilities and its output), for the cache of
+    /// `layer` that already holds the chunk (`visibleBefore` slots before it).
+    public func attendOneByOne(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
         let d = shape.headDim, heads = shape.queryHeads, n = visibleBefore + input.tokens
         let shape = shape
         let layerStreams = store.streams[layer]
         nonisolated(unsafe) let output = output   // each head writes its own rows
-        var perHead = [Float](repeating: 0, count: heads * n)
-        perHead.withUnsafeMutableBufferPointer { sums in
-            nonisolated(unsafe) let sums = sums   // each head writes its own row
+        accumulate(layer: layer, visible: n) { sums in
+            nonisolated(unsafe) let sums = sums   // each head's row written by one thread
             ThreadPool.parallelFor(heads) { range in
                 var probabilities = [Float](repeating: 0, count: n)
                 for h in range {
-                    let row = sums.baseAddress! + h * n
+                    let row = sums + h * n
                     for t in 0..<input.tokens {
                         let visible = visibleBefore + t + 1
                         probabilities.withUnsafeMutableBufferPointer { p in
@@ -101,6 +141,13 @@ public final class H2O: KVPolicy, KVStreamInspectable {
                 }
             }
         }
+    }
+
+    /// Runs `body` with per-head probability sums `[queryHeads][visible]` (zeros, each head's row written by one
+    /// thread), then adds them to the groups' scores, heads in order.
+    private func accumulate(layer: Int, visible n: Int, _ body: (_ sums: UnsafeMutablePointer<Float>) -> Void) {
+        var perHead = [Float](repeating: 0, count: shape.queryHeads * n)
+        perHead.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
         for g in 0..<shape.kvHeads {
             var s = scores[layer][g]
             s.append(contentsOf: repeatElement(0, count: n - s.count))
