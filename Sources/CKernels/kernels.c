@@ -37,6 +37,21 @@ _Static_assert(sizeof(block_q4_K) == 144, "q4_K size");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K size");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K size");
 
+// A thread's scratch buffer grown to at least `bytes` (64-byte aligned, contents not kept). Running out of memory
+// here cannot be reported to the caller: the process says so on stderr and exits with EX_OSERR.
+static void *grow_scratch(void **buffer, size_t *capacity, size_t bytes) {
+    if (bytes > *capacity) {
+        free(*buffer);
+        *buffer = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!*buffer) {
+            fprintf(stderr, "rocketkv: out of memory (%zu bytes of kernel scratch)\n", bytes);
+            exit(71);
+        }
+        *capacity = bytes;
+    }
+    return *buffer;
+}
+
 // ---- half precision, bit exact (round to nearest even) ----
 
 static inline float half_to_float(uint16_t h) {
@@ -695,14 +710,10 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     const int fit = (32768 / (nb * (int)sizeof(block_u32))) & ~3, chunk_rows = fit > 4 ? fit : 4;
     // Per token and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets; then the
     // unpacked rows.
-    static __thread float *table = NULL;
+    static __thread void *table_tls = NULL;
     static __thread size_t table_cap = 0;
     const size_t need = (size_t)nb * TB * 9 + (unpack ? (size_t)chunk_rows * nb * sizeof(block_u32) / sizeof(float) : 0);
-    if (need > table_cap) {
-        free(table);
-        table = (float *)malloc(need * sizeof(float));
-        table_cap = need;
-    }
+    float *table = grow_scratch(&table_tls, &table_cap, need * sizeof(float));
     float *dx = table, *sx = table + (size_t)nb * TB;
     int32_t *corr = (int32_t *)sx;
     block_u32 *rows_u32 = (block_u32 *)(table + (size_t)nb * TB * 9);
@@ -1232,13 +1243,9 @@ RK_AVX512 static void quads_q4_K_avx512(int nb, const block_q4_K *wb, const quad
 RK_AVX512 static void matmul_q4_K_quads(const char *w, size_t wstride, int r0, int r1, const char *x, size_t xstride, int ntok,
                                       int gemm_tokens, float *y, size_t ystride, int n) {
     const int nb = n / 256, nq = (ntok + 3) / 4;
-    static __thread quad_q8_K *buffer = NULL;
+    static __thread void *buffer_tls = NULL;
     static __thread size_t capacity = 0;
-    if ((size_t)nq * nb > capacity) {
-        free(buffer);
-        capacity = (size_t)nq * nb;
-        buffer = (quad_q8_K *)malloc(capacity * sizeof(quad_q8_K));
-    }
+    quad_q8_K *buffer = grow_scratch(&buffer_tls, &capacity, (size_t)nq * nb * sizeof(quad_q8_K));
     for (int q = 0; q < nq; q++) pack_quad_q8_K(x + (size_t)4 * q * xstride, xstride, ntok - 4 * q < 4 ? ntok - 4 * q : 4, nb, buffer + (size_t)q * nb);
     for (int q = 0; q < nq; q += RK_QUADS) {
         const int k = nq - q < RK_QUADS ? nq - q : RK_QUADS;
@@ -1824,21 +1831,6 @@ uint64_t rk_stream_read(const void *p, size_t bytes) {
 // chain as rk_attn_values (lane j mod 8, or j mod 32), each value row converted once for a group of
 // queries; rows past a query's count multiply a zero probability, which leaves its accumulators as they were.
 
-// A thread's scratch buffer grown to at least `bytes` (64-byte aligned, contents not kept). Running out of memory
-// here cannot be reported to the caller: the process says so on stderr and exits with EX_OSERR.
-static void *grow_scratch(void **buffer, size_t *capacity, size_t bytes) {
-    if (bytes > *capacity) {
-        free(*buffer);
-        *buffer = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!*buffer) {
-            fprintf(stderr, "rocketkv: out of memory (%zu bytes of kernel scratch)\n", bytes);
-            exit(71);
-        }
-        *capacity = bytes;
-    }
-    return *buffer;
-}
-
 static __thread void *attn_tls[2] = {NULL, NULL};
 static __thread size_t attn_tls_cap[2] = {0, 0};
 static float *attn_scratch(int which, size_t floats) { return grow_scratch(&attn_tls[which], &attn_tls_cap[which], floats * sizeof(float)); }
@@ -2211,9 +2203,9 @@ void rk_attn_causal(const float *q, size_t qstride, const int32_t *counts, int m
     int maxcount = 0;
     for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
     const size_t pstride = ((size_t)maxcount + 63) / 64 * 64;
-    static __thread float *sbuf = NULL;
+    static __thread void *sbuf_tls = NULL;
     static __thread size_t scap = 0;
-    if ((size_t)nq * pstride > scap) { free(sbuf); scap = (size_t)nq * pstride; sbuf = (float *)malloc(scap * sizeof(float)); }
+    float *sbuf = grow_scratch(&sbuf_tls, &scap, (size_t)nq * pstride * sizeof(float));
     rk_attn_scores(q, qstride, nq, keys, d, 0, maxcount, scale, sbuf, pstride, batched);
     for (int i = 0; i < nq; i++) rk_attn_probs(sbuf + (size_t)i * pstride, counts[i], masked, (int)pstride);
     rk_attn_pv(sbuf, pstride, nq, maxcount, values, d, out, ostride, batched);
