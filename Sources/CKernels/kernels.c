@@ -2602,7 +2602,9 @@ int rk_top_indices(const float *values, int n, int k, int32_t *out) {
 // integer row-dot (its AVX2 order: per block one fmadd of d_k·d_q into 8 lanes of int sums, hsum at the end,
 // which the portable path repeats lane for lane). Values are dequantized (exactly: a half scale times a small
 // integer fits a float) and accumulated with one fused multiply-add per element and row, rows in order, so
-// every level gives the same bits.
+// every level gives the same bits. Fast paths: AVX2 scores through the quantized matmul's tiles (keys as weight
+// rows, queries as tokens); AVX-512 scores eight keys × up to four queries per pass with their lane sums reduced
+// together, and AVX-512 P·V keeping up to four queries' accumulators for 64 columns in registers over all rows.
 
 size_t rk_kv_row_bytes(int type, int d) {
     switch (type) {
@@ -2692,16 +2694,140 @@ static void kv_pv_portable(int type, const float *p, size_t pstride, int nq, int
 }
 
 #if RK_X86
-RK_AVX2 static void kv_scores_avx2(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
-                                   float *scores, size_t sstride) {
+// Scores are a quantized matmul of the key rows by the Q8_0 queries: the tiled kernels (keys as weight rows, queries
+// as tokens) give each dot the row-dot's bits, then one multiply by the scale, as the portable path rounds it.
+RK_AVX2 static void kv_scores_tiled(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                                    float *scores, size_t sstride) {
+    rk_matmul_quant(type, keys, rk_kv_row_bytes(type, d), j0, j1, q8, (size_t)d / 32 * sizeof(block_q8_0), nq, scores, sstride, d);
+    for (int i = 0; i < nq; i++)
+        for (int j = j0; j < j1; j++) scores[(size_t)i * sstride + j] *= scale;
+}
+
+// hsum8_batched of each of eight keys' lanes, the keys in pairs as the AVX-512 tiles hold rows (key 2p in the low
+// half of pairs[p], 2p + 1 in the high half): u_m = a[m] + a[m + 4], then (u0 + u2) + (u1 + u3), for all eight at once.
+RK_AVX512 static inline __m256 hsum8_batched_x8(const __m512 pairs[4]) {
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(pairs[0], pairs[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(pairs[0], pairs[1], _MM_SHUFFLE(3, 1, 3, 1)));   // 128-bit lane k: key k's u
+    const __m512 v = _mm512_add_ps(_mm512_shuffle_f32x4(pairs[2], pairs[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_f32x4(pairs[2], pairs[3], _MM_SHUFFLE(3, 1, 3, 1)));   // key 4 + k's u
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(w, v, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(w, v, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 f = _mm512_add_ps(r, _mm512_permute_ps(r, _MM_SHUFFLE(2, 3, 0, 1)));   // key k at 4k, key 4 + k at 4k + 2
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 14, 10, 6, 2, 12, 8, 4, 0), f));
+}
+
+// Scores of eight keys from j for NQ Q8_0 queries (`corr`: per query and block, −offset × each lane's four query
+// bytes): the tiles' arithmetic (vpdpbusd on the keys' stored bytes, one fma of d_k·d_q per block and lane), with
+// the eight keys' lane sums reduced together.
+#define RK_KV_SCORES512(NQ)                                                                                         \
+RK_AVX512 static void kv_scores512_##NQ(int type, const char *q8, size_t qb, const __m256i *corr, const char *keys,   \
+                                        size_t rb, int nb, int j, float scale, float *scores, size_t sstride) {     \
+    const size_t bs = type == RK_KV_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);                                 \
+    __m512 acc[NQ][4];                                                                                              \
+    for (int i = 0; i < NQ; i++)                                                                                    \
+        for (int p = 0; p < 4; p++) acc[i][p] = _mm512_setzero_ps();                                                \
+    for (int b = 0; b < nb; b++) {                                                                                  \
+        uint16_t h[8];                                                                                              \
+        for (int k = 0; k < 8; k++) memcpy(&h[k], keys + (size_t)(j + k) * rb + b * bs, 2);                         \
+        const __m512 dk = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));           \
+        __m512i qw[4]; __m512 dw[4];                                                                                \
+        for (int p = 0; p < 4; p++) {                                                                               \
+            const char *a = keys + (size_t)(j + 2 * p) * rb + b * bs, *c = a + rb;                                  \
+            qw[p] = type == RK_KV_Q8_0 ? loadu2_q8_0((const block_q8_0 *)a, (const block_q8_0 *)c)                  \
+                                       : loadu2_q4_0((const block_q4_0 *)a, (const block_q4_0 *)c);                 \
+            dw[p] = _mm512_permutexvar_ps(_mm512_set_epi32(2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1,   \
+                2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p), dk);       \
+        }                                                                                                           \
+        for (int i = 0; i < NQ; i++) {                                                                              \
+            const block_q8_0 *xb = (const block_q8_0 *)(q8 + (size_t)i * qb) + b;                                   \
+            const __m512i qx = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb->qs));                 \
+            const __m512i ci = _mm512_broadcast_i64x4(_mm256_loadu_si256(corr + (size_t)i * nb + b));               \
+            const __m512 dx = _mm512_set1_ps(_cvtsh_ss(xb->d));                                                     \
+            for (int p = 0; p < 4; p++)                                                                             \
+                acc[i][p] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], dx), _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(ci, qw[p], qx)), acc[i][p]); \
+        }                                                                                                           \
+    }                                                                                                               \
+    for (int i = 0; i < NQ; i++)                                                                                    \
+        _mm256_storeu_ps(scores + (size_t)i * sstride + j, _mm256_mul_ps(hsum8_batched_x8(acc[i]), _mm256_set1_ps(scale))); \
+}
+RK_KV_SCORES512(1)
+RK_KV_SCORES512(2)
+RK_KV_SCORES512(3)
+RK_KV_SCORES512(4)
+
+RK_AVX512 static void kv_scores_avx512(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
+                                       float *scores, size_t sstride) {
+    typedef void (*scores_fn)(int, const char *, size_t, const __m256i *, const char *, size_t, int, int, float, float *, size_t);
+    static const scores_fn tiles[4] = {kv_scores512_1, kv_scores512_2, kv_scores512_3, kv_scores512_4};
     const size_t rb = rk_kv_row_bytes(type, d), qb = (size_t)d / 32 * sizeof(block_q8_0);
-    for (int j = j0; j < j1; j++) {
-        const char *row = (const char *)keys + j * rb;
-        for (int i = 0; i < nq; i++) {
-            const block_q8_0 *q = (const block_q8_0 *)((const char *)q8 + i * qb);
-            scores[(size_t)i * sstride + j] = (type == RK_KV_Q8_0 ? dot_q8_0_q8_0_avx2(d, (const block_q8_0 *)row, q)
-                                                                  : dot_q4_0_q8_0_avx2(d, (const block_q4_0 *)row, q)) * scale;
-        }
+    const int nb = d / 32, offset = type == RK_KV_Q8_0 ? 128 : 8, j8 = j0 + (j1 - j0) / 8 * 8;
+    __m256i corr[4 * RK_MAX_HEAD_DIM / 32];
+    for (int i0 = 0; i0 < nq; i0 += 4) {
+        const int n = nq - i0 < 4 ? nq - i0 : 4;
+        const char *q = (const char *)q8 + (size_t)i0 * qb;
+        for (int i = 0; i < n; i++)
+            for (int b = 0; b < nb; b++) {
+                const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset), _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)(q + i * qb) + b)->qs));
+                corr[i * nb + b] = _mm256_madd_epi16(pairs, _mm256_set1_epi16(-1));
+            }
+        for (int j = j0; j < j8; j += 8) tiles[n - 1](type, q, qb, corr, (const char *)keys, rb, nb, j, scale, scores + (size_t)i0 * sstride, sstride);
+        for (int j = j8; j < j1; j++)
+            for (int i = 0; i < n; i++) {
+                const char *row = (const char *)keys + (size_t)j * rb;
+                const block_q8_0 *x = (const block_q8_0 *)(q + i * qb);
+                scores[(size_t)(i0 + i) * sstride + j] = (type == RK_KV_Q8_0 ? dot_q8_0_q8_0_avx2(d, (const block_q8_0 *)row, x)
+                                                                              : dot_q4_0_q8_0_avx2(d, (const block_q4_0 *)row, x)) * scale;
+            }
+    }
+}
+
+// Sixteen values of a quantized row from element c (a multiple of 16), dequantized exactly (scale × small integer).
+RK_AVX512 static inline __m512 kv_values16(int type, const char *row, int c) {
+    const int b = c / 32, e = c % 32;
+    if (type == RK_KV_Q8_0) {
+        const block_q8_0 *block = (const block_q8_0 *)row + b;
+        const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block->qs + e)));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(block->d)));
+    }
+    const block_q4_0 *block = (const block_q4_0 *)row + b;   // elements 0–15 are the low nibbles, 16–31 the high
+    __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)block->qs));
+    q = e ? _mm512_srli_epi32(q, 4) : _mm512_and_si512(q, _mm512_set1_epi32(15));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(8))), _mm512_set1_ps(_cvtsh_ss(block->d)));
+}
+
+// P·V for NQ queries over 64 columns [c, c + 64) of the rows [j0, j1): the NQ × 4 accumulators stay in registers
+// over all rows (one fused multiply-add per element and row, rows in order: the portable path's bits).
+#define RK_KV_PV512(NQ)                                                                                             \
+RK_AVX512 static void kv_pv512_##NQ(int type, const float *p, size_t pstride, int j0, int j1, const char *values,  \
+                                    size_t rb, int c, float *out, size_t ostride) {                                 \
+    __m512 acc[NQ][4];                                                                                              \
+    for (int i = 0; i < NQ; i++)                                                                                    \
+        for (int k = 0; k < 4; k++) acc[i][k] = _mm512_setzero_ps();                                                \
+    for (int j = j0; j < j1; j++) {                                                                                 \
+        const char *row = values + (size_t)j * rb;                                                                  \
+        __m512 v[4];                                                                                                \
+        for (int k = 0; k < 4; k++) v[k] = kv_values16(type, row, c + 16 * k);                                      \
+        for (int i = 0; i < NQ; i++) {                                                                              \
+            const __m512 pj = _mm512_set1_ps(p[(size_t)i * pstride + j]);                                          \
+            for (int k = 0; k < 4; k++) acc[i][k] = _mm512_fmadd_ps(pj, v[k], acc[i][k]);                          \
+        }                                                                                                           \
+    }                                                                                                               \
+    for (int i = 0; i < NQ; i++)                                                                                    \
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(out + (size_t)i * ostride + c + 16 * k, acc[i][k]);           \
+}
+RK_KV_PV512(1)
+RK_KV_PV512(2)
+RK_KV_PV512(3)
+RK_KV_PV512(4)
+
+RK_AVX512 static void kv_pv_avx512(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
+                                   float *out, size_t ostride) {
+    typedef void (*pv_fn)(int, const float *, size_t, int, int, const char *, size_t, int, float *, size_t);
+    static const pv_fn tiles[4] = {kv_pv512_1, kv_pv512_2, kv_pv512_3, kv_pv512_4};
+    const size_t rb = rk_kv_row_bytes(type, d);
+    for (int i = 0; i < nq; i += 4) {
+        const int n = nq - i < 4 ? nq - i : 4;
+        for (int c = 0; c < d; c += 64)
+            tiles[n - 1](type, p + (size_t)i * pstride, pstride, j0, j1, (const char *)values, rb, c, out + (size_t)i * ostride, ostride);
     }
 }
 
@@ -2736,11 +2862,17 @@ RK_AVX2 static void kv_pv_avx2(int type, const float *p, size_t pstride, int nq,
 
 void rk_kv_scores(int type, const void *q8, int nq, const void *keys, int d, int j0, int j1, float scale,
                   float *scores, size_t sstride) {
-    DISPATCH(kv_scores_avx2, kv_scores_portable)(type, q8, nq, keys, d, j0, j1, scale, scores, sstride);
+#if RK_X86
+    if (rk_simd_level() >= 2) { kv_scores_avx512(type, q8, nq, keys, d, j0, j1, scale, scores, sstride); return; }
+#endif
+    DISPATCH(kv_scores_tiled, kv_scores_portable)(type, q8, nq, keys, d, j0, j1, scale, scores, sstride);
 }
 
 void rk_kv_pv(int type, const float *p, size_t pstride, int nq, int j0, int j1, const void *values, int d,
               float *out, size_t ostride) {
+#if RK_X86
+    if (rk_simd_level() >= 2 && d % 64 == 0) { kv_pv_avx512(type, p, pstride, nq, j0, j1, values, d, out, ostride); return; }
+#endif
     DISPATCH(kv_pv_avx2, kv_pv_portable)(type, p, pstride, nq, j0, j1, values, d, out, ostride);
 }
 

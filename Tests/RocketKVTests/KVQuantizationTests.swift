@@ -73,6 +73,33 @@ final class KVQuantizationTests: XCTestCase {
         }
     }
 
+    /// Several query heads at once (a GQA group, a prompt's rows), each over its own number of rows, as decode and
+    /// prefill call the kernels: every SIMD level gives the same bits (the AVX-512 scores take keys eight at a time
+    /// and queries four at a time, so the counts cover partial groups of both), close to the plain reference.
+    func testGroupedQueriesGiveTheSameBitsAtEveryLevel() {
+        for (type, _) in Self.quantized {
+            for (d, nq) in [(64, 3), (64, 5), (256, 4), (128, 9), (32, 2)] {
+                let n = 300 + nq
+                let (stream, keys, values) = stream(type, headDim: d, count: n)
+                let queries = (0..<nq).map { _ in randomFloats(d, scale: 3) }, scale = 1 / Float(d).squareRoot()
+                let counts = (0..<nq).map { Int32(n - 13 * $0) }
+                var results: [[Float]] = []
+                forEachPath { path in
+                    var out = [Float](repeating: .nan, count: nq * d)
+                    rk_kv_attend(type == .q8_0 ? RK_KV_Q8_0 : RK_KV_Q4_0, queries.flatMap { $0 }, d, counts, Int32(nq), stream.keyRow(0), stream.valueRow(0), Int32(d),
+                                 scale, &out, d, nil, 0)
+                    for i in 0..<nq {
+                        let c = Int(counts[i])
+                        let expected = Attention.quantizedReference(query: queries[i], keys: Array(keys[..<c]), values: Array(values[..<c]), scale: scale)
+                        for e in 0..<d { XCTAssertEqual(out[i * d + e], expected[e], accuracy: 1e-4, "\(path) \(type) d \(d) query \(i) [\(e)]") }
+                    }
+                    results.append(out)
+                }
+                for r in results.dropFirst() { XCTAssertEqual(r.map(\.bitPattern), results[0].map(\.bitPattern), "\(type) d \(d) nq \(nq)") }
+            }
+        }
+    }
+
     /// `subset` over listed slots (the gathered path) gives the bits of `subset` over the first slots, and its
     /// probabilities are the reference's (values as unit vectors turn the output into the probabilities).
     func testSubsetProbabilities() {
