@@ -667,6 +667,13 @@ RK_AVX512 static void unpack_rows_u32(int type, const char *w, size_t wstride, i
         }
 }
 
+// −offset × the sum of each lane's four activation bytes (8 lanes): where the AVX-512 tiles start a lane that
+// multiplies stored bytes u = w + offset, so that it ends at Σ w·x. |x| ≤ 127 keeps maddubs' int16 pairs exact.
+RK_AVX2 static inline __m256i lane_offsets(int offset, const block_q8_0 *x) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset), _mm256_loadu_si256((const __m256i *)x->qs));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(-1));
+}
+
 typedef void (*tile_fn)(int, const char *, size_t, const char *, size_t, const float *, const void *, int, float *, size_t);
 typedef struct { tile_fn tile; int tokens; } tile_tier;
 
@@ -732,10 +739,7 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
                 } else {
                     const block_q8_0 *xb = (const block_q8_0 *)xt + b;
                     dx[b * TB + (t - t0)] = _cvtsh_ss(xb->d);
-                    if (offset) {   // −offset·(four activations' sum) per lane; |x| ≤ 127 keeps the int16 pairs exact
-                        const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset), _mm256_loadu_si256((const __m256i *)xb->qs));
-                        _mm256_storeu_si256((__m256i *)(corr + ((size_t)b * TB + (t - t0)) * 8), _mm256_madd_epi16(pairs, _mm256_set1_epi16(-1)));
-                    }
+                    if (offset) _mm256_storeu_si256((__m256i *)(corr + ((size_t)b * TB + (t - t0)) * 8), lane_offsets(offset, xb));
                 }
             }
         }
@@ -2765,19 +2769,10 @@ RK_AVX512 static void kv_scores_avx512(int type, const void *q8, int nq, const v
         const int n = nq - i0 < 4 ? nq - i0 : 4;
         const char *q = (const char *)q8 + (size_t)i0 * qb;
         for (int i = 0; i < n; i++)
-            for (int b = 0; b < nb; b++) {
-                const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8((char)offset), _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)(q + i * qb) + b)->qs));
-                corr[i * nb + b] = _mm256_madd_epi16(pairs, _mm256_set1_epi16(-1));
-            }
+            for (int b = 0; b < nb; b++) corr[i * nb + b] = lane_offsets(offset, (const block_q8_0 *)(q + i * qb) + b);
         for (int j = j0; j < j8; j += 8) tiles[n - 1](type, q, qb, corr, (const char *)keys, rb, nb, j, scale, scores + (size_t)i0 * sstride, sstride);
-        for (int j = j8; j < j1; j++)
-            for (int i = 0; i < n; i++) {
-                const char *row = (const char *)keys + (size_t)j * rb;
-                const block_q8_0 *x = (const block_q8_0 *)(q + i * qb);
-                scores[(size_t)(i0 + i) * sstride + j] = (type == RK_KV_Q8_0 ? dot_q8_0_q8_0_avx2(d, (const block_q8_0 *)row, x)
-                                                                              : dot_q4_0_q8_0_avx2(d, (const block_q4_0 *)row, x)) * scale;
-            }
     }
+    if (j8 < j1) kv_scores_tiled(type, q8, nq, keys, d, j8, j1, scale, scores, sstride);   // the last keys, fewer than 8
 }
 
 // Sixteen values of a quantized row from element c (a multiple of 16), dequantized exactly (scale × small integer).
