@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include <pthread.h>
 #include <math.h>
+#include <float.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <stdlib.h>
@@ -325,8 +326,26 @@ RK_AVX2 static float dot_f16_f32_avx2(const uint16_t *a, const float *b, int n) 
     return s;
 }
 
-RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nstrips, const float *a, int rows,
-                                          float *y, size_t ystride, int i0, int n) {
+// One strip value as a float: an f16 bit pattern (scales == NULL) or int8 times its strip's scale.
+static inline float strip_value(const void *strip, const float *scales, int s, int i) {
+    return scales ? (float)((const int8_t *)strip)[i] * scales[s] : half_to_float(((const uint16_t *)strip)[i]);
+}
+
+RK_AVX2 static inline __m256 strip_load8(const void *strip, const float *scales, int s, int i) {
+    if (!scales) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)strip + i)));
+    const __m128i q = _mm_loadl_epi64((const __m128i *)((const int8_t *)strip + i));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(scales[s]));
+}
+
+RK_AVX512 static inline __m512 strip_load16(const void *strip, const float *scales, int s, int i) {
+    if (!scales) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)strip + i)));
+    const __m128i q = _mm_loadu_si128((const __m128i *)((const int8_t *)strip + i));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scales[s]));
+}
+
+RK_AVX2 static void strip_scores_avx2(const void *const *strips, const float *scales, int nstrips, const float *a, int rows,
+                                      float *y, size_t ystride, int i0, int n) {
+    const int bytes = scales ? 1 : 2;
     int i = i0;
     for (; i + 8 <= n; i += 8)
         for (int r0 = 0; r0 < rows; r0 += 4) {   // up to 4 rows' accumulators stay in registers over all strips
@@ -334,8 +353,8 @@ RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nst
             __m256 acc[4];
             for (int r = 0; r < nr; r++) acc[r] = _mm256_loadu_ps(y + (size_t)(r0 + r) * ystride + i);
             for (int s = 0; s < nstrips; s++) {
-                if (r0 == 0 && (i - i0) % 32 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
-                const __m256 vx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(strips[s] + i)));
+                if (r0 == 0 && (i - i0) % 32 == 0) _mm_prefetch((const char *)strips[s] + (size_t)i * bytes + 256, _MM_HINT_T0);
+                const __m256 vx = strip_load8(strips[s], scales, s, i);
                 for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)s * rows + r0 + r]), vx, acc[r]);
             }
             for (int r = 0; r < nr; r++) _mm256_storeu_ps(y + (size_t)(r0 + r) * ystride + i, acc[r]);
@@ -343,14 +362,15 @@ RK_AVX2 static void strip_scores_f16_avx2(const uint16_t *const *strips, int nst
     for (; i < n; i++)
         for (int r = 0; r < rows; r++) {
             float acc = y[(size_t)r * ystride + i];
-            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float_avx(strips[s][i]), acc);
+            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], strip_value(strips[s], scales, s, i), acc);
             y[(size_t)r * ystride + i] = acc;
         }
 }
 
 // The same sums 16 pages to a register, two registers per row: each broadcast coefficient serves 32 pages.
-RK_AVX512 static void strip_scores_f16_avx512(const uint16_t *const *strips, int nstrips, const float *a, int rows,
-                                              float *y, size_t ystride, int i0, int n) {
+RK_AVX512 static void strip_scores_avx512(const void *const *strips, const float *scales, int nstrips, const float *a, int rows,
+                                          float *y, size_t ystride, int i0, int n) {
+    const int bytes = scales ? 1 : 2;
     int i = i0;
     for (; i + 32 <= n; i += 32)
         for (int r0 = 0; r0 < rows; r0 += 4) {
@@ -359,9 +379,8 @@ RK_AVX512 static void strip_scores_f16_avx512(const uint16_t *const *strips, int
             for (int r = 0; r < nr; r++)
                 for (int u = 0; u < 2; u++) acc[r][u] = _mm512_loadu_ps(y + (size_t)(r0 + r) * ystride + i + 16 * u);
             for (int s = 0; s < nstrips; s++) {
-                if (r0 == 0) _mm_prefetch((const char *)(strips[s] + i) + 256, _MM_HINT_T0);
-                const __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(strips[s] + i)));
-                const __m512 x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(strips[s] + i + 16)));
+                if (r0 == 0) _mm_prefetch((const char *)strips[s] + (size_t)i * bytes + 256, _MM_HINT_T0);
+                const __m512 x0 = strip_load16(strips[s], scales, s, i), x1 = strip_load16(strips[s], scales, s, i + 16);
                 for (int r = 0; r < nr; r++) {
                     const __m512 c = _mm512_set1_ps(a[(size_t)s * rows + r0 + r]);
                     acc[r][0] = _mm512_fmadd_ps(c, x0, acc[r][0]);
@@ -371,7 +390,7 @@ RK_AVX512 static void strip_scores_f16_avx512(const uint16_t *const *strips, int
             for (int r = 0; r < nr; r++)
                 for (int u = 0; u < 2; u++) _mm512_storeu_ps(y + (size_t)(r0 + r) * ystride + i + 16 * u, acc[r][u]);
         }
-    if (i < n) strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, i, n);
+    if (i < n) strip_scores_avx2(strips, scales, nstrips, a, rows, y, ystride, i, n);
 }
 
 RK_AVX2 static void f32_to_f16_avx2(const float *x, uint16_t *y, int n) {
@@ -1358,16 +1377,16 @@ float rk_vec_dot_q4_K_q8_K_repacked(int n, const void *w, const void *x, int gem
 float rk_dot_f32(const float *a, const float *b, int n) { return DISPATCH(dot_f32_avx2, dot_f32_portable)(a, b, n); }
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n) { return DISPATCH(dot_f16_f32_avx2, dot_f16_f32_portable)(a, b, n); }
 
-void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
-                         int i0, int n) {
+void rk_strip_scores(const void *const *strips, const float *scales, int nstrips, const float *a, int rows, float *y,
+                     size_t ystride, int i0, int n) {
 #if RK_X86
-    if (rk_simd_level() >= 2) { strip_scores_f16_avx512(strips, nstrips, a, rows, y, ystride, i0, n); return; }
-    if (rk_simd_level()) { strip_scores_f16_avx2(strips, nstrips, a, rows, y, ystride, i0, n); return; }
+    if (rk_simd_level() >= 2) { strip_scores_avx512(strips, scales, nstrips, a, rows, y, ystride, i0, n); return; }
+    if (rk_simd_level()) { strip_scores_avx2(strips, scales, nstrips, a, rows, y, ystride, i0, n); return; }
 #endif
     for (int r = 0; r < rows; r++)
         for (int i = i0; i < n; i++) {
             float acc = y[(size_t)r * ystride + i];
-            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], half_to_float(strips[s][i]), acc);
+            for (int s = 0; s < nstrips; s++) acc = fmaf(a[(size_t)s * rows + r], strip_value(strips[s], scales, s, i), acc);
             y[(size_t)r * ystride + i] = acc;
         }
 }
@@ -2421,6 +2440,37 @@ RK_PAGE_BOUNDS(page_bounds_add_f16c, RK_AVX2, half_to_float_avx)
 
 void rk_page_bounds_add_f16(uint16_t *minimum, uint16_t *maximum, size_t stride, const uint16_t *key, int d, int opens) {
     DISPATCH(page_bounds_add_f16c, page_bounds_add_portable)(minimum, maximum ? maximum : minimum, stride, key, d, opens);
+}
+
+// x on a grid of step s as int8, rounded down (mode < 0), up (mode > 0) or to nearest even; the bound is the float
+// (float)q · s, so q steps until that lies on the right side of x. Needs |x| ≤ 127·s (then q stays in range).
+static int8_t q8_bound(float x, float s, int mode) {
+    if (s == 0) return 0;
+    double q = (double)x / (double)s;
+    q = mode < 0 ? floor(q) : mode > 0 ? ceil(q) : nearbyint(q);
+    q = q > 127 ? 127 : q < -128 ? -128 : q;
+    if (mode < 0) while (q > -128 && (float)q * s > x) q -= 1;
+    if (mode > 0) while (q < 127 && (float)q * s < x) q += 1;
+    return (int8_t)q;
+}
+
+static inline float finite_or_zero(float x) { return x != x ? 0.0f : fminf(fmaxf(x, -FLT_MAX), FLT_MAX); }
+
+int rk_page_bounds_add_q8(int8_t *minimum, int8_t *maximum, size_t stride, const float *scales, const float *key, int d,
+                          int opens) {
+    for (int i = 0; i < d; i++) {
+        const float x = fabsf(finite_or_zero(key[i]));
+        if (x > 127 * scales[i] || (maximum && x > 127 * scales[d + i])) return 1;
+    }
+    for (int i = 0; i < d; i++) {
+        const float x = finite_or_zero(key[i]);
+        int8_t *lo = minimum + (size_t)i * stride;
+        if (!maximum) { *lo = q8_bound(x, scales[i], 0); continue; }
+        int8_t *hi = maximum + (size_t)i * stride;
+        if (opens || x < (float)*lo * scales[i]) *lo = q8_bound(x, scales[i], -1);
+        if (opens || x > (float)*hi * scales[d + i]) *hi = q8_bound(x, scales[d + i], 1);
+    }
+    return 0;
 }
 
 // ---- Top-k selection (value descending, ties to the lower index, NaN as -inf) ----

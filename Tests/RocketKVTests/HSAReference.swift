@@ -22,9 +22,9 @@ enum HSAReference {
             for h in 0..<G {
                 for p in 0..<pages {
                     let bound = sum[dim] > 0 ? metadata.maximum(page: p, dim: dim) : metadata.minimum(page: p, dim: dim)
-                    // The f16 strip kernel fuses each multiply-add; the f32 path rounds the product first.
+                    // The strip kernel (f16 and int8 strips) fuses each multiply-add; the f32 path rounds the product first.
                     let i = h * pages + p, c = q[h * d + dim]
-                    scores[i] = metadata.precision == .f16 ? scores[i].addingProduct(c, bound) : scores[i] + c * bound
+                    scores[i] = metadata.precision != .f32 ? scores[i].addingProduct(c, bound) : scores[i] + c * bound
                 }
             }
         }

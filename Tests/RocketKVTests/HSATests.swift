@@ -180,7 +180,7 @@ final class HSATests: XCTestCase {
         var rng = Xoshiro256StarStar(seed: 23)
         for trial in 0..<24 {
             let G = [1, 2, 3, 4][trial % 4], d = [16, 64, 128, 256][(trial / 4) % 4], P = [1, 2, 3, 4, 5][trial % 5]
-            let precision: PageMetadata.Precision = trial % 3 == 0 ? .f32 : .f16
+            let precision: PageMetadata.Precision = [.f32, .f16, .q8][trial % 3]
             let n = Int.random(in: 1...600, using: &rng)
             let meta = PageMetadata(headDim: d, pageSize: P, precision: precision)
             let fromHalves = PageMetadata(headDim: d, pageSize: P, precision: precision)   // the decode path's append

@@ -145,6 +145,52 @@ final class KVQuantizationTests: XCTestCase {
         }
     }
 
+    /// HSA's int8 bounds (`.q8`, beside a quantized cache) hold for every stored key, and are tight: each is
+    /// within two steps of its row's scale of the page's true minimum or maximum, both when `extend` sizes the
+    /// scales from a whole prompt and when keys that outgrow them arrive one by one (the scale doubles). Keys
+    /// that are not finite get bounds without trapping.
+    func testInt8PageBoundsHoldAndStayTight() {
+        let d = 64, n = 301
+        var rng = Xoshiro256StarStar(seed: 71)
+        for (type, _) in Self.quantized {
+            let (stream, keys, _) = stream(type, headDim: d, count: n)
+            for pageSize in [1, 3, 16] {
+                let extended = PageMetadata(headDim: d, pageSize: pageSize, precision: .q8)
+                extended.extend(covering: stream)
+                // One key at a time, magnitudes growing by up to 100×, so that rows' scales double again and again.
+                let growing = PageMetadata(headDim: d, pageSize: pageSize, precision: .q8)
+                let grown = keys.indices.map { t in keys[t].map { $0 * Float(1 + t / 3) * Float.random(in: 0.5...1, using: &rng) } }
+                for key in grown { key.withUnsafeBufferPointer { growing.append(key: $0.baseAddress!) } }
+                XCTAssertEqual(extended.allocatedBytes, extended.rows * extended.pageCapacity + extended.rows * 4)
+                for (metadata, stored) in [(extended, keys), (growing, grown)] {
+                    for p in 0..<metadata.pages {
+                        let slots = (p * pageSize)..<min(n, (p + 1) * pageSize)
+                        for i in 0..<d {
+                            let low = slots.map { stored[$0][i] }.min()!, high = slots.map { stored[$0][i] }.max()!
+                            let minimum = metadata.minimum(page: p, dim: i), maximum = metadata.maximum(page: p, dim: i)
+                            let context = "\(type) P \(pageSize) page \(p) dim \(i)"
+                            if pageSize == 1 {   // a transposed copy: the nearest value, within a step
+                                XCTAssertLessThanOrEqual(abs(minimum - low), metadata.byteStrip(dim: i, max: false).scale, context)
+                                continue
+                            }
+                            XCTAssertLessThanOrEqual(minimum, low, context)
+                            XCTAssertGreaterThanOrEqual(maximum, high, context)
+                            XCTAssertLessThan(low - minimum, 2 * metadata.byteStrip(dim: i, max: false).scale, context)
+                            XCTAssertLessThan(maximum - high, 2 * metadata.byteStrip(dim: i, max: true).scale, context)
+                        }
+                    }
+                }
+            }
+        }
+        let odd = PageMetadata(headDim: 4, pageSize: 2, precision: .q8)
+        for key: [Float] in [[1, .nan, .infinity, -.infinity], [0, 0, 0, 0], [-.greatestFiniteMagnitude, 1e-30, 2, 3]] {
+            key.withUnsafeBufferPointer { odd.append(key: $0.baseAddress!) }
+        }
+        XCTAssertEqual(odd.tokens, 3)
+        XCTAssertGreaterThanOrEqual(odd.maximum(page: 0, dim: 2), Float.greatestFiniteMagnitude / 2)
+        XCTAssertLessThanOrEqual(odd.minimum(page: 1, dim: 0), -Float.greatestFiniteMagnitude / 2)
+    }
+
     /// The quantized types need head dims in whole blocks of 32; a bad name or dim is a user error.
     func testTypesNeedWholeBlocks() throws {
         XCTAssertNoThrow(try KVRowType.q8_0.check(headDim: 64))

@@ -269,22 +269,34 @@ final class KernelTests: TwoThreadTestCase {
             XCTAssertEqual(rk_dot_f16_f32(ah, b, 77), expected, accuracy: 1e-4, path)
             XCTAssertEqual(rk_dot_f32(a, b, 77), zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }, accuracy: 1e-4, path)
             // Page scores: rows of y accumulate strip after strip, each step one fused multiply-add, over
-            // columns [i0, 77) (the rest untouched).
+            // columns [i0, 77) (the rest untouched); strips of f16 values, or of int8 values times a scale each.
             for (rows, i0) in [(1, 0), (3, 0), (5, 0), (3, 16), (2, 13)] {
                 let strips = (0..<4).map { _ in randomFloats(77).map { Float16($0).bitPattern } }
+                let byteStrips = (0..<4).map { s in (0..<77).map { Int8(truncatingIfNeeded: s * 37 + $0 * 11 - 128) } }
+                let scales = randomFloats(4, scale: 0.1)
                 let coefficients = randomFloats(4 * rows, scale: 2)
-                var y = randomFloats(rows * 77), expected = y
+                var y = randomFloats(rows * 77), expected = y, yBytes = y, expectedBytes = y
                 for s in 0..<4 {
                     for r in 0..<rows {
-                        for i in i0..<77 { expected[r * 77 + i].addProduct(coefficients[s * rows + r], Float(Float16(bitPattern: strips[s][i]))) }
+                        for i in i0..<77 {
+                            expected[r * 77 + i].addProduct(coefficients[s * rows + r], Float(Float16(bitPattern: strips[s][i])))
+                            expectedBytes[r * 77 + i].addProduct(coefficients[s * rows + r], Float(byteStrips[s][i]) * scales[s])
+                        }
                     }
                 }
                 strips[0].withUnsafeBufferPointer { s0 in strips[1].withUnsafeBufferPointer { s1 in
                     strips[2].withUnsafeBufferPointer { s2 in strips[3].withUnsafeBufferPointer { s3 in
-                        let pointers = [s0, s1, s2, s3].map { Optional($0.baseAddress!) }
-                        rk_strip_scores_f16(pointers, 4, coefficients, Int32(rows), &y, 77, Int32(i0), 77)
+                        let pointers = [s0, s1, s2, s3].map { Optional(UnsafeRawPointer($0.baseAddress!)) }
+                        rk_strip_scores(pointers, nil, 4, coefficients, Int32(rows), &y, 77, Int32(i0), 77)
                     } }
                 } }
+                byteStrips[0].withUnsafeBufferPointer { s0 in byteStrips[1].withUnsafeBufferPointer { s1 in
+                    byteStrips[2].withUnsafeBufferPointer { s2 in byteStrips[3].withUnsafeBufferPointer { s3 in
+                        let pointers = [s0, s1, s2, s3].map { Optional(UnsafeRawPointer($0.baseAddress!)) }
+                        rk_strip_scores(pointers, scales, 4, coefficients, Int32(rows), &yBytes, 77, Int32(i0), 77)
+                    } }
+                } }
+                XCTAssertEqual(yBytes.map(\.bitPattern), expectedBytes.map(\.bitPattern), "\(path) int8 rows \(rows) from \(i0)")
                 XCTAssertEqual(y.map(\.bitPattern), expected.map(\.bitPattern), "\(path) rows \(rows) from \(i0)")
             }
         }

@@ -79,10 +79,11 @@ void rk_gather_rows(const void *keys, const void *values, size_t bytes, const in
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for
-/// `rows` rows of y (stride `ystride`) and i0 ≤ i < n; strips in f16. Each accumulator stays in a register over
-/// all strips: the sequence of operations is that of one axpy per strip.
-void rk_strip_scores_f16(const uint16_t *const *strips, int nstrips, const float *a, int rows, float *y, size_t ystride,
-                         int i0, int n);
+/// `rows` rows of y (stride `ystride`) and i0 ≤ i < n. Strips hold f16 bit patterns when `scales` is NULL, else
+/// int8 values, strip s's value being (float)q · scales[s] (rounded once). Each accumulator stays in a register
+/// over all strips: the sequence of operations is that of one axpy per strip.
+void rk_strip_scores(const void *const *strips, const float *scales, int nstrips, const float *a, int rows, float *y,
+                     size_t ystride, int i0, int n);
 /// y[i] = expf(x[i]) with libm's bits (glibc's algorithm, vectorised on the AVX2/FMA path); y may be x.
 void rk_expf_array(const float *x, float *y, int n);
 /// HSA's page probabilities for one query head (ROCKETKV.md §4.3 steps 6–8): with m = max_p s[p]·inv,
@@ -95,6 +96,12 @@ void rk_hsa_page_probabilities(const float *s, int pages, float inv, int page_si
 /// `maximum + i·stride` (the same rows when `maximum` is NULL: pages of one slot); `opens` starts the page
 /// at min = max = key.
 void rk_page_bounds_add_f16(uint16_t *minimum, uint16_t *maximum, size_t stride, const uint16_t *key, int d, int opens);
+/// The same for HSA's int8 bounds (PageMetadata `.q8`): row i's values are int8 times `scales[i]` (min rows
+/// i < d, max rows d + i), a minimum rounded down and a maximum up to that grid (pages of one slot, `maximum`
+/// NULL: the nearest value), NaN keys as 0 and infinities as ±FLT_MAX. Returns 1, storing nothing, when some
+/// value does not fit its rows' range (|x| > 127·scale): the caller grows those scales and calls again.
+int rk_page_bounds_add_q8(int8_t *minimum, int8_t *maximum, size_t stride, const float *scales, const float *key, int d,
+                          int opens);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);
 void rk_f16_to_f32(const uint16_t *x, float *y, int n);
 

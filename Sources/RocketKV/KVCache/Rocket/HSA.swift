@@ -85,7 +85,10 @@ final class HSAGroupStep: @unchecked Sendable {
     private let dims: UnsafeMutablePointer<Int32>
     private let positive: UnsafeMutablePointer<Bool>
     private let coefficients: UnsafeMutablePointer<Float>
-    private let strips: UnsafeMutablePointer<UnsafePointer<UInt16>?>
+    /// The strips read (f16 or int8 values) and, for `.q8` metadata, their scales (`nil` for f16).
+    private let strips: UnsafeMutablePointer<UnsafeRawPointer?>
+    private let stripScales: UnsafeMutablePointer<Float>
+    private var scaled = false
     private let temperatures: UnsafeMutablePointer<Float>
     /// `[head][page]` logits `ŝ` and per-head probabilities (already divided by the head's sum and G).
     private var scores: UnsafeMutablePointer<Float>
@@ -105,6 +108,7 @@ final class HSAGroupStep: @unchecked Sendable {
         positive = .allocate(capacity: headDim)
         coefficients = .allocate(capacity: groupSize * headDim)
         strips = .allocate(capacity: headDim)
+        stripScales = .allocate(capacity: headDim)
         temperatures = .allocate(capacity: groupSize)
         scores = .allocate(capacity: 1)
         probabilities = .allocate(capacity: 1)
@@ -116,7 +120,7 @@ final class HSAGroupStep: @unchecked Sendable {
 
     deinit {
         for p in [dims, order, slots] as [UnsafeMutablePointer<Int32>] { p.deallocate() }
-        for p in [coefficients, temperatures, scores, probabilities, omega] { p.deallocate() }
+        for p in [coefficients, stripScales, temperatures, scores, probabilities, omega] { p.deallocate() }
         positive.deallocate()
         strips.deallocate()
         rows.deallocate()
@@ -156,10 +160,18 @@ final class HSAGroupStep: @unchecked Sendable {
         }
         pageSize = metadata.pageSize
         lastPageTokens = pages == 0 ? 0 : metadata.tokens(inPage: pages - 1)
-        if metadata.precision == .f16 {
-            f32Metadata = nil
-            for r in 0..<dimCount { strips[r] = metadata.halfStrip(dim: Int(dims[r]), max: positive[r]) }
-        } else {
+        f32Metadata = nil
+        scaled = metadata.precision == .q8
+        switch metadata.precision {
+        case .f16:
+            for r in 0..<dimCount { strips[r] = UnsafeRawPointer(metadata.halfStrip(dim: Int(dims[r]), max: positive[r])) }
+        case .q8:
+            for r in 0..<dimCount {
+                let strip = metadata.byteStrip(dim: Int(dims[r]), max: positive[r])
+                strips[r] = UnsafeRawPointer(strip.values)
+                stripScales[r] = strip.scale
+            }
+        case .f32:
             f32Metadata = metadata
         }
     }
@@ -181,7 +193,8 @@ final class HSAGroupStep: @unchecked Sendable {
                 }
             }
         } else {
-            rk_strip_scores_f16(strips, Int32(dimCount), coefficients, Int32(G), scores, pages, Int32(p0), Int32(p1))
+            rk_strip_scores(strips, scaled ? UnsafePointer(stripScales) : nil, Int32(dimCount), coefficients, Int32(G), scores, pages,
+                            Int32(p0), Int32(p1))
         }
     }
 

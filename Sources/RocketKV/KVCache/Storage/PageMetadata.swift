@@ -9,15 +9,23 @@ import CKernels
 /// row `d + i` its `Kmax`, so HSA reads `k1` contiguous strips. With `pageSize` 1, min = max = the key, so only
 /// the `d` rows of a transposed key copy are stored (as [E] does).
 ///
-/// Precision: the policies use `.f16`. The bounds are always taken over the keys as the cache stores them (for a
-/// quantized cache, the dequantized rows, which are what attention multiplies), so a page's bounds hold for
-/// every key it covers. For an f16 cache the minimum or maximum of f16 values is one of them, so f16 metadata
-/// is exact at 2 bytes per value; a dequantized Q8_0/Q4_0 value need not be an f16 value, and is rounded
-/// outward (minimum down, maximum up) to the next f16, so the bounds stay true bounds, widened by at most one
-/// f16 step (pages of one slot, a transposed key copy, hold the nearest f16 instead). `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
+/// Precision: the bounds are always taken over the keys as the cache stores them (for a quantized cache, the
+/// dequantized rows, which are what attention multiplies), so a page's bounds hold for every key it covers.
+/// - `.f16` (2 bytes per value; f16 caches, Quest, SparQ): the minimum or maximum of f16 values is one of them, so
+///   f16 metadata over an f16 cache is exact; a value that is not an f16 value is rounded outward (minimum down,
+///   maximum up) to the next f16, so the bounds stay true bounds.
+/// - `.q8` (1 byte per value; HSA over a Q8_0/Q4_0 cache): each row (one dimension's minima, or its maxima) is
+///   int8 times one f32 scale of its own. A minimum is rounded down and a maximum up to a multiple of the scale,
+///   so they stay true bounds, widened by less than one step. When a key does not fit a row's range, the row's
+///   scale doubles (as often as needed) and its stored values are halved, rounding outward again, so they stay
+///   bounds (widened by less than two steps of the final scale in all). A fresh `extend(covering:)` first sizes
+///   each row's scale from all the keys it adds. The page scores of HSA read half the bytes of `.f16`.
+/// - `.f32` (4 bytes) is for keys that are not f16 values (the F32 conformance vector of §4.5).
+///
+/// Pages of one slot (a transposed key copy) store the nearest value instead of rounding outward.
 // @unchecked: unsynchronized, used as `KVStream` is: pool tasks mutate only metadata no other task of the job touches.
 public final class PageMetadata: @unchecked Sendable {
-    public enum Precision: Sendable { case f16, f32 }
+    public enum Precision: Sendable { case f16, f32, q8 }
 
     public let headDim: Int
     public let pageSize: Int
@@ -26,6 +34,8 @@ public final class PageMetadata: @unchecked Sendable {
     public private(set) var tokens = 0
     public private(set) var pageCapacity = 0
     private var storage: UnsafeMutableRawPointer?
+    /// `.q8`: the scale of each row (0 until the row holds a nonzero value).
+    private var rowScales: [Float]
     private var scratch: [Float]
 
     public init(headDim: Int, pageSize: Int, precision: Precision = .f32) {
@@ -34,16 +44,23 @@ public final class PageMetadata: @unchecked Sendable {
         self.pageSize = pageSize
         self.precision = precision
         scratch = [Float](repeating: 0, count: headDim)
+        rowScales = [Float](repeating: 0, count: precision == .q8 ? (pageSize == 1 ? headDim : 2 * headDim) : 0)
     }
 
     deinit { storage?.deallocate() }
 
     public var pages: Int { (tokens + pageSize - 1) / pageSize }
     /// Bytes per stored value.
-    public var elementBytes: Int { precision == .f16 ? 2 : 4 }
+    public var elementBytes: Int {
+        switch precision {
+        case .f16: return 2
+        case .f32: return 4
+        case .q8: return 1
+        }
+    }
     /// Stored rows: `2d` (min and max), or `d` for pages of one slot.
     public var rows: Int { pageSize == 1 ? headDim : 2 * headDim }
-    public var allocatedBytes: Int { rows * pageCapacity * elementBytes }
+    public var allocatedBytes: Int { rows * pageCapacity * elementBytes + rowScales.count * MemoryLayout<Float>.size }
     /// Tokens in page `p` (the last page may be partial).
     public func tokens(inPage p: Int) -> Int { min(pageSize, tokens - p * pageSize) }
 
@@ -61,8 +78,16 @@ public final class PageMetadata: @unchecked Sendable {
         return UnsafePointer(storage!.assumingMemoryBound(to: UInt16.self) + row(dim: dim, max: max) * pageCapacity)
     }
 
+    /// The same strip as int8 values (`.q8` storage), and the scale that multiplies them.
+    public func byteStrip(dim: Int, max: Bool) -> (values: UnsafePointer<Int8>, scale: Float) {
+        precondition(precision == .q8)
+        let r = row(dim: dim, max: max)
+        return (UnsafePointer(storage!.assumingMemoryBound(to: Int8.self) + r * pageCapacity), rowScales[r])
+    }
+
     private func value(row r: Int, page: Int) -> Float {
         switch precision {
+        case .q8: return Float(storage!.assumingMemoryBound(to: Int8.self)[r * pageCapacity + page]) * rowScales[r]
         case .f32: return storage!.assumingMemoryBound(to: Float.self)[r * pageCapacity + page]
         case .f16: return Float(Float16(bitPattern: storage!.assumingMemoryBound(to: UInt16.self)[r * pageCapacity + page]))
         }
@@ -108,8 +133,48 @@ public final class PageMetadata: @unchecked Sendable {
                 if opens || key[i] < Float(Float16(bitPattern: base[lo])) { base[lo] = PageMetadata.halfBelow(key[i]).bitPattern }
                 if opens || key[i] > Float(Float16(bitPattern: base[hi])) { base[hi] = PageMetadata.halfAbove(key[i]).bitPattern }
             }
+        case .q8:
+            let base = storage!.assumingMemoryBound(to: Int8.self) + p, maximum = pageSize > 1 ? base + d * cap : nil
+            if addQ8(base, maximum, key: key, opens: opens) != 0 {
+                for i in 0..<d {
+                    for r in pageSize > 1 ? [i, d + i] : [i] { fitQ8(magnitude: PageMetadata.magnitude(key[i]), row: r) }
+                }
+                let fits = addQ8(base, maximum, key: key, opens: opens)
+                precondition(fits == 0)
+            }
         }
         tokens += 1
+    }
+
+    private func addQ8(_ minimum: UnsafeMutablePointer<Int8>, _ maximum: UnsafeMutablePointer<Int8>?, key: UnsafePointer<Float>, opens: Bool) -> Int32 {
+        rowScales.withUnsafeBufferPointer {
+            rk_page_bounds_add_q8(minimum, maximum, pageCapacity, $0.baseAddress!, key, Int32(headDim), opens ? 1 : 0)
+        }
+    }
+
+    /// |x| as int8 bounds see it (`rk_page_bounds_add_q8`): NaN as 0, infinities as the largest finite value.
+    private static func magnitude(_ x: Float) -> Float { x.isNaN ? 0 : Swift.min(abs(x), .greatestFiniteMagnitude) }
+
+    /// Makes row `r`'s range (±127 steps) hold `magnitude`: a first nonzero value sets the scale, later ones
+    /// double it, re-rounding the row's stored pages outward (pages of one slot: to nearest).
+    private func fitQ8(magnitude: Float, row r: Int) {
+        var scale = rowScales[r]
+        if scale == 0 {
+            guard magnitude > 0 else { return }
+            scale = (magnitude / 127).nextUp
+            while 127 * scale < magnitude { scale = scale.nextUp }
+            rowScales[r] = scale
+            return
+        }
+        var shift = 0
+        while 127 * scale < magnitude { scale *= 2; shift += 1 }
+        guard shift > 0 else { return }
+        rowScales[r] = scale
+        let values = storage!.assumingMemoryBound(to: Int8.self) + r * pageCapacity, isMax = r >= headDim && pageSize > 1
+        for p in 0..<pages {
+            let q = Int(values[p])
+            values[p] = Int8(pageSize == 1 ? (q + (1 << (shift - 1))) >> shift : isMax ? -((-q) >> shift) : q >> shift)
+        }
     }
 
     /// The largest f16 value not above `x`.
@@ -150,8 +215,19 @@ public final class PageMetadata: @unchecked Sendable {
     }
 
     /// Appends the rows of `stream` not covered yet (slots `tokens ..< stream.count`): the metadata of a stream
-    /// that only grows.
+    /// that only grows. `.q8` rows still without a scale get one sized for all the keys added.
     public func extend(covering stream: KVStream) {
+        if precision == .q8, stream.count - tokens > 1 {
+            var magnitude = [Float](repeating: 0, count: headDim)
+            scratch.withUnsafeMutableBufferPointer { b in
+                for slot in tokens..<stream.count {
+                    stream.key(slot, into: b.baseAddress!)
+                    for i in 0..<headDim { magnitude[i] = Swift.max(magnitude[i], PageMetadata.magnitude(b[i])) }
+                }
+            }
+            reserve(tokens: stream.count)
+            for r in rowScales.indices where rowScales[r] == 0 { fitQ8(magnitude: magnitude[r % headDim], row: r) }
+        }
         while tokens < stream.count { append(slot: tokens, of: stream) }
     }
 
@@ -162,6 +238,7 @@ public final class PageMetadata: @unchecked Sendable {
     public func release() {
         storage?.deallocate()
         storage = nil
+        for r in rowScales.indices { rowScales[r] = 0 }
         tokens = 0
         pageCapacity = 0
     }
