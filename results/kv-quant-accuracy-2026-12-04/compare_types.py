@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Pairs the predictions of two eval folders made on the same prompts with different --kv-type: per method, budget and
-length, how many prompts each answers, how many only one of them answers, and how many answers are the same text.
+length, how many prompts each answers (RULER: the sum of their scores), how many only one of them answers, and how many answers are the same text.
 
     python3 compare_types.py passkey-f16 passkey-q8_0 > paired-f16-q8_0.jsonl
 """
@@ -13,7 +13,7 @@ def load(folder):
     rows = {}
     for line in open(f"{folder}/predictions.jsonl"):
         r = json.loads(line)
-        rows[(r["method"], r.get("budget"), r["length"], r["depth"], r["sample"])] = r
+        rows[(r["method"], r.get("budget"), r["length"], r.get("task"), r["depth"], r["sample"])] = r   # task: RULER
     return rows
 
 
@@ -27,8 +27,8 @@ for key, ra in a.items():
     c["n"] += 1
     c["a_correct"] += ra["score"]
     c["b_correct"] += rb["score"]
-    c["only_a"] += ra["score"] and not rb["score"]
-    c["only_b"] += rb["score"] and not ra["score"]
+    c["only_a"] += ra["score"] > rb["score"]   # for 0/1 scores: only a answers
+    c["only_b"] += rb["score"] > ra["score"]
     c["same_text"] += ra["output"] == rb["output"]
 for (method, budget, length), c in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2])):
     print(json.dumps({"a": sys.argv[1], "b": sys.argv[2], "method": method, "budget": budget, "length": length, **c,
