@@ -3,7 +3,6 @@
 #include "CKernels.h"
 #include <pthread.h>
 #include <math.h>
-#include <float.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <stdlib.h>
@@ -2462,16 +2461,14 @@ static int8_t q8_bound(float x, float s, int mode) {
     return (int8_t)q;
 }
 
-static inline float finite_or_zero(float x) { return x != x ? 0.0f : fminf(fmaxf(x, -FLT_MAX), FLT_MAX); }
-
 int rk_page_bounds_add_q8(int8_t *minimum, int8_t *maximum, size_t stride, const float *scales, const float *key, int d,
                           int opens) {
     for (int i = 0; i < d; i++) {
-        const float x = fabsf(finite_or_zero(key[i]));
+        const float x = fabsf(rk_page_bound_value(key[i]));
         if (x > 127 * scales[i] || (maximum && x > 127 * scales[d + i])) return 1;
     }
     for (int i = 0; i < d; i++) {
-        const float x = finite_or_zero(key[i]);
+        const float x = rk_page_bound_value(key[i]);
         int8_t *lo = minimum + (size_t)i * stride;
         if (!maximum) { *lo = q8_bound(x, scales[i], 0); continue; }
         int8_t *hi = maximum + (size_t)i * stride;

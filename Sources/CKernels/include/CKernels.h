@@ -2,6 +2,7 @@
 // Each function has a plain Swift reference in Sources/RocketKV/Kernels and a test comparing the two.
 #ifndef ROCKETKV_CKERNELS_H
 #define ROCKETKV_CKERNELS_H
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,9 @@ void rk_page_bounds_add_f16(uint16_t *minimum, uint16_t *maximum, size_t stride,
 /// i < d, max rows d + i), a minimum rounded down and a maximum up to that grid (pages of one slot, `maximum`
 /// NULL: the nearest value), NaN keys as 0 and infinities as ±FLT_MAX. Returns 1, storing nothing, when some
 /// value does not fit its rows' range (|x| > 127·scale): the caller grows those scales and calls again.
+/// A key value as HSA's int8 bounds take it: NaN as 0, infinities as ±FLT_MAX. The one rule for both the scales
+/// (sized in Swift, PageMetadata) and the bounds (rk_page_bounds_add_q8), which must agree.
+static inline float rk_page_bound_value(float x) { return x != x ? 0.0f : x < -FLT_MAX ? -FLT_MAX : x > FLT_MAX ? FLT_MAX : x; }
 int rk_page_bounds_add_q8(int8_t *minimum, int8_t *maximum, size_t stride, const float *scales, const float *key, int d,
                           int opens);
 void rk_f32_to_f16(const float *x, uint16_t *y, int n);

@@ -152,8 +152,8 @@ public final class PageMetadata: @unchecked Sendable {
         }
     }
 
-    /// |x| as int8 bounds see it (`rk_page_bounds_add_q8`): NaN as 0, infinities as the largest finite value.
-    private static func magnitude(_ x: Float) -> Float { x.isNaN ? 0 : Swift.min(abs(x), .greatestFiniteMagnitude) }
+    /// |x| as int8 bounds see it (`rk_page_bound_value`: NaN as 0, infinities as the largest finite value).
+    private static func magnitude(_ x: Float) -> Float { abs(rk_page_bound_value(x)) }
 
     /// Makes row `r`'s range (±127 steps) hold `magnitude`: a first nonzero value sets the scale, later ones
     /// double it, re-rounding the row's stored pages outward (pages of one slot: to nearest).
