@@ -26,6 +26,11 @@ _Static_assert(sizeof(block_q8_1) == 36, "q8_1 size");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1 size");
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0 size");
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
+// A Q4_0/Q5_0 block unpacked for a prompt's matmul: d, and each element's stored value (w + 8, w + 16) as a byte.
+// Unpacking every row once per call (rather than once per tile) is the bulk of what the signed formats cost
+// above Q8_0's plain bytes.
+typedef struct { uint16_t d; uint16_t pad; uint8_t u[32]; } block_u32;
+_Static_assert(sizeof(block_u32) == 36, "u32 size");
 // K-quants: 256-element super-blocks of eight 32-element sub-blocks (Q6_K: sixteen of 16), activations in Q8_K.
 typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } block_q8_K;
 typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;
@@ -435,10 +440,15 @@ RK_AVX2 static inline __m256 pair_signed(__m256i qw, __m256i qx) {
             _mm_prefetch(ahead + o, _MM_HINT_T0);                                                                 \
     } while (0)
 
-#define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN)                                       \
+// OFFSET (the unpacked Q4_0/Q5_0 rows of a prompt, block_u32): the weights are the stored unsigned bytes
+// u = w + offset and `extra` holds each token block's 8 lanes of −offset·Σx (`lane_offsets`), added to the int32
+// lanes before they become floats, so the lanes are the exact Σ w·x of PAIR's signed form: the same bits without
+// its two sign operations per pair (u ≤ 31 keeps maddubs' int16 sums below 2^15).
+#define RK_TILE_KERNEL(NAME, TR, TT, WBLOCK, XBLOCK, LOADW, PAIR, HAS_MIN, OFFSET)                               \
 RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, size_t xstride,                  \
                          const float *dx, const void *extra, int ts, float *y, size_t ystride) {                 \
     const float *sx = (const float *)extra;                                                                       \
+    const __m256i *corr = (const __m256i *)extra;                                                                 \
     __m256 acc[TR][TT];                                                                                           \
     float summs[TR][TT];                                                                                          \
     __m256 summv = _mm256_setzero_ps();                                                                           \
@@ -464,8 +474,13 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
             const XBLOCK *xb = (const XBLOCK *)(x + (size_t)j * xstride) + b;                                     \
             const __m256i qx = _mm256_loadu_si256((const __m256i *)xb->qs);                                       \
             const __m256 dxj = _mm256_broadcast_ss(dx + (size_t)b * ts + j);                                      \
-            for (int i = 0; i < TR; i++)                                                                          \
-                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dxj), PAIR(qw[i], qx), acc[i][j]);               \
+            const __m256i cj = OFFSET ? _mm256_loadu_si256(corr + (size_t)b * ts + j) : _mm256_setzero_si256();   \
+            for (int i = 0; i < TR; i++) {                                                                        \
+                const __m256 dot = OFFSET ? _mm256_cvtepi32_ps(_mm256_add_epi32(cj, _mm256_madd_epi16(           \
+                                                _mm256_maddubs_epi16(qw[i], qx), _mm256_set1_epi16(1))))          \
+                                          : PAIR(qw[i], qx);                                                      \
+                acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dxj), dot, acc[i][j]);                          \
+            }                                                                                                     \
         }                                                                                                         \
     }                                                                                                             \
     float lanes[8];                                                                                               \
@@ -505,14 +520,33 @@ RK_SIGNED_ROW_DOT(dot_q8_0_q8_0_avx2, block_q8_0, loadw_q8_0)
 RK_SIGNED_ROW_DOT(dot_q4_0_q8_0_avx2, block_q4_0, loadw_q4_0)
 RK_SIGNED_ROW_DOT(dot_q5_0_q8_0_avx2, block_q5_0, loadw_q5_0)
 
-RK_TILE_KERNEL(tile_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
-RK_TILE_KERNEL(tile_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1)
-RK_TILE_KERNEL(tile_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
-RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0)
-RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
-RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0)
-RK_TILE_KERNEL(tile_q5_0_2x4, 2, 4, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0)
-RK_TILE_KERNEL(tile_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0)
+RK_TILE_KERNEL(tile_q4_1_2x4, 2, 4, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1, 0)
+RK_TILE_KERNEL(tile_q4_1_4x1, 4, 1, block_q4_1, block_q8_1, loadw_q4_1, pair_q4_1, 1, 0)
+RK_TILE_KERNEL(tile_q4_0_2x4, 2, 4, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0, 0)
+RK_TILE_KERNEL(tile_q4_0_4x1, 4, 1, block_q4_0, block_q8_0, loadw_q4_0, pair_signed, 0, 0)
+RK_TILE_KERNEL(tile_q8_0_2x4, 2, 4, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0, 0)
+RK_TILE_KERNEL(tile_q8_0_4x1, 4, 1, block_q8_0, block_q8_0, loadw_q8_0, pair_signed, 0, 0)
+RK_TILE_KERNEL(tile_q5_0_2x4, 2, 4, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0, 0)
+RK_TILE_KERNEL(tile_q5_0_4x1, 4, 1, block_q5_0, block_q8_0, loadw_q5_0, pair_signed, 0, 0)
+RK_AVX2 static inline __m256i loadw_u32(const block_u32 *b) { return _mm256_loadu_si256((const __m256i *)b->u); }
+RK_TILE_KERNEL(tile_u32_2x4, 2, 4, block_u32, block_q8_0, loadw_u32, pair_signed, 0, 1)
+RK_TILE_KERNEL(tile_u32_4x1, 4, 1, block_u32, block_q8_0, loadw_u32, pair_signed, 0, 1)
+
+// `rows` rows of Q4_0 (type 2) or Q5_0 (type 6) as block_u32, row after row (once per prompt matmul, so the
+// AVX2 form serves the AVX-512 tiles too).
+RK_AVX2 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
+    const size_t block = type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0);
+    for (int i = 0; i < rows; i++)
+        for (int b = 0; b < nb; b++) {
+            const char *row = w + (size_t)i * wstride;
+            const __m256i u = type == 6 ? _mm256_add_epi8(loadw_q5_0((const block_q5_0 *)row + b), _mm256_set1_epi8(16))
+                                        : unpack_nibbles(((const block_q4_0 *)row + b)->qs);
+            block_u32 *o = out + (size_t)i * nb + b;
+            memcpy(&o->d, row + (size_t)b * block, 2);
+            o->pad = 0;
+            _mm256_storeu_si256((__m256i *)o->u, u);
+        }
+}
 
 // AVX-512 tiles: a pair of weight rows shares one 512-bit register (row 2p in lanes 0–7, row 2p+1 in lanes
 // 8–15) against the activation block in both halves, and VNNI's vpdpbusd forms each int32 lane (four byte
@@ -656,34 +690,12 @@ RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x4, 4, 4, block_q5_0, loadu2_q5_0, 1)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x1, 4, 1, block_q5_0, loadu2_q5_0, 1)
 RK_TILE512_OFFSET_KERNEL(tile512_q5_0_4x8, 4, 8, block_q5_0, loadu2_q5_0, 1)
 
-// A Q4_0/Q5_0 block unpacked for a prompt's matmul: d, and each element's stored value (w + 8, w + 16) as a byte.
-// Unpacking every row once per call (rather than once per tile) is the bulk of what the signed formats cost
-// above Q8_0's plain bytes.
-typedef struct { uint16_t d; uint16_t pad; uint8_t u[32]; } block_u32;
-_Static_assert(sizeof(block_u32) == 36, "u32 size");
 RK_AVX512 static inline __m512i loadu2_u32(const block_u32 *a, const block_u32 *b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->u)), _mm256_loadu_si256((const __m256i *)b->u), 1);
 }
 RK_TILE512_OFFSET_KERNEL(tile512_u32_4x8, 4, 8, block_u32, loadu2_u32, 0)
 RK_TILE512_OFFSET_KERNEL(tile512_u32_4x4, 4, 4, block_u32, loadu2_u32, 0)
 RK_TILE512_OFFSET_KERNEL(tile512_u32_4x1, 4, 1, block_u32, loadu2_u32, 0)
-
-// `rows` (even) rows of Q4_0 (type 2) or Q5_0 (type 6) as block_u32, row after row.
-RK_AVX512 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
-    const size_t block = type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0);
-    for (int i = 0; i < rows; i += 2)
-        for (int b = 0; b < nb; b++) {
-            const char *ra = w + (size_t)i * wstride, *rb = ra + wstride;
-            const __m512i u = type == 6 ? loadu2_q5_0((const block_q5_0 *)ra + b, (const block_q5_0 *)rb + b)
-                                        : loadu2_q4_0((const block_q4_0 *)ra + b, (const block_q4_0 *)rb + b);
-            block_u32 *oa = out + (size_t)i * nb + b, *ob = oa + nb;
-            memcpy(&oa->d, ra + (size_t)b * block, 2);
-            memcpy(&ob->d, rb + (size_t)b * block, 2);
-            oa->pad = ob->pad = 0;
-            _mm256_storeu_si256((__m256i *)oa->u, _mm512_castsi512_si256(u));
-            _mm256_storeu_si256((__m256i *)ob->u, _mm512_extracti64x4_epi64(u, 1));
-        }
-}
 
 // −offset × the sum of each lane's four activation bytes (8 lanes): where the AVX-512 tiles start a lane that
 // multiplies stored bytes u = w + offset, so that it ends at Σ w·x. |x| ≤ 127 keeps maddubs' int16 pairs exact.
@@ -725,12 +737,13 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
     case 6: big = wide ? tile512_q5_0_4x4 : tile_q5_0_2x4; narrow = wide ? tile512_q5_0_4x1 : tile_q5_0_4x1; if (wide) wider = tile512_q5_0_4x8; break;
     default: big = wide ? tile512_q8_0_4x4 : tile_q8_0_2x4; narrow = wide ? tile512_q8_0_4x1 : tile_q8_0_4x1; if (wide) wider = tile512_q8_0_4x8; break;
     }
-    // The AVX-512 tiles of the signed formats take stored bytes u = w + offset and start each lane at −offset·Σx.
-    const int offset = !wide || type == 3 ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
-    const int big_rows = wide ? 4 : 2, nb = n / 32, r4 = r0 + (r1 - r0) / 4 * 4;
     // Q4_0/Q5_0 in a prompt: each chunk of rows (about 32 KB unpacked) is unpacked once and meets every token, the
     // table covering all of them. Otherwise token blocks of 32 keep their table in L2 while every row passes.
-    const int unpack = offset && (type == 2 || type == 6) && ntok >= 32;
+    const int unpack = (type == 2 || type == 6) && ntok >= 32;
+    // The AVX-512 tiles of the signed formats and every unpacked tile take stored bytes u = w + offset and start
+    // each lane at −offset·Σx.
+    const int offset = type == 3 || !(wide || unpack) ? 0 : type == 2 ? 8 : type == 6 ? 16 : 128;
+    const int big_rows = wide ? 4 : 2, nb = n / 32, r4 = r0 + (r1 - r0) / 4 * 4;
     const int TB = unpack ? ntok : 32;
     const int fit = (32768 / (nb * (int)sizeof(block_u32))) & ~3, chunk_rows = fit > 4 ? fit : 4;
     // Per token and block the table holds d_x, then Q4_1's s_x or the signed formats' 8 lane offsets; then the
@@ -762,11 +775,11 @@ RK_AVX2 static void matmul_quant_tiled(int type, const char *w, size_t wstride, 
             }
         }
         if (unpack) {
-            const tile_tier unpacked[2] = {{tile512_u32_4x8, 8}, {tile512_u32_4x4, 4}};
+            const tile_tier unpacked[2] = {{wide ? tile512_u32_4x8 : tile_u32_2x4, wide ? 8 : 4}, {wide ? tile512_u32_4x4 : NULL, 4}};
             for (int rc = r0; rc < r4; rc += chunk_rows) {
                 const int rows = r4 - rc < chunk_rows ? r4 - rc : chunk_rows;
                 unpack_rows_u32(type, w + (size_t)rc * wstride, wstride, rows, nb, rows_u32);
-                run_tiles(unpacked, 4, tile512_u32_4x1, nb, (const char *)rows_u32, (size_t)nb * sizeof(block_u32), rows,
+                run_tiles(unpacked, big_rows, wide ? tile512_u32_4x1 : tile_u32_4x1, nb, (const char *)rows_u32, (size_t)nb * sizeof(block_u32), rows,
                           x, xstride, t0, t1, dx, extra, extra_bytes, TB, y + rc, ystride);
             }
         } else {
