@@ -347,22 +347,37 @@ RK_AVX512 static inline __m512 strip_load16(const void *strip, const float *scal
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scales[s]));
 }
 
+// Pages i … i + 8·U of up to 4 rows, their accumulators in registers over all strips: U = 2 gives each row two
+// independent FMA chains (one chain per row waited on the FMA latency at every strip). Every page's sum still
+// runs over the strips in order, so U does not change a bit.
+RK_AVX2 static inline __attribute__((always_inline)) void strip_scores_pages_avx2(const void *const *strips, const float *scales, int nstrips,
+                                                                                  const float *a, int rows, float *y, size_t ystride,
+                                                                                  int i, int prefetch, const int U) {
+    const int bytes = scales ? 1 : 2;
+    for (int r0 = 0; r0 < rows; r0 += 4) {
+        const int nr = rows - r0 < 4 ? rows - r0 : 4;
+        __m256 acc[4][2];
+        for (int r = 0; r < nr; r++)
+            for (int u = 0; u < U; u++) acc[r][u] = _mm256_loadu_ps(y + (size_t)(r0 + r) * ystride + i + 8 * u);
+        for (int s = 0; s < nstrips; s++) {
+            if (r0 == 0 && prefetch) _mm_prefetch((const char *)strips[s] + (size_t)i * bytes + 256, _MM_HINT_T0);
+            __m256 vx[2];
+            for (int u = 0; u < U; u++) vx[u] = strip_load8(strips[s], scales, s, i + 8 * u);
+            for (int r = 0; r < nr; r++) {
+                const __m256 c = _mm256_set1_ps(a[(size_t)s * rows + r0 + r]);
+                for (int u = 0; u < U; u++) acc[r][u] = _mm256_fmadd_ps(c, vx[u], acc[r][u]);
+            }
+        }
+        for (int r = 0; r < nr; r++)
+            for (int u = 0; u < U; u++) _mm256_storeu_ps(y + (size_t)(r0 + r) * ystride + i + 8 * u, acc[r][u]);
+    }
+}
+
 RK_AVX2 static void strip_scores_avx2(const void *const *strips, const float *scales, int nstrips, const float *a, int rows,
                                       float *y, size_t ystride, int i0, int n) {
-    const int bytes = scales ? 1 : 2;
     int i = i0;
-    for (; i + 8 <= n; i += 8)
-        for (int r0 = 0; r0 < rows; r0 += 4) {   // up to 4 rows' accumulators stay in registers over all strips
-            const int nr = rows - r0 < 4 ? rows - r0 : 4;
-            __m256 acc[4];
-            for (int r = 0; r < nr; r++) acc[r] = _mm256_loadu_ps(y + (size_t)(r0 + r) * ystride + i);
-            for (int s = 0; s < nstrips; s++) {
-                if (r0 == 0 && (i - i0) % 32 == 0) _mm_prefetch((const char *)strips[s] + (size_t)i * bytes + 256, _MM_HINT_T0);
-                const __m256 vx = strip_load8(strips[s], scales, s, i);
-                for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)s * rows + r0 + r]), vx, acc[r]);
-            }
-            for (int r = 0; r < nr; r++) _mm256_storeu_ps(y + (size_t)(r0 + r) * ystride + i, acc[r]);
-        }
+    for (; i + 16 <= n; i += 16) strip_scores_pages_avx2(strips, scales, nstrips, a, rows, y, ystride, i, (i - i0) % 32 == 0, 2);
+    for (; i + 8 <= n; i += 8) strip_scores_pages_avx2(strips, scales, nstrips, a, rows, y, ystride, i, (i - i0) % 32 == 0, 1);
     for (; i < n; i++)
         for (int r = 0; r < rows; r++) {
             float acc = y[(size_t)r * ystride + i];
