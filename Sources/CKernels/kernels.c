@@ -280,10 +280,12 @@ RK_AVX2 static void quantize_q8_1_avx2(const float *x, block_q8_1 *y, int n) {
 }
 
 // Sum of products of unsigned bytes `u` and signed bytes `s`, as 8 floats.
-RK_AVX2 static inline __m256 mul_sum_us8_ps(__m256i u, __m256i s) {
-    __m256i dot = _mm256_maddubs_epi16(u, s);
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)));
+// Unsigned × signed bytes summed four at a time: 8 int32 lanes (lane k = Σ of bytes 4k..4k+3).
+RK_AVX2 static inline __m256i mul_sum_us8_epi32(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
+
+RK_AVX2 static inline __m256 mul_sum_us8_ps(__m256i u, __m256i s) { return _mm256_cvtepi32_ps(mul_sum_us8_epi32(u, s)); }
 
 RK_AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
     __m128i tmp = _mm_loadu_si128((const __m128i *)qs);
@@ -491,8 +493,7 @@ RK_AVX2 static void NAME(int nb, const char *w, size_t wstride, const char *x, s
             const __m256 dxj = _mm256_broadcast_ss(dx + (size_t)b * ts + j);                                      \
             const __m256i cj = OFFSET ? _mm256_loadu_si256(corr + (size_t)b * ts + j) : _mm256_setzero_si256();   \
             for (int i = 0; i < TR; i++) {                                                                        \
-                const __m256 dot = OFFSET ? _mm256_cvtepi32_ps(_mm256_add_epi32(cj, _mm256_madd_epi16(           \
-                                                _mm256_maddubs_epi16(qw[i], qx), _mm256_set1_epi16(1))))          \
+                const __m256 dot = OFFSET ? _mm256_cvtepi32_ps(_mm256_add_epi32(cj, mul_sum_us8_epi32(qw[i], qx)))  \
                                           : PAIR(qw[i], qx);                                                      \
                 acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], dxj), dot, acc[i][j]);                          \
             }                                                                                                     \
@@ -551,9 +552,9 @@ RK_TILE_KERNEL(tile_u32_4x1, 4, 1, block_u32, block_q8_0, loadw_u32, pair_signed
 // AVX2 form serves the AVX-512 tiles too).
 RK_AVX2 static void unpack_rows_u32(int type, const char *w, size_t wstride, int rows, int nb, block_u32 *out) {
     const size_t block = type == 6 ? sizeof(block_q5_0) : sizeof(block_q4_0);
-    for (int i = 0; i < rows; i++)
+    for (int i = 0; i < rows; i++) {
+        const char *row = w + (size_t)i * wstride;
         for (int b = 0; b < nb; b++) {
-            const char *row = w + (size_t)i * wstride;
             const __m256i u = type == 6 ? _mm256_add_epi8(loadw_q5_0((const block_q5_0 *)row + b), _mm256_set1_epi8(16))
                                         : unpack_nibbles(((const block_q4_0 *)row + b)->qs);
             block_u32 *o = out + (size_t)i * nb + b;
@@ -561,6 +562,7 @@ RK_AVX2 static void unpack_rows_u32(int type, const char *w, size_t wstride, int
             o->pad = 0;
             _mm256_storeu_si256((__m256i *)o->u, u);
         }
+    }
 }
 
 // AVX-512 tiles: a pair of weight rows shares one 512-bit register (row 2p in lanes 0–7, row 2p+1 in lanes
