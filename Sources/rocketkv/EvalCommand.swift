@@ -78,11 +78,17 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .customLong("kv-type"), help: "How every method's cache (and the recorded prefill's) stores keys and values: f16, q8_0 or q4_0.")
     var kvType = "f16"
 
+    @Option(name: .long, help: "Write the sweep's prompts (token ids, answers, tokens to generate; fidelity: the continuation) as JSON lines to this file and run no model, so another engine can answer the same tokens (passkey, ruler, fidelity). --out is not touched.")
+    var promptsOut: String?
+
     @OptionGroup var modelOptions: ModelOptions
 
     func validate() throws {
         guard ["passkey", "ruler", "multiturn", "fidelity"].contains(task) else {
             throw ValidationError("unknown task '\(task)'; available: passkey, ruler, multiturn, fidelity")
+        }
+        guard promptsOut == nil || task != "multiturn" else {
+            throw ValidationError("--prompts-out: multiturn prompts cannot be exported (each later turn depends on the answers before it)")
         }
         for name in rulerTasks.split(separator: ",") where !Ruler.tasks.contains(String(name)) {
             throw ValidationError("unknown RULER task '\(name)'; available: \(Ruler.tasks.joined(separator: ", "))")
@@ -151,6 +157,10 @@ struct EvalRunCommand: ParsableCommand {
         } else {
             text = try Haystack.paulGraham(log: { printError($0) })
         }
+        if let promptsOut {
+            try exportPrompts(to: URL(fileURLWithPath: promptsOut), engine: loaded.engine!, tokenizer: loaded.tokenizer, settings: settings, haystack: text)
+            return
+        }
         let store = try EvalStore(folder: folder)
         try store.writeJSON(configurations, name: "config.json")
 
@@ -158,18 +168,44 @@ struct EvalRunCommand: ParsableCommand {
         evaluator.sweepIndex = sweepIndex
         let progress = EvalProgress()
         evaluator.onProgress = progress.update
-        switch task {
-        case "passkey": try evaluator.runPasskey(haystack: text)
-        case "ruler": try evaluator.runRuler(haystack: text, tasks: rulerTasks.split(separator: ",").map(String.init))
-        case "multiturn": try evaluator.runMultiturn(haystack: text)
-        default: try evaluator.runFidelity(text: text)
-        }
+        try runTask(evaluator, haystack: text)
         progress.finish()
 
         let metrics = try EvalFolder.writeSummaries(store, configurations: configurations)
         print(summaryTable(metrics.filter { $0.task == task || $0.task.hasPrefix(task + "/") }))
         printError("predictions: \(evaluator.computed) computed, \(evaluator.reused) reused from \(out)/predictions.jsonl")
         printError("wrote \(out)/predictions.jsonl, metrics.json, report.html")
+    }
+}
+
+extension EvalRunCommand {
+    func runTask(_ evaluator: Evaluator, haystack: Haystack) throws {
+        switch task {
+        case "passkey": try evaluator.runPasskey(haystack: haystack)
+        case "ruler": try evaluator.runRuler(haystack: haystack, tasks: rulerTasks.split(separator: ",").map(String.init))
+        case "multiturn": try evaluator.runMultiturn(haystack: haystack)
+        default: try evaluator.runFidelity(text: haystack)
+        }
+    }
+
+    /// The sweep's prompts as JSON lines in `file`, written whole (a temporary file renamed into place). The
+    /// evaluator's store lives in a temporary folder that is removed: nothing is predicted, and --out stays as it was.
+    func exportPrompts(to file: URL, engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, haystack: Haystack) throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rocketkv-prompts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: scratch))
+        var lines = Data(), count = 0
+        evaluator.promptsOnly = { record in
+            lines += try record.jsonLine
+            count += 1
+        }
+        try runTask(evaluator, haystack: haystack)
+        do {
+            try lines.write(to: file, options: .atomic)
+        } catch {
+            throw CLIError(kind: .cannotCreate, description: "cannot write the prompts to \(file.path) (\(describe(error)))")
+        }
+        printError("wrote \(count) prompts to \(file.path)")
     }
 }
 

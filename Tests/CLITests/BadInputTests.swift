@@ -124,6 +124,19 @@ final class BadInputTests: XCTestCase {
                  says: "split=bogus"),
         ])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a refused sweep wrote its output folder")
+        // --prompts-out runs no model and leaves --out alone; multiturn cannot be exported.
+        let prompts = scratch.appendingPathComponent("prompts.jsonl")
+        try check([
+            Case(name: "multiturn prompts", arguments: ["eval", "multiturn", "--prompts-out", prompts.path], status: 64, says: "multiturn"),
+            Case(name: "prompts under a file", arguments: sweep + ["--lengths", "128", "--prompts-out", "/dev/null/prompts.jsonl"], status: 73,
+                 says: "/dev/null"),
+            Case(name: "prompts exported", arguments: sweep + ["--lengths", "128", "--depths", "0,1", "--prompts-out", prompts.path], status: 0,
+                 says: "wrote 2 prompts"),
+        ])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "exporting prompts wrote the output folder")
+        let lines = try String(contentsOf: prompts, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 2)
+        XCTAssertEqual(try JSONDecoder().decode(EvalPromptRecord.self, from: Data(lines[1].utf8)).depth, 1)
         try check([Case(name: "output under a file", arguments: Array(sweep.dropLast()) + ["/dev/null/eval", "--lengths", "128"],
                         status: 73, says: "/dev/null/eval")])
     }

@@ -128,6 +128,73 @@ final class EvaluationModelTests: XCTestCase {
         XCTAssertTrue(html.contains("<svg") && html.contains("fidelity"))
     }
 
+    /// `--prompts-out`: the evaluator hands over each prompt of the sweep and runs no model; the exported tokens are
+    /// the ones the sweep answers (greedy full-cache generation from them gives the sweep's `full` output), the
+    /// answers are what the scorer looks for, and multiturn (whose later turns depend on answers) is refused.
+    func testExportedPromptsAreTheTokensTheSweepAnswers() throws {
+        let engine = try Engine(file: TestModel.file), model = engine.model
+        let tokenizer = try Tokenizer(gguf: TestModel.file)
+        let haystack = try Haystack.paulGraham()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("eval-prompts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        var settings = EvalSettings(task: "ruler", methods: ["full"], budgets: [64], lengths: [768], depths: [0.5], samples: 1, seed: 5,
+                                    maxTokens: 8, planNewTokens: 128, continuation: 6, haystack: "paul-graham-essays", kvOptions: [:],
+                                    model: model.config.name)
+        func exported(_ settings: EvalSettings, run: (Evaluator) throws -> Void) throws -> [EvalPromptRecord] {
+            let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings,
+                                          store: try EvalStore(folder: root.appendingPathComponent("scratch-\(settings.task)")))
+            var records: [EvalPromptRecord] = []
+            var prefilled = false
+            evaluator.promptsOnly = { records.append($0) }
+            evaluator.onProgress = { _, _, label in prefilled = prefilled || label.contains("prefill") }
+            try run(evaluator)
+            XCTAssertFalse(prefilled)
+            XCTAssertTrue(evaluator.store.predictions.isEmpty)
+            return records
+        }
+        let tasks = ["niah_single", "cwe"]
+        let prompts = try exported(settings) { try $0.runRuler(haystack: haystack, tasks: tasks) }
+        XCTAssertEqual(prompts.map(\.task), tasks.map { "ruler/\($0)" })
+        XCTAssertEqual(prompts.map(\.prompt), [0, 1])
+
+        let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: root.appendingPathComponent("sweep")))
+        try evaluator.runRuler(haystack: haystack, tasks: tasks)
+        for (record, prediction) in zip(prompts, evaluator.store.predictions) {
+            XCTAssertEqual(record.task, prediction.task)
+            XCTAssertEqual(record.tokens.count, prediction.promptTokens)
+            XCTAssertEqual(record.answers.joined(separator: ", "), prediction.expected)
+            // The sweep's protocol (§2.2): the last prompt token is the first decode step.
+            let session = engine.session(policy: try KVMethods.make("full", context: KVMethodContext(
+                shape: model.config.attentionShape, budget: nil, promptLength: record.tokens.count - 1, maxNewTokens: 128)))
+            _ = try session.prefill(Array(record.tokens.dropLast()))
+            let first = Array(try session.decode(record.tokens.last!))
+            var options = GenerationOptions()
+            options.maxTokens = record.maxTokens
+            let direct = try Generator(session: session, tokenizer: tokenizer).generate(after: first, options: options)
+            XCTAssertEqual(direct.text, prediction.output, record.task)
+        }
+        XCTAssertTrue(tokenizer.decode(prompts[0].tokens).contains(prompts[0].answers[0]), "the needle's value is in the prompt")
+
+        settings.task = "passkey"
+        let passkeys = try exported(settings) { try $0.runPasskey(haystack: haystack) }
+        XCTAssertEqual(passkeys.count, 1)
+        XCTAssertEqual(passkeys[0].depth, 0.5)
+        XCTAssertEqual(passkeys[0].maxTokens, 8)
+        XCTAssertEqual(passkeys[0].answers.count, 1)
+        XCTAssertTrue(tokenizer.decode(passkeys[0].tokens).contains("The pass key is \(passkeys[0].answers[0])"))
+
+        settings.task = "fidelity"
+        let texts = try exported(settings) { try $0.runFidelity(text: haystack) }
+        XCTAssertEqual(texts.count, 1)
+        XCTAssertEqual(texts[0].tokens.count, 768)
+        XCTAssertEqual(texts[0].continuation?.count, 6)
+        XCTAssertEqual(texts[0].maxTokens, 6)
+
+        settings.task = "multiturn"
+        settings.lengths = [512]
+        XCTAssertThrowsError(try exported(settings) { try $0.runMultiturn(haystack: haystack) })
+    }
+
     /// §2.2 hold-back: the snapshot is of the prompt without its last token; that token is each method's first
     /// decode step. Replaying still equals prefilling directly, and the first answer token now depends on the
     /// method's cache (rocket at 64 sees other logits than full), while full's equals the dense prefill's choice.

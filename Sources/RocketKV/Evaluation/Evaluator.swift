@@ -215,6 +215,39 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     }
 }
 
+/// One prompt of a sweep as `--prompts-out` writes it: what another engine needs to answer the same tokens.
+public struct EvalPromptRecord: Codable, Sendable, Equatable {
+    public var task: String
+    public var length: Int
+    public var depth: Double?
+    public var sample: Int
+    /// Position of the prompt in its sweep (as in `EvalPrediction.prompt`).
+    public var prompt: Int
+    /// The prompt's token ids as the sweep feeds them (with BOS where the model's tokenizer adds one).
+    public var tokens: [Int]
+    /// What the scorer looks for in the output: the pass key, or every answer of a RULER task (each counts for
+    /// an equal share, matched case-insensitively as a substring); empty for fidelity.
+    public var answers: [String]
+    /// Tokens generated greedily per answer (at most; fewer at end of generation), or fidelity's continuation length.
+    public var maxTokens: Int
+    /// Fidelity: the teacher-forced continuation's token ids.
+    public var continuation: [Int]?
+
+    enum CodingKeys: String, CodingKey {
+        case task, length, depth, sample, prompt, tokens, answers, continuation
+        case maxTokens = "max_tokens"
+    }
+
+    /// One JSON line (sorted keys, snake case as in `predictions.jsonl`).
+    public var jsonLine: Data {
+        get throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return try encoder.encode(self) + Data("\n".utf8)
+        }
+    }
+}
+
 /// Runs the evaluation tasks: one dense prefill per prompt, replayed into every method and budget.
 public final class Evaluator {
     /// The model and the pool every prefill, replay and decode of the sweep runs on.
@@ -231,6 +264,9 @@ public final class Evaluator {
     public private(set) var reused = 0
     /// Predictions computed and appended by this evaluator.
     public private(set) var computed = 0
+    /// When set, the passkey, RULER and fidelity sweeps hand each of their prompts (in sweep order, this shard's)
+    /// to it and run no model, so another engine can answer the same token ids (`eval run --prompts-out`).
+    public var promptsOnly: ((EvalPromptRecord) throws -> Void)?
 
     public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
         try settings.validate(for: engine.model)
@@ -257,7 +293,7 @@ public final class Evaluator {
             let key = Passkey.randomKey(using: &rng)
             let prompt = Passkey.prompt(haystack: haystack, tokens: settings.promptTokens(length: cell.length, contextLength: contextLength),
                                         depth: cell.depth!, key: key, tokenizer: tokenizer)
-            return GenerationPrompt(tokens: prompt.tokens, expected: key, maxTokens: settings.maxTokens) { output, prediction in
+            return GenerationPrompt(tokens: prompt.tokens, answers: [key], maxTokens: settings.maxTokens) { output, prediction in
                 prediction.score = Passkey.exactMatch(response: output, key: key)
                 prediction.substring = Passkey.substringMatch(response: output, key: key)
                 prediction.partial = Passkey.partialMatch(response: output, key: key)
@@ -287,7 +323,7 @@ public final class Evaluator {
             guard tokens.count <= length else {
                 throw InferenceError("RULER task \(task) needs more than \(length) tokens (its prompt without filler has \(tokens.count))")
             }
-            return GenerationPrompt(tokens: tokens, expected: item.answers.joined(separator: ", "), maxTokens: item.maxTokens) { output, prediction in
+            return GenerationPrompt(tokens: tokens, answers: item.answers, maxTokens: item.maxTokens) { output, prediction in
                 prediction.score = Ruler.score(output: output, answers: item.answers)
             }
         }
@@ -299,6 +335,7 @@ public final class Evaluator {
     /// first answer token comes from that turn's prefill, as in [A]'s SCBench runs (§2.2). Score: fraction of
     /// turns whose answer contains the value.
     public func runMultiturn(haystack: Haystack) throws {
+        guard promptsOnly == nil else { throw InferenceError("multiturn prompts cannot be exported: each later turn depends on the answers before it") }
         try sweep(samplesPerLength(task: "multiturn"), runs: try settings.runs(), holdBack: false) { cell in
             var rng = Xoshiro256StarStar(seed: settings.seed &+ UInt64(cell.length) &* 1_000_003 &+ UInt64(cell.sample) &+ 77)
             let session = MultiturnSession.make(haystack: haystack, tokens: cell.length, turns: settings.turns, tokenizer: tokenizer, using: &rng)
@@ -370,6 +407,7 @@ public final class Evaluator {
         var done = 0
         for cell in mine {
             let (tokens, prompt) = try prepare(cell)
+            if promptsOnly != nil { continue }
             let prefilled = holdBack ? Array(tokens.dropLast()) : tokens
             var pending: [PendingRun] = []
             for run in runs {
@@ -402,19 +440,22 @@ public final class Evaluator {
         }
     }
 
-    /// One prompt of a generation sweep: its tokens, the expected answer, tokens to generate, and the scorer,
-    /// which sets the prediction's scores from the output.
+    /// One prompt of a generation sweep: its tokens, the strings the scorer looks for, tokens to generate, and
+    /// the scorer, which sets the prediction's scores from the output.
     private struct GenerationPrompt {
         let tokens: [Int]
-        let expected: String
+        let answers: [String]
         let maxTokens: Int
         let score: (String, inout EvalPrediction) -> Void
+        var expected: String { answers.joined(separator: ", ") }
     }
 
     private func runGeneration(_ cells: [Cell], prompt make: (Cell) throws -> GenerationPrompt) throws {
         let holdBack = settings.firstToken == .compressed
         try sweep(cells, runs: try settings.runs(), holdBack: holdBack) { cell in
             let prompt = try make(cell)
+            try promptsOnly?(EvalPromptRecord(task: cell.task, length: cell.length, depth: cell.depth, sample: cell.sample, prompt: cell.prompt,
+                                              tokens: prompt.tokens, answers: prompt.answers, maxTokens: prompt.maxTokens))
             return (prompt.tokens, prompt)
         } body: { cell, prompt, snapshot, pending, record in
             for run in pending {
@@ -445,8 +486,10 @@ public final class Evaluator {
             let length = cell.length, wordCount = length + settings.continuation
             let words = (0..<wordCount).map { haystack.words[(cell.sample * 3000 + $0) % haystack.words.count] }
             let all = Array(tokenizer.encode(words.joined(separator: " "), addSpecial: true, parseSpecial: false).prefix(wordCount))
-            let prompt = Array(all[..<length])
-            return (prompt, (prompt, Array(all[length...])))
+            let prompt = Array(all[..<length]), target = Array(all[length...])
+            try promptsOnly?(EvalPromptRecord(task: cell.task, length: length, depth: nil, sample: cell.sample, prompt: cell.prompt,
+                                              tokens: prompt, answers: [], maxTokens: target.count, continuation: target))
+            return (prompt, (prompt, target))
         } body: { cell, texts, snapshot, pending, record in
             let (prompt, target) = texts
             let lastToken = holdBack ? prompt.last : nil
