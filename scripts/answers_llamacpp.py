@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
     args = ap.parse_args()
+    import numpy as np
     from llama_cpp import Llama, llama_vocab_is_eog
 
     model_path = os.path.join(HOME, "models", MODELS[args.model]) if args.model in MODELS else args.model
@@ -73,14 +74,15 @@ def main() -> int:
         need = len(p["tokens"]) + p["max_tokens"]
         if need > llm_ctx:
             llm_ctx = need + 16
+            # Logits of the last position only (logits_all would compute the output matrix for every prompt token).
             llm = Llama(model_path=model_path, n_ctx=llm_ctx, n_batch=512, n_ubatch=512, n_threads=args.threads,
-                        n_threads_batch=args.threads, logits_all=True, verbose=False, **cache)
+                        n_threads_batch=args.threads, logits_all=False, verbose=False, **cache)
         llm.reset()
         llm._ctx.kv_cache_clear()
         llm.eval(p["tokens"])
         out = []
         for _ in range(p["max_tokens"]):
-            token = int(llm.scores[llm.n_tokens - 1].argmax())
+            token = int(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).argmax())
             if llama_vocab_is_eog(llm._model.vocab, token):
                 break
             out.append(token)
