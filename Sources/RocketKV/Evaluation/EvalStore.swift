@@ -100,12 +100,15 @@ public struct EvalPrediction: Codable, Sendable, Equatable {
 
     /// One JSON line (sorted keys), as `predictions.jsonl` holds it.
     public var jsonLine: Data {
-        get throws {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return try encoder.encode(self) + Data("\n".utf8)
-        }
+        get throws { try jsonLineData(self) }
     }
+}
+
+/// `value` as one line of a JSON-lines file: sorted keys, slashes unescaped, a newline at the end.
+func jsonLineData<T: Encodable>(_ value: T) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return try encoder.encode(value) + Data("\n".utf8)
 }
 
 /// `DIR/predictions.jsonl`, appended to line by line so an interrupted sweep resumes where it stopped.

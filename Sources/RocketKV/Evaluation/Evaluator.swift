@@ -240,11 +240,7 @@ public struct EvalPromptRecord: Codable, Sendable, Equatable {
 
     /// One JSON line (sorted keys, snake case as in `predictions.jsonl`).
     public var jsonLine: Data {
-        get throws {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return try encoder.encode(self) + Data("\n".utf8)
-        }
+        get throws { try jsonLineData(self) }
     }
 }
 
