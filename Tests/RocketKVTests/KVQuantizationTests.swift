@@ -74,11 +74,12 @@ final class KVQuantizationTests: XCTestCase {
     }
 
     /// Several query heads at once (a GQA group, a prompt's rows), each over its own number of rows, as decode and
-    /// prefill call the kernels: every SIMD level gives the same bits (the AVX-512 scores take keys eight at a time
-    /// and queries four at a time, so the counts cover partial groups of both), close to the plain reference.
+    /// prefill call the kernels: every SIMD level gives the same bits (the AVX-512 and AVX2 scores take keys eight at
+    /// a time and up to four queries at once, the AVX2 P·V up to three; the counts cover partial groups of each, and
+    /// more than four queries take the AVX2 matmul tiles), close to the plain reference.
     func testGroupedQueriesGiveTheSameBitsAtEveryLevel() {
         for (type, _) in Self.quantized {
-            for (d, nq) in [(64, 3), (64, 5), (256, 4), (128, 9), (32, 2)] {
+            for (d, nq) in [(64, 3), (64, 5), (256, 4), (128, 9), (32, 2), (64, 1)] {
                 let n = 300 + nq
                 let (stream, keys, values) = stream(type, headDim: d, count: n)
                 let queries = (0..<nq).map { _ in randomFloats(d, scale: 3) }, scale = 1 / Float(d).squareRoot()
