@@ -1726,7 +1726,7 @@ RK_AVX2 static void attn_values_avx2(const uint16_t *p, const uint16_t *v, const
         __m256 acc[4][8];
         for (int a = 0; a < 4; a++) for (int l = 0; l < 8; l++) acc[a][l] = _mm256_setzero_ps();
         for (int j = 0; j < count; j++) {
-            const __m256 pj = _mm256_set1_ps(_cvtsh_ss(p[j]));
+            const __m256 pj = half_set1_avx(p[j]);   // not _cvtsh_ss, whose vpinsrw chained each row to the last
             const __m256 vj = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + (size_t)(slots ? slots[j] : j) * d + c)));
             __m256 *a = batched ? &acc[0][j % 8] : &acc[(j / 8) % 4][j % 8];
             *a = _mm256_fmadd_ps(vj, pj, *a);
