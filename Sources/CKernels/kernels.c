@@ -2926,18 +2926,25 @@ RK_AVX512 static void kv_scores_avx512(int type, const void *q8, int nq, const v
     if (j8 < j1) kv_scores_tiled(type, q8, nq, keys, d, j8, j1, scale, scores, sstride);   // the last keys, fewer than 8
 }
 
+// half_set1_avx in sixteen lanes (here too clang's vpinsrw for _cvtsh_ss merged into an accumulator's register).
+RK_AVX512 static inline __m512 half_set1_avx512(uint16_t h) {
+    __m256i v = _mm256_set1_epi16((short)h);
+    __asm__("" : "+x"(v));
+    return _mm512_cvtph_ps(v);
+}
+
 // Sixteen values of a quantized row from element c (a multiple of 16), dequantized exactly (scale × small integer).
 RK_AVX512 static inline __m512 kv_values16(int type, const char *row, int c) {
     const int b = c / 32, e = c % 32;
     if (type == RK_KV_Q8_0) {
         const block_q8_0 *block = (const block_q8_0 *)row + b;
         const __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block->qs + e)));
-        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(block->d)));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), half_set1_avx512(block->d));
     }
     const block_q4_0 *block = (const block_q4_0 *)row + b;   // elements 0–15 are the low nibbles, 16–31 the high
     __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)block->qs));
     q = e ? _mm512_srli_epi32(q, 4) : _mm512_and_si512(q, _mm512_set1_epi32(15));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(8))), _mm512_set1_ps(_cvtsh_ss(block->d)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(8))), half_set1_avx512(block->d));
 }
 
 // P·V for NQ queries over 64 columns [c, c + 64) of the rows [j0, j1): the NQ × 4 accumulators stay in registers
