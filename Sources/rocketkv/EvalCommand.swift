@@ -87,6 +87,9 @@ struct EvalRunCommand: ParsableCommand {
         guard ["passkey", "ruler", "multiturn", "fidelity"].contains(task) else {
             throw ValidationError("unknown task '\(task)'; available: passkey, ruler, multiturn, fidelity")
         }
+        if let promptsOut, promptsOut.isEmpty || promptsOut.hasSuffix("/") {
+            throw ValidationError("--prompts-out needs a file name, not '\(promptsOut)'")
+        }
         guard promptsOut == nil || task != "multiturn" else {
             throw ValidationError("--prompts-out: multiturn prompts cannot be exported (each later turn depends on the answers before it)")
         }

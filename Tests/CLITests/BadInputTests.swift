@@ -124,10 +124,12 @@ final class BadInputTests: XCTestCase {
                  says: "split=bogus"),
         ])
         XCTAssertFalse(FileManager.default.fileExists(atPath: out.path), "a refused sweep wrote its output folder")
-        // --prompts-out runs no model and leaves --out alone; multiturn cannot be exported.
+        // --prompts-out runs no model and leaves --out alone; multiturn cannot be exported, nor to a name that is no file.
         let prompts = scratch.appendingPathComponent("prompts.jsonl")
         try check([
             Case(name: "multiturn prompts", arguments: ["eval", "multiturn", "--prompts-out", prompts.path], status: 64, says: "multiturn"),
+            Case(name: "prompts to no file name", arguments: sweep + ["--prompts-out", ""], status: 64, says: "--prompts-out"),
+            Case(name: "prompts to a folder name", arguments: sweep + ["--prompts-out", "/tmp/"], status: 64, says: "file name"),
             Case(name: "prompts under a file", arguments: sweep + ["--lengths", "128", "--prompts-out", "/dev/null/prompts.jsonl"], status: 73,
                  says: "/dev/null"),
             Case(name: "prompts exported", arguments: sweep + ["--lengths", "128", "--depths", "0,1", "--prompts-out", prompts.path], status: 0,
