@@ -191,14 +191,11 @@ extension EvalRunCommand {
         }
     }
 
-    /// The sweep's prompts as JSON lines in `file`, written whole (a temporary file renamed into place). The
-    /// evaluator's store lives in a temporary folder that is removed: nothing is predicted, and --out stays as it was.
+    /// The sweep's prompts as JSON lines in `file`, written whole (a temporary file renamed into place); nothing is
+    /// predicted, and --out stays as it was.
     func exportPrompts(to file: URL, engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, haystack: Haystack) throws {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rocketkv-prompts-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: scratch))
         var lines = Data(), count = 0
-        evaluator.promptsOnly = { record in
+        let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings) { record in
             lines += try record.jsonLine
             count += 1
         }

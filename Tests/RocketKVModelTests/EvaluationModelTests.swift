@@ -65,7 +65,7 @@ final class EvaluationModelTests: XCTestCase {
             let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: folder))
             evaluator.onProgress = { _, total, _ in calls += 1; XCTAssertEqual(total, 3) }
             try evaluator.runPasskey(haystack: try Haystack.paulGraham())
-            let byMethod = Dictionary(uniqueKeysWithValues: evaluator.store.predictions.map { ($0.method, $0) })
+            let byMethod = Dictionary(uniqueKeysWithValues: evaluator.store!.predictions.map { ($0.method, $0) })
             // A 1K-token needle in the middle: the full cache answers (as llama.cpp does); the 64-token
             // StreamingLLM window cannot see the needle, so it cannot.
             XCTAssertEqual(byMethod["full"]?.score, 1, byMethod["full"]?.output ?? "")
@@ -73,7 +73,7 @@ final class EvaluationModelTests: XCTestCase {
             XCTAssertEqual(byMethod["streaming"]?.score, 0, byMethod["streaming"]?.output ?? "")
             XCTAssertEqual(byMethod["rocket"]?.expected, byMethod["full"]?.expected)
             XCTAssertLessThan(byMethod["rocket"]!.kvReadBytesPerStep * 4, byMethod["full"]!.kvReadBytesPerStep)
-            print("smoke: " + evaluator.store.predictions.map { "\($0.method) \($0.score) '\($0.output)'" }.joined(separator: "; "))
+            print("smoke: " + evaluator.store!.predictions.map { "\($0.method) \($0.score) '\($0.output)'" }.joined(separator: "; "))
         }
         let lines = try String(contentsOf: folder.appendingPathComponent("predictions.jsonl"), encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.count, 3)
@@ -83,7 +83,7 @@ final class EvaluationModelTests: XCTestCase {
         again.onProgress = { _, _, label in reran = reran || label.contains("prefill") }
         try again.runPasskey(haystack: try Haystack.paulGraham())
         XCTAssertFalse(reran)
-        XCTAssertEqual(again.store.predictions.count, 3)
+        XCTAssertEqual(again.store!.predictions.count, 3)
         XCTAssertGreaterThan(calls, 0)
 
         // Fidelity: topk with a budget above the prompt is exactly full; rocket at 64 is not.
@@ -94,7 +94,7 @@ final class EvaluationModelTests: XCTestCase {
         fidelity.lengths = [512]
         let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: fidelity, store: try EvalStore(folder: folder))
         try evaluator.runFidelity(text: try Haystack.paulGraham())
-        let rows = evaluator.store.predictions.filter { $0.task == "fidelity" }
+        let rows = evaluator.store!.predictions.filter { $0.task == "fidelity" }
         func row(_ m: String, _ b: Int?) -> EvalPrediction { rows.first { $0.method == m && $0.budget == b }! }
         XCTAssertEqual(rows.count, 5)
         XCTAssertEqual(row("full", nil).score, 1)
@@ -113,7 +113,7 @@ final class EvaluationModelTests: XCTestCase {
         multiturn.lengths = [512]
         let turns = try Evaluator(engine: engine, tokenizer: tokenizer, settings: multiturn, store: try EvalStore(folder: folder))
         try turns.runMultiturn(haystack: try Haystack.paulGraham())
-        let sessions = turns.store.predictions.filter { $0.task == "multiturn" }
+        let sessions = turns.store!.predictions.filter { $0.task == "multiturn" }
         XCTAssertEqual(sessions.count, 3)
         for p in sessions {
             XCTAssertEqual(p.output.components(separatedBy: " | ").count, 4)
@@ -124,7 +124,7 @@ final class EvaluationModelTests: XCTestCase {
         XCTAssertEqual(topkSession.score, fullSession.score)
         print("multiturn: " + sessions.map { "\($0.method) \($0.score) '\($0.output)'" }.joined(separator: "; "))
 
-        let html = EvalReport.html(predictions: evaluator.store.predictions, settings: ["passkey": [settings], "fidelity": [fidelity]])
+        let html = EvalReport.html(predictions: evaluator.store!.predictions, settings: ["passkey": [settings], "fidelity": [fidelity]])
         XCTAssertTrue(html.contains("<svg") && html.contains("fidelity"))
     }
 
@@ -141,15 +141,13 @@ final class EvaluationModelTests: XCTestCase {
                                     maxTokens: 8, planNewTokens: 128, continuation: 6, haystack: "paul-graham-essays", kvOptions: [:],
                                     model: model.config.name)
         func exported(_ settings: EvalSettings, run: (Evaluator) throws -> Void) throws -> [EvalPromptRecord] {
-            let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings,
-                                          store: try EvalStore(folder: root.appendingPathComponent("scratch-\(settings.task)")))
             var records: [EvalPromptRecord] = []
             var prefilled = false
-            evaluator.promptsOnly = { records.append($0) }
+            let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings) { records.append($0) }
             evaluator.onProgress = { _, _, label in prefilled = prefilled || label.contains("prefill") }
             try run(evaluator)
             XCTAssertFalse(prefilled)
-            XCTAssertTrue(evaluator.store.predictions.isEmpty)
+            XCTAssertEqual(evaluator.computed, 0)
             return records
         }
         let tasks = ["niah_single", "cwe"]
@@ -159,7 +157,7 @@ final class EvaluationModelTests: XCTestCase {
 
         let evaluator = try Evaluator(engine: engine, tokenizer: tokenizer, settings: settings, store: try EvalStore(folder: root.appendingPathComponent("sweep")))
         try evaluator.runRuler(haystack: haystack, tasks: tasks)
-        for (record, prediction) in zip(prompts, evaluator.store.predictions) {
+        for (record, prediction) in zip(prompts, evaluator.store!.predictions) {
             XCTAssertEqual(record.task, prediction.task)
             XCTAssertEqual(record.tokens.count, prediction.promptTokens)
             XCTAssertEqual(record.answers.joined(separator: ", "), prediction.expected)

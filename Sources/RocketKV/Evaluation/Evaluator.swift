@@ -251,7 +251,8 @@ public final class Evaluator {
     public var model: LanguageModel { engine.model }
     public let tokenizer: Tokenizer
     public let settings: EvalSettings
-    public let store: EvalStore
+    /// Where predictions go; nil for an evaluator that only exports prompts.
+    public let store: EvalStore?
     /// Called after each prompt × method × budget with (done, total) and a short label.
     public var onProgress: (Int, Int, String) -> Void = { _, _, _ in }
     /// The index of `settings` among the folder's sweeps of its task (`config.json`), stored with each prediction.
@@ -262,7 +263,7 @@ public final class Evaluator {
     public private(set) var computed = 0
     /// When set, the passkey, RULER and fidelity sweeps hand each of their prompts (in sweep order, this shard's)
     /// to it and run no model, so another engine can answer the same token ids (`eval run --prompts-out`).
-    public var promptsOnly: ((EvalPromptRecord) throws -> Void)?
+    public private(set) var promptsOnly: ((EvalPromptRecord) throws -> Void)?
 
     public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
         try settings.validate(for: engine.model)
@@ -270,6 +271,18 @@ public final class Evaluator {
         self.tokenizer = tokenizer
         self.settings = settings
         self.store = store
+    }
+
+    /// An evaluator whose passkey, RULER and fidelity sweeps hand each prompt to `onPrompt` and run no model: no
+    /// store, nothing predicted (`eval run --prompts-out`).
+    public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings,
+                exportingPromptsTo onPrompt: @escaping (EvalPromptRecord) throws -> Void) throws {
+        try settings.validate(for: engine.model)
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.store = nil
+        self.promptsOnly = onPrompt
     }
 
     /// Needle in a haystack: lengths × depths × samples, scored by the key as a whole number in the output
@@ -404,6 +417,7 @@ public final class Evaluator {
         for cell in mine {
             let (tokens, prompt) = try prepare(cell)
             if promptsOnly != nil { continue }
+            guard let store else { throw InferenceError("an evaluator without a store only exports prompts") }
             let prefilled = holdBack ? Array(tokens.dropLast()) : tokens
             var pending: [PendingRun] = []
             for run in runs {
