@@ -231,7 +231,7 @@ RK_AVX2 static inline float hsum_ps(__m256 v) {
 RK_AVX2 static inline float half_to_float_avx(uint16_t h) { return _cvtsh_ss(h); }
 // An f16 in all eight lanes, through a broadcast. clang emits _cvtsh_ss as vpinsrw into whichever register it deems
 // free, and vpinsrw waits for that register's old value: in a loop of FMA chains that can be an accumulator's, which
-// ties each iteration to the last (AVX2 Q8_0 P·V: 13.0 → 7.4 ns per row). A broadcast writes the whole register;
+// ties each iteration to the last (AVX2 Q8_0 P·V: 12.97 → 7.24 ns per row). A broadcast writes the whole register;
 // the empty asm keeps clang from folding it back into vpinsrw. (The weight tiles measured slower with it: they keep
 // _cvtsh_ss.)
 RK_AVX2 static inline __m256 half_set1_avx(uint16_t h) {
