@@ -265,24 +265,26 @@ public final class Evaluator {
     /// to it and run no model, so another engine can answer the same token ids (`eval run --prompts-out`).
     public private(set) var promptsOnly: ((EvalPromptRecord) throws -> Void)?
 
-    public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
+    public convenience init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore) throws {
+        try self.init(engine: engine, tokenizer: tokenizer, settings: settings, store: store, promptsOnly: nil)
+    }
+
+    /// An evaluator whose passkey, RULER and fidelity sweeps hand each prompt to `onPrompt` and run no model: no
+    /// store, nothing predicted (`eval run --prompts-out`).
+    public convenience init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings,
+                            exportingPromptsTo onPrompt: @escaping (EvalPromptRecord) throws -> Void) throws {
+        try self.init(engine: engine, tokenizer: tokenizer, settings: settings, store: nil, promptsOnly: onPrompt)
+    }
+
+    /// Exactly one of `store` and `promptsOnly` is set.
+    private init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings, store: EvalStore?,
+                 promptsOnly: ((EvalPromptRecord) throws -> Void)?) throws {
         try settings.validate(for: engine.model)
         self.engine = engine
         self.tokenizer = tokenizer
         self.settings = settings
         self.store = store
-    }
-
-    /// An evaluator whose passkey, RULER and fidelity sweeps hand each prompt to `onPrompt` and run no model: no
-    /// store, nothing predicted (`eval run --prompts-out`).
-    public init(engine: Engine, tokenizer: Tokenizer, settings: EvalSettings,
-                exportingPromptsTo onPrompt: @escaping (EvalPromptRecord) throws -> Void) throws {
-        try settings.validate(for: engine.model)
-        self.engine = engine
-        self.tokenizer = tokenizer
-        self.settings = settings
-        self.store = nil
-        self.promptsOnly = onPrompt
+        self.promptsOnly = promptsOnly
     }
 
     /// Needle in a haystack: lengths × depths × samples, scored by the key as a whole number in the output
@@ -416,8 +418,7 @@ public final class Evaluator {
         var done = 0
         for cell in mine {
             let (tokens, prompt) = try prepare(cell)
-            if promptsOnly != nil { continue }
-            guard let store else { throw InferenceError("an evaluator without a store only exports prompts") }
+            guard let store else { continue }   // exporting prompts: `prepare` handed this one over
             let prefilled = holdBack ? Array(tokens.dropLast()) : tokens
             var pending: [PendingRun] = []
             for run in runs {
