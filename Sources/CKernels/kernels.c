@@ -2328,20 +2328,21 @@ static inline void copy_row(char *to, const char *from, size_t bytes) {
     else memcpy(to, from, bytes);
 }
 
-void rk_gather_rows(const void *keys, const void *values, size_t bytes, const int32_t *slots, int n, void *key_rows, void *value_rows) {
+void rk_gather_rows(const void *keys, const void *values, size_t key_bytes, size_t value_bytes, const int32_t *slots, int n,
+                    void *key_rows, void *value_rows) {
     // Rows requested ahead of the copy, keys and values together, so that many misses are in flight at once
     // (HSA's rows are runs of a few slots scattered over the cache: the copy waits on memory latency, not bandwidth).
     enum { AHEAD = 16 };
     const char *k = keys, *v = values;
     for (int i = 0; i < n + AHEAD; i++) {
         if (i < n) {
-            prefetch_row(k + (size_t)slots[i] * bytes, bytes);
-            prefetch_row(v + (size_t)slots[i] * bytes, bytes);
+            prefetch_row(k + (size_t)slots[i] * key_bytes, key_bytes);
+            prefetch_row(v + (size_t)slots[i] * value_bytes, value_bytes);
         }
         if (i < AHEAD) continue;
         const int j = i - AHEAD;
-        copy_row((char *)key_rows + (size_t)j * bytes, k + (size_t)slots[j] * bytes, bytes);
-        copy_row((char *)value_rows + (size_t)j * bytes, v + (size_t)slots[j] * bytes, bytes);
+        copy_row((char *)key_rows + (size_t)j * key_bytes, k + (size_t)slots[j] * key_bytes, key_bytes);
+        copy_row((char *)value_rows + (size_t)j * value_bytes, v + (size_t)slots[j] * value_bytes, value_bytes);
     }
 }
 
@@ -3098,7 +3099,7 @@ void rk_kv_pv_chunked(int type, const float *p, size_t pstride, int nq, int coun
     }
 }
 
-void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
+void rk_kv_attend(int key_type, int value_type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
                   const void *values, int d, float scale, float *out, size_t ostride, float *probabilities, size_t prstride) {
     int maxcount = 0;
     for (int i = 0; i < nq; i++) if (counts[i] > maxcount) maxcount = counts[i];
@@ -3106,12 +3107,12 @@ void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *count
     float *sbuf = attn_scratch(0, (size_t)nq * pstride + (size_t)nq * qb / sizeof(float) + 1);
     void *q8 = sbuf + (size_t)nq * pstride;
     for (int i = 0; i < nq; i++) rk_quantize_row_q8_0(q + (size_t)i * qstride, (char *)q8 + i * qb, d);
-    rk_kv_scores(type, q8, nq, keys, d, 0, maxcount, scale, sbuf, pstride);
+    rk_kv_scores(key_type, q8, nq, keys, d, 0, maxcount, scale, sbuf, pstride);
     for (int i = 0; i < nq; i++) {
         float *row = sbuf + (size_t)i * pstride;
         if (counts[i] > 0) rk_attn_softmax(row, counts[i]);
         for (int j = counts[i]; j < maxcount; j++) row[j] = 0;
         if (probabilities) memcpy(probabilities + (size_t)i * prstride, row, (size_t)counts[i] * sizeof(float));
     }
-    rk_kv_pv_chunked(type, sbuf, pstride, nq, maxcount, values, d, out, ostride);
+    rk_kv_pv_chunked(value_type, sbuf, pstride, nq, maxcount, values, d, out, ostride);
 }

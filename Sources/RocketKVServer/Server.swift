@@ -191,7 +191,7 @@ public final class OpenAIServer: Sendable {
 
 func kvJSON(_ kv: KVConfiguration) -> JSONValue {
     .object(["method": .string(kv.method), "budget": kv.budget.map(JSONValue.int) ?? .null,
-             "options": .object(kv.options.mapValues(JSONValue.string)), "kv_type": .string(kv.kvType.rawValue)])
+             "options": .object(kv.options.mapValues(JSONValue.string)), "kv_type": .string(kv.kvType.description)])
 }
 
 extension JSONValue: ExpressibleByStringLiteral {

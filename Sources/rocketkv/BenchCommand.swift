@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .long, help: "Comma-separated token budgets (methods without a budget ignore it).")
     var budget: String?
 
-    @Option(name: .customLong("kv-type"), help: "Comma-separated KV row types: f16, q8_0, q4_0.")
+    @Option(name: .customLong("kv-type"), help: "Comma-separated KV cache types: f16, q8_0, q4_0, or KEY/VALUE types such as q8_0/q4_0.")
     var kvType = "f16"
 
     @Option(name: .long, help: "Comma-separated context lengths (prompt tokens prefilled before decoding).")
@@ -61,8 +61,8 @@ struct BenchCommand: ParsableCommand {
     var batches: [Int] { get throws { try BenchLimits.integers(batch, option: "--batch") } }
     var budgets: [Int?] { get throws { try budget.map { try BenchLimits.integers($0, option: "--budget") } ?? [nil] } }
     var methods: [String] { kv.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
-    var kvTypes: [KVRowType] {
-        get throws { try kvType.split(separator: ",", omittingEmptySubsequences: false).map { try KVRowType(parsing: $0.trimmingCharacters(in: .whitespaces)) } }
+    var kvTypes: [KVCacheType] {
+        get throws { try kvType.split(separator: ",", omittingEmptySubsequences: false).map { try KVCacheType(parsing: $0.trimmingCharacters(in: .whitespaces)) } }
     }
 
     func run() throws {
@@ -124,11 +124,11 @@ struct BenchCommand: ParsableCommand {
     }
 
     /// Runs one configuration in a child; its prefill progress (`progress DONE TOTAL` lines on its stderr) goes to `progress`.
-    private func runChild(model: String, method: String, type: KVRowType, budget: Int?, context: Int, batch: Int, threads: Int,
+    private func runChild(model: String, method: String, type: KVCacheType, budget: Int?, context: Int, batch: Int, threads: Int,
                           progress: @escaping (Int, Int) -> Void) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: BenchCommand.executablePath)
-        var arguments = ["bench-child", "--model", model, "--method", method, "--kv-type", type.rawValue, "--context", String(context),
+        var arguments = ["bench-child", "--model", model, "--method", method, "--kv-type", type.description, "--context", String(context),
                          "--gen", String(gen), "--batch", String(batch), "--threads", String(threads), "--progress"]
         if let budget { arguments += ["--budget", String(budget)] }
         for option in kvOption { arguments += ["--kv-option", option] }
@@ -179,7 +179,7 @@ struct BenchCommand: ParsableCommand {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    private func summarize(_ runs: [[String: Any]], method: String, type: KVRowType, budget: Int?, context: Int, batch: Int,
+    private func summarize(_ runs: [[String: Any]], method: String, type: KVCacheType, budget: Int?, context: Int, batch: Int,
                            bandwidth: Double, threads: Int) -> [String: Any] {
         func values(_ key: String) -> [Double] { runs.compactMap { ($0[key] as? NSNumber)?.doubleValue } }
         func median(_ key: String) -> Double { BenchStats.median(values(key)) }
@@ -189,7 +189,7 @@ struct BenchCommand: ParsableCommand {
         let bytesPerToken = weightBytes + kvRead
         var row: [String: Any] = [
             "method": method,
-            "kv_type": type.rawValue,
+            "kv_type": type.description,
             "budget": budget.map { $0 as Any } ?? NSNull(),
             "context": context,
             "batch": batch,
@@ -338,7 +338,7 @@ struct BenchChildCommand: ParsableCommand {
         guard BenchLimits.batch.contains(batch) else { throw ValidationError("--batch must be in \(BenchLimits.batch)") }
         try usage {
             _ = try KVMethods.named(method)
-            _ = try KVRowType(parsing: kvType)
+            _ = try KVCacheType(parsing: kvType)
         }
     }
 
@@ -356,7 +356,7 @@ struct BenchChildCommand: ParsableCommand {
         let prompt = try BenchText.tokens(context, tokenizer: tokenizer)
         func makeSession() throws -> InferenceSession {
             let kvContext = KVMethodContext(model: llama, budget: budget, promptLength: context, maxNewTokens: gen, options: options,
-                                            kvType: try KVRowType(parsing: kvType))
+                                            kvType: try KVCacheType(parsing: kvType))
             return engine.session(policy: try KVMethods.make(method, context: kvContext))
         }
         func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {

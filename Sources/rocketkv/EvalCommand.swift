@@ -75,7 +75,7 @@ struct EvalRunCommand: ParsableCommand {
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable), given to each listed method that has it.")
     var kvOptions: [String] = []
 
-    @Option(name: .customLong("kv-type"), help: "How every method's cache (and the recorded prefill's) stores keys and values: f16, q8_0 or q4_0.")
+    @Option(name: .customLong("kv-type"), help: "How every method's cache (and the recorded prefill's) stores keys and values: f16, q8_0, q4_0, or KEY/VALUE types such as q8_0/q4_0.")
     var kvType = "f16"
 
     @Option(name: .long, help: "Write the sweep's prompts (token ids, answers, tokens to generate; fidelity: the continuation) as JSON lines to this file and run no model, so another engine can answer the same tokens (passkey, ruler, fidelity). --out is not touched.")
@@ -135,7 +135,7 @@ struct EvalRunCommand: ParsableCommand {
             depths: try list(depths, "depths") { Double($0) }, samples: samples, seed: seed, maxTokens: maxTokens,
             planNewTokens: planNewTokens, continuation: continuation,
             haystack: synthetic ? "synthetic" : (haystack ?? "paul-graham-essays"), kvOptions: options, model: model?.config.name ?? "",
-            firstToken: firstToken, turns: turns, shard: shard, kvType: try KVRowType(parsing: kvType))
+            firstToken: firstToken, turns: turns, shard: shard, kvType: try KVCacheType(parsing: kvType))
         do {
             if let model { try settings.validate(for: model) } else { try settings.validate(contextLength: nil) }
         } catch let error as InferenceError {

@@ -180,13 +180,13 @@ struct KVOptions: ParsableArguments {
     @Option(name: .customLong("kv-option"), parsing: .singleValue, help: "Method option key=value (repeatable).")
     var kvOptions: [String] = []
 
-    @Option(name: .customLong("kv-type"), help: "How the KV cache stores keys and values: f16, q8_0 or q4_0 (ggml blocks of 32; head dim a multiple of 32). q8_0 halves the KV for a small accuracy cost (SmolLM2, RULER at 4K: -2.3 points); q4_0 quarters it for a large one (-21 points; EVALUATION.md).")
+    @Option(name: .customLong("kv-type"), help: "How the KV cache stores keys and values: f16, q8_0 or q4_0 (ggml blocks of 32; head dim a multiple of 32), or KEY/VALUE types such as q8_0/q4_0 (llama.cpp's -ctk/-ctv). q8_0 halves the KV for a small accuracy cost (SmolLM2, RULER at 4K: -2.3 points); q4_0 quarters it for a large one (-21 points), nearly all of it from the keys (EVALUATION.md).")
     var kvType = "f16"
 
     func validate() throws {
         try usage {
             _ = try parsedOptions()
-            _ = try rowType()
+            _ = try cacheType()
             let method = try KVMethods.named(kv)
             if method.needsBudget && budget == nil { throw ValidationError("--kv \(kv) needs --budget") }
             if let budget, budget < 16 { throw ValidationError("--budget must be at least 16 tokens") }
@@ -195,8 +195,8 @@ struct KVOptions: ParsableArguments {
 
     func parsedOptions() throws -> [String: String] { try parseKVOptions(kvOptions) }
 
-    /// `--kv-type` as a row type.
-    func rowType() throws -> KVRowType { try KVRowType(parsing: kvType) }
+    /// `--kv-type` as the cache's key and value row types.
+    func cacheType() throws -> KVCacheType { try KVCacheType(parsing: kvType) }
 
     /// Builds the policy for a sequence whose (first) prompt has `promptLength` tokens.
     func makePolicy(model: LanguageModel, promptLength: Int, maxNewTokens: Int, verbose: Bool) throws -> KVPolicy {
@@ -204,7 +204,7 @@ struct KVOptions: ParsableArguments {
             throw ValidationError("--budget \(budget) is larger than the model's context of \(model.config.contextLength) tokens")
         }
         let context = KVMethodContext(model: model, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens,
-                                      options: try parsedOptions(), kvType: try rowType())
+                                      options: try parsedOptions(), kvType: try cacheType())
         let policy = try KVMethods.make(kv, context: context)
         if verbose {
             printError("kv: \(kv)" + (budget.map { ", budget \($0)" } ?? "") + ", \(kvType) rows" + (policy.planDescription.map { " — \($0)" } ?? ""))

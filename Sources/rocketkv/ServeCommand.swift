@@ -52,7 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
         c.host = host
         c.port = port
         c.kv = KVConfiguration(method: kvOptions.kv, budget: kvOptions.budget, options: try kvOptions.parsedOptions(),
-                                kvType: try kvOptions.rowType())
+                                kvType: try kvOptions.cacheType())
         c.parallel = parallel
         c.queueLimit = queue
         c.cacheBytes = cacheRam << 20

@@ -7,22 +7,23 @@ final class KVMethodInvariantTests: XCTestCase {
     let shape = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 32)
     let prompt = 80, newTokens = 10, budget = 16
 
-    /// Every method with every KV row type: the same invariants, bytes counted in the type's rows.
+    /// Every method with every KV cache type (mixed key and value types included): the same invariants, bytes
+    /// counted in the types' rows.
     func testEveryRegisteredMethod() throws {
-        for rowType in KVRowType.allCases { try checkEveryMethod(rowType: rowType) }
+        for kvType in KVCacheType.allCases { try checkEveryMethod(kvType: kvType) }
     }
 
-    private func checkEveryMethod(rowType: KVRowType) throws {
+    private func checkEveryMethod(kvType: KVCacheType) throws {
         let shape = AttentionShape(layers: self.shape.layers, queryHeads: self.shape.queryHeads, kvHeads: self.shape.kvHeads,
-                                   headDim: self.shape.headDim, rowType: rowType)
+                                   headDim: self.shape.headDim, kvType: kvType)
         let groups = shape.layers * shape.kvHeads, rowPair = shape.rowPairBytes
-        XCTAssertEqual(rowPair, ["f16": 128, "q8_0": 68, "q4_0": 36][rowType.rawValue])
+        XCTAssertEqual(rowPair, ["f16": 128, "q8_0": 68, "q4_0": 36, "q8_0/q4_0": 52, "q4_0/q8_0": 52][kvType.description])
         for method in KVMethods.all {
             let context = KVMethodContext(shape: shape, budget: method.needsBudget ? budget : nil,
                                           promptLength: prompt, maxNewTokens: newTokens)
             let policy = try KVMethods.make(method.name, context: context)
             let feed = RandomFeed(shape: shape, seed: 11)
-            let name = "\(method.name) \(rowType)"
+            let name = "\(method.name) \(kvType)"
             check(name, feed.step([policy], count: 48, decode: false)[0])
             check(name, feed.step([policy], count: 32, decode: false)[0])
             policy.finishPrefill()

@@ -8,45 +8,54 @@ import XCTest
 final class KVQuantizationTests: XCTestCase {
     func randomFloats(_ n: Int, scale: Float = 1) -> [Float] { (0..<n).map { _ in Float.random(in: -scale...scale) } }
 
-    static let quantized: [(type: KVRowType, ggml: GGMLType)] = [(.q8_0, .q8_0), (.q4_0, .q4_0)]
+    /// The quantized cache types: keys and values alike, and the mixed pairs (`q8_0/q4_0`, `q4_0/q8_0`).
+    static let quantized = KVCacheType.allCases.filter(\.isQuantized)
+
+    static func ggml(_ type: KVRowType) -> GGMLType { type == .q8_0 ? .q8_0 : .q4_0 }
+    static func kernel(_ type: KVRowType) -> Int32 { type == .q8_0 ? RK_KV_Q8_0 : RK_KV_Q4_0 }
 
     /// A stream of `count` random rows of `type` and the rows as stored, dequantized by the GGUF reference
     /// (`dequantize`), which reads ggml's block layout independently of the C kernels.
-    func stream(_ type: KVRowType, headDim d: Int, count: Int) -> (KVStream, keys: [[Float]], values: [[Float]]) {
-        let stream = KVStream(headDim: d, rowType: type)
+    func stream(_ type: KVCacheType, headDim d: Int, count: Int) -> (KVStream, keys: [[Float]], values: [[Float]]) {
+        let stream = KVStream(headDim: d, kvType: type)
         for t in 0..<count { stream.append(key: randomFloats(d, scale: 3), value: randomFloats(d, scale: 2), position: t) }
-        let ggml: GGMLType = type == .q8_0 ? .q8_0 : .q4_0
-        return (stream, (0..<count).map { dequantize(ggml, from: stream.keyRow($0), count: d) },
-                (0..<count).map { dequantize(ggml, from: stream.valueRow($0), count: d) })
+        return (stream, (0..<count).map { dequantize(Self.ggml(type.key), from: stream.keyRow($0), count: d) },
+                (0..<count).map { dequantize(Self.ggml(type.value), from: stream.valueRow($0), count: d) })
     }
 
-    /// Rows are ggml blocks (34 or 18 bytes per 32 values), read back exactly as the GGUF reference reads them,
-    /// within one quantization step of the input.
+    /// Rows are ggml blocks (34 or 18 bytes per 32 values), keys and values each in its own type, read back exactly
+    /// as the GGUF reference reads them, within one quantization step of the input.
     func testRowsAreGGMLBlocks() {
         let d = 64
         XCTAssertEqual(KVRowType.q8_0.rowBytes(headDim: d), 68)
         XCTAssertEqual(KVRowType.q4_0.rowBytes(headDim: d), 36)
         XCTAssertEqual(KVRowType.f16.rowBytes(headDim: d), 128)
-        for (type, ggml) in Self.quantized {
-            let stream = KVStream(headDim: d, rowType: type)
+        for type in Self.quantized {
+            let ggml = Self.ggml(type.key)
+            let stream = KVStream(headDim: d, kvType: type)
             let keys = (0..<10).map { _ in randomFloats(d, scale: 3) }
             for (t, k) in keys.enumerated() { stream.append(key: k, value: k, position: t) }
-            XCTAssertEqual(stream.allocatedBytes, stream.capacity * (2 * type.rowBytes(headDim: d) + 4))
+            XCTAssertEqual(stream.allocatedBytes, stream.capacity * (type.key.rowBytes(headDim: d) + type.value.rowBytes(headDim: d) + 4))
             var stored = [Float](repeating: 0, count: d)
             for (t, k) in keys.enumerated() {
-                stream.key(t, into: &stored)
-                let reference = dequantize(ggml, from: stream.keyRow(t), count: d)
-                XCTAssertEqual(stored.map(\.bitPattern), reference.map(\.bitPattern), "\(type) row \(t)")
-                for b in 0..<(d / 32) {
-                    let amax = k[(b * 32)..<(b * 32 + 32)].map(abs).max()!
-                    let step = type == .q8_0 ? amax / 127 : amax / 8
-                    for i in (b * 32)..<(b * 32 + 32) { XCTAssertEqual(stored[i], k[i], accuracy: step * 1.01, "\(type) row \(t) [\(i)]") }
+                for (half, isKey) in [(type.key, true), (type.value, false)] {
+                    if isKey { stream.key(t, into: &stored) } else { stream.value(t, into: &stored) }
+                    let reference = dequantize(Self.ggml(half), from: isKey ? stream.keyRow(t) : stream.valueRow(t), count: d)
+                    XCTAssertEqual(stored.map(\.bitPattern), reference.map(\.bitPattern), "\(type) row \(t)")
+                    for b in 0..<(d / 32) {
+                        let amax = k[(b * 32)..<(b * 32 + 32)].map(abs).max()!
+                        let step = half == .q8_0 ? amax / 127 : amax / 8
+                        for i in (b * 32)..<(b * 32 + 32) { XCTAssertEqual(stored[i], k[i], accuracy: step * 1.01, "\(type) \(half) row \(t) [\(i)]") }
+                    }
                 }
             }
             // Eviction and copies move whole rows.
+            let seventhValue = dequantize(Self.ggml(type.value), from: stream.valueRow(7), count: d)
             stream.retain(slots: [7, 2])
             stream.key(0, into: &stored)
             XCTAssertEqual(stored, dequantize(ggml, from: stream.keyRow(0), count: d))
+            stream.value(0, into: &stored)
+            XCTAssertEqual(stored, seventhValue)
             XCTAssertEqual(stream.positions[1], 2)
         }
     }
@@ -54,7 +63,7 @@ final class KVQuantizationTests: XCTestCase {
     /// Attention over quantized rows: the kernels at every SIMD level give the same bits, and agree with the
     /// plain reference (Q8_0 query, Double arithmetic) to float rounding. Head dims 32, 64 (SmolLM2), 256 (Gemma 3).
     func testAttentionMatchesReferenceAtEveryLevel() {
-        for (type, _) in Self.quantized {
+        for type in Self.quantized {
             for d in [32, 64, 256] {
                 for n in [1, 37, 600] {
                     let (stream, keys, values) = stream(type, headDim: d, count: n)
@@ -78,7 +87,7 @@ final class KVQuantizationTests: XCTestCase {
     /// a time and up to four queries at once, the AVX2 P·V up to three; the counts cover partial groups of each, and
     /// more than four queries take the AVX2 matmul tiles), close to the plain reference.
     func testGroupedQueriesGiveTheSameBitsAtEveryLevel() {
-        for (type, _) in Self.quantized {
+        for type in Self.quantized {
             for (d, nq) in [(64, 3), (64, 5), (256, 4), (128, 9), (32, 2), (64, 1)] {
                 let n = 300 + nq
                 let (stream, keys, values) = stream(type, headDim: d, count: n)
@@ -87,7 +96,7 @@ final class KVQuantizationTests: XCTestCase {
                 var results: [[Float]] = []
                 forEachPath { path in
                     var out = [Float](repeating: .nan, count: nq * d)
-                    rk_kv_attend(type == .q8_0 ? RK_KV_Q8_0 : RK_KV_Q4_0, queries.flatMap { $0 }, d, counts, Int32(nq), stream.keyRow(0), stream.valueRow(0), Int32(d),
+                    rk_kv_attend(Self.kernel(type.key), Self.kernel(type.value), queries.flatMap { $0 }, d, counts, Int32(nq), stream.keyRow(0), stream.valueRow(0), Int32(d),
                                  scale, &out, d, nil, 0)
                     for i in 0..<nq {
                         let c = Int(counts[i])
@@ -105,7 +114,7 @@ final class KVQuantizationTests: XCTestCase {
     /// probabilities are the reference's (values as unit vectors turn the output into the probabilities).
     func testSubsetProbabilities() {
         let d = 64, n = 50
-        for (type, _) in Self.quantized {
+        for type in Self.quantized {
             let (stream, keys, _) = stream(type, headDim: d, count: n)
             let q = randomFloats(d, scale: 3)
             var probabilities = [Float](repeating: 0, count: n), listedProbabilities = probabilities
@@ -125,7 +134,7 @@ final class KVQuantizationTests: XCTestCase {
     /// the tightest f16 bounds: nothing between a page's true minimum and its f16 minimum (likewise maximum).
     func testPageBoundsHoldForStoredKeys() {
         let d = 64, n = 301
-        for (type, _) in Self.quantized {
+        for type in Self.quantized {
             let (stream, keys, _) = stream(type, headDim: d, count: n)
             for pageSize in [4, 16] {
                 let metadata = PageMetadata(headDim: d, pageSize: pageSize, precision: .f16)
@@ -153,7 +162,7 @@ final class KVQuantizationTests: XCTestCase {
     func testInt8PageBoundsHoldAndStayTight() {
         let d = 64, n = 301
         var rng = Xoshiro256StarStar(seed: 71)
-        for (type, _) in Self.quantized {
+        for type in Self.quantized {
             let (stream, keys, _) = stream(type, headDim: d, count: n)
             for pageSize in [1, 3, 16] {
                 let extended = PageMetadata(headDim: d, pageSize: pageSize, precision: .q8)
@@ -199,6 +208,20 @@ final class KVQuantizationTests: XCTestCase {
         XCTAssertThrowsError(try KVRowType.q4_0.check(headDim: 48)) { XCTAssert("\($0)".contains("multiple of 32")) }
         XCTAssertThrowsError(try KVRowType(parsing: "q5_0")) { XCTAssert("\($0)".contains("--kv-type")) }
         XCTAssertEqual(try KVRowType(parsing: "q8_0"), .q8_0)
+        // Keys and values apart, as llama.cpp's -ctk/-ctv; f16 does not mix with a quantized half.
+        XCTAssertEqual(try KVCacheType(parsing: "q8_0/q4_0"), KVCacheType(key: .q8_0, value: .q4_0))
+        XCTAssertEqual(try KVCacheType(parsing: "q4_0"), .q4_0)
+        XCTAssertEqual(try KVCacheType(parsing: "q8_0/q8_0").description, "q8_0")
+        XCTAssertThrowsError(try KVCacheType(parsing: "f16/q4_0")) { XCTAssert("\($0)".contains("does not mix")) }
+        for bad in ["q8_0/", "/q4_0", "q8_0/q4_0/q4_0", ""] {
+            XCTAssertThrowsError(try KVCacheType(parsing: bad), bad) { XCTAssert("\($0)".contains("--kv-type"), bad) }
+        }
+        XCTAssertThrowsError(try KVCacheType(key: .q8_0, value: .q4_0).check(headDim: 48)) { XCTAssert("\($0)".contains("multiple of 32")) }
+        // Stored as one string in eval configurations, the earlier single-type ones included.
+        let decoded = try JSONDecoder().decode([KVCacheType].self, from: Data(#"["q8_0", "q8_0/q4_0", "f16"]"#.utf8))
+        XCTAssertEqual(decoded, [.q8_0, KVCacheType(key: .q8_0, value: .q4_0), .f16])
+        XCTAssertEqual(String(decoding: try JSONEncoder().encode(decoded), as: UTF8.self), #"["q8_0","q8_0\/q4_0","f16"]"#)
+        XCTAssertThrowsError(try JSONDecoder().decode([KVCacheType].self, from: Data(#"["f16/q8_0"]"#.utf8)))
         let layers = AttentionShape(layers: 2, queryHeads: 4, kvHeads: 2, headDim: 16).layerAttention
         let context = KVMethodContext(layers: layers, budget: 64, promptLength: 100, maxNewTokens: 8, kvType: .q8_0)
         XCTAssertThrowsError(try KVMethods.make("rocket", context: context)) { XCTAssert($0 is KVMethodError) }

@@ -210,8 +210,8 @@ final class KernelTests: TwoThreadTestCase {
                       AttentionShape(layers: 1, queryHeads: 4, kvHeads: 1, headDim: 256),
                       AttentionShape(layers: 1, queryHeads: 8, kvHeads: 2, headDim: 96)]
         for shape in shapes {
-            for rowType in KVRowType.allCases {
-                let typed = AttentionShape(layers: 1, queryHeads: shape.queryHeads, kvHeads: shape.kvHeads, headDim: shape.headDim, rowType: rowType)
+            for kvType in KVCacheType.allCases {
+                let typed = AttentionShape(layers: 1, queryHeads: shape.queryHeads, kvHeads: shape.kvHeads, headDim: shape.headDim, kvType: kvType)
                 forEachPath { path in checkCausalAttention(shape: typed, path: path) }
             }
         }
@@ -220,7 +220,7 @@ final class KernelTests: TwoThreadTestCase {
     private func checkCausalAttention(shape: AttentionShape, path: String) {
         let d = shape.headDim
         for (before, tokens) in [(0, 9), (37, 6), (1500, 1), (200, 1), (1030, 3), (777, 1)] {
-            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d, rowType: shape.rowType) }
+            let streams = (0..<shape.kvHeads).map { _ in KVStream(headDim: d, kvType: shape.kvType) }
             let total = before + tokens
             let keys = randomFloats(total * shape.kvHeads * d, scale: 3), values = randomFloats(total * shape.kvHeads * d, scale: 2)
             let queries = randomFloats(tokens * shape.queryHeads * d, scale: 3)
@@ -433,9 +433,9 @@ final class KernelTests: TwoThreadTestCase {
 
     /// A group's heads over shared, gathered slots give each head's `sparse` result bit for bit.
     func testSparseGroupIsBitExactWithSparsePerHead() {
-        for (d, heads, batched, rowType) in [(64, 3, false, KVRowType.f16), (128, 4, false, .f16), (48, 2, true, .f16),
-                                             (64, 3, false, .q8_0), (128, 4, false, .q4_0)] {
-            let stream = KVStream(headDim: d, rowType: rowType)
+        for (d, heads, batched, kvType) in [(64, 3, false, KVCacheType.f16), (128, 4, false, .f16), (48, 2, true, .f16),
+                                            (64, 3, false, .q8_0), (128, 4, false, .q4_0), (64, 3, false, KVCacheType(key: .q8_0, value: .q4_0))] {
+            let stream = KVStream(headDim: d, kvType: kvType)
             for t in 0..<700 { stream.append(key: randomFloats(d, scale: 3), value: randomFloats(d), position: t) }
             let slots = (0..<150).map { _ in Int32.random(in: 0..<700) }
             let queries = randomFloats(heads * d, scale: 3)
@@ -450,7 +450,7 @@ final class KernelTests: TwoThreadTestCase {
                         }
                     }
                 }
-                XCTAssertEqual(group.map(\.bitPattern), single.map(\.bitPattern), "\(path) d \(d) heads \(heads) \(rowType)")
+                XCTAssertEqual(group.map(\.bitPattern), single.map(\.bitPattern), "\(path) d \(d) heads \(heads) \(kvType)")
             }
         }
     }

@@ -73,10 +73,10 @@ float rk_dot_f32(const float *a, const float *b, int n);
 int rk_top_indices(const float *values, int n, int k, int32_t *out);
 /// The same by a min-heap of k (the plain twin `rk_top_indices`'s quickselect is tested against).
 int rk_top_indices_heap(const float *values, int n, int k, int32_t *out);
-/// key_rows row i = keys row slots[i], value_rows row i = values row slots[i] (rows of `bytes` bytes) for i < n,
-/// requesting rows ahead of the copy so that the misses of scattered rows overlap.
-void rk_gather_rows(const void *keys, const void *values, size_t bytes, const int32_t *slots, int n, void *key_rows,
-                    void *value_rows);
+/// key_rows row i = keys row slots[i] (rows of `key_bytes` bytes), value_rows row i = values row slots[i] (rows of
+/// `value_bytes`) for i < n, requesting rows ahead of the copy so that the misses of scattered rows overlap.
+void rk_gather_rows(const void *keys, const void *values, size_t key_bytes, size_t value_bytes, const int32_t *slots, int n,
+                    void *key_rows, void *value_rows);
 /// Dot product of an f16 vector (IEEE half bit patterns) with an f32 vector.
 float rk_dot_f16_f32(const uint16_t *a, const float *b, int n);
 /// y[r][i] += a[s·rows + r] · strips[s][i] for strips s = 0, 1, … in order (one fused multiply-add each), for
@@ -175,10 +175,11 @@ void rk_kv_pv(int type, const float *p, size_t pstride, int nq, int j0, int j1, 
 /// The same over rows [0, count) in chunks of RK_KV_CHUNK rows, the chunks' sums added in order.
 void rk_kv_pv_chunked(int type, const float *p, size_t pstride, int nq, int count, const void *values, int d,
                       float *out, size_t ostride);
-/// Attention of `nq` f32 queries over quantized rows (query i sees rows [0, counts[i])): rk_kv_scores, a softmax
-/// per query (rk_attn_softmax, f32 probabilities), then rk_kv_pv_chunked. With `probabilities`, query i's
-/// probabilities go to probabilities[i·prstride ..< + counts[i]].
-void rk_kv_attend(int type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
+/// Attention of `nq` f32 queries over quantized rows (query i sees rows [0, counts[i])), keys of `key_type` and values
+/// of `value_type` (llama.cpp's `-ctk`/`-ctv`): rk_kv_scores, a softmax per query (rk_attn_softmax, f32
+/// probabilities), then rk_kv_pv_chunked. With `probabilities`, query i's probabilities go to
+/// probabilities[i·prstride ..< + counts[i]].
+void rk_kv_attend(int key_type, int value_type, const float *q, size_t qstride, const int32_t *counts, int nq, const void *keys,
                   const void *values, int d, float scale, float *out, size_t ostride, float *probabilities, size_t prstride);
 
 /// gate[i] = silu(gate[i]) * up[i], with ggml's vectorised exp (llama.cpp's SwiGLU arithmetic).

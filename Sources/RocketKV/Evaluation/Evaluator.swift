@@ -53,7 +53,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
     public var haystack: String
     public var kvOptions: [String: String]
     /// The row type of every method's cache (and of the recorded prefill's).
-    public var kvType: KVRowType
+    public var kvType: KVCacheType
     public var model: String
     /// Single-turn tasks (passkey, RULER, fidelity); multi-turn always answers from the turn's prefill (§2.2).
     public var firstToken: FirstTokenSource
@@ -64,7 +64,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
 
     public init(task: String, methods: [String], budgets: [Int], lengths: [Int], depths: [Double], samples: Int, seed: UInt64,
                 maxTokens: Int, planNewTokens: Int, continuation: Int, haystack: String, kvOptions: [String: String], model: String,
-                firstToken: FirstTokenSource = .compressed, turns: Int = 4, shard: EvalShard? = nil, kvType: KVRowType = .f16) {
+                firstToken: FirstTokenSource = .compressed, turns: Int = 4, shard: EvalShard? = nil, kvType: KVCacheType = .f16) {
         self.task = task
         self.methods = methods
         self.budgets = budgets
@@ -103,7 +103,7 @@ public struct EvalSettings: Codable, Sendable, Equatable {
                   firstToken: try c.decodeIfPresent(FirstTokenSource.self, forKey: .firstToken) ?? .dense,
                   turns: try c.decodeIfPresent(Int.self, forKey: .turns) ?? 4,
                   shard: try c.decodeIfPresent(EvalShard.self, forKey: .shard),
-                  kvType: try c.decodeIfPresent(KVRowType.self, forKey: .kvType) ?? .f16)
+                  kvType: try c.decodeIfPresent(KVCacheType.self, forKey: .kvType) ?? .f16)
     }
 
     /// Each method once per budget; methods without a budget once.

@@ -16,7 +16,7 @@ public final class PrefillSnapshot {
 
     /// Prefills `tokens` with the full cache (of `kvType` rows, so the prompt's own attention reads what the
     /// replayed caches store) and records what each layer's attention received.
-    public init(model: LanguageModel, tokens: [Int], chunkSize: Int = 512, kvType: KVRowType = .f16, pool: ThreadPool? = nil,
+    public init(model: LanguageModel, tokens: [Int], chunkSize: Int = 512, kvType: KVCacheType = .f16, pool: ThreadPool? = nil,
                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws {
         let layers = model.config.layerAttention
         let context = KVMethodContext(layers: layers, budget: nil, promptLength: tokens.count, maxNewTokens: 0, kvType: kvType)

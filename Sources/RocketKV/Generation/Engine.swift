@@ -31,7 +31,7 @@ public final class Engine: Sendable {
 
     /// The dense prefill of `tokens` over a full cache of `kvType` rows, recorded for replay into any policy
     /// (see `PrefillSnapshot`).
-    public func prefillSnapshot(_ tokens: [Int], chunkSize: Int = 512, kvType: KVRowType = .f16,
+    public func prefillSnapshot(_ tokens: [Int], chunkSize: Int = 512, kvType: KVCacheType = .f16,
                                 progress: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> PrefillSnapshot {
         try PrefillSnapshot(model: model, tokens: tokens, chunkSize: chunkSize, kvType: kvType, pool: pool, progress: progress)
     }

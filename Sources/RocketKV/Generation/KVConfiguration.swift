@@ -6,9 +6,9 @@ public struct KVConfiguration: Hashable, Sendable, CustomStringConvertible {
     public var budget: Int?
     public var options: [String: String]
     /// The row type of the cache (f16, or Q8_0/Q4_0 blocks).
-    public var kvType: KVRowType
+    public var kvType: KVCacheType
 
-    public init(method: String = "full", budget: Int? = nil, options: [String: String] = [:], kvType: KVRowType = .f16) {
+    public init(method: String = "full", budget: Int? = nil, options: [String: String] = [:], kvType: KVCacheType = .f16) {
         self.method = method
         self.budget = budget
         self.options = options

@@ -9,9 +9,9 @@ import CKernels
 /// the probabilities are rounded to f16 before the products with V. `batched` selects the summation order
 /// llama.cpp uses when several tokens are processed at once (prefill) rather than one (decode).
 ///
-/// Quantized rows (`KVRowType.q8_0`, `.q4_0`): as llama.cpp's flash attention reads a quantized cache, the
-/// query is quantized to Q8_0 for integer products with K, and f32 probabilities multiply the dequantized V
-/// (`rk_kv_attend`); one order for prefill and decode, so `batched` does not apply. Every verb keeps its
+/// Quantized rows (`KVRowType.q8_0`, `.q4_0`, keys and values each of its own type): as llama.cpp's flash
+/// attention reads a quantized cache, the query is quantized to Q8_0 for integer products with K, and f32
+/// probabilities multiply the dequantized V (`rk_kv_attend`); one order for prefill and decode, so `batched` does not apply. Every verb keeps its
 /// bit-for-bit agreement with `subset` for these rows too.
 public enum Attention {
     // MARK: Causal attention of a chunk
@@ -33,7 +33,7 @@ public enum Attention {
                               output: UnsafeMutablePointer<Float>, window: Int? = nil) {
         let d = shape.headDim, heads = shape.queryHeads, g = shape.groupSize, n = input.tokens
         guard input.outputNeeded else { return }
-        let group = shape.rowType.isQuantized ? 1 : rowGroup   // llama.cpp's flash attention skips masked rows
+        let group = shape.kvType.isQuantized ? 1 : rowGroup   // llama.cpp's flash attention skips masked rows
         /// The first slot read by a query that sees `visible` slots, and how many of the rows from it are masked.
         @Sendable func start(_ visible: Int) -> (first: Int, masked: Int) {
             guard let window, visible > window else { return (0, 0) }
@@ -71,7 +71,7 @@ public enum Attention {
                         }
                         let stream = streams[kv]
                         attendRows(queries: q, counts: counts.baseAddress!, masked: masked, nq, keys: stream.keyRow(first),
-                                   values: stream.valueRow(first), rowType: stream.rowType, headDim: d, scale: shape.scale, output: out,
+                                   values: stream.valueRow(first), kvType: stream.kvType, headDim: d, scale: shape.scale, output: out,
                                    batched: true)
                         nq = 0
                         for t in t0..<(t0 + tokens) {
@@ -98,7 +98,7 @@ public enum Attention {
     /// thread a contiguous share of them (a model with one KV head, as Gemma 3 270M, still uses every thread).
     private static func decode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int, masked: Int = 0,
                                shape: AttentionShape, output: UnsafeMutablePointer<Float>) {
-        if shape.rowType.isQuantized {
+        if shape.kvType.isQuantized {
             quantizedDecode(query: query, streams: streams, first: first, count: count, shape: shape, output: output)
             return
         }
@@ -169,7 +169,8 @@ public enum Attention {
     private static func quantizedDecode(query: UnsafePointer<Float>, streams: [KVStream], first: Int, count: Int,
                                         shape: AttentionShape, output: UnsafeMutablePointer<Float>) {
         let d = shape.headDim, g = shape.groupSize, kvHeads = shape.kvHeads, heads = shape.queryHeads
-        let type = shape.rowType.kernelType, q8Bytes = d / 32 * 34, chunk = Int(RK_KV_CHUNK)
+        let keyType = shape.kvType.key.kernelType, valueType = shape.kvType.value.kernelType
+        let q8Bytes = d / 32 * 34, chunk = Int(RK_KV_CHUNK)
         let chunks = (count + chunk - 1) / chunk
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: heads * q8Bytes) { q8Buffer in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: heads * count + kvHeads * chunks * g * d) { buffer in
@@ -178,7 +179,7 @@ public enum Attention {
                 nonisolated(unsafe) let partials = scores + heads * count
                 for h in 0..<heads { rk_quantize_row_q8_0(query + h * d, q8 + h * q8Bytes, Int32(d)) }
                 forEachKeyRange(count: count, kvHeads: kvHeads) { kv, j0, j1 in
-                    rk_kv_scores(type, q8 + kv * g * q8Bytes, Int32(g), streams[kv].keyRow(first), Int32(d), Int32(j0), Int32(j1),
+                    rk_kv_scores(keyType, q8 + kv * g * q8Bytes, Int32(g), streams[kv].keyRow(first), Int32(d), Int32(j0), Int32(j1),
                                  shape.scale, scores + kv * g * count, count)
                 }
                 ThreadPool.parallelFor(heads) { range in
@@ -187,7 +188,7 @@ public enum Attention {
                 ThreadPool.parallelFor(kvHeads * chunks) { units in
                     for unit in units {
                         let kv = unit / chunks, c = unit % chunks
-                        rk_kv_pv(type, scores + kv * g * count, count, Int32(g), Int32(c * chunk), Int32(min(count, (c + 1) * chunk)),
+                        rk_kv_pv(valueType, scores + kv * g * count, count, Int32(g), Int32(c * chunk), Int32(min(count, (c + 1) * chunk)),
                                  streams[kv].valueRow(first), Int32(d), partials + unit * g * d, d)
                     }
                 }
@@ -220,10 +221,10 @@ public enum Attention {
     /// `nq` queries (rows of `headDim`) over the first `counts[i]` of the given key and value rows: the f16 kernel
     /// (`batched` order or not) or the quantized one.
     private static func attendRows(queries: UnsafePointer<Float>, counts: UnsafePointer<Int32>, masked: Int = 0, _ nq: Int,
-                                   keys: UnsafeRawPointer, values: UnsafeRawPointer, rowType: KVRowType, headDim d: Int, scale: Float,
+                                   keys: UnsafeRawPointer, values: UnsafeRawPointer, kvType: KVCacheType, headDim d: Int, scale: Float,
                                    output: UnsafeMutablePointer<Float>, batched: Bool) {
-        if rowType.isQuantized {
-            rk_kv_attend(rowType.kernelType, queries, d, counts, Int32(nq), keys, values, Int32(d), scale, output, d, nil, 0)
+        if kvType.isQuantized {
+            rk_kv_attend(kvType.key.kernelType, kvType.value.kernelType, queries, d, counts, Int32(nq), keys, values, Int32(d), scale, output, d, nil, 0)
         } else {
             rk_attn_causal(queries, d, counts, Int32(masked), Int32(nq), keys.assumingMemoryBound(to: UInt16.self), values.assumingMemoryBound(to: UInt16.self),
                            Int32(d), scale, output, d, batched ? 1 : 0)
@@ -240,7 +241,7 @@ public enum Attention {
                               probabilities: UnsafeMutablePointer<Float>? = nil) {
         let d = stream.headDim
         guard count > 0 else { output.update(repeating: 0, count: d); return }
-        if stream.rowType.isQuantized {
+        if stream.kvType.isQuantized {
             quantizedSubset(query: query, stream: stream, slots: slots, count: count, scale: scale, output: output, probabilities: probabilities)
             return
         }
@@ -263,15 +264,15 @@ public enum Attention {
     /// `subset` over quantized rows: the chosen rows gathered (unless they are the first `count`), then `rk_kv_attend`.
     private static func quantizedSubset(query: UnsafePointer<Float>, stream: KVStream, slots: UnsafePointer<Int32>?, count: Int,
                                         scale: Float, output: UnsafeMutablePointer<Float>, probabilities: UnsafeMutablePointer<Float>?) {
-        let d = stream.headDim, type = stream.rowType.kernelType
+        let d = stream.headDim, keyType = stream.kvType.key.kernelType, valueType = stream.kvType.value.kernelType
         var n = Int32(count)
         guard let slots else {
-            rk_kv_attend(type, query, d, &n, 1, stream.keyRow(0), stream.valueRow(0), Int32(d), scale, output, d, probabilities, count)
+            rk_kv_attend(keyType, valueType, query, d, &n, 1, stream.keyRow(0), stream.valueRow(0), Int32(d), scale, output, d, probabilities, count)
             return
         }
-        withUnsafeTemporaryAllocation(byteCount: 2 * count * stream.rowBytes, alignment: 64) { rows in
+        withUnsafeTemporaryAllocation(byteCount: count * (stream.keyBytes + stream.valueBytes), alignment: 64) { rows in
             gather(stream, slots: slots, count: count, into: rows.baseAddress!)
-            rk_kv_attend(type, query, d, &n, 1, rows.baseAddress!, rows.baseAddress! + count * stream.rowBytes, Int32(d), scale, output, d,
+            rk_kv_attend(keyType, valueType, query, d, &n, 1, rows.baseAddress!, rows.baseAddress! + count * stream.keyBytes, Int32(d), scale, output, d,
                          probabilities, count)
         }
     }
@@ -288,19 +289,20 @@ public enum Attention {
         subset(query: query, stream: stream, slots: slots.baseAddress, count: slots.count, scale: scale, output: output, batched: batched)
     }
 
-    /// Copies the key rows then the value rows of `slots` into `rows` (`2·count·rowBytes` bytes), for `gathered`.
+    /// Copies the key rows then the value rows of `slots` into `rows` (`count·(keyBytes + valueBytes)` bytes), for
+    /// `gathered`.
     static func gather(_ stream: KVStream, slots: UnsafePointer<Int32>, count: Int, into rows: UnsafeMutableRawPointer) {
-        rk_gather_rows(stream.keys, stream.values, stream.rowBytes, slots, Int32(count), rows, rows + count * stream.rowBytes)
+        rk_gather_rows(stream.keys, stream.values, stream.keyBytes, stream.valueBytes, slots, Int32(count), rows, rows + count * stream.keyBytes)
     }
 
-    /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows of `rowType`
+    /// `heads` query heads (`queries`/`output`: `[heads][headDim]`) over `count` gathered rows of `kvType`
     /// (`gather`'s layout): each key and value is converted once for all of them. Bit-identical to `subset` per head.
-    static func gathered(queries: UnsafePointer<Float>, heads: Int, rows: UnsafeRawPointer, rowType: KVRowType, count: Int, headDim d: Int,
+    static func gathered(queries: UnsafePointer<Float>, heads: Int, rows: UnsafeRawPointer, kvType: KVCacheType, count: Int, headDim d: Int,
                          scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool) {
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: heads) { counts in
             counts.initialize(repeating: Int32(count))
-            attendRows(queries: queries, counts: counts.baseAddress!, heads, keys: rows, values: rows + count * rowType.rowBytes(headDim: d),
-                       rowType: rowType, headDim: d, scale: scale, output: output, batched: batched)
+            attendRows(queries: queries, counts: counts.baseAddress!, heads, keys: rows, values: rows + count * kvType.key.rowBytes(headDim: d),
+                       kvType: kvType, headDim: d, scale: scale, output: output, batched: batched)
         }
     }
 
@@ -308,9 +310,9 @@ public enum Attention {
     public static func sparseGroup(queries: UnsafePointer<Float>, heads: Int, stream: KVStream, slots: UnsafeBufferPointer<Int32>,
                                    scale: Float, output: UnsafeMutablePointer<Float>, batched: Bool = false) {
         let n = slots.count
-        withUnsafeTemporaryAllocation(byteCount: max(1, 2 * n * stream.rowBytes), alignment: 64) { rows in
+        withUnsafeTemporaryAllocation(byteCount: max(1, n * (stream.keyBytes + stream.valueBytes)), alignment: 64) { rows in
             if let slots = slots.baseAddress { gather(stream, slots: slots, count: n, into: rows.baseAddress!) }
-            gathered(queries: queries, heads: heads, rows: rows.baseAddress!, rowType: stream.rowType, count: n, headDim: stream.headDim,
+            gathered(queries: queries, heads: heads, rows: rows.baseAddress!, kvType: stream.kvType, count: n, headDim: stream.headDim,
                      scale: scale, output: output, batched: batched)
         }
     }
@@ -323,10 +325,10 @@ public enum Attention {
     static func logits(query: UnsafePointer<Float>, stream: KVStream, count: Int, scale: Float,
                        into scores: UnsafeMutablePointer<Float>) {
         let d = stream.headDim
-        if stream.rowType.isQuantized {
+        if stream.kvType.isQuantized {
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: d / 32 * 34) { q8 in
                 rk_quantize_row_q8_0(query, q8.baseAddress!, Int32(d))
-                rk_kv_scores(stream.rowType.kernelType, q8.baseAddress!, 1, stream.keys, Int32(d), 0, Int32(count), scale, scores, count)
+                rk_kv_scores(stream.kvType.key.kernelType, q8.baseAddress!, 1, stream.keys, Int32(d), 0, Int32(count), scale, scores, count)
             }
             return
         }

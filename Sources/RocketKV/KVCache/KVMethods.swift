@@ -15,7 +15,7 @@ public struct KVMethodContext: Sendable {
     /// Method options from `--kv-option key=value`.
     public var options: [String: String]
     /// How every layer's cache stores its key and value rows (`--kv-type`).
-    public var kvType: KVRowType
+    public var kvType: KVCacheType
     /// True when the model has layers besides `layers` that this method instance does not serve (the
     /// sliding-window layers of a hybrid model such as Gemma 3).
     public var servesSomeLayersOnly = false
@@ -24,7 +24,7 @@ public struct KVMethodContext: Sendable {
     public var weightBytesPerToken: Int?
 
     public init(layers: [LayerAttention], budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
-                kvType: KVRowType = .f16) {
+                kvType: KVCacheType = .f16) {
         self.layers = layers
         self.budget = budget
         self.promptLength = promptLength
@@ -35,23 +35,23 @@ public struct KVMethodContext: Sendable {
 
     /// A context for a sequence of `model`: its layers and the bytes of weights it reads per token.
     public init(model: LanguageModel, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:],
-                kvType: KVRowType = .f16) {
+                kvType: KVCacheType = .f16) {
         self.init(layers: model.config.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens,
                   options: options, kvType: kvType)
         weightBytesPerToken = model.weightBytesPerToken
     }
 
-    /// A context whose layers are `shape.layers` global layers of that shape, stored as `shape.rowType`.
+    /// A context whose layers are `shape.layers` global layers of that shape, stored as `shape.kvType`.
     public init(shape: AttentionShape, budget: Int?, promptLength: Int, maxNewTokens: Int, options: [String: String] = [:]) {
         self.init(layers: shape.layerAttention, budget: budget, promptLength: promptLength, maxNewTokens: maxNewTokens, options: options,
-                  kvType: shape.rowType)
+                  kvType: shape.kvType)
     }
 
     /// The one shape of the layers a method instance serves.
     public var shape: AttentionShape {
         precondition(!layers.isEmpty && layers.allSatisfy { $0 == layers[0] && $0.kind == .global },
                      "a method serves global layers of one shape")
-        return AttentionShape(layers: layers.count, like: layers[0], rowType: kvType)
+        return AttentionShape(layers: layers.count, like: layers[0], kvType: kvType)
     }
 
     /// An integer option's value: as given, or its declared default (`computed` when it depends on the request).
@@ -233,7 +233,7 @@ public enum KVMethods {
         guard let first = context.layers.first else { throw KVMethodError("the model has no attention layers") }
         for layer in context.layers { try context.kvType.check(headDim: layer.headDim) }
         if context.layers.allSatisfy({ $0 == first && $0.kind == .global }) { return try method.make(context) }
-        return try LayeredKV(layers: context.layers, rowType: context.kvType) { layers in
+        return try LayeredKV(layers: context.layers, kvType: context.kvType) { layers in
             var sub = context
             sub.layers = layers
             sub.servesSomeLayersOnly = layers.count < context.layers.count

@@ -33,25 +33,25 @@ public struct AttentionShape: Sendable, Equatable {
     public let headDim: Int
     /// The attention logit scale.
     public let scale: Float
-    /// How the cache stores each key and value row.
-    public let rowType: KVRowType
+    /// How the cache stores its key rows and its value rows.
+    public let kvType: KVCacheType
     /// Query heads per KV head (GQA group size): query head `h` reads KV head `h / groupSize`.
     public var groupSize: Int { queryHeads / kvHeads }
 
     /// `scale` defaults to 1/√headDim.
-    public init(layers: Int, queryHeads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil, rowType: KVRowType = .f16) {
+    public init(layers: Int, queryHeads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil, kvType: KVCacheType = .f16) {
         self.layers = layers
         self.queryHeads = queryHeads
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.scale = scale ?? 1 / Float(headDim).squareRoot()
-        self.rowType = rowType
+        self.kvType = kvType
     }
 
-    /// `count` layers of `layer`'s shape, stored as `rowType`.
-    public init(layers count: Int, like layer: LayerAttention, rowType: KVRowType = .f16) {
+    /// `count` layers of `layer`'s shape, stored as `kvType`.
+    public init(layers count: Int, like layer: LayerAttention, kvType: KVCacheType = .f16) {
         self.init(layers: count, queryHeads: layer.queryHeads, kvHeads: layer.kvHeads, headDim: layer.headDim, scale: layer.scale,
-                  rowType: rowType)
+                  kvType: kvType)
     }
 
     /// Every layer of this shape, attending globally.
@@ -60,7 +60,7 @@ public struct AttentionShape: Sendable, Equatable {
     }
 
     /// Bytes of one cached token's key and value rows in one KV group.
-    public var rowPairBytes: Int { 2 * rowType.rowBytes(headDim: headDim) }
+    public var rowPairBytes: Int { kvType.rowPairBytes(headDim: headDim) }
 }
 
 /// Queries, keys and values of one layer for consecutive tokens, after RoPE.

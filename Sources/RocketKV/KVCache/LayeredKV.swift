@@ -7,8 +7,8 @@ public final class LayeredKV: KVPolicy {
     private let routes: [(cache: Int, layer: Int)]
 
     /// `method(layers)` builds the chosen method for a set of global layers of one shape; the sliding-window
-    /// caches store `rowType` rows.
-    public init(layers: [LayerAttention], rowType: KVRowType = .f16, method: ([LayerAttention]) throws -> KVPolicy) throws {
+    /// caches store `kvType` rows.
+    public init(layers: [LayerAttention], kvType: KVCacheType = .f16, method: ([LayerAttention]) throws -> KVPolicy) throws {
         var groups: [LayerAttention] = []
         var members: [[Int]] = []
         for (l, layer) in layers.enumerated() {
@@ -22,7 +22,7 @@ public final class LayeredKV: KVPolicy {
             let shared = Array(repeating: layer, count: layerIndices.count)
             switch layer.kind {
             case .global: return try method(shared)
-            case .slidingWindow(let window): return SlidingWindowKV(shape: AttentionShape(layers: shared.count, like: layer, rowType: rowType), window: window)
+            case .slidingWindow(let window): return SlidingWindowKV(shape: AttentionShape(layers: shared.count, like: layer, kvType: kvType), window: window)
             }
         }
         self.routes = routes

@@ -85,7 +85,7 @@ public final class H2O: KVPolicy, KVStreamInspectable {
     /// head per pass over the keys: the same bits as `subset`'s, added in the same order, so the scores equal
     /// `attendOneByOne`'s (tested), the reference it keeps for decode steps and quantized rows.
     private func attend(layer: Int, _ input: AttentionInput, visibleBefore: Int, output: UnsafeMutablePointer<Float>) {
-        guard input.tokens > 1, !shape.rowType.isQuantized else {
+        guard input.tokens > 1, !shape.kvType.isQuantized else {
             attendOneByOne(layer: layer, input, visibleBefore: visibleBefore, output: output)
             return
         }

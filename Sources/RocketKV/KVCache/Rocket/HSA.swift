@@ -57,10 +57,10 @@ public enum HSA {
     static func usesBatchedOrder(headDim d: Int) -> Bool { d % 32 != 0 }
 
     /// Bytes HSA reads for one group in one step (§7.2): `k1·n_pg` metadata values plus a key and a value row
-    /// of `rowType` per attended slot.
+    /// of `kvType` per attended slot.
     public static func bytesRead(k1: Int, pages: Int, metadataBytes: Int = 2, attended: Int, headDim d: Int,
-                                 rowType: KVRowType = .f16) -> Int {
-        k1 * pages * metadataBytes + attended * 2 * rowType.rowBytes(headDim: d)
+                                 kvType: KVCacheType = .f16) -> Int {
+        k1 * pages * metadataBytes + attended * kvType.rowPairBytes(headDim: d)
     }
 }
 
@@ -73,8 +73,8 @@ public enum HSA {
 final class HSAGroupStep: @unchecked Sendable {
     let groupSize: Int
     let headDim: Int
-    /// The row type of the streams attended.
-    let rowType: KVRowType
+    /// The row types of the streams attended.
+    let kvType: KVCacheType
     private(set) var dimCount = 0
     private(set) var pages = 0
     private(set) var slotCount = 0
@@ -100,10 +100,10 @@ final class HSAGroupStep: @unchecked Sendable {
     /// The selected rows' keys then values, gathered once for all heads.
     private var rows: UnsafeMutableRawPointer
 
-    init(groupSize: Int, headDim: Int, rowType: KVRowType = .f16) {
+    init(groupSize: Int, headDim: Int, kvType: KVCacheType = .f16) {
         self.groupSize = groupSize
         self.headDim = headDim
-        self.rowType = rowType
+        self.kvType = kvType
         dims = .allocate(capacity: headDim)
         positive = .allocate(capacity: headDim)
         coefficients = .allocate(capacity: groupSize * headDim)
@@ -220,7 +220,7 @@ final class HSAGroupStep: @unchecked Sendable {
         if want > slotCapacity {
             slotCapacity = max(want, 2 * slotCapacity)
             slots.deallocate(); slots = .allocate(capacity: slotCapacity)
-            rows.deallocate(); rows = .allocate(byteCount: 2 * slotCapacity * rowType.rowBytes(headDim: headDim), alignment: 64)
+            rows.deallocate(); rows = .allocate(byteCount: slotCapacity * kvType.rowPairBytes(headDim: headDim), alignment: 64)
         }
         slotCount = 0
         for o in 0..<orderCount where slotCount < want {
@@ -231,20 +231,20 @@ final class HSAGroupStep: @unchecked Sendable {
             }
         }
         if let stream {
-            precondition(stream.rowType == rowType)
+            precondition(stream.kvType == kvType)
             Attention.gather(stream, slots: slots, count: slotCount, into: rows)
         }
     }
 
     /// Step 10 for head `h`: exact attention over the rows `rank` gathered (llama.cpp's decode arithmetic).
     func attendHead(_ h: Int, queries: UnsafePointer<Float>, scale: Float, output: UnsafeMutablePointer<Float>) {
-        Attention.gathered(queries: queries + h * headDim, heads: 1, rows: rows, rowType: rowType, count: slotCount, headDim: headDim, scale: scale,
+        Attention.gathered(queries: queries + h * headDim, heads: 1, rows: rows, kvType: kvType, count: slotCount, headDim: headDim, scale: scale,
                            output: output + h * headDim, batched: HSA.usesBatchedOrder(headDim: headDim))
     }
 
     /// Bytes read by the step (§7.2).
     func bytesRead(metadata: PageMetadata) -> Int {
-        HSA.bytesRead(k1: dimCount, pages: pages, metadataBytes: metadata.elementBytes, attended: slotCount, headDim: headDim, rowType: rowType)
+        HSA.bytesRead(k1: dimCount, pages: pages, metadataBytes: metadata.elementBytes, attended: slotCount, headDim: headDim, kvType: kvType)
     }
 
     /// The decisions and intermediate values as arrays.
@@ -271,7 +271,7 @@ final class HSALayerStep {
 
     init(shape: AttentionShape) {
         self.shape = shape
-        groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim, rowType: shape.rowType) }
+        groups = (0..<shape.kvHeads).map { _ in HSAGroupStep(groupSize: shape.groupSize, headDim: shape.headDim, kvType: shape.kvType) }
     }
 
     /// Runs the step for the layer's `streams` and `metadata`; `update(g)` brings group g's metadata up to date

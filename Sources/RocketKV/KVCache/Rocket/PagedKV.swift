@@ -13,7 +13,7 @@ final class PagedKV: @unchecked Sendable {
     init(shape: AttentionShape, pageSize: Int) {
         store = KVStore(shape: shape)
         // Bounds as exact as an f16 cache's keys, or int8 beside a quantized cache (half the bytes; still true bounds).
-        let precision: PageMetadata.Precision = shape.rowType == .f16 ? .f16 : .q8
+        let precision: PageMetadata.Precision = shape.kvType == .f16 ? .f16 : .q8
         metadata = (0..<shape.layers).map { _ in (0..<shape.kvHeads).map { _ in PageMetadata(headDim: shape.headDim, pageSize: pageSize, precision: precision) } }
         bytesRead = Array(repeating: 0, count: shape.layers)
         hsa = HSALayerStep(shape: shape)

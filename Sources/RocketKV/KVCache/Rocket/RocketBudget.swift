@@ -112,7 +112,7 @@ public struct RocketPlan: Sendable, Equatable, CustomStringConvertible {
     public func stageTwoBytes(_ shape: AttentionShape) -> Int {
         let pages = (capacity + pageSize - 1) / pageSize
         return shape.layers * shape.kvHeads * HSA.bytesRead(k1: k1, pages: pages, attended: min(k2, capacity),
-                                                            headDim: shape.headDim, rowType: shape.rowType)
+                                                            headDim: shape.headDim, kvType: shape.kvType)
     }
 
     /// The share of a decode step's bytes that exact scores may add before `scores=auto` keeps the estimate.

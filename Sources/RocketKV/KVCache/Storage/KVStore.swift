@@ -19,14 +19,14 @@ public final class KVStore: KVStreamInspectable {
         precondition(copiesPerGroup == 1 || copiesPerGroup == shape.groupSize, "one stream per KV group or per query head")
         self.shape = shape
         self.copiesPerGroup = copiesPerGroup
-        streams = (0..<shape.layers).map { _ in (0..<(shape.kvHeads * copiesPerGroup)).map { _ in KVStream(headDim: shape.headDim, rowType: shape.rowType) } }
+        streams = (0..<shape.layers).map { _ in (0..<(shape.kvHeads * copiesPerGroup)).map { _ in KVStream(headDim: shape.headDim, kvType: shape.kvType) } }
     }
 
     /// The shape attention sees: with a stream per query head, every head is its own group.
     public var streamShape: AttentionShape {
         copiesPerGroup == 1 ? shape
             : AttentionShape(layers: shape.layers, queryHeads: shape.queryHeads, kvHeads: shape.queryHeads, headDim: shape.headDim, scale: shape.scale,
-                             rowType: shape.rowType)
+                             kvType: shape.kvType)
     }
 
     /// Slots held in `layer` (every stream of a layer holds as many, except after per-stream eviction).

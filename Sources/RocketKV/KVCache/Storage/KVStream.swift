@@ -5,8 +5,8 @@ import Darwin
 #endif
 import CKernels
 
-/// One sequence of cached keys and values (typically one layer and one KV head): rows of `rowType` (f16, or
-/// ggml Q8_0/Q4_0 blocks) in slot order, each with the absolute position of its token. Keys are stored after RoPE.
+/// One sequence of cached keys and values (typically one layer and one KV head): key and value rows of `kvType`
+/// (f16, or ggml Q8_0/Q4_0 blocks, the two halves' types possibly different) in slot order, each with the absolute position of its token. Keys are stored after RoPE.
 ///
 /// Slots are physical; positions are logical. Eviction (`retain`) compacts the slots and gives the freed
 /// memory back, so a method that keeps fewer tokens really holds less memory.
@@ -14,23 +14,24 @@ import CKernels
 // whose tasks read streams and mutate only a stream no other task of the job touches.
 public final class KVStream: @unchecked Sendable {
     public let headDim: Int
-    public let rowType: KVRowType
-    /// Bytes of one key (or value) row.
-    public let rowBytes: Int
+    public let kvType: KVCacheType
+    /// Bytes of one key row and of one value row.
+    public let keyBytes: Int, valueBytes: Int
     public private(set) var count = 0
     public private(set) var capacity = 0
-    /// Key rows, slot `s` at byte `s · rowBytes`.
+    /// Key rows, slot `s` at byte `s · keyBytes`.
     public private(set) var keys: UnsafeMutableRawPointer
-    /// Value rows, laid out as `keys`.
+    /// Value rows, slot `s` at byte `s · valueBytes`.
     public private(set) var values: UnsafeMutableRawPointer
     public private(set) var positions: UnsafeMutablePointer<Int32>
 
-    /// `rowType` must fit `headDim` (`KVRowType.check`).
-    public init(headDim: Int, rowType: KVRowType = .f16, capacity: Int = 0) {
-        precondition((try? rowType.check(headDim: headDim)) != nil, "\(rowType) rows need a head dimension that is a multiple of 32")
+    /// `kvType` must fit `headDim` (`KVCacheType.check`).
+    public init(headDim: Int, kvType: KVCacheType = .f16, capacity: Int = 0) {
+        precondition((try? kvType.check(headDim: headDim)) != nil, "\(kvType) rows need a head dimension that is a multiple of 32")
         self.headDim = headDim
-        self.rowType = rowType
-        rowBytes = rowType.rowBytes(headDim: headDim)
+        self.kvType = kvType
+        keyBytes = kvType.key.rowBytes(headDim: headDim)
+        valueBytes = kvType.value.rowBytes(headDim: headDim)
         keys = UnsafeMutableRawPointer(bitPattern: 8)!   // placeholder, replaced by the first resize
         values = keys
         positions = UnsafeMutablePointer(bitPattern: 8)!
@@ -42,33 +43,33 @@ public final class KVStream: @unchecked Sendable {
     }
 
     /// Bytes of memory held (keys, values and positions, including spare capacity).
-    public var allocatedBytes: Int { capacity * (2 * rowBytes + 4) }
+    public var allocatedBytes: Int { capacity * (keyBytes + valueBytes + 4) }
 
     /// The key row of slot `slot`.
-    public func keyRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys + slot * rowBytes) }
+    public func keyRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(keys + slot * keyBytes) }
     /// The value row of slot `slot`.
-    public func valueRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(values + slot * rowBytes) }
+    public func valueRow(_ slot: Int) -> UnsafeRawPointer { UnsafeRawPointer(values + slot * valueBytes) }
 
     /// The keys as f16 bit patterns, slot `s` at `s · headDim` (f16 streams only).
     public var halfKeys: UnsafeMutablePointer<UInt16> {
-        precondition(rowType == .f16, "halfKeys of a \(rowType) stream")
+        precondition(kvType == .f16, "halfKeys of a \(kvType) stream")
         return keys.assumingMemoryBound(to: UInt16.self)
     }
 
     /// The values as f16 bit patterns (f16 streams only).
     public var halfValues: UnsafeMutablePointer<UInt16> {
-        precondition(rowType == .f16, "halfValues of a \(rowType) stream")
+        precondition(kvType == .f16, "halfValues of a \(kvType) stream")
         return values.assumingMemoryBound(to: UInt16.self)
     }
 
     /// The key of slot `slot` as stored (dequantized: exact, every stored value is a float) into `headDim` floats.
     public func key(_ slot: Int, into destination: UnsafeMutablePointer<Float>) {
-        rk_kv_dequantize_row(rowType.kernelType, keyRow(slot), destination, Int32(headDim))
+        rk_kv_dequantize_row(kvType.key.kernelType, keyRow(slot), destination, Int32(headDim))
     }
 
     /// The value of slot `slot` as stored, into `headDim` floats.
     public func value(_ slot: Int, into destination: UnsafeMutablePointer<Float>) {
-        rk_kv_dequantize_row(rowType.kernelType, valueRow(slot), destination, Int32(headDim))
+        rk_kv_dequantize_row(kvType.value.kernelType, valueRow(slot), destination, Int32(headDim))
     }
 
     /// Makes room for at least `slots` slots in all.
@@ -76,11 +77,11 @@ public final class KVStream: @unchecked Sendable {
         if slots > capacity { resize(to: slots) }
     }
 
-    /// Appends a key/value pair (f32, converted to the row type) for the token at `position`.
+    /// Appends a key/value pair (f32, converted to the row types) for the token at `position`.
     public func append(key: UnsafePointer<Float>, value: UnsafePointer<Float>, position: Int) {
         if count == capacity { resize(to: max(64, capacity * 2)) }
-        rk_kv_quantize_row(rowType.kernelType, key, keys + count * rowBytes, Int32(headDim))
-        rk_kv_quantize_row(rowType.kernelType, value, values + count * rowBytes, Int32(headDim))
+        rk_kv_quantize_row(kvType.key.kernelType, key, keys + count * keyBytes, Int32(headDim))
+        rk_kv_quantize_row(kvType.value.kernelType, value, values + count * valueBytes, Int32(headDim))
         positions[count] = Int32(position)
         count += 1
     }
@@ -91,8 +92,8 @@ public final class KVStream: @unchecked Sendable {
         let (newKeys, newValues, newPositions) = allocateRows(slots.count)
         for (i, s) in slots.enumerated() {
             precondition(s >= 0 && s < count, "retain: slot \(s) out of range 0..<\(count)")
-            memcpy(newKeys + i * rowBytes, keys + s * rowBytes, rowBytes)
-            memcpy(newValues + i * rowBytes, values + s * rowBytes, rowBytes)
+            memcpy(newKeys + i * keyBytes, keys + s * keyBytes, keyBytes)
+            memcpy(newValues + i * valueBytes, values + s * valueBytes, valueBytes)
             newPositions[i] = positions[s]
         }
         free(keys); free(values); free(positions)
@@ -105,9 +106,9 @@ public final class KVStream: @unchecked Sendable {
     /// append: the per-step eviction of a fixed-size cache, without reallocating.
     public func remove(slots range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "remove: slots \(range) out of range 0..<\(count)")
-        let r = rowBytes, later = count - range.upperBound
-        memmove(keys + range.lowerBound * r, keys + range.upperBound * r, later * r)
-        memmove(values + range.lowerBound * r, values + range.upperBound * r, later * r)
+        let k = keyBytes, v = valueBytes, later = count - range.upperBound
+        memmove(keys + range.lowerBound * k, keys + range.upperBound * k, later * k)
+        memmove(values + range.lowerBound * v, values + range.upperBound * v, later * v)
         memmove(positions + range.lowerBound, positions + range.upperBound, later * 4)
         count -= range.count
     }
@@ -131,8 +132,8 @@ public final class KVStream: @unchecked Sendable {
         if capacity == 0 {
             (keys, values, positions) = allocateRows(newCapacity)
         } else {
-            keys = realloc(keys, newCapacity * rowBytes)!
-            values = realloc(values, newCapacity * rowBytes)!
+            keys = realloc(keys, newCapacity * keyBytes)!
+            values = realloc(values, newCapacity * valueBytes)!
             positions = realloc(positions, newCapacity * 4)!.assumingMemoryBound(to: Int32.self)
         }
         capacity = newCapacity
@@ -141,7 +142,7 @@ public final class KVStream: @unchecked Sendable {
     /// Fresh key, value and position buffers for `slots` slots (`malloc`, as `resize` reallocates and `deinit`
     /// frees them).
     private func allocateRows(_ slots: Int) -> (UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafeMutablePointer<Int32>) {
-        (malloc(slots * rowBytes)!, malloc(slots * rowBytes)!, malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
+        (malloc(slots * keyBytes)!, malloc(slots * valueBytes)!, malloc(slots * 4)!.assumingMemoryBound(to: Int32.self))
     }
 }
 
@@ -155,13 +156,13 @@ extension KVStream {
         }
     }
 
-    /// Appends rows `slots` of `source` (a stream of the same row type), bytes as they are.
+    /// Appends rows `slots` of `source` (a stream of the same types), bytes as they are.
     func copyRows(of source: KVStream, slots: [Int]) {
-        precondition(source.rowType == rowType && source.headDim == headDim)
+        precondition(source.kvType == kvType && source.headDim == headDim)
         reserve(count + slots.count)
         for s in slots {
-            memcpy(keys + count * rowBytes, source.keyRow(s), rowBytes)
-            memcpy(values + count * rowBytes, source.valueRow(s), rowBytes)
+            memcpy(keys + count * keyBytes, source.keyRow(s), keyBytes)
+            memcpy(values + count * valueBytes, source.valueRow(s), valueBytes)
             positions[count] = source.positions[s]
             count += 1
         }

@@ -191,7 +191,7 @@ public final class PageMetadata: @unchecked Sendable {
 
     /// Appends the key of slot `slot` of `stream` as stored: f16 keys directly, quantized ones dequantized.
     public func append(slot: Int, of stream: KVStream) {
-        if stream.rowType == .f16 { append(halfKey: stream.halfKeys + slot * headDim); return }
+        if stream.kvType == .f16 { append(halfKey: stream.halfKeys + slot * headDim); return }
         scratch.withUnsafeMutableBufferPointer { b in
             stream.key(slot, into: b.baseAddress!)
             append(key: UnsafePointer(b.baseAddress!))

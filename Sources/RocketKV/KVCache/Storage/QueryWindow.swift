@@ -63,7 +63,7 @@ extension QueryWindow {
         let queries = Array(rows(layer: layer, heads: heads, headDim: d).suffix(w * heads.count * d))
         // The keys as stored: f16 rows as they are, quantized rows dequantized.
         var dequantized = [Float]()
-        if stream.rowType.isQuantized {
+        if stream.kvType.isQuantized {
             dequantized = [Float](unsafeUninitializedCapacity: n * d) { buffer, initialized in
                 for j in 0..<n { stream.key(j, into: buffer.baseAddress! + j * d) }
                 initialized = n * d
@@ -72,7 +72,7 @@ extension QueryWindow {
         return queries.withUnsafeBufferPointer { q in
             dequantized.withUnsafeBufferPointer { k in
                 SnapKVScoring.votes(windowQueries: q.baseAddress!, windowRows: w, groupSize: heads.count,
-                                    keys: stream.rowType.isQuantized ? .f32(k.baseAddress!) : .f16(stream.halfKeys),
+                                    keys: stream.kvType.isQuantized ? .f32(k.baseAddress!) : .f16(stream.halfKeys),
                                     count: n, headDim: d, scale: scale)
             }
         }
