@@ -39,7 +39,7 @@ def ours_full(folder: str, kv_type: str) -> dict[tuple, dict]:
     rows = {}
     for line in open(os.path.join(folder, "predictions.jsonl")):
         r = json.loads(line)
-        made_with = re.search(r"kv-type=(\w+)", r.get("configuration") or "")
+        made_with = re.search(r"kv-type=([\w/]+)", r.get("configuration") or "")   # q8_0, or KEY/VALUE
         if r["method"] == "full" and (made_with.group(1) if made_with else "f16") == kv_type:
             rows[(r["task"], r["length"], r["depth"], r["sample"])] = r
     return rows
